@@ -1,0 +1,415 @@
+//! Turning the annotated function into one that returns a task call or a flow call.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
+use syn::{
+    Attribute, Expr, FnArg, GenericParam, Ident, ItemFn, Lifetime, Pat, ReturnType, Type,
+    TypeImplTrait, TypeParamBound, TypeReference, parse_quote,
+};
+
+use crate::duration;
+use crate::options::{self, Options, RetryDelay};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Task,
+    Flow,
+}
+
+impl Kind {
+    pub(crate) fn attribute(self) -> &'static str {
+        match self {
+            Kind::Task => "#[task]",
+            Kind::Flow => "#[flow]",
+        }
+    }
+}
+
+pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(error) => {
+            // Not a function: say so, and keep the item so the rest of the crate still compiles.
+            let mut out = error.to_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    match options::parse(kind, args).and_then(|options| generate(kind, &options, &function)) {
+        Ok(out) => out,
+        Err(error) => {
+            // Like tokio's macros: report the error and still emit the function unchanged, so
+            // that IDEs and the rest of the crate keep working.
+            let mut out = error.to_compile_error();
+            out.extend(function.into_token_stream());
+            out
+        }
+    }
+}
+
+struct Arg {
+    ident: Ident,
+    /// The binding as written (`mut rows`), used where the body receives the value.
+    binding: TokenStream,
+    ty: Type,
+}
+
+fn check_signature(kind: Kind, function: &ItemFn) -> syn::Result<Vec<Arg>> {
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            sig.fn_token.span(),
+            format!("{} functions must be `async fn`", kind.attribute()),
+        ));
+    }
+    if let Some(constness) = &sig.constness {
+        return Err(syn::Error::new(
+            constness.span(),
+            format!("{} functions cannot be `const`", kind.attribute()),
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        return Err(syn::Error::new(
+            variadic.span(),
+            format!("{} functions cannot be variadic", kind.attribute()),
+        ));
+    }
+    let mut args = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                return Err(syn::Error::new(
+                    receiver.span(),
+                    format!(
+                        "{} cannot take `self`: make it a free function and pass what it needs as arguments",
+                        kind.attribute()
+                    ),
+                ));
+            }
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(pat) if pat.subpat.is_none() && pat.by_ref.is_none() => {
+                    let mutability = &pat.mutability;
+                    let ident = pat.ident.clone();
+                    args.push(Arg {
+                        binding: quote!(#mutability #ident),
+                        ident,
+                        ty: (*typed.ty).clone(),
+                    });
+                }
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        format!(
+                            "{} arguments must be plain names (`rows: Vec<Row>`), not patterns",
+                            kind.attribute()
+                        ),
+                    ));
+                }
+            },
+        }
+    }
+    if kind == Kind::Flow && !sig.generics.params.is_empty() {
+        if let Some(GenericParam::Lifetime(lifetime)) = sig
+            .generics
+            .params
+            .iter()
+            .find(|p| matches!(p, GenericParam::Lifetime(_)))
+        {
+            return Err(syn::Error::new(
+                lifetime.span(),
+                "#[flow] arguments must be owned: a flow runs as its own tokio task",
+            ));
+        }
+    }
+    Ok(args)
+}
+
+fn doc_description(attrs: &[Attribute]) -> Option<String> {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value().trim().to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let text = lines.join("\n").trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// True if the return type is spelled `...Result<...>` (std, anyhow, io or an alias named so).
+fn returns_result(output: &ReturnType) -> bool {
+    match output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "Result"),
+            _ => false,
+        },
+        ReturnType::Default => false,
+    }
+}
+
+fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStream {
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| function.sig.ident.to_string());
+    let description = match options
+        .description
+        .clone()
+        .or_else(|| doc_description(&function.attrs))
+    {
+        Some(text) => quote!(::core::option::Option::Some(::std::borrow::Cow::Borrowed(#text))),
+        None => quote!(::core::option::Option::None),
+    };
+    let retries = options.retries;
+    let delay = match (&options.retry_delay, options.exponential) {
+        (Some(RetryDelay::List(list)), _) => {
+            let items = list.iter().map(|d| duration::tokens(*d));
+            quote!(::flowkit::RetryDelay::List(::std::borrow::Cow::Borrowed(&[#(#items),*])))
+        }
+        (fixed, exponential) => {
+            let base = match fixed {
+                Some(RetryDelay::Fixed(d)) => *d,
+                _ => std::time::Duration::ZERO,
+            };
+            let base = duration::tokens(base);
+            if exponential {
+                let max = match options.max_retry_delay {
+                    Some(max) => {
+                        let max = duration::tokens(max);
+                        quote!(::core::option::Option::Some(#max))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                quote!(::flowkit::RetryDelay::Exponential { base: #base, max: #max })
+            } else {
+                quote!(::flowkit::RetryDelay::Fixed(#base))
+            }
+        }
+    };
+    let jitter = options.retry_jitter;
+    let timeout = match options.timeout {
+        Some(d) => {
+            let d = duration::tokens(d);
+            quote!(::core::option::Option::Some(#d))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let tags = &options.tags;
+    let common = quote! {
+        name: ::std::borrow::Cow::Borrowed(#name),
+        description: #description,
+        retry: ::flowkit::RetryPolicy {
+            retries: #retries,
+            delay: #delay,
+            jitter: #jitter,
+        },
+        timeout: #timeout,
+        tags: ::std::borrow::Cow::Borrowed(&[#(::std::borrow::Cow::Borrowed(#tags)),*]),
+    };
+    match kind {
+        Kind::Task => quote!(::flowkit::TaskOptions { #common }),
+        Kind::Flow => {
+            let limit = match options.concurrency_limit {
+                Some(n) => quote!(::core::option::Option::Some(#n)),
+                None => quote!(::core::option::Option::None),
+            };
+            quote!(::flowkit::FlowOptions { #common concurrency_limit: #limit, })
+        }
+    }
+}
+
+/// Gives every elided lifetime in an argument type the task's lifetime `'__fk`.
+struct NameElided(Lifetime);
+
+impl VisitMut for NameElided {
+    fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
+        if reference.lifetime.is_none() {
+            reference.lifetime = Some(self.0.clone());
+        }
+        visit_mut::visit_type_reference_mut(self, reference);
+    }
+
+    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+        if lifetime.ident == "_" {
+            *lifetime = self.0.clone();
+        }
+    }
+
+    fn visit_type_impl_trait_mut(&mut self, impl_trait: &mut TypeImplTrait) {
+        visit_mut::visit_type_impl_trait_mut(self, impl_trait);
+        impl_trait
+            .bounds
+            .push(TypeParamBound::Lifetime(self.0.clone()));
+    }
+}
+
+fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenStream> {
+    let args = check_signature(kind, function)?;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let fn_name = &sig.ident;
+    let options = options_tokens(kind, opts, function);
+    let fallible = returns_result(&sig.output);
+    let ret: Type = match &sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => parse_quote!(()),
+    };
+    let output: Type = if fallible {
+        ret.clone()
+    } else {
+        parse_quote!(::core::result::Result<#ret, ::core::convert::Infallible>)
+    };
+    let sig_span = sig.ident.span();
+
+    // The future of one attempt, with a "fake return" so type errors point at the user's code.
+    let attempt = if fallible {
+        quote!(async move {
+            let __flowkit_output: #ret = #block;
+            __flowkit_output
+        })
+    } else {
+        quote!(async move {
+            let __flowkit_output: #ret = async move #block.await;
+            ::core::result::Result::<#ret, ::core::convert::Infallible>::Ok(__flowkit_output)
+        })
+    };
+    let attempt = quote_spanned!(sig_span=> ::flowkit::__private::require_send(#attempt));
+
+    let idents: Vec<&Ident> = args.iter().map(|a| &a.ident).collect();
+    let bindings: Vec<&TokenStream> = args.iter().map(|a| &a.binding).collect();
+    // Each attempt gets its own copy of the arguments when the run may retry; a run without
+    // retries moves them into its only attempt.
+    let start = if opts.retries > 0 {
+        quote!(move || {
+            #(let #bindings = ::core::clone::Clone::clone(&#idents);)*
+            #attempt
+        })
+    } else {
+        quote!({
+            let mut __flowkit_arguments = ::core::option::Option::Some((#(#idents,)*));
+            move || {
+                let (#(#bindings,)*) = match __flowkit_arguments.take() {
+                    ::core::option::Option::Some(arguments) => arguments,
+                    ::core::option::Option::None => {
+                        ::core::unreachable!("flowkit: a run without retries makes one attempt")
+                    }
+                };
+                #attempt
+            }
+        })
+    };
+    let send_checks: Vec<TokenStream> = args
+        .iter()
+        .map(|arg| {
+            let ident = &arg.ident;
+            quote_spanned!(arg.ty.span()=> ::flowkit::__private::require_send_argument(&#ident);)
+        })
+        .collect();
+    let (_, _, where_clause) = sig.generics.split_for_impl();
+
+    match kind {
+        Kind::Task => {
+            let retry_if = match &opts.retry_if {
+                Some(Expr::Closure(closure)) => quote!(#closure),
+                Some(path) => quote_spanned!(path.span()=> |__flowkit_error: &_| #path(__flowkit_error)),
+                None => quote!(::flowkit::__private::always_retry),
+            };
+            // Arguments may borrow: the call lives for `'__fk`, which every lifetime and type
+            // parameter of the function outlives.
+            let fk = Lifetime::new("'__fk", Span::call_site());
+            let mut generics = sig.generics.clone();
+            let mut bounds: Vec<TokenStream> = Vec::new();
+            for param in &generics.params {
+                match param {
+                    GenericParam::Lifetime(l) => {
+                        let l = &l.lifetime;
+                        bounds.push(quote!(#l: #fk));
+                    }
+                    GenericParam::Type(t) => {
+                        let t = &t.ident;
+                        bounds.push(quote!(#t: #fk));
+                    }
+                    GenericParam::Const(_) => {}
+                }
+            }
+            generics.params.insert(0, parse_quote!(#fk));
+            let mut inputs = Vec::new();
+            for arg in &args {
+                let mut ty = arg.ty.clone();
+                NameElided(fk.clone()).visit_type_mut(&mut ty);
+                let ident = &arg.ident;
+                inputs.push(quote!(#ident: #ty));
+            }
+            let params = &generics.params;
+            let existing = where_clause.map(|w| {
+                let predicates = &w.predicates;
+                quote!(#predicates,)
+            });
+            Ok(quote! {
+                #(#attrs)*
+                #vis fn #fn_name<#params>(#(#inputs),*)
+                    -> ::flowkit::TaskCall<#fk, impl ::flowkit::runtime::TaskBody<Output = #output> + #fk>
+                where #existing #(#bounds,)*
+                {
+                    #(#send_checks)*
+                    static __FLOWKIT_OPTIONS: ::flowkit::TaskOptions = #options;
+                    ::flowkit::runtime::task(
+                        &__FLOWKIT_OPTIONS,
+                        ::flowkit::runtime::Body::new(#start, #retry_if),
+                    )
+                }
+            })
+        }
+        Kind::Flow => {
+            let params = &sig.generics.params;
+            let inputs = args.iter().map(|arg| {
+                let (ident, ty) = (&arg.ident, &arg.ty);
+                quote!(#ident: #ty)
+            });
+            let parameters = args.iter().map(|arg| {
+                let ident = &arg.ident;
+                let key = ident.to_string();
+                let key = key.strip_prefix("r#").unwrap_or(&key).to_string();
+                quote_spanned!(arg.ty.span()=> __flowkit_parameters.insert(
+                    ::std::string::String::from(#key),
+                    ::flowkit::__private::parameter(&#ident),
+                );)
+            });
+            Ok(quote! {
+                #(#attrs)*
+                #vis fn #fn_name<#params>(#(#inputs),*)
+                    -> ::flowkit::FlowCall<impl ::flowkit::runtime::FlowBody<Output = #output>>
+                #where_clause
+                {
+                    #(#send_checks)*
+                    static __FLOWKIT_OPTIONS: ::flowkit::FlowOptions = #options;
+                    #[allow(unused_mut)]
+                    let mut __flowkit_parameters = ::flowkit::__private::serde_json::Map::new();
+                    #(#parameters)*
+                    ::flowkit::runtime::flow(
+                        &__FLOWKIT_OPTIONS,
+                        ::flowkit::__private::serde_json::Value::Object(__flowkit_parameters),
+                        #start,
+                    )
+                }
+            })
+        }
+    }
+}

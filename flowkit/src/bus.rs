@@ -1,0 +1,271 @@
+//! The event bus: a non-blocking queue from the runs to the sinks.
+//!
+//! Emitting an event is a push onto a lock-free queue; it never waits and never fails. A
+//! dispatcher thread of the bus's own drains the queue in batches and hands each batch, in
+//! emission order, to every sink. Because the dispatcher runs on its own thread with its own
+//! small runtime, events keep flowing while the program's runtime is busy, and a bus outlives
+//! the runtime that made it (one per `#[tokio::test]`, say).
+//!
+//! **Slow sinks.** Sinks are called synchronously and must not block: a sink that does I/O keeps
+//! its own buffer (the console writes to a terminal; the HTTP sink spools to disk). The queue is
+//! therefore only long while the dispatcher is starved of CPU; it is unbounded so that no event
+//! is ever dropped and no task ever waits, and [`EventBus::stats`] reports its high-water mark.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::events::{Event, EventKind};
+use crate::ids::new_id;
+use crate::sink::EventSink;
+
+enum Message {
+    Event(Event),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Where events go. Cheap to clone; a disabled bus (no sink) costs one branch per event.
+///
+/// ```
+/// use flowkit::{EventBus, MemorySink, task};
+///
+/// #[task]
+/// async fn double(x: u32) -> u32 { x * 2 }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let memory = MemorySink::new();
+/// let bus = EventBus::builder().sink(memory.clone()).build();
+/// assert_eq!(double(21).on(&bus).await.unwrap(), 42);
+/// bus.flush().await;
+/// assert_eq!(memory.events().len(), 3); // created, running, completed
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct EventBus {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    tx: mpsc::UnboundedSender<Message>,
+    stats: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    emitted: AtomicU64,
+    delivered: AtomicU64,
+    high_water: AtomicUsize,
+}
+
+/// What a bus has carried so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Events emitted onto the bus.
+    pub emitted: u64,
+    /// Events handed to the sinks.
+    pub delivered: u64,
+    /// The longest the queue has been.
+    pub high_water: usize,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("enabled", &self.is_enabled())
+            .finish()
+    }
+}
+
+/// Builds an [`EventBus`] from its sinks.
+#[derive(Default)]
+pub struct EventBusBuilder {
+    sinks: Vec<Box<dyn EventSink>>,
+}
+
+impl EventBusBuilder {
+    /// Adds a sink.
+    pub fn sink(mut self, sink: impl EventSink) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Adds a boxed sink.
+    pub fn boxed_sink(mut self, sink: Box<dyn EventSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Starts the dispatcher thread. With no sink, the bus is disabled and starts nothing.
+    pub fn build(self) -> EventBus {
+        if self.sinks.is_empty() {
+            return EventBus::disabled();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(Counters::default());
+        let thread_stats = stats.clone();
+        let sinks = self.sinks;
+        let spawned = std::thread::Builder::new()
+            .name("flowkit-events".into())
+            .spawn(move || dispatch(rx, sinks, thread_stats));
+        match spawned {
+            Ok(_) => EventBus {
+                inner: Some(Arc::new(Inner { tx, stats })),
+            },
+            Err(error) => {
+                tracing::error!(%error, "flowkit: could not start the event dispatcher; events are off");
+                EventBus::disabled()
+            }
+        }
+    }
+}
+
+impl EventBus {
+    /// A builder to add sinks to.
+    pub fn builder() -> EventBusBuilder {
+        EventBusBuilder::default()
+    }
+
+    /// A bus that carries nothing.
+    pub fn disabled() -> Self {
+        EventBus { inner: None }
+    }
+
+    /// True if events emitted here reach a sink.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Emits an event built from its parts; the id and timestamp are made here.
+    #[inline]
+    pub(crate) fn emit_with(
+        &self,
+        flow_run_id: Option<Uuid>,
+        task_run_id: Option<Uuid>,
+        kind: impl FnOnce() -> EventKind,
+    ) {
+        if let Some(inner) = &self.inner {
+            let timestamp = Utc::now();
+            inner.send(Event {
+                id: new_id(timestamp),
+                timestamp,
+                flow_run_id,
+                task_run_id,
+                kind: kind(),
+            });
+        }
+    }
+
+    /// Emits a ready-made event.
+    pub fn emit(&self, event: Event) {
+        if let Some(inner) = &self.inner {
+            inner.send(event);
+        }
+    }
+
+    /// Waits until every event emitted before this call has been handed to every sink and each
+    /// sink has flushed.
+    pub async fn flush(&self) {
+        if let Some(inner) = &self.inner {
+            let (done, wait) = oneshot::channel();
+            if inner.tx.send(Message::Flush(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+
+    /// [`flush`](Self::flush) with a bounded wait; true if it finished in time.
+    pub async fn flush_timeout(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.flush()).await.is_ok()
+    }
+
+    /// Counters of what the bus has carried.
+    pub fn stats(&self) -> BusStats {
+        match &self.inner {
+            Some(inner) => BusStats {
+                emitted: inner.stats.emitted.load(Ordering::Relaxed),
+                delivered: inner.stats.delivered.load(Ordering::Relaxed),
+                high_water: inner.stats.high_water.load(Ordering::Relaxed),
+            },
+            None => BusStats::default(),
+        }
+    }
+}
+
+impl Inner {
+    #[inline]
+    fn send(&self, event: Event) {
+        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        // Fails only once the dispatcher thread has ended, which happens only if a sink
+        // panicked; that panic was already reported.
+        let _ = self.tx.send(Message::Event(event));
+    }
+}
+
+const BATCH: usize = 4096;
+
+fn dispatch(
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    mut sinks: Vec<Box<dyn EventSink>>,
+    stats: Arc<Counters>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "flowkit: could not start the event dispatcher runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut messages = Vec::with_capacity(BATCH);
+        let mut events = Vec::with_capacity(BATCH);
+        loop {
+            if rx.recv_many(&mut messages, BATCH).await == 0 {
+                break;
+            }
+            let backlog = rx.len() + messages.len();
+            stats.high_water.fetch_max(backlog, Ordering::Relaxed);
+            let full = messages.len() == BATCH;
+            for message in messages.drain(..) {
+                match message {
+                    Message::Event(event) => events.push(event),
+                    Message::Flush(done) => {
+                        deliver(&mut sinks, &mut events, &stats);
+                        for sink in sinks.iter_mut() {
+                            sink.flush().await;
+                        }
+                        let _ = done.send(());
+                    }
+                }
+            }
+            deliver(&mut sinks, &mut events, &stats);
+            if full {
+                // Under a flood, give the producers a moment to fill the next batch instead of
+                // waking this thread once per event.
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        for sink in sinks.iter_mut() {
+            sink.flush().await;
+        }
+    });
+}
+
+fn deliver(sinks: &mut [Box<dyn EventSink>], events: &mut Vec<Event>, stats: &Counters) {
+    if events.is_empty() {
+        return;
+    }
+    for sink in sinks.iter_mut() {
+        sink.handle(events);
+    }
+    stats
+        .delivered
+        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    events.clear();
+}

@@ -1,0 +1,66 @@
+//! Cancelling every top-level flow run of the process (Ctrl-C).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::run::FlowRun;
+
+static ROOTS: Mutex<Vec<Arc<FlowRun>>> = Mutex::new(Vec::new());
+
+/// Keeps a top-level flow run cancellable by Ctrl-C while it runs.
+pub(crate) struct Registration(Arc<FlowRun>);
+
+pub(crate) fn register(run: &Arc<FlowRun>) -> Registration {
+    ROOTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(run.clone());
+    Registration(run.clone())
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        ROOTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|run| run.id != self.0.id);
+    }
+}
+
+/// Cancels every top-level flow run in progress; how many there were.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(flowkit::cancel_all(), 0); // nothing running
+/// # }
+/// ```
+pub fn cancel_all() -> usize {
+    let roots = ROOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    for run in roots.iter() {
+        run.cancel.cancel();
+    }
+    roots.len()
+}
+
+/// Listens for Ctrl-C: the first cancels the flow runs in progress (they record `Cancelled` and
+/// return [`RunError::Cancelled`](crate::RunError::Cancelled)); a second one, or one while no
+/// flow runs, exits the process with status 130 as Ctrl-C normally would.
+pub(crate) fn listen_for_ctrl_c() {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        tracing::debug!("flowkit: no tokio runtime at init; Ctrl-C will not cancel flow runs");
+        return;
+    };
+    handle.spawn(async {
+        let mut cancelling = false;
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            let running = cancel_all();
+            if running == 0 || cancelling {
+                std::process::exit(130);
+            }
+            cancelling = true;
+            tracing::warn!("flowkit: Ctrl-C: cancelling {running} flow run(s); press Ctrl-C again to exit now");
+        }
+    });
+}

@@ -1,0 +1,152 @@
+//! Process-wide setup: the global event bus, logging and Ctrl-C, from the environment.
+
+use std::sync::OnceLock;
+
+use crate::sink::{ConsoleSink, EventSink};
+use crate::{EventBus, logging};
+
+static GLOBAL: OnceLock<EventBus> = OnceLock::new();
+
+/// The bus used by runs that were not given one: the one [`init`] or [`Config::init`]
+/// installed, else one built from the environment on first use.
+pub fn global_bus() -> &'static EventBus {
+    GLOBAL.get_or_init(|| Config::from_env().build_bus())
+}
+
+/// Why [`Config::init`] did nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// The global bus was already set (by an earlier `init`, or by a run that used it).
+    #[error("flowkit is already initialized: the global event bus was set before")]
+    AlreadyInitialized,
+}
+
+/// How flowkit reports runs in this process: which sinks, whether it installs a `tracing`
+/// subscriber, whether Ctrl-C cancels flow runs.
+///
+/// Environment variables (read by [`Config::from_env`]): `FLOWKIT_CONSOLE=off` silences the
+/// console progress view; `RUST_LOG` sets the log filter (default `info`). Builder calls
+/// override them.
+///
+/// ```
+/// use flowkit::{Config, MemorySink};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let memory = MemorySink::new();
+/// Config::from_env().console(false).sink(memory.clone()).init().expect("first init");
+/// # }
+/// ```
+#[must_use = "a Config does nothing until .init()"]
+pub struct Config {
+    console: bool,
+    logging: bool,
+    ctrl_c: bool,
+    sinks: Vec<Box<dyn EventSink>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Config {
+    /// The defaults, ignoring the environment: console on, logging on, Ctrl-C handled.
+    pub fn new() -> Self {
+        Config {
+            console: true,
+            logging: true,
+            ctrl_c: true,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// The defaults, then the environment (`FLOWKIT_CONSOLE`).
+    pub fn from_env() -> Self {
+        let mut config = Self::new();
+        if let Ok(value) = std::env::var("FLOWKIT_CONSOLE") {
+            config.console = !matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "0" | "off" | "false" | "no"
+            );
+        }
+        config
+    }
+
+    /// Shows (or hides) the console progress view on stderr.
+    pub fn console(mut self, on: bool) -> Self {
+        self.console = on;
+        self
+    }
+
+    /// Installs (or not) a `tracing` subscriber that honours `RUST_LOG` and sends logs emitted
+    /// inside runs to the sinks.
+    pub fn logging(mut self, on: bool) -> Self {
+        self.logging = on;
+        self
+    }
+
+    /// Lets (or not) Ctrl-C cancel the flow runs in progress.
+    pub fn ctrl_c(mut self, on: bool) -> Self {
+        self.ctrl_c = on;
+        self
+    }
+
+    /// Adds a sink.
+    pub fn sink(mut self, sink: impl EventSink) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+
+    fn build_bus(self) -> EventBus {
+        let mut builder = EventBus::builder();
+        if self.console {
+            builder = builder.sink(ConsoleSink::stderr());
+        }
+        for sink in self.sinks {
+            builder = builder.boxed_sink(sink);
+        }
+        builder.build()
+    }
+
+    /// Installs this configuration for the process.
+    pub fn init(self) -> Result<(), InitError> {
+        if GLOBAL.get().is_some() {
+            return Err(InitError::AlreadyInitialized);
+        }
+        let (logging, ctrl_c, console) = (self.logging, self.ctrl_c, self.console);
+        if GLOBAL.set(self.build_bus()).is_err() {
+            return Err(InitError::AlreadyInitialized);
+        }
+        if logging {
+            logging::install(console);
+        }
+        if ctrl_c {
+            crate::cancel::listen_for_ctrl_c();
+        }
+        Ok(())
+    }
+}
+
+/// Sets flowkit up from the environment: the console progress view (unless
+/// `FLOWKIT_CONSOLE=off`), a `tracing` subscriber honouring `RUST_LOG`, and Ctrl-C cancelling the
+/// flow runs in progress. Calling it again does nothing.
+///
+/// ```no_run
+/// #[tokio::main]
+/// async fn main() {
+///     flowkit::init();
+/// }
+/// ```
+pub fn init() {
+    let _ = Config::from_env().init();
+}
+
+/// Waits (at most 5 s) until the events emitted so far by runs on the global bus have reached
+/// its sinks. Top-level flow runs do this themselves when they end.
+pub async fn flush() {
+    if let Some(bus) = GLOBAL.get() {
+        bus.flush_timeout(std::time::Duration::from_secs(5)).await;
+    }
+}

@@ -1,0 +1,138 @@
+//! The run context: which run the current code is part of.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use uuid::Uuid;
+
+use crate::run::{FlowRun, TaskRun};
+
+/// The run a piece of code runs in, set for the duration of each attempt.
+#[derive(Clone)]
+pub(crate) enum Scope {
+    Flow(Arc<FlowRun>),
+    Task(Arc<TaskRun>),
+}
+
+tokio::task_local! {
+    pub(crate) static CURRENT: Scope;
+}
+
+pub(crate) fn current() -> Option<Scope> {
+    CURRENT.try_with(Scope::clone).ok()
+}
+
+impl Scope {
+    /// The flow run this scope belongs to.
+    pub(crate) fn flow(&self) -> Option<&Arc<FlowRun>> {
+        match self {
+            Scope::Flow(flow) => Some(flow),
+            Scope::Task(task) => task.flow.as_ref(),
+        }
+    }
+}
+
+/// What a task or flow knows about its own run: ids, names, attempt, parameters.
+///
+/// ```
+/// use flowkit::{flow, task};
+///
+/// #[task(retries = 2, retry_delay = 0)]
+/// async fn flaky() -> Result<u32, String> {
+///     let ctx = flowkit::context().expect("inside a task");
+///     // Attempts are 1-based: fail twice, then succeed.
+///     if ctx.attempt() < 3 { Err(format!("attempt {}", ctx.attempt())) } else { Ok(ctx.attempt()) }
+/// }
+///
+/// #[flow]
+/// async fn demo(day: String) -> Result<u32, flowkit::RunError<String>> {
+///     let ctx = flowkit::context().expect("inside a flow");
+///     assert_eq!(ctx.flow_name(), Some("demo"));
+///     assert_eq!(ctx.parameters().unwrap()["day"], "2026-11-26");
+///     flaky().await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # flowkit::Config::new().console(false).init().ok();
+/// assert_eq!(demo("2026-11-26".into()).await.unwrap(), 3);
+/// assert!(flowkit::context().is_none()); // outside any run
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RunContext {
+    scope: Scope,
+}
+
+/// The context of the run the caller is part of; `None` outside any task or flow.
+pub fn context() -> Option<RunContext> {
+    current().map(|scope| RunContext { scope })
+}
+
+impl RunContext {
+    /// The id of the innermost run: the task run inside a task, else the flow run.
+    pub fn run_id(&self) -> Uuid {
+        match &self.scope {
+            Scope::Flow(flow) => flow.id,
+            Scope::Task(task) => task.id,
+        }
+    }
+
+    /// The flow run's id, if the code runs in a flow.
+    pub fn flow_run_id(&self) -> Option<Uuid> {
+        self.scope.flow().map(|f| f.id)
+    }
+
+    /// The flow's name, if the code runs in a flow.
+    pub fn flow_name(&self) -> Option<&str> {
+        self.scope.flow().map(|f| &*f.options.name)
+    }
+
+    /// The task run's id, inside a task.
+    pub fn task_run_id(&self) -> Option<Uuid> {
+        match &self.scope {
+            Scope::Task(task) => Some(task.id),
+            Scope::Flow(_) => None,
+        }
+    }
+
+    /// The task's name, inside a task.
+    pub fn task_name(&self) -> Option<&str> {
+        match &self.scope {
+            Scope::Task(task) => Some(&task.options.name),
+            Scope::Flow(_) => None,
+        }
+    }
+
+    /// The attempt of the innermost run, from 1.
+    pub fn attempt(&self) -> u32 {
+        match &self.scope {
+            Scope::Flow(flow) => flow.attempt.load(Ordering::Relaxed),
+            Scope::Task(task) => task.attempt.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The position of the item, in a task run made by `map`.
+    pub fn map_index(&self) -> Option<u64> {
+        match &self.scope {
+            Scope::Task(task) => task.map_index,
+            Scope::Flow(_) => None,
+        }
+    }
+
+    /// The flow run's parameters, as JSON.
+    pub fn parameters(&self) -> Option<&serde_json::Value> {
+        self.scope.flow().map(|f| &f.parameters)
+    }
+}
+
+impl std::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("flow_run_id", &self.flow_run_id())
+            .field("flow_name", &self.flow_name())
+            .field("task_run_id", &self.task_run_id())
+            .field("task_name", &self.task_name())
+            .field("attempt", &self.attempt())
+            .finish()
+    }
+}

@@ -1,0 +1,261 @@
+//! The error a task or flow call returns.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::State;
+use crate::events::RunType;
+
+/// Why a task run or flow run did not produce a value.
+///
+/// `E` is the error type of the task's own `Result`; its value is kept, after the last retry, in
+/// [`RunError::Failed`]. Timeouts, panics, cancellation and skipped upstreams are their own
+/// variants. `RunError<E>` implements [`std::error::Error`] whenever `E` is `Debug + Display`, so
+/// `?` turns it into an `anyhow::Error` or into your own error type (with a `From` impl).
+///
+/// ```
+/// use flowkit::{RunError, task};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("source answered {0}")]
+/// struct ApiError(u16);
+///
+/// #[task]
+/// async fn fetch() -> Result<u32, ApiError> {
+///     Err(ApiError(404))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # flowkit::Config::new().console(false).init().ok();
+/// match fetch().await {
+///     Err(RunError::Failed { error, attempts, .. }) => {
+///         assert_eq!(error.0, 404);
+///         assert_eq!(attempts, 1);
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError<E> {
+    /// The run's code returned `Err` on its last attempt.
+    #[error("{run_type:?} `{name}` failed after {attempts} attempt{s}: {error}", s = plural(*attempts))]
+    Failed {
+        /// Flow or task.
+        run_type: RunType,
+        /// The flow's or task's name.
+        name: Cow<'static, str>,
+        /// The run's id.
+        run_id: Uuid,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The error of the last attempt.
+        error: E,
+    },
+    /// The last attempt ran out of time.
+    #[error("{run_type:?} `{name}` timed out after {} (attempt {attempts})", humanize(*after))]
+    TimedOut {
+        /// Flow or task.
+        run_type: RunType,
+        /// The flow's or task's name.
+        name: Cow<'static, str>,
+        /// The run's id.
+        run_id: Uuid,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The timeout of one attempt.
+        after: Duration,
+    },
+    /// The run's code panicked; the panic was caught and the run marked `Crashed`.
+    #[error("{run_type:?} `{name}` panicked: {message}")]
+    Panicked {
+        /// Flow or task.
+        run_type: RunType,
+        /// The flow's or task's name.
+        name: Cow<'static, str>,
+        /// The run's id.
+        run_id: Uuid,
+        /// The panic's message.
+        message: String,
+    },
+    /// The run was cancelled (its flow run was cancelled, or its handle dropped).
+    #[error("{run_type:?} `{name}` was cancelled")]
+    Cancelled {
+        /// Flow or task.
+        run_type: RunType,
+        /// The flow's or task's name.
+        name: Cow<'static, str>,
+        /// The run's id.
+        run_id: Uuid,
+    },
+    /// The run never started: a run it waited for did not complete.
+    #[error("{run_type:?} `{name}` was skipped: upstream run {upstream} ended {upstream_state}")]
+    UpstreamFailed {
+        /// Flow or task.
+        run_type: RunType,
+        /// The flow's or task's name.
+        name: Cow<'static, str>,
+        /// The run's id.
+        run_id: Uuid,
+        /// The upstream run that did not complete.
+        upstream: Uuid,
+        /// The state it ended in.
+        upstream_state: State,
+    },
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+pub(crate) fn humanize(d: Duration) -> String {
+    let ms = (d.as_secs_f64() * 1000.0).round() as u128;
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = ms as f64 / 1000.0;
+        if ms % 1_000 == 0 {
+            format!("{s:.0}s")
+        } else {
+            format!("{s:.2}s")
+        }
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1_000)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+    }
+}
+
+impl<E> RunError<E> {
+    /// The task's own error, if the run failed with one.
+    pub fn error(&self) -> Option<&E> {
+        match self {
+            RunError::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The task's own error by value, if the run failed with one.
+    pub fn into_error(self) -> Option<E> {
+        match self {
+            RunError::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The id of the run that failed.
+    pub fn run_id(&self) -> Uuid {
+        match self {
+            RunError::Failed { run_id, .. }
+            | RunError::TimedOut { run_id, .. }
+            | RunError::Panicked { run_id, .. }
+            | RunError::Cancelled { run_id, .. }
+            | RunError::UpstreamFailed { run_id, .. } => *run_id,
+        }
+    }
+
+    /// The name of the flow or task that failed.
+    pub fn name(&self) -> &str {
+        match self {
+            RunError::Failed { name, .. }
+            | RunError::TimedOut { name, .. }
+            | RunError::Panicked { name, .. }
+            | RunError::Cancelled { name, .. }
+            | RunError::UpstreamFailed { name, .. } => name,
+        }
+    }
+
+    /// The terminal state the run ended in.
+    pub fn state(&self) -> State {
+        match self {
+            RunError::Failed { .. } => State::Failed,
+            RunError::TimedOut { .. } => State::TimedOut,
+            RunError::Panicked { .. } => State::Crashed,
+            RunError::Cancelled { .. } => State::Cancelled,
+            RunError::UpstreamFailed { .. } => State::Skipped,
+        }
+    }
+
+    /// True if the run timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RunError::TimedOut { .. })
+    }
+
+    /// True if the run's code panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, RunError::Panicked { .. })
+    }
+
+    /// True if the run was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, RunError::Cancelled { .. })
+    }
+
+    /// Maps the task's own error, keeping every other case.
+    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> RunError<F> {
+        match self {
+            RunError::Failed {
+                run_type,
+                name,
+                run_id,
+                attempts,
+                error,
+            } => RunError::Failed {
+                run_type,
+                name,
+                run_id,
+                attempts,
+                error: f(error),
+            },
+            RunError::TimedOut {
+                run_type,
+                name,
+                run_id,
+                attempts,
+                after,
+            } => RunError::TimedOut {
+                run_type,
+                name,
+                run_id,
+                attempts,
+                after,
+            },
+            RunError::Panicked {
+                run_type,
+                name,
+                run_id,
+                message,
+            } => RunError::Panicked {
+                run_type,
+                name,
+                run_id,
+                message,
+            },
+            RunError::Cancelled {
+                run_type,
+                name,
+                run_id,
+            } => RunError::Cancelled {
+                run_type,
+                name,
+                run_id,
+            },
+            RunError::UpstreamFailed {
+                run_type,
+                name,
+                run_id,
+                upstream,
+                upstream_state,
+            } => RunError::UpstreamFailed {
+                run_type,
+                name,
+                run_id,
+                upstream,
+                upstream_state,
+            },
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The one event schema shared by the runtime, the sinks and the server.
+//!
+//! Every change of every run is an [`Event`]: a run was created, a run changed state, or a run
+//! logged a line. A run's current state is derived from its events, so they may be stored, sent
+//! and replayed in any order; the id (a UUID v7) makes ingestion idempotent and sorts by time.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::State;
+
+/// One thing that happened to a run.
+///
+/// ```
+/// use flowkit::events::{Event, EventKind};
+/// let json = r#"{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z",
+///   "flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,
+///   "kind":{"type":"state_changed","state":"Running","attempt":1}}"#;
+/// let event: Event = serde_json::from_str(json).unwrap();
+/// assert!(matches!(event.kind, EventKind::StateChanged(ref s) if s.attempt == 1));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id (UUID v7): ids sort by the millisecond they were made in.
+    pub id: Uuid,
+    /// When it happened (UTC, nanosecond precision).
+    pub timestamp: DateTime<Utc>,
+    /// The flow run it belongs to: the run itself for flow events, the enclosing flow run for
+    /// task events, `None` for a task run started outside any flow.
+    pub flow_run_id: Option<Uuid>,
+    /// The task run, for task events.
+    pub task_run_id: Option<Uuid>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The id of the run this event is about: the task run if there is one, else the flow run.
+    pub fn run_id(&self) -> Option<Uuid> {
+        self.task_run_id.or(self.flow_run_id)
+    }
+
+    /// The state this event moves its run to, if it is a state change.
+    pub fn state(&self) -> Option<State> {
+        match &self.kind {
+            EventKind::StateChanged(change) => Some(change.state),
+            _ => None,
+        }
+    }
+}
+
+/// The three kinds of event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A run was created; it is `Pending` until its first `Running`.
+    RunCreated(Box<RunCreated>),
+    /// A run changed state.
+    StateChanged(StateChanged),
+    /// A run logged a line through `tracing`.
+    Log(Box<LogRecord>),
+}
+
+/// Whether a run is a flow run or a task run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunType {
+    /// A run of a `#[flow]`.
+    Flow,
+    /// A run of a `#[task]`.
+    Task,
+}
+
+/// The facts fixed when a run is created.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunCreated {
+    /// Flow or task.
+    pub run_type: RunType,
+    /// The flow's or task's name.
+    pub name: Cow<'static, str>,
+    /// The doc comment of the flow (task events leave it out to stay small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Cow<'static, str>>,
+    /// The flow's parameters, as JSON (flows only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// Tags from the options.
+    #[serde(default)]
+    pub tags: Cow<'static, [Cow<'static, str>]>,
+    /// For a child flow run, the flow run that called it.
+    #[serde(default)]
+    pub parent_flow_run_id: Option<Uuid>,
+    /// For a run started inside a task run, that task run.
+    #[serde(default)]
+    pub parent_task_run_id: Option<Uuid>,
+    /// Runs this one waited for (`wait_for`).
+    #[serde(default)]
+    pub upstream: Vec<Uuid>,
+    /// The position of the item, for a task run made by `map`.
+    #[serde(default)]
+    pub map_index: Option<u64>,
+    /// How many retries the run may make after its first attempt.
+    #[serde(default)]
+    pub retries: u32,
+}
+
+/// A run's move to a new state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateChanged {
+    /// The new state.
+    pub state: State,
+    /// The attempt this state belongs to (1-based); for `Retrying`, the attempt that failed.
+    pub attempt: u32,
+    /// The error of a failed attempt or run, or why it was cancelled or skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For `Retrying`, when the next attempt starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// The level of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    /// `tracing::Level::TRACE`
+    Trace,
+    /// `tracing::Level::DEBUG`
+    Debug,
+    /// `tracing::Level::INFO`
+    Info,
+    /// `tracing::Level::WARN`
+    Warn,
+    /// `tracing::Level::ERROR`
+    Error,
+}
+
+impl From<tracing::Level> for LogLevel {
+    fn from(level: tracing::Level) -> Self {
+        match level {
+            tracing::Level::TRACE => LogLevel::Trace,
+            tracing::Level::DEBUG => LogLevel::Debug,
+            tracing::Level::INFO => LogLevel::Info,
+            tracing::Level::WARN => LogLevel::Warn,
+            tracing::Level::ERROR => LogLevel::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        })
+    }
+}
+
+/// A `tracing` event emitted inside a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Its level.
+    pub level: LogLevel,
+    /// Its target (usually the module path).
+    pub target: String,
+    /// The `message` field.
+    pub message: String,
+    /// The other fields, as JSON.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}

@@ -1,0 +1,401 @@
+//! Flow calls: running a flow (or a child flow) and the flow-run engine.
+
+use std::future::{Future, IntoFuture};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::context::{CURRENT, Scope, current};
+use crate::error::RunError;
+use crate::events::{EventKind, RunCreated, RunType};
+use crate::run::{Active, Attempt, Cancel, Completion, FlowRun, Record, drive};
+use crate::task::Outcome;
+use crate::upstream::{Upstream, UpstreamRun, wait_all};
+use crate::{EventBus, FlowOptions, State};
+
+/// How long a top-level flow run waits, at its end, for its events to reach the sinks.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// The body of a flow: starts one future per attempt. Flow bodies run as their own tokio task,
+/// so they are `Send + 'static`.
+pub trait FlowBody: Send + 'static {
+    /// What one attempt returns.
+    type Output: Outcome + Send + 'static;
+    /// The future of one attempt.
+    type Future: Future<Output = Self::Output> + Send + 'static;
+    /// Starts an attempt.
+    fn attempt(&mut self) -> Self::Future;
+}
+
+impl<F, Fut> FlowBody for F
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: Outcome + Send + 'static,
+{
+    type Output = Fut::Output;
+    type Future = Fut;
+
+    fn attempt(&mut self) -> Fut {
+        self()
+    }
+}
+
+/// What awaiting a flow call gives.
+pub type FlowResult<B> = Result<
+    <<B as FlowBody>::Output as Outcome>::Ok,
+    RunError<<<B as FlowBody>::Output as Outcome>::Err>,
+>;
+
+/// A call of a `#[flow]` function, not started yet.
+///
+/// `.await` it to run the flow; called inside another flow or task, it becomes a child flow run
+/// linked to its parent. [`submit`](Self::submit) starts it concurrently and gives a
+/// [`FlowHandle`] that can cancel it.
+///
+/// ```
+/// use flowkit::{flow, task};
+///
+/// #[task]
+/// async fn square(x: u64) -> u64 { x * x }
+///
+/// #[flow]
+/// async fn sum_of_squares(n: u64) -> u64 {
+///     let mut total = 0;
+///     for x in 1..=n {
+///         total += square(x).await.unwrap_or(0);
+///     }
+///     total
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # flowkit::Config::new().console(false).init().ok();
+/// assert_eq!(sum_of_squares(3).await.unwrap(), 14);
+/// # }
+/// ```
+#[must_use = "a flow call does nothing until it is awaited or submitted"]
+pub struct FlowCall<B> {
+    options: &'static FlowOptions,
+    parameters: serde_json::Value,
+    body: B,
+    upstream: Vec<Upstream>,
+    bus: Option<EventBus>,
+}
+
+impl<B: FlowBody> FlowCall<B>
+where
+    <B::Output as Outcome>::Ok: Send + 'static,
+    <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
+{
+    /// A call of the flow with these options, parameters and body (what `#[flow]` expands to).
+    pub fn new(options: &'static FlowOptions, parameters: serde_json::Value, body: B) -> Self {
+        FlowCall {
+            options,
+            parameters,
+            body,
+            upstream: Vec::new(),
+            bus: None,
+        }
+    }
+
+    /// Waits for these runs to end before starting (see [`TaskCall::wait_for`](crate::TaskCall::wait_for)).
+    pub fn wait_for<U: Into<Upstream>>(mut self, upstream: impl IntoIterator<Item = U>) -> Self {
+        self.upstream.extend(upstream.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sends the events of this flow run, and of every run inside it, to `bus` instead of the
+    /// global bus (tests use this with a [`MemorySink`](crate::MemorySink)).
+    pub fn on(mut self, bus: &EventBus) -> Self {
+        self.bus = Some(bus.clone());
+        self
+    }
+
+    /// The flow's options.
+    pub fn options(&self) -> &'static FlowOptions {
+        self.options
+    }
+
+    fn prepare(self, scope: Option<Scope>) -> Prepared<B> {
+        let parent_flow = scope.as_ref().and_then(Scope::flow).cloned();
+        let parent_task = match &scope {
+            Some(Scope::Task(task)) => Some(task.id),
+            _ => None,
+        };
+        let bus = match (self.bus, &parent_flow) {
+            (Some(bus), _) => bus,
+            (None, Some(parent)) => parent.bus.clone(),
+            (None, None) => crate::config::global_bus().clone(),
+        };
+        let run = Arc::new(FlowRun {
+            id: crate::ids::new_id(chrono::Utc::now()),
+            options: self.options,
+            parameters: self.parameters,
+            bus,
+            limiter: self.options.concurrency_limit.map(Semaphore::new),
+            attempt: AtomicU32::new(0),
+            parent_flow: parent_flow.as_ref().map(|p| p.id),
+            parent_task,
+            active: Active::default(),
+            cancel: Cancel::default(),
+            done: Completion::default(),
+        });
+        let upstream_ids: Vec<Uuid> = self.upstream.iter().map(Upstream::id).collect();
+        run.bus.emit_with(Some(run.id), None, || {
+            EventKind::RunCreated(Box::new(RunCreated {
+                run_type: RunType::Flow,
+                name: run.options.name.clone(),
+                description: run.options.description.clone(),
+                parameters: Some(run.parameters.clone()),
+                tags: run.options.tags.clone(),
+                parent_flow_run_id: run.parent_flow,
+                parent_task_run_id: run.parent_task,
+                upstream: upstream_ids,
+                map_index: None,
+                retries: run.options.retry.retries,
+            }))
+        });
+        if let Some(parent) = &parent_flow {
+            parent.active.enter();
+        }
+        Prepared {
+            run,
+            body: self.body,
+            upstream: self.upstream,
+            parent: parent_flow,
+        }
+    }
+
+    /// Starts the flow run now, concurrently; the handle awaits its result or cancels it.
+    ///
+    /// Dropping the handle cancels the run, unless it was [detached](FlowHandle::detach).
+    pub fn submit(self) -> FlowHandle<<B::Output as Outcome>::Ok, <B::Output as Outcome>::Err> {
+        let prepared = self.prepare(current());
+        let run = prepared.run.clone();
+        let join = tokio::spawn(prepared.run_to_end());
+        FlowHandle {
+            run,
+            join: Some(join),
+        }
+    }
+}
+
+impl<B: FlowBody> IntoFuture for FlowCall<B>
+where
+    <B::Output as Outcome>::Ok: Send + 'static,
+    <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
+{
+    type Output = FlowResult<B>;
+    type IntoFuture = Pin<Box<dyn Future<Output = FlowResult<B>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.prepare(current()).run_to_end().await })
+    }
+}
+
+struct Prepared<B> {
+    run: Arc<FlowRun>,
+    body: B,
+    upstream: Vec<Upstream>,
+    parent: Option<Arc<FlowRun>>,
+}
+
+/// Aborts a spawned flow body if the flow run's future is dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Leaves the parent flow's count of live runs.
+struct LeaveParent(Option<Arc<FlowRun>>);
+
+impl Drop for LeaveParent {
+    fn drop(&mut self) {
+        if let Some(parent) = &self.0 {
+            parent.active.leave();
+        }
+    }
+}
+
+impl<B: FlowBody> Prepared<B>
+where
+    <B::Output as Outcome>::Ok: Send + 'static,
+    <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
+{
+    async fn run_to_end(self) -> FlowResult<B> {
+        let Prepared {
+            run,
+            mut body,
+            upstream,
+            parent,
+        } = self;
+        let root = parent.is_none();
+        let _leave = LeaveParent(parent);
+        if let Err((upstream_id, upstream_state)) = wait_all(&upstream).await {
+            let error = RunError::UpstreamFailed {
+                run_type: RunType::Flow,
+                name: run.options.name.clone(),
+                run_id: run.id,
+                upstream: upstream_id,
+                upstream_state,
+            };
+            run.emit_state(State::Skipped, 0, Some(error.to_string()), None);
+            run.done.complete(State::Skipped);
+            return Err(error);
+        }
+        drop(upstream);
+        let _registration = root.then(|| crate::cancel::register(&run));
+        let timeout = run.options.timeout;
+        let start = |attempt: u32| {
+            let span = tracing::info_span!(
+                "flow_run",
+                flow = %run.options.name,
+                flow_run_id = %run.id,
+                attempt,
+            );
+            let attempt_future = CURRENT
+                .scope(
+                    Scope::Flow(run.clone()),
+                    AssertUnwindSafe(body.attempt()).catch_unwind(),
+                )
+                .instrument(span);
+            let mut join = AbortOnDrop(tokio::spawn(attempt_future));
+            let run = run.clone();
+            async move {
+                let finished = tokio::select! {
+                    biased;
+                    _ = run.cancel.cancelled() => None,
+                    finished = run_limited(timeout, &mut join.0) => Some(finished),
+                };
+                let outcome = match finished {
+                    None => Attempt::Cancelled,
+                    Some(None) => Attempt::TimedOut(timeout.unwrap_or_default()),
+                    Some(Some(Ok(Ok(output)))) => match output.into_result() {
+                        Ok(value) => Attempt::Ok(value),
+                        Err(error) => Attempt::Err(error),
+                    },
+                    Some(Some(Ok(Err(payload)))) => {
+                        Attempt::Panicked(crate::run::panic_message(payload))
+                    }
+                    Some(Some(Err(join_error))) if join_error.is_panic() => {
+                        Attempt::Panicked(crate::run::panic_message(join_error.into_panic()))
+                    }
+                    Some(Some(Err(_))) => Attempt::Cancelled,
+                };
+                if !join.0.is_finished() {
+                    // Stop the body, then wait until the runs it started have ended, so their
+                    // last states are recorded before the flow's.
+                    join.0.abort();
+                    let _ = (&mut join.0).await;
+                }
+                run.active.wait_idle().await;
+                outcome
+            }
+        };
+        let result = drive(&*run, &run.options.retry, start, |_| true).await;
+        if root && !run.bus.flush_timeout(FLUSH_LIMIT).await {
+            tracing::warn!(
+                flow = %run.options.name,
+                "flowkit: events were still being delivered when the flow run ended"
+            );
+        }
+        result
+    }
+}
+
+/// Awaits the body, within the attempt's timeout; `None` if it ran out.
+async fn run_limited<T>(
+    timeout: Option<Duration>,
+    join: &mut JoinHandle<T>,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, join).await.ok(),
+        None => Some(join.await),
+    }
+}
+
+/// A flow run started with [`FlowCall::submit`]: await it for the flow's result, or cancel it.
+#[must_use = "dropping a flow handle cancels its run; await it or call .detach()"]
+pub struct FlowHandle<T, E> {
+    run: Arc<FlowRun>,
+    join: Option<JoinHandle<Result<T, RunError<E>>>>,
+}
+
+impl<T, E> FlowHandle<T, E> {
+    /// The flow run's id.
+    pub fn id(&self) -> Uuid {
+        self.run.id
+    }
+
+    /// The terminal state of the run, once it has ended.
+    pub fn state(&self) -> Option<State> {
+        self.run.done.get()
+    }
+
+    /// Asks the flow run to stop: its body and every task run still running are cancelled and
+    /// recorded `Cancelled`; awaiting the handle then gives [`RunError::Cancelled`].
+    pub fn cancel(&self) {
+        self.run.cancel.cancel();
+    }
+
+    /// Lets the run go on after the handle is dropped.
+    pub fn detach(mut self) {
+        self.join = None;
+    }
+}
+
+impl<T, E> Drop for FlowHandle<T, E> {
+    fn drop(&mut self) {
+        if let Some(join) = &self.join {
+            join.abort();
+        }
+    }
+}
+
+impl<T, E> Future for FlowHandle<T, E> {
+    type Output = Result<T, RunError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let cancelled = |run: &FlowRun| RunError::Cancelled {
+            run_type: RunType::Flow,
+            name: run.options.name.clone(),
+            run_id: run.id,
+        };
+        let Some(join) = this.join.as_mut() else {
+            return Poll::Ready(Err(cancelled(&this.run)));
+        };
+        match Pin::new(join).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(result)) => Poll::Ready(result),
+            Poll::Ready(Err(error)) if error.is_panic() => Poll::Ready(Err(RunError::Panicked {
+                run_type: RunType::Flow,
+                name: this.run.options.name.clone(),
+                run_id: this.run.id,
+                message: crate::run::panic_message(error.into_panic()),
+            })),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(cancelled(&this.run))),
+        }
+    }
+}
+
+impl<T, E> From<&FlowHandle<T, E>> for Upstream {
+    fn from(handle: &FlowHandle<T, E>) -> Self {
+        Upstream {
+            run: UpstreamRun::Flow(handle.run.clone()),
+            allow_failure: false,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! # flowkit
+//!
+//! Workflow orchestration for Rust, in the style of Prefect: annotate ordinary async functions
+//! with `#[task]` and `#[flow]`, and each call becomes a tracked run that retries, times out,
+//! runs concurrently and reports every state change as an event.
+//!
+//! ```
+//! use flowkit::{flow, task};
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("source unavailable")]
+//! struct Unavailable;
+//!
+//! /// Fetches the orders of a day (fails on its first attempt).
+//! #[task(retries = 3, retry_delay = "10ms")]
+//! async fn extract(day: u32) -> Result<Vec<u32>, Unavailable> {
+//!     if flowkit::context().map(|c| c.attempt()) == Some(1) {
+//!         return Err(Unavailable);
+//!     }
+//!     Ok(vec![day, day + 1])
+//! }
+//!
+//! #[task]
+//! async fn double(x: u32) -> u32 { x * 2 }
+//!
+//! #[flow(name = "daily-etl")]
+//! async fn daily_etl(day: u32) -> anyhow::Result<u32> {
+//!     let orders = extract(day).await?;
+//!     let doubled = flowkit::map(orders, double).await;
+//!     Ok(doubled.into_iter().collect::<Result<Vec<_>, _>>()?.iter().sum())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+//! # flowkit::Config::new().console(false).init().ok();
+//! assert_eq!(daily_etl(20).await?, 82);
+//! # Ok(()) }
+//! ```
+//!
+//! The parts: [`task`] and [`flow`] (the macros), [`TaskCall`] and [`FlowCall`] (what a call
+//! returns: await it, or `submit` it), [`map`], [`wait_for`](TaskCall::wait_for) and
+//! [`allow_failure`], [`context`], [`RunError`], the [`events`] schema, the [`EventBus`] and its
+//! sinks ([`ConsoleSink`], [`MemorySink`], your own [`EventSink`]), and [`init`].
+
+mod bus;
+mod cancel;
+mod config;
+mod context;
+mod error;
+pub mod events;
+mod flow;
+mod ids;
+mod logging;
+mod map;
+mod options;
+mod retry;
+mod run;
+mod sink;
+mod state;
+mod task;
+mod upstream;
+
+pub use bus::{BusStats, EventBus, EventBusBuilder};
+pub use cancel::cancel_all;
+pub use config::{Config, InitError, flush, global_bus, init};
+pub use context::{RunContext, context};
+pub use error::RunError;
+pub use flow::{FlowCall, FlowHandle};
+pub use flowkit_macros::{flow, task};
+pub use logging::RunLogLayer;
+pub use map::{MapHandle, map};
+pub use options::{FlowOptions, TaskOptions};
+pub use retry::{RetryDelay, RetryPolicy};
+pub use sink::{ConsoleSink, EventSink, MemorySink};
+pub use state::State;
+pub use task::TaskCall;
+pub use task::TaskHandle;
+pub use upstream::{Upstream, allow_failure};
+
+/// The building blocks the macros expand to, for defining tasks and flows without them.
+///
+/// ```
+/// use flowkit::{TaskOptions, runtime::{Body, task}};
+///
+/// static ADD: TaskOptions = TaskOptions::new("add");
+///
+/// fn add(a: u32, b: u32) -> flowkit::TaskCall<'static, impl flowkit::runtime::TaskBody<Output = Result<u32, std::convert::Infallible>>> {
+///     task(&ADD, Body::new(move || async move { Ok(a + b) }, |_: &_| true))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # flowkit::Config::new().console(false).init().ok();
+/// assert_eq!(add(2, 3).await.unwrap(), 5);
+/// # }
+/// ```
+pub mod runtime {
+    pub use crate::flow::{FlowBody, FlowResult};
+    pub use crate::task::{Body, Outcome, TaskBody, TaskResult};
+
+    use crate::{FlowCall, FlowOptions, TaskCall, TaskOptions};
+
+    /// A call of a task: `options` and a body.
+    pub fn task<'a, B: TaskBody + 'a>(options: &'static TaskOptions, body: B) -> TaskCall<'a, B> {
+        TaskCall::new(options, body)
+    }
+
+    /// A call of a flow: `options`, its parameters as JSON, and a body.
+    pub fn flow<B>(
+        options: &'static FlowOptions,
+        parameters: serde_json::Value,
+        body: B,
+    ) -> FlowCall<B>
+    where
+        B: FlowBody,
+        <B::Output as Outcome>::Ok: Send + 'static,
+        <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
+    {
+        FlowCall::new(options, parameters, body)
+    }
+}
+
+/// What the macros' expansions use. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+
+    /// Gives the macro's error spans a place to point: the future of a task or flow body must
+    /// be `Send`, so that it can run on any worker thread.
+    #[inline(always)]
+    pub fn require_send<F: Send>(future: F) -> F {
+        future
+    }
+
+    /// Points an error at an argument that cannot be sent to another thread.
+    #[inline(always)]
+    pub fn require_send_argument<T: Send + ?Sized>(_: &T) {}
+
+    /// The default `retry_if`: every error is worth a retry.
+    #[inline(always)]
+    pub fn always_retry<E>(_: &E) -> bool {
+        true
+    }
+
+    /// A flow parameter as JSON; a value that does not serialize is recorded as its error.
+    pub fn parameter<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Value {
+        serde_json::to_value(value)
+            .unwrap_or_else(|error| serde_json::Value::String(format!("<not serializable: {error}>")))
+    }
+}

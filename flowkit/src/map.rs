@@ -1,0 +1,113 @@
+//! `map`: one task run per item, all at once, results in input order.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use uuid::Uuid;
+
+use crate::error::RunError;
+use crate::task::{Outcome, TaskBody, TaskCall, TaskHandle};
+use crate::upstream::Upstream;
+
+/// Starts one task run per item, concurrently, and returns a handle that resolves to their
+/// results in input order (Prefect's `task.map`).
+///
+/// Every run starts right away (within the flow's `concurrency_limit`, if any); a failed item
+/// does not stop the others. Each run records its position as `map_index`.
+///
+/// ```
+/// use flowkit::{flow, task};
+///
+/// #[task]
+/// async fn row_count(table: &'static str) -> usize { table.len() }
+///
+/// #[flow]
+/// async fn count_all() -> Result<Vec<usize>, flowkit::RunError<std::convert::Infallible>> {
+///     flowkit::map(["orders", "customers"], row_count).await.into_iter().collect()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # flowkit::Config::new().console(false).init().ok();
+/// assert_eq!(count_all().await.unwrap().unwrap(), [6, 9]);
+/// # }
+/// ```
+pub fn map<I, F, B>(
+    items: I,
+    mut task: F,
+) -> MapHandle<<B::Output as Outcome>::Ok, <B::Output as Outcome>::Err>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> TaskCall<'static, B>,
+    B: TaskBody + 'static,
+    B::Output: 'static,
+    <B::Output as Outcome>::Ok: Send + 'static,
+    <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
+{
+    let handles: Vec<_> = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| Some(task(item).with_map_index(index as u64).submit()))
+        .collect();
+    MapHandle {
+        results: Vec::with_capacity(handles.len()),
+        handles,
+    }
+}
+
+/// The runs started by [`map`]; await it for their results in input order.
+///
+/// Dropping it cancels the runs that have not ended.
+#[must_use = "dropping a map handle cancels its runs"]
+pub struct MapHandle<T, E> {
+    handles: Vec<Option<TaskHandle<T, E>>>,
+    results: Vec<Result<T, RunError<E>>>,
+}
+
+impl<T, E> MapHandle<T, E> {
+    /// How many runs were started.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// True if no item was given.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// The ids of the runs not yet collected, in input order.
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.handles.iter().flatten().map(TaskHandle::id).collect()
+    }
+
+    /// Every run, as upstreams for `wait_for`.
+    pub fn upstream(&self) -> Vec<Upstream> {
+        self.handles.iter().flatten().map(Upstream::from).collect()
+    }
+}
+
+// Never pinned structurally: the handles and results are moved freely.
+impl<T, E> Unpin for MapHandle<T, E> {}
+
+impl<T, E> Future for MapHandle<T, E> {
+    type Output = Vec<Result<T, RunError<E>>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        while this.results.len() < this.handles.len() {
+            let next = this.results.len();
+            let Some(handle) = this.handles[next].as_mut() else {
+                break;
+            };
+            match Pin::new(handle).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => {
+                    // Free the run's record as soon as its result is in.
+                    this.handles[next] = None;
+                    this.results.push(result);
+                }
+            }
+        }
+        Poll::Ready(std::mem::take(&mut this.results))
+    }
+}
