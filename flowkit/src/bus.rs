@@ -25,7 +25,12 @@ use crate::sink::EventSink;
 
 enum Message {
     Event(Event),
-    Flush(oneshot::Sender<()>),
+    /// Deliver everything before this, flush the sinks (within the deadline, if any), answer
+    /// whether that finished in time.
+    Flush {
+        done: oneshot::Sender<bool>,
+        deadline: Option<std::time::Instant>,
+    },
 }
 
 /// Where events go. Cheap to clone; a disabled bus (no sink) costs one branch per event.
@@ -169,17 +174,26 @@ impl EventBus {
     /// Waits until every event emitted before this call has been handed to every sink and each
     /// sink has flushed.
     pub async fn flush(&self) {
-        if let Some(inner) = &self.inner {
-            let (done, wait) = oneshot::channel();
-            if inner.tx.send(Message::Flush(done)).is_ok() {
-                let _ = wait.await;
-            }
-        }
+        self.flush_until(None).await;
     }
 
-    /// [`flush`](Self::flush) with a bounded wait; true if it finished in time.
+    /// [`flush`](Self::flush) with a bounded wait for the sinks; true if it finished in time.
+    ///
+    /// The limit is kept by the dispatcher thread in real time, so a paused tokio clock (in
+    /// tests) does not cut it short.
     pub async fn flush_timeout(&self, limit: Duration) -> bool {
-        tokio::time::timeout(limit, self.flush()).await.is_ok()
+        self.flush_until(Some(std::time::Instant::now() + limit)).await
+    }
+
+    async fn flush_until(&self, deadline: Option<std::time::Instant>) -> bool {
+        let Some(inner) = &self.inner else {
+            return true;
+        };
+        let (done, wait) = oneshot::channel();
+        if inner.tx.send(Message::Flush { done, deadline }).is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
     }
 
     /// Counters of what the bus has carried.
@@ -235,12 +249,19 @@ fn dispatch(
             for message in messages.drain(..) {
                 match message {
                     Message::Event(event) => events.push(event),
-                    Message::Flush(done) => {
+                    Message::Flush { done, deadline } => {
                         deliver(&mut sinks, &mut events, &stats);
+                        let mut in_time = true;
                         for sink in sinks.iter_mut() {
-                            sink.flush().await;
+                            match deadline {
+                                Some(deadline) => {
+                                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                                    in_time &= tokio::time::timeout(left, sink.flush()).await.is_ok();
+                                }
+                                None => sink.flush().await,
+                            }
                         }
-                        let _ = done.send(());
+                        let _ = done.send(in_time);
                     }
                 }
             }

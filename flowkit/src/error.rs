@@ -42,7 +42,7 @@ use crate::events::RunType;
 #[non_exhaustive]
 pub enum RunError<E> {
     /// The run's code returned `Err` on its last attempt.
-    #[error("{run_type:?} `{name}` failed after {attempts} attempt{s}: {error}", s = plural(*attempts))]
+    #[error("{run_type} `{name}` failed after {attempts} attempt{s}: {error}", s = plural(*attempts))]
     Failed {
         /// Flow or task.
         run_type: RunType,
@@ -56,7 +56,7 @@ pub enum RunError<E> {
         error: E,
     },
     /// The last attempt ran out of time.
-    #[error("{run_type:?} `{name}` timed out after {} (attempt {attempts})", humanize(*after))]
+    #[error("{run_type} `{name}` timed out after {} (attempt {attempts})", humanize(*after))]
     TimedOut {
         /// Flow or task.
         run_type: RunType,
@@ -70,7 +70,7 @@ pub enum RunError<E> {
         after: Duration,
     },
     /// The run's code panicked; the panic was caught and the run marked `Crashed`.
-    #[error("{run_type:?} `{name}` panicked: {message}")]
+    #[error("{run_type} `{name}` panicked: {message}")]
     Panicked {
         /// Flow or task.
         run_type: RunType,
@@ -82,7 +82,7 @@ pub enum RunError<E> {
         message: String,
     },
     /// The run was cancelled (its flow run was cancelled, or its handle dropped).
-    #[error("{run_type:?} `{name}` was cancelled")]
+    #[error("{run_type} `{name}` was cancelled")]
     Cancelled {
         /// Flow or task.
         run_type: RunType,
@@ -92,7 +92,7 @@ pub enum RunError<E> {
         run_id: Uuid,
     },
     /// The run never started: a run it waited for did not complete.
-    #[error("{run_type:?} `{name}` was skipped: upstream run {upstream} ended {upstream_state}")]
+    #[error("{run_type} `{name}` was skipped: upstream run {upstream} ended {upstream_state}")]
     UpstreamFailed {
         /// Flow or task.
         run_type: RunType,

@@ -175,3 +175,12 @@ pub struct LogRecord {
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
+
+impl std::fmt::Display for RunType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunType::Flow => "flow",
+            RunType::Task => "task",
+        })
+    }
+}

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
-use crate::run::{Active, Attempt, Cancel, Completion, FlowRun, Record, drive};
+use crate::run::{Active, Attempt, Cancel, Completion, EndGuard, FlowRun, Record, drive};
 use crate::task::Outcome;
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
 use crate::{EventBus, FlowOptions, State};
@@ -168,10 +168,14 @@ where
             parent.active.enter();
         }
         Prepared {
+            root: parent_flow.is_none(),
+            guard: EndGuard {
+                record: run.clone(),
+                counted_in: parent_flow,
+            },
             run,
             body: self.body,
             upstream: self.upstream,
-            parent: parent_flow,
         }
     }
 
@@ -206,7 +210,8 @@ struct Prepared<B> {
     run: Arc<FlowRun>,
     body: B,
     upstream: Vec<Upstream>,
-    parent: Option<Arc<FlowRun>>,
+    root: bool,
+    guard: EndGuard<FlowRun>,
 }
 
 /// Aborts a spawned flow body if the flow run's future is dropped.
@@ -218,16 +223,6 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Leaves the parent flow's count of live runs.
-struct LeaveParent(Option<Arc<FlowRun>>);
-
-impl Drop for LeaveParent {
-    fn drop(&mut self) {
-        if let Some(parent) = &self.0 {
-            parent.active.leave();
-        }
-    }
-}
 
 impl<B: FlowBody> Prepared<B>
 where
@@ -239,10 +234,10 @@ where
             run,
             mut body,
             upstream,
-            parent,
+            root,
+            guard,
         } = self;
-        let root = parent.is_none();
-        let _leave = LeaveParent(parent);
+        let _guard = guard;
         if let Err((upstream_id, upstream_state)) = wait_all(&upstream).await {
             let error = RunError::UpstreamFailed {
                 run_type: RunType::Flow,

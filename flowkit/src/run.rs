@@ -155,6 +155,7 @@ pub(crate) trait Record {
     fn flow_run_id(&self) -> Option<Uuid>;
     fn task_run_id(&self) -> Option<Uuid>;
     fn set_attempt(&self, attempt: u32);
+    fn attempt(&self) -> u32;
     fn completion(&self) -> &Completion;
 
     fn emit_state(
@@ -198,6 +199,9 @@ impl Record for TaskRun {
     fn set_attempt(&self, attempt: u32) {
         self.attempt.store(attempt, Ordering::Relaxed);
     }
+    fn attempt(&self) -> u32 {
+        self.attempt.load(Ordering::Relaxed)
+    }
     fn completion(&self) -> &Completion {
         &self.done
     }
@@ -225,28 +229,37 @@ impl Record for FlowRun {
     fn set_attempt(&self, attempt: u32) {
         self.attempt.store(attempt, Ordering::Relaxed);
     }
+    fn attempt(&self) -> u32 {
+        self.attempt.load(Ordering::Relaxed)
+    }
     fn completion(&self) -> &Completion {
         &self.done
     }
 }
 
-/// Records `Cancelled` if the run's future is dropped before it reaches a terminal state.
-pub(crate) struct CancelGuard<'r, R: Record> {
-    pub(crate) record: &'r R,
-    pub(crate) attempt: u32,
-    pub(crate) armed: bool,
+/// Ends a run: if its future is dropped (or aborted, even before its first poll) before it
+/// reached a terminal state, records `Cancelled`; then leaves the count of live runs of the
+/// flow run it belongs to.
+pub(crate) struct EndGuard<R: Record> {
+    pub(crate) record: Arc<R>,
+    /// The flow run whose live-run count this run is part of.
+    pub(crate) counted_in: Option<Arc<FlowRun>>,
 }
 
-impl<R: Record> Drop for CancelGuard<'_, R> {
+impl<R: Record> Drop for EndGuard<R> {
     fn drop(&mut self) {
-        if self.armed {
-            self.record.emit_state(
+        let record = &*self.record;
+        if record.completion().get().is_none() {
+            record.emit_state(
                 State::Cancelled,
-                self.attempt,
+                record.attempt(),
                 Some("cancelled before it finished".into()),
                 None,
             );
-            self.record.completion().complete(State::Cancelled);
+            record.completion().complete(State::Cancelled);
+        }
+        if let Some(flow) = &self.counted_in {
+            flow.active.leave();
         }
     }
 }
@@ -274,14 +287,8 @@ where
     S: FnMut(u32) -> F,
     F: Future<Output = Attempt<T, E>>,
 {
-    let mut guard = CancelGuard {
-        record,
-        attempt: 1,
-        armed: true,
-    };
     let mut attempt = 1;
     loop {
-        guard.attempt = attempt;
         record.set_attempt(attempt);
         record.emit_state(State::Running, attempt, None, None);
         let outcome = start(attempt).await;
@@ -336,7 +343,6 @@ where
                 }),
             ),
         };
-        guard.armed = false;
         let message = match &result {
             Ok(_) => None,
             Err(RunError::Failed { error, .. }) => Some(format!("{error:#}")),

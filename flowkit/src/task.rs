@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
-use crate::run::{Attempt, Completion, Record, TaskRun, drive};
+use crate::run::{Attempt, Completion, EndGuard, Record, TaskRun, drive};
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
 use crate::{EventBus, State, TaskOptions};
 
@@ -195,6 +195,10 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         if let Some(flow) = &run.flow {
             flow.active.enter();
         }
+        let guard = EndGuard {
+            record: run.clone(),
+            counted_in: run.flow.clone(),
+        };
         // Only the flow's own task runs take a concurrency slot: a task waiting for its
         // sub-tasks must not hold a slot they need.
         let takes_slot = matches!(scope, Some(Scope::Flow(_)));
@@ -203,6 +207,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             body: self.body,
             upstream: self.upstream,
             takes_slot,
+            guard,
         }
     }
 
@@ -246,17 +251,7 @@ struct Prepared<B> {
     body: B,
     upstream: Vec<Upstream>,
     takes_slot: bool,
-}
-
-/// Leaves the flow's count of live task runs when the run's future ends or is dropped.
-struct Leave<'r>(&'r TaskRun);
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        if let Some(flow) = &self.0.flow {
-            flow.active.leave();
-        }
-    }
+    guard: EndGuard<TaskRun>,
 }
 
 impl<B: TaskBody> Prepared<B>
@@ -269,8 +264,9 @@ where
             body,
             upstream,
             takes_slot,
+            guard,
         } = self;
-        let _leave = Leave(&run);
+        let _guard = guard;
         if let Err((upstream_id, upstream_state)) = wait_all(&upstream).await {
             let error = RunError::UpstreamFailed {
                 run_type: RunType::Task,

@@ -1,0 +1,60 @@
+//! The console progress view: lines a person reads.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flowkit::{ConsoleSink, EventBus, flow, task};
+
+#[task(retries = 1, retry_delay = "2s")]
+async fn flaky() -> Result<(), String> {
+    if flowkit::context().unwrap().attempt() == 1 {
+        Err("503 from source".into())
+    } else {
+        Ok(())
+    }
+}
+
+#[task]
+async fn noop(_i: u32) {}
+
+#[task]
+async fn bad(i: u32) -> Result<(), String> {
+    if i == 7 { Err("row 7 is malformed".into()) } else { Ok(()) }
+}
+
+#[flow(name = "console-demo")]
+async fn demo(day: String) {
+    tracing::debug!(%day);
+    let _ = flaky().await;
+    let _ = flowkit::map(0..1000, noop).await;
+    let _ = flowkit::map(0..10, bad).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flow_shows_progress_retries_map_counts_and_a_summary() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let bus = EventBus::builder()
+        .sink(ConsoleSink::to_writer(out.clone()))
+        .build();
+    demo("2026-11-26".into()).on(&bus).await.unwrap();
+    bus.flush().await;
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    println!("{text}");
+
+    assert!(lines[0].contains("flow console-demo run ") && lines[0].contains("day=\"2026-11-26\""));
+    assert!(text.contains("task flaky running"));
+    assert!(text.contains("task flaky attempt 1 failed: 503 from source · retrying in 2s"));
+    assert!(text.contains("task flaky Completed in"));
+    assert!(text.contains("(2 attempts)"));
+    // 1000 mapped runs: a summary line, not a line per run.
+    assert!(text.contains("map noop 1000 runs: 1000 completed"));
+    assert!(lines.len() < 20, "{} lines", lines.len());
+    // A failed mapped run is shown on its own, with its error.
+    assert!(text.contains("task bad[7] Failed in 0ms: row 7 is malformed"));
+    assert!(text.contains("map bad 10 runs: 9 completed · 1 failed"));
+    let last = lines.last().unwrap();
+    assert!(last.contains("flow console-demo Completed in"), "{last}");
+    assert!(last.contains("1011 task runs: 1010 completed, 1 failed · 1 retry"), "{last}");
+}
