@@ -201,7 +201,7 @@ impl ConsoleSink {
                         created: 0,
                         by_state: [0; State::ALL.len()],
                         first_start: None,
-                        last_print: None,
+                        last_print: (!self.live).then(Instant::now),
                     });
                     view.created += 1;
                     view.by_state[state_index(State::Pending)] += 1;

@@ -1,0 +1,4 @@
+#[flowkit::task(retries = 3, retry_jitter = 1.5)]
+async fn extract() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[flowkit::task]
+fn extract() -> u32 {
+    1
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[flowkit::task(retrys = 3)]
+async fn extract() {}
+
+fn main() {}

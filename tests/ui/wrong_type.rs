@@ -1,0 +1,4 @@
+#[flowkit::task(retries = "3")]
+async fn extract() {}
+
+fn main() {}
