@@ -50,6 +50,7 @@ struct FlowView {
     started: Option<DateTime<Utc>>,
     finished: [u64; State::ALL.len()],
     tasks: u64,
+    children: u64,
     retries: u64,
 }
 
@@ -86,6 +87,23 @@ impl Write for SharedBuffer {
 }
 
 struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+/// A state as a word in a sentence ("3 timed out").
+fn label(state: State) -> &'static str {
+    match state {
+        State::TimedOut => "timed out",
+        State::Scheduled => "scheduled",
+        State::Pending => "pending",
+        State::Running => "running",
+        State::Retrying => "retrying",
+        State::Completed => "completed",
+        State::Cached => "cached",
+        State::Failed => "failed",
+        State::Crashed => "crashed",
+        State::Cancelled => "cancelled",
+        State::Skipped => "skipped",
+    }
+}
 
 fn state_index(state: State) -> usize {
     State::ALL.iter().position(|s| *s == state).unwrap_or(0)
@@ -168,6 +186,7 @@ impl ConsoleSink {
                         started: None,
                         finished: [0; State::ALL.len()],
                         tasks: 0,
+                        children: 0,
                         retries: 0,
                     },
                 );
@@ -179,7 +198,12 @@ impl ConsoleSink {
                     }
                     _ => String::new(),
                 };
-                let short = &id.simple().to_string()[..8];
+                // The last hex digits are random (the first ones are the timestamp).
+                let simple = id.simple().to_string();
+                let short = &simple[simple.len() - 8..];
+                if let Some(parent) = created.parent_flow_run_id.and_then(|p| self.flows.get_mut(&p)) {
+                    parent.children += 1;
+                }
                 let title = self.paint(BOLD, &format!("flow {}", created.name));
                 let text = format!("{title} run {short}{params}");
                 self.line(event.timestamp, depth, &text);
@@ -257,11 +281,18 @@ impl ConsoleSink {
             .iter()
             .zip(view.finished.iter())
             .filter(|(_, n)| **n > 0)
-            .map(|(s, n)| format!("{n} {}", s.as_str().to_lowercase()))
+            .map(|(s, n)| format!("{n} {}", label(*s)))
             .collect();
         if !counts.is_empty() {
             summary.push_str(": ");
             summary.push_str(&counts.join(", "));
+        }
+        if view.children > 0 {
+            summary.push_str(&format!(
+                " · {} child flow run{}",
+                view.children,
+                if view.children == 1 { "" } else { "s" }
+            ));
         }
         if view.retries > 0 {
             summary.push_str(&format!(
@@ -273,7 +304,7 @@ impl ConsoleSink {
         let title = self.paint(BOLD, &format!("flow {}", view.name));
         let verdict = self.paint(state_color(state), &format!("{state} in {took}"));
         let mut text = format!("{title} {verdict} · {summary}");
-        if let Some(message) = message.filter(|_| !state.is_success()) {
+        if let Some(message) = message.filter(|_| matches!(state, State::Failed | State::Crashed)) {
             text.push_str(&format!("\n    {}", self.paint(RED, message)));
         }
         self.line(event.timestamp, view.depth, &text);
@@ -319,10 +350,11 @@ impl ConsoleSink {
                 }
                 let delay = change
                     .next_attempt_at
-                    .map(|at| humanize((at - event.timestamp).to_std().unwrap_or_default()))
-                    .unwrap_or_else(|| "0ms".into());
+                    .map(|at| (at - event.timestamp).to_std().unwrap_or_default())
+                    .filter(|d| d.as_millis() > 0)
+                    .map_or_else(|| "now".to_string(), |d| format!("in {}", humanize(d)));
                 let text = format!(
-                    "{} attempt {} failed: {} · retrying in {delay}",
+                    "{} attempt {} failed: {} · retrying {delay}",
                     self.paint(BOLD, &label),
                     change.attempt,
                     change.message.as_deref().unwrap_or("")
@@ -423,7 +455,7 @@ impl ConsoleSink {
             .iter()
             .zip(view.by_state.iter())
             .filter(|(_, n)| **n > 0)
-            .map(|(s, n)| self.paint(state_color(*s), &format!("{n} {}", s.as_str().to_lowercase())))
+            .map(|(s, n)| self.paint(state_color(*s), &format!("{n} {}", label(*s))))
             .collect();
         format!(
             "{} {} runs: {}",
