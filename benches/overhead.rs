@@ -1,1 +1,253 @@
-fn main(){}
+//! Per-task overhead of flowkit against raw tokio, measured side by side in one process.
+//!
+//! ```text
+//! cargo bench --bench overhead                # the whole suite, as a table
+//! cargo bench --bench overhead -- seq 100000  # one case, one line (scripts/compare-prefect.sh)
+//! ```
+//!
+//! Cases (every task run is tracked, with its events on a memory sink that keeps them all):
+//! - `seq`: N inline `task().await` in sequence in a flow, against N sequential
+//!   `tokio::spawn(no-op).await` on a worker;
+//! - `map`: `flowkit::map` over N no-op tasks, against spawning N no-op tasks then joining all;
+//! - `retry`: N inline tasks that fail twice and succeed on the third attempt (no delay), against
+//!   three sequential spawn + join per task.
+//!
+//! Memory: a counting allocator gives the peak heap growth during a case, per task run
+//! (`peak_bytes_per_task`), with the memory sink holding every event, and again with a sink that
+//! only counts them (what a forwarding sink such as the HTTP sink keeps).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use flowkit::events::Event;
+use flowkit::{EventBus, EventSink, MemorySink, flow, task};
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Resets the peak to the current heap size, returning that size.
+fn reset_peak() -> usize {
+    let now = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(now, Ordering::Relaxed);
+    now
+}
+
+/// Counts events without keeping them.
+#[derive(Clone, Default)]
+struct CountingSink(Arc<AtomicUsize>);
+
+impl EventSink for CountingSink {
+    fn handle(&mut self, events: &[Event]) {
+        self.0.fetch_add(events.len(), Ordering::Relaxed);
+    }
+}
+
+#[task]
+async fn noop() {}
+
+#[task(retries = 3, retry_delay = 0)]
+async fn flaky() -> Result<u32, &'static str> {
+    let attempt = flowkit::context().map_or(1, |c| c.attempt());
+    if attempt <= 2 { Err("planned failure") } else { Ok(attempt) }
+}
+
+#[flow]
+async fn seq_flow(n: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        let _ = noop().await;
+    }
+    start.elapsed()
+}
+
+#[flow]
+async fn map_flow(n: u64) -> Duration {
+    let start = Instant::now();
+    let results = flowkit::map(0..n, |_| noop()).await;
+    assert_eq!(results.len() as u64, n);
+    start.elapsed()
+}
+
+#[flow]
+async fn retry_flow(n: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        assert_eq!(flaky().await, Ok(3));
+    }
+    start.elapsed()
+}
+
+async fn baseline(case: &str, n: u64) -> Duration {
+    let case = case.to_string();
+    // On a worker, like a flow body.
+    tokio::spawn(async move {
+        let start = Instant::now();
+        match case.as_str() {
+            "map" => {
+                let handles: Vec<_> = (0..n).map(|_| tokio::spawn(async {})).collect();
+                for handle in handles {
+                    let _ = handle.await;
+                }
+            }
+            "retry" => {
+                for _ in 0..n * 3 {
+                    let _ = tokio::spawn(async {}).await;
+                }
+            }
+            _ => {
+                for _ in 0..n {
+                    let _ = tokio::spawn(async {}).await;
+                }
+            }
+        }
+        start.elapsed()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+async fn tracked(case: &str, n: u64, bus: &EventBus) -> Duration {
+    let took = match case {
+        "map" => map_flow(n).on(bus).await,
+        "retry" => retry_flow(n).on(bus).await,
+        _ => seq_flow(n).on(bus).await,
+    };
+    bus.flush().await;
+    took.unwrap_or_default()
+}
+
+struct Measured {
+    per_task_us: f64,
+    no_sink_us: f64,
+    counting_us: f64,
+    baseline_us: f64,
+    peak_bytes_per_task: f64,
+    counting_peak_bytes_per_task: f64,
+}
+
+async fn measure(case: &str, n: u64, rounds: usize) -> Measured {
+    let mut flowkit_us = Vec::new();
+    let mut baseline_us = Vec::new();
+    let mut no_sink_us = Vec::new();
+    let mut counting_us = Vec::new();
+    let per_task = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    for _ in 0..rounds {
+        baseline_us.push(per_task(baseline(case, n).await));
+        let memory = MemorySink::new();
+        let bus = EventBus::builder().sink(memory.clone()).build();
+        flowkit_us.push(per_task(tracked(case, n, &bus).await));
+        drop(memory.take());
+        no_sink_us.push(per_task(tracked(case, n, &EventBus::disabled()).await));
+        let bus = EventBus::builder().sink(CountingSink::default()).build();
+        counting_us.push(per_task(tracked(case, n, &bus).await));
+    }
+    // Memory, once each: with every event kept, then with events only counted.
+    let memory = MemorySink::new();
+    let bus = EventBus::builder().sink(memory.clone()).build();
+    let before = reset_peak();
+    tracked(case, n, &bus).await;
+    let kept = (PEAK.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    drop(memory.take());
+    let counter = CountingSink::default();
+    let bus = EventBus::builder().sink(counter.clone()).build();
+    let before = reset_peak();
+    tracked(case, n, &bus).await;
+    let counted = (PEAK.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    Measured {
+        per_task_us: median(&mut flowkit_us),
+        no_sink_us: median(&mut no_sink_us),
+        counting_us: median(&mut counting_us),
+        baseline_us: median(&mut baseline_us),
+        peak_bytes_per_task: kept,
+        counting_peak_bytes_per_task: counted,
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; keep only our own arguments.
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if let [case, n] = args.as_slice() {
+        let n: u64 = n.parse().unwrap_or(1000);
+        let m = measure(case, n, 3).await;
+        println!(
+            "flowkit {case} n={n} per_task_us={:.3} baseline_us={:.3} ratio_to_baseline={:.2} peak_bytes_per_task={:.0}",
+            m.per_task_us,
+            m.baseline_us,
+            m.per_task_us / m.baseline_us,
+            m.peak_bytes_per_task
+        );
+        return;
+    }
+    println!(
+        "{:<6} {:>9} {:>14} {:>7} {:>12} {:>7} {:>11} {:>10} {:>13} {:>14}",
+        "case", "tasks", "spawn+join us", "", "memory sink", "ratio", "count sink", "no sink", "peak B/task", "peak B/task"
+    );
+    println!(
+        "{:<6} {:>9} {:>14} {:>7} {:>12} {:>7} {:>11} {:>10} {:>13} {:>14}",
+        "", "", "(baseline)", "", "us/task", "", "us/task", "us/task", "(kept)", "(counted)"
+    );
+    for (case, n) in [
+        ("seq", 100_000),
+        ("map", 100_000),
+        ("retry", 30_000),
+        ("seq", 1_000_000),
+        ("map", 1_000_000),
+    ] {
+        let rounds = if n >= 1_000_000 { 1 } else { 3 };
+        let m = measure(case, n, rounds).await;
+        println!(
+            "{case:<6} {n:>9} {:>14.3} {:>7} {:>12.3} {:>6.2}x {:>11.3} {:>10.3} {:>13.0} {:>14.0}",
+            m.baseline_us,
+            "",
+            m.per_task_us,
+            m.per_task_us / m.baseline_us,
+            m.counting_us,
+            m.no_sink_us,
+            m.peak_bytes_per_task,
+            m.counting_peak_bytes_per_task
+        );
+    }
+    println!("peak RSS of the whole run: {:.0} MiB", peak_rss_mib());
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -61,7 +61,6 @@ struct Inner {
 
 #[derive(Default)]
 struct Counters {
-    emitted: AtomicU64,
     delivered: AtomicU64,
     high_water: AtomicUsize,
 }
@@ -69,8 +68,6 @@ struct Counters {
 /// What a bus has carried so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BusStats {
-    /// Events emitted onto the bus.
-    pub emitted: u64,
     /// Events handed to the sinks.
     pub delivered: u64,
     /// The longest the queue has been.
@@ -152,8 +149,21 @@ impl EventBus {
         task_run_id: Option<Uuid>,
         kind: impl FnOnce() -> EventKind,
     ) {
+        if self.inner.is_some() {
+            self.emit_at(Utc::now(), flow_run_id, task_run_id, kind);
+        }
+    }
+
+    /// Emits an event that happened at `timestamp`.
+    #[inline]
+    pub(crate) fn emit_at(
+        &self,
+        timestamp: DateTime<Utc>,
+        flow_run_id: Option<Uuid>,
+        task_run_id: Option<Uuid>,
+        kind: impl FnOnce() -> EventKind,
+    ) {
         if let Some(inner) = &self.inner {
-            let timestamp = Utc::now();
             inner.send(Event {
                 id: new_id(timestamp),
                 timestamp,
@@ -200,7 +210,6 @@ impl EventBus {
     pub fn stats(&self) -> BusStats {
         match &self.inner {
             Some(inner) => BusStats {
-                emitted: inner.stats.emitted.load(Ordering::Relaxed),
                 delivered: inner.stats.delivered.load(Ordering::Relaxed),
                 high_water: inner.stats.high_water.load(Ordering::Relaxed),
             },
@@ -212,7 +221,6 @@ impl EventBus {
 impl Inner {
     #[inline]
     fn send(&self, event: Event) {
-        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
         // Fails only once the dispatcher thread has ended, which happens only if a sink
         // panicked; that panic was already reported.
         let _ = self.tx.send(Message::Event(event));
@@ -239,13 +247,45 @@ fn dispatch(
     runtime.block_on(async move {
         let mut messages = Vec::with_capacity(BATCH);
         let mut events = Vec::with_capacity(BATCH);
+        let mut idle_ticks = 0u32;
         loop {
-            if rx.recv_many(&mut messages, BATCH).await == 0 {
-                break;
+            // While events flow, collect them on a short tick instead of being woken for each
+            // one: a wake-up costs the emitting task a system call. After a quiet spell, wait
+            // to be woken, so an idle process does not tick.
+            let received = if idle_ticks >= IDLE_TICKS {
+                let n = rx.recv_many(&mut messages, BATCH).await;
+                if n == 0 {
+                    break;
+                }
+                n
+            } else {
+                loop {
+                    match rx.try_recv() {
+                        Ok(message) => {
+                            messages.push(message);
+                            if messages.len() == BATCH {
+                                break;
+                            }
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            if messages.is_empty() {
+                                return finish(&mut sinks).await;
+                            }
+                            break;
+                        }
+                    }
+                }
+                messages.len()
+            };
+            if received == 0 {
+                idle_ticks += 1;
+                tokio::time::sleep(TICK).await;
+                continue;
             }
+            idle_ticks = 0;
             let backlog = rx.len() + messages.len();
             stats.high_water.fetch_max(backlog, Ordering::Relaxed);
-            let full = messages.len() == BATCH;
             for message in messages.drain(..) {
                 match message {
                     Message::Event(event) => events.push(event),
@@ -266,16 +306,23 @@ fn dispatch(
                 }
             }
             deliver(&mut sinks, &mut events, &stats);
-            if full {
-                // Under a flood, give the producers a moment to fill the next batch instead of
-                // waking this thread once per event.
-                tokio::time::sleep(Duration::from_micros(200)).await;
+            if received < BATCH {
+                tokio::time::sleep(TICK).await;
             }
         }
-        for sink in sinks.iter_mut() {
-            sink.flush().await;
-        }
+        finish(&mut sinks).await;
     });
+}
+
+/// How often the dispatcher collects events while they flow.
+const TICK: Duration = Duration::from_millis(1);
+/// Empty ticks after which the dispatcher waits to be woken instead.
+const IDLE_TICKS: u32 = 50;
+
+async fn finish(sinks: &mut [Box<dyn EventSink>]) {
+    for sink in sinks.iter_mut() {
+        sink.flush().await;
+    }
 }
 
 fn deliver(sinks: &mut [Box<dyn EventSink>], events: &mut Vec<Event>, stats: &Counters) {

@@ -22,6 +22,15 @@ pub(crate) fn current() -> Option<Scope> {
     CURRENT.try_with(Scope::clone).ok()
 }
 
+/// Calls `f` with the current scope, without cloning it.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Scope>) -> R) -> R {
+    if CURRENT.try_with(|_| ()).is_ok() {
+        CURRENT.with(|scope| f(Some(scope)))
+    } else {
+        f(None)
+    }
+}
+
 impl Scope {
     /// The flow run this scope belongs to.
     pub(crate) fn flow(&self) -> Option<&Arc<FlowRun>> {

@@ -38,7 +38,7 @@ use crate::events::RunType;
 /// }
 /// # }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError<E> {
     /// The run's code returned `Err` on its last attempt.

@@ -5,6 +5,7 @@
 //! and replayed in any order; the id (a UUID v7) makes ingestion idempotent and sorts by time.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -52,16 +53,17 @@ impl Event {
     }
 }
 
-/// The three kinds of event.
+/// The three kinds of event. The large ones are shared (`Arc`), so a sink that keeps events
+/// clones them cheaply.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A run was created; it is `Pending` until its first `Running`.
-    RunCreated(Box<RunCreated>),
+    RunCreated(Arc<RunCreated>),
     /// A run changed state.
     StateChanged(StateChanged),
     /// A run logged a line through `tracing`.
-    Log(Box<LogRecord>),
+    Log(Arc<LogRecord>),
 }
 
 /// Whether a run is a flow run or a task run.

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::context::{CURRENT, Scope, current};
+use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
 use crate::run::{Active, Attempt, Cancel, Completion, EndGuard, FlowRun, Record, drive};
@@ -125,9 +125,9 @@ where
         self.options
     }
 
-    fn prepare(self, scope: Option<Scope>) -> Prepared<B> {
-        let parent_flow = scope.as_ref().and_then(Scope::flow).cloned();
-        let parent_task = match &scope {
+    fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
+        let parent_flow = scope.and_then(Scope::flow).cloned();
+        let parent_task = match scope {
             Some(Scope::Task(task)) => Some(task.id),
             _ => None,
         };
@@ -143,7 +143,7 @@ where
             bus,
             limiter: self.options.concurrency_limit.map(Semaphore::new),
             attempt: AtomicU32::new(0),
-            parent_flow: parent_flow.as_ref().map(|p| p.id),
+            parent: parent_flow.clone(),
             parent_task,
             active: Active::default(),
             cancel: Cancel::default(),
@@ -151,13 +151,13 @@ where
         });
         let upstream_ids: Vec<Uuid> = self.upstream.iter().map(Upstream::id).collect();
         run.bus.emit_with(Some(run.id), None, || {
-            EventKind::RunCreated(Box::new(RunCreated {
+            EventKind::RunCreated(Arc::new(RunCreated {
                 run_type: RunType::Flow,
                 name: run.options.name.clone(),
                 description: run.options.description.clone(),
                 parameters: Some(run.parameters.clone()),
                 tags: run.options.tags.clone(),
-                parent_flow_run_id: run.parent_flow,
+                parent_flow_run_id: run.parent.as_ref().map(|p| p.id),
                 parent_task_run_id: run.parent_task,
                 upstream: upstream_ids,
                 map_index: None,
@@ -171,7 +171,6 @@ where
             root: parent_flow.is_none(),
             guard: EndGuard {
                 record: run.clone(),
-                counted_in: parent_flow,
             },
             run,
             body: self.body,
@@ -183,7 +182,7 @@ where
     ///
     /// Dropping the handle cancels the run, unless it was [detached](FlowHandle::detach).
     pub fn submit(self) -> FlowHandle<<B::Output as Outcome>::Ok, <B::Output as Outcome>::Err> {
-        let prepared = self.prepare(current());
+        let prepared = with_current(|scope| self.prepare(scope));
         let run = prepared.run.clone();
         let join = tokio::spawn(prepared.run_to_end());
         FlowHandle {
@@ -202,7 +201,7 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = FlowResult<B>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.prepare(current()).run_to_end().await })
+        Box::pin(async move { with_current(|scope| self.prepare(scope)).run_to_end().await })
     }
 }
 

@@ -38,7 +38,7 @@ impl<S: Subscriber> Layer<S> for RunLogLayer {
         event.record(&mut visitor);
         let metadata = event.metadata();
         bus.emit_with(flow_run_id, task_run_id, || {
-            EventKind::Log(Box::new(LogRecord {
+            EventKind::Log(std::sync::Arc::new(LogRecord {
                 level: LogLevel::from(*metadata.level()),
                 target: metadata.target().to_string(),
                 message: visitor.message,

@@ -19,13 +19,15 @@ use crate::{EventBus, FlowOptions, RetryPolicy, State, TaskOptions};
 pub(crate) struct Completion {
     /// 0 while running, else 1 + the index of the terminal state in `State::ALL`.
     state: AtomicU8,
+    /// Set by the first waiter, so that a run nobody waits for skips the notification.
+    watched: AtomicBool,
     waiters: Notify,
 }
 
 impl Completion {
     pub(crate) fn complete(&self, state: State) {
         let code = State::ALL.iter().position(|s| *s == state).unwrap_or(0) as u8 + 1;
-        if self.state.swap(code, Ordering::AcqRel) == 0 {
+        if self.state.swap(code, Ordering::AcqRel) == 0 && self.watched.load(Ordering::Acquire) {
             self.waiters.notify_waiters();
         }
     }
@@ -38,6 +40,7 @@ impl Completion {
     }
 
     pub(crate) async fn wait(&self) -> State {
+        self.watched.store(true, Ordering::Release);
         loop {
             let notified = self.waiters.notified();
             tokio::pin!(notified);
@@ -115,7 +118,8 @@ pub(crate) struct FlowRun {
     pub(crate) bus: EventBus,
     pub(crate) limiter: Option<Semaphore>,
     pub(crate) attempt: AtomicU32,
-    pub(crate) parent_flow: Option<Uuid>,
+    /// The flow run this one is a child of.
+    pub(crate) parent: Option<Arc<FlowRun>>,
     pub(crate) parent_task: Option<Uuid>,
     pub(crate) active: Active,
     pub(crate) cancel: Cancel,
@@ -157,6 +161,8 @@ pub(crate) trait Record {
     fn set_attempt(&self, attempt: u32);
     fn attempt(&self) -> u32;
     fn completion(&self) -> &Completion;
+    /// The flow run whose count of live runs includes this one.
+    fn counted_in(&self) -> Option<&FlowRun>;
 
     fn emit_state(
         &self,
@@ -205,6 +211,9 @@ impl Record for TaskRun {
     fn completion(&self) -> &Completion {
         &self.done
     }
+    fn counted_in(&self) -> Option<&FlowRun> {
+        self.flow.as_deref()
+    }
 }
 
 impl Record for FlowRun {
@@ -235,6 +244,9 @@ impl Record for FlowRun {
     fn completion(&self) -> &Completion {
         &self.done
     }
+    fn counted_in(&self) -> Option<&FlowRun> {
+        self.parent.as_deref()
+    }
 }
 
 /// Ends a run: if its future is dropped (or aborted, even before its first poll) before it
@@ -242,8 +254,6 @@ impl Record for FlowRun {
 /// flow run it belongs to.
 pub(crate) struct EndGuard<R: Record> {
     pub(crate) record: Arc<R>,
-    /// The flow run whose live-run count this run is part of.
-    pub(crate) counted_in: Option<Arc<FlowRun>>,
 }
 
 impl<R: Record> Drop for EndGuard<R> {
@@ -258,7 +268,7 @@ impl<R: Record> Drop for EndGuard<R> {
             );
             record.completion().complete(State::Cancelled);
         }
-        if let Some(flow) = &self.counted_in {
+        if let Some(flow) = record.counted_in() {
             flow.active.leave();
         }
     }
@@ -364,7 +374,8 @@ async fn retry<R: Record>(record: &R, policy: &RetryPolicy, attempt: u32, messag
     let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
     record.emit_state(State::Retrying, attempt, Some(message), Some(next));
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        // Boxed: a timer is large, and most runs never wait for one.
+        Box::pin(tokio::time::sleep(delay)).await;
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::context::{CURRENT, Scope, current};
+use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
 use crate::run::{Attempt, Completion, EndGuard, Record, TaskRun, drive};
@@ -156,8 +156,8 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         self.options
     }
 
-    fn prepare(self, scope: Option<Scope>) -> Prepared<B> {
-        let (flow, parent_task) = match &scope {
+    fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
+        let (flow, parent_task) = match scope {
             Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
             Some(Scope::Task(task)) => (task.flow.clone(), Some(task.id)),
             None => (None, None),
@@ -167,8 +167,9 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             (None, Some(bus)) => bus,
             (None, None) => crate::config::global_bus().clone(),
         };
+        let now = chrono::Utc::now();
         let run = Arc::new(TaskRun {
-            id: crate::ids::new_id(chrono::Utc::now()),
+            id: crate::ids::new_id(now),
             options: self.options,
             flow,
             parent_task,
@@ -178,8 +179,8 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             done: Completion::default(),
         });
         let upstream_ids: Vec<Uuid> = self.upstream.iter().map(Upstream::id).collect();
-        run.bus().emit_with(run.flow_run_id(), Some(run.id), || {
-            EventKind::RunCreated(Box::new(RunCreated {
+        run.bus().emit_at(now, run.flow_run_id(), Some(run.id), || {
+            EventKind::RunCreated(Arc::new(RunCreated {
                 run_type: RunType::Task,
                 name: run.options.name.clone(),
                 description: None,
@@ -197,7 +198,6 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         }
         let guard = EndGuard {
             record: run.clone(),
-            counted_in: run.flow.clone(),
         };
         // Only the flow's own task runs take a concurrency slot: a task waiting for its
         // sub-tasks must not hold a slot they need.
@@ -222,9 +222,10 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         <B::Output as Outcome>::Ok: Send + 'static,
         <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
     {
-        let prepared = self.prepare(current());
+        let prepared = with_current(|scope| self.prepare(scope));
         let run = prepared.run.clone();
-        let join = tokio::spawn(prepared.run_to_end());
+        let fut = prepared.run_to_end();
+        let join = tokio::spawn(fut);
         TaskHandle {
             run,
             join: Some(join),
@@ -242,7 +243,7 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = TaskResult<B>> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.prepare(current()).run_to_end().await })
+        Box::pin(async move { with_current(|scope| self.prepare(scope)).run_to_end().await })
     }
 }
 
@@ -305,7 +306,8 @@ where
                 .instrument(span);
             async move {
                 let outcome = match timeout {
-                    Some(limit) => match tokio::time::timeout(limit, attempt_future).await {
+                    // Boxed: a timer is large, and only runs with a timeout need one.
+                    Some(limit) => match Box::pin(tokio::time::timeout(limit, attempt_future)).await {
                         Ok(outcome) => outcome,
                         Err(_) => return Attempt::TimedOut(limit),
                     },

@@ -27,7 +27,9 @@ use crate::events::{Event, EventKind};
 /// ```
 #[derive(Clone, Default)]
 pub struct MemorySink {
-    events: Arc<Mutex<Vec<Event>>>,
+    /// One chunk per batch: keeping batches apart avoids copying every event each time one
+    /// large vector would grow.
+    chunks: Arc<Mutex<Vec<Vec<Event>>>>,
 }
 
 impl MemorySink {
@@ -36,34 +38,35 @@ impl MemorySink {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Event>> {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Event>>> {
+        self.chunks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A copy of every event so far, in emission order.
     pub fn events(&self) -> Vec<Event> {
-        self.lock().clone()
+        self.lock().iter().flatten().cloned().collect()
     }
 
     /// Takes every event so far, leaving the sink empty.
     pub fn take(&self) -> Vec<Event> {
-        std::mem::take(&mut *self.lock())
+        std::mem::take(&mut *self.lock()).into_iter().flatten().collect()
     }
 
     /// How many events it holds.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().iter().map(Vec::len).sum()
     }
 
     /// True if it holds no event.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.len() == 0
     }
 
     /// The states run `run_id` went through, in order.
     pub fn states_of(&self, run_id: Uuid) -> Vec<State> {
         self.lock()
             .iter()
+            .flatten()
             .filter(|e| e.run_id() == Some(run_id))
             .filter_map(Event::state)
             .collect()
@@ -73,6 +76,7 @@ impl MemorySink {
     pub fn runs_named(&self, name: &str) -> Vec<Uuid> {
         self.lock()
             .iter()
+            .flatten()
             .filter_map(|e| match &e.kind {
                 EventKind::RunCreated(created) if created.name == name => e.run_id(),
                 _ => None,
@@ -83,6 +87,6 @@ impl MemorySink {
 
 impl EventSink for MemorySink {
     fn handle(&mut self, events: &[Event]) {
-        self.lock().extend_from_slice(events);
+        self.lock().push(events.to_vec());
     }
 }
