@@ -29,7 +29,7 @@ use crate::upstream::Upstream;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// # flowkit::Config::new().console(false).init().ok();
-/// assert_eq!(count_all().await.unwrap().unwrap(), [6, 9]);
+/// assert_eq!(count_all().await.unwrap(), [6, 9]);
 /// # }
 /// ```
 pub fn map<I, F, B>(

@@ -13,9 +13,11 @@ use crate::RetryPolicy;
 /// use flowkit::{RetryDelay, RetryPolicy, TaskOptions};
 ///
 /// static FETCH: TaskOptions = TaskOptions {
+///     name: Cow::Borrowed("fetch"),
+///     description: None,
 ///     retry: RetryPolicy { retries: 3, delay: RetryDelay::Fixed(Duration::from_secs(60)), jitter: 0.0 },
 ///     timeout: Some(Duration::from_secs(30)),
-///     ..TaskOptions::new("fetch")
+///     tags: Cow::Borrowed(&[Cow::Borrowed("api")]),
 /// };
 /// assert_eq!(FETCH.name, "fetch");
 /// ```
@@ -50,8 +52,8 @@ impl TaskOptions {
 ///
 /// ```
 /// use flowkit::FlowOptions;
-/// static ETL: FlowOptions = FlowOptions { concurrency_limit: Some(8), ..FlowOptions::new("etl") };
-/// assert_eq!(ETL.concurrency_limit, Some(8));
+/// static ETL: FlowOptions = FlowOptions::new("etl");
+/// assert_eq!(ETL.concurrency_limit, None);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowOptions {
