@@ -71,7 +71,11 @@ async fn noop() {}
 #[task(retries = 3, retry_delay = 0)]
 async fn flaky() -> Result<u32, &'static str> {
     let attempt = flowkit::context().map_or(1, |c| c.attempt());
-    if attempt <= 2 { Err("planned failure") } else { Ok(attempt) }
+    if attempt <= 2 {
+        Err("planned failure")
+    } else {
+        Ok(attempt)
+    }
 }
 
 #[flow]
@@ -207,7 +211,10 @@ fn peak_rss_mib() -> f64 {
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; keep only our own arguments.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     if let [case, n] = args.as_slice() {
         let n: u64 = n.parse().unwrap_or(1000);
         let m = measure(case, n, 3).await;
@@ -222,7 +229,16 @@ async fn main() {
     }
     println!(
         "{:<6} {:>9} {:>14} {:>7} {:>12} {:>7} {:>11} {:>10} {:>13} {:>14}",
-        "case", "tasks", "spawn+join us", "", "memory sink", "ratio", "count sink", "no sink", "peak B/task", "peak B/task"
+        "case",
+        "tasks",
+        "spawn+join us",
+        "",
+        "memory sink",
+        "ratio",
+        "count sink",
+        "no sink",
+        "peak B/task",
+        "peak B/task"
     );
     println!(
         "{:<6} {:>9} {:>14} {:>7} {:>12} {:>7} {:>11} {:>10} {:>13} {:>14}",

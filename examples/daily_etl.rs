@@ -59,7 +59,11 @@ async fn extract_orders(day: NaiveDate) -> Result<Vec<Order>, SourceError> {
         2 => return Err(SourceError::Timeout),
         _ => {}
     }
-    let mut seed = u64::from(day.to_string().bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))));
+    let mut seed = u64::from(
+        day.to_string()
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))),
+    );
     let mut next = move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -102,7 +106,11 @@ const TABLES: [&str; 4] = ["orders", "order_items", "customers", "daily_revenue"
 
 /// Builds one warehouse table (as CSV rows) from the day's orders.
 #[task(tags = ["transform"])]
-async fn transform(table: &'static str, day: NaiveDate, orders: Vec<Order>) -> Result<(String, Vec<String>), String> {
+async fn transform(
+    table: &'static str,
+    day: NaiveDate,
+    orders: Vec<Order>,
+) -> Result<(String, Vec<String>), String> {
     let rows: Vec<String> = match table {
         "orders" => orders
             .iter()
@@ -119,8 +127,16 @@ async fn transform(table: &'static str, day: NaiveDate, orders: Vec<Order>) -> R
             customers.iter().map(|c| format!("{c},{day}")).collect()
         }
         "daily_revenue" => {
-            let cents: u64 = orders.iter().map(|o| u64::from(o.quantity) * o.unit_cents).sum();
-            vec![format!("{day},{},{}.{:02}", orders.len(), cents / 100, cents % 100)]
+            let cents: u64 = orders
+                .iter()
+                .map(|o| u64::from(o.quantity) * o.unit_cents)
+                .sum();
+            vec![format!(
+                "{day},{},{}.{:02}",
+                orders.len(),
+                cents / 100,
+                cents % 100
+            )]
         }
         other => return Err(format!("unknown table {other}")),
     };
@@ -129,7 +145,12 @@ async fn transform(table: &'static str, day: NaiveDate, orders: Vec<Order>) -> R
 
 /// Writes one table's rows for the day, replacing that day's file: idempotent by date.
 #[task(retries = 2, retry_delay = "1s")]
-async fn load(warehouse: PathBuf, day: NaiveDate, table: String, rows: Vec<String>) -> anyhow::Result<usize> {
+async fn load(
+    warehouse: PathBuf,
+    day: NaiveDate,
+    table: String,
+    rows: Vec<String>,
+) -> anyhow::Result<usize> {
     let dir = warehouse.join(&table);
     tokio::fs::create_dir_all(&dir).await?;
     let path = dir.join(format!("{day}.csv"));
@@ -164,7 +185,8 @@ async fn daily_etl(day: NaiveDate, warehouse: PathBuf) -> anyhow::Result<String>
     for loaded in loads {
         written += loaded.await?;
     }
-    let revenue = std::fs::read_to_string(warehouse.join("daily_revenue").join(format!("{day}.csv")))?;
+    let revenue =
+        std::fs::read_to_string(warehouse.join("daily_revenue").join(format!("{day}.csv")))?;
     Ok(format!(
         "{validated} orders validated, {written} rows loaded; revenue {}",
         revenue.trim()
@@ -186,6 +208,10 @@ async fn main() -> anyhow::Result<()> {
     let summary = daily_etl(day, warehouse.clone()).await?;
     println!("{summary}");
     let orders_file = warehouse.join("orders").join(format!("{day}.csv"));
-    println!("{} holds {} rows", orders_file.display(), count_rows(&orders_file));
+    println!(
+        "{} holds {} rows",
+        orders_file.display(),
+        count_rows(&orders_file)
+    );
     Ok(())
 }

@@ -34,7 +34,9 @@ async fn score_customers() -> anyhow::Result<usize> {
     let scores = flowkit::map(1..=500, score).await;
     let scored = scores.iter().filter(|s| s.is_ok()).count();
     // Publish after the refresh has ended, even though it failed.
-    publish(scored).wait_for([allow_failure(&dimension)]).await?;
+    publish(scored)
+        .wait_for([allow_failure(&dimension)])
+        .await?;
     Ok(scored)
 }
 
@@ -43,6 +45,9 @@ async fn main() -> anyhow::Result<()> {
     flowkit::init();
     let started = std::time::Instant::now();
     let scored = score_customers().await?;
-    println!("{scored} of 500 customers scored in {:?}", started.elapsed());
+    println!(
+        "{scored} of 500 customers scored in {:?}",
+        started.elapsed()
+    );
     Ok(())
 }

@@ -27,7 +27,11 @@ async fn fixed_delay() -> Result<&'static str, HttpError> {
        retry_jitter = 0.2, retry_if = is_transient)]
 async fn backoff() -> Result<u32, HttpError> {
     let attempt = flowkit::context().map_or(1, |c| c.attempt());
-    if attempt < 4 { Err(HttpError(502)) } else { Ok(attempt) }
+    if attempt < 4 {
+        Err(HttpError(502))
+    } else {
+        Ok(attempt)
+    }
 }
 
 /// A 404 is not worth retrying: `retry_if` stops at once.

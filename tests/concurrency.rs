@@ -56,7 +56,10 @@ async fn map_in_order() -> Vec<u64> {
 async fn map_runs_concurrently_and_keeps_input_order() {
     let (bus, memory) = recorder();
     let start = Instant::now();
-    assert_eq!(map_in_order().on(&bus).await.unwrap(), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        map_in_order().on(&bus).await.unwrap(),
+        (0..10).collect::<Vec<_>>()
+    );
     assert_eq!(start.elapsed(), Duration::from_secs(10));
     let events = events(&bus, &memory).await;
     let mut indexes: Vec<u64> = created(&events, "slow_echo")
@@ -108,8 +111,10 @@ async fn record_start(origin: Instant) -> Duration {
     origin.elapsed()
 }
 
+type Started = Result<Duration, RunError<std::convert::Infallible>>;
+
 #[flow]
-async fn waits(origin: WrappedInstant) -> (Result<Duration, RunError<std::convert::Infallible>>, Result<Duration, RunError<std::convert::Infallible>>, Duration) {
+async fn waits(origin: WrappedInstant) -> (Started, Started, Duration) {
     let origin = origin.0;
     let slow = nap(5).submit();
     let broken = fails_after(2).submit();
@@ -141,10 +146,20 @@ async fn wait_for_orders_runs_and_allow_failure_tolerates_a_failed_upstream() {
         .on(&bus)
         .await
         .unwrap();
-    assert_eq!(tolerant.unwrap(), Duration::from_secs(5), "started after both upstreams");
+    assert_eq!(
+        tolerant.unwrap(),
+        Duration::from_secs(5),
+        "started after both upstreams"
+    );
     let strict = strict.expect_err("skipped");
     assert_eq!(strict.state(), State::Skipped);
-    assert!(matches!(strict, RunError::UpstreamFailed { upstream_state: State::Failed, .. }));
+    assert!(matches!(
+        strict,
+        RunError::UpstreamFailed {
+            upstream_state: State::Failed,
+            ..
+        }
+    ));
     assert_eq!(total, Duration::from_secs(5));
 
     let events = events(&bus, &memory).await;
@@ -175,7 +190,10 @@ async fn cancelling_a_flow_run_cancels_its_running_task_runs() {
 
     let events = events(&bus, &memory).await;
     let flow_run = only_run(&events, "long_flow");
-    assert_eq!(states(&events, flow_run).last(), Some(&(State::Cancelled, 1)));
+    assert_eq!(
+        states(&events, flow_run).last(),
+        Some(&(State::Cancelled, 1))
+    );
     let naps = created(&events, "nap");
     assert_eq!(naps.len(), 4);
     for (event, _) in naps {
@@ -187,7 +205,10 @@ async fn cancelling_a_flow_run_cancels_its_running_task_runs() {
         );
     }
     // The flow's own Cancelled comes after those of its task runs.
-    let last = events.iter().rev().find_map(|e| e.state().map(|s| (e.run_id(), s)));
+    let last = events
+        .iter()
+        .rev()
+        .find_map(|e| e.state().map(|s| (e.run_id(), s)));
     assert_eq!(last, Some((Some(flow_run), State::Cancelled)));
 }
 

@@ -19,7 +19,11 @@ async fn noop(_i: u32) {}
 
 #[task]
 async fn bad(i: u32) -> Result<(), String> {
-    if i == 7 { Err("row 7 is malformed".into()) } else { Ok(()) }
+    if i == 7 {
+        Err("row 7 is malformed".into())
+    } else {
+        Ok(())
+    }
 }
 
 #[flow(name = "console-demo")]
@@ -56,5 +60,8 @@ async fn a_flow_shows_progress_retries_map_counts_and_a_summary() {
     assert!(text.contains("map bad 10 runs: 9 completed · 1 failed"));
     let last = lines.last().unwrap();
     assert!(last.contains("flow console-demo Completed in"), "{last}");
-    assert!(last.contains("1011 task runs: 1010 completed, 1 failed · 1 retry"), "{last}");
+    assert!(
+        last.contains("1011 task runs: 1010 completed, 1 failed · 1 retry"),
+        "{last}"
+    );
 }

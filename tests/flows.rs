@@ -10,7 +10,11 @@ use flowkit::{RunError, State, flow, task};
 #[task(retries = 1, retry_delay = 0, tags = ["api", "orders"])]
 async fn flaky_once() -> Result<u32, String> {
     let ctx = flowkit::context().expect("in a task");
-    if ctx.attempt() == 1 { Err("first attempt fails".into()) } else { Ok(7) }
+    if ctx.attempt() == 1 {
+        Err("first attempt fails".into())
+    } else {
+        Ok(7)
+    }
 }
 
 /// Adds up the day.
@@ -42,7 +46,10 @@ async fn a_flow_records_parameters_and_the_full_event_sequence() {
         parent_created.parameters,
         Some(serde_json::json!({"day": "2026-11-26", "limit": 5}))
     );
-    assert_eq!(parent_created.description.as_deref(), Some("Adds up the day."));
+    assert_eq!(
+        parent_created.description.as_deref(),
+        Some("Adds up the day.")
+    );
     assert_eq!(parent_created.tags.as_ref(), ["daily"]);
 
     // The task run belongs to the flow run, and carries its options.
@@ -109,8 +116,11 @@ async fn a_flow_records_parameters_and_the_full_event_sequence() {
     assert_eq!(retrying.as_deref(), Some("first attempt fails"));
 }
 
+/// Flow name, task name, attempt, and whether the innermost run is the task run.
+type WhoAmI = (Option<String>, Option<String>, u32, bool);
+
 #[task]
-async fn whoami() -> (Option<String>, Option<String>, u32, bool) {
+async fn whoami() -> WhoAmI {
     let ctx = flowkit::context().expect("in a task");
     (
         ctx.flow_name().map(String::from),
@@ -121,7 +131,7 @@ async fn whoami() -> (Option<String>, Option<String>, u32, bool) {
 }
 
 #[flow(retries = 2, retry_delay = "1m")]
-async fn retried_flow(fail_times: u32) -> Result<(u32, (Option<String>, Option<String>, u32, bool)), String> {
+async fn retried_flow(fail_times: u32) -> Result<(u32, WhoAmI), String> {
     let ctx = flowkit::context().expect("in a flow");
     assert_eq!(ctx.parameters().unwrap()["fail_times"], fail_times);
     let me = whoami().await.map_err(|e| e.to_string())?;
@@ -138,7 +148,10 @@ async fn a_flow_retries_its_whole_body_and_context_tells_who_runs() {
     let (attempt, me) = retried_flow(2).on(&bus).await.unwrap();
     assert_eq!(attempt, 3);
     assert_eq!(start.elapsed(), std::time::Duration::from_secs(120));
-    assert_eq!(me, (Some("retried_flow".into()), Some("whoami".into()), 1, true));
+    assert_eq!(
+        me,
+        (Some("retried_flow".into()), Some("whoami".into()), 1, true)
+    );
     let events = events(&bus, &memory).await;
     let run = only_run(&events, "retried_flow");
     assert_eq!(states(&events, run).last(), Some(&(State::Completed, 3)));
@@ -169,7 +182,10 @@ async fn with_anyhow() -> anyhow::Result<u32> {
 async fn run_errors_convert_with_question_mark() {
     let own = with_own_error().await.expect_err("fails");
     let PipelineError::Extract(run_error) = own;
-    assert_eq!(run_error.error().map(|e| e.to_string()).as_deref(), Some("disk gone"));
+    assert_eq!(
+        run_error.error().map(|e| e.to_string()).as_deref(),
+        Some("disk gone")
+    );
 
     let any = with_anyhow().await.expect_err("fails");
     let run_error = any
@@ -195,7 +211,10 @@ async fn a_task_outside_any_flow_is_its_own_tracked_run() {
     let events = events(&bus, &memory).await;
     let run = only_run(&events, "standalone");
     assert!(events.iter().all(|e| e.flow_run_id.is_none()));
-    assert_eq!(states(&events, run), [(State::Running, 1), (State::Completed, 1)]);
+    assert_eq!(
+        states(&events, run),
+        [(State::Running, 1), (State::Completed, 1)]
+    );
 }
 
 #[tokio::test]

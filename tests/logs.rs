@@ -29,7 +29,8 @@ async fn logged() {
 
 #[tokio::test]
 async fn logs_are_attached_to_the_run_that_emitted_them() {
-    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(RunLogLayer));
+    let _subscriber =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(RunLogLayer));
     let (bus, memory) = recorder();
     tracing::info!("outside any run: not recorded");
     logged().on(&bus).await.unwrap();
@@ -46,11 +47,17 @@ async fn logs_are_attached_to_the_run_that_emitted_them() {
         .collect();
     assert_eq!(logs.len(), 4, "three task logs and one flow log");
 
-    let flow_log = logs.iter().find(|(_, l)| l.message == "starting").expect("flow log");
+    let flow_log = logs
+        .iter()
+        .find(|(_, l)| l.message == "starting")
+        .expect("flow log");
     assert_eq!(flow_log.0.flow_run_id, Some(flow_run));
     assert_eq!(flow_log.0.task_run_id, None);
 
-    let warn = logs.iter().find(|(_, l)| l.level == LogLevel::Warn).expect("warn log");
+    let warn = logs
+        .iter()
+        .find(|(_, l)| l.level == LogLevel::Warn)
+        .expect("warn log");
     assert_eq!(warn.0.task_run_id, Some(load_run));
     assert_eq!(warn.1.message, "warehouse is slow");
 

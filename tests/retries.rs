@@ -79,7 +79,12 @@ async fn a_list_gives_each_retry_its_delay_and_repeats_the_last() {
     assert_eq!(attempt_gaps(&log), [secs(1), secs(10), secs(60), secs(60)]);
 }
 
-#[task(retries = 5, retry_delay = "1s", backoff = "exponential", max_retry_delay = "5s")]
+#[task(
+    retries = 5,
+    retry_delay = "1s",
+    backoff = "exponential",
+    max_retry_delay = "5s"
+)]
 async fn exponential(log: Log) -> Result<(), HttpError> {
     log.lock().unwrap().push(Instant::now());
     Err(HttpError(502))

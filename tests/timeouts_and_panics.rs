@@ -50,7 +50,10 @@ async fn the_last_timeout_ends_the_run_timed_out() {
     assert!(error.is_timeout(), "{error}");
     assert_eq!(error.state(), State::TimedOut);
     assert_eq!(start.elapsed(), Duration::from_secs(5));
-    assert_eq!(error.to_string(), "task `never_finishes` timed out after 5s (attempt 1)");
+    assert_eq!(
+        error.to_string(),
+        "task `never_finishes` timed out after 5s (attempt 1)"
+    );
     let events = events(&bus, &memory).await;
     let run = only_run(&events, "never_finishes");
     assert_eq!(states(&events, run).last(), Some(&(State::TimedOut, 1)));
@@ -89,7 +92,10 @@ async fn a_panic_is_a_crashed_run_not_a_crashed_process() {
     let events = events(&bus, &memory).await;
     let run = only_run(&events, "panics");
     // A panic is a bug, not a flaky dependency: it is not retried.
-    assert_eq!(states(&events, run), [(State::Running, 1), (State::Crashed, 1)]);
+    assert_eq!(
+        states(&events, run),
+        [(State::Running, 1), (State::Crashed, 1)]
+    );
 }
 
 #[flow]
@@ -104,7 +110,10 @@ async fn panicking_submits() -> Vec<bool> {
 #[tokio::test(start_paused = true)]
 async fn panics_in_submitted_and_mapped_tasks_are_caught() {
     let (bus, _memory) = recorder();
-    assert_eq!(panicking_submits().on(&bus).await.unwrap(), [true, true, true]);
+    assert_eq!(
+        panicking_submits().on(&bus).await.unwrap(),
+        [true, true, true]
+    );
 }
 
 #[flow]

@@ -328,7 +328,9 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
         Kind::Task => {
             let retry_if = match &opts.retry_if {
                 Some(Expr::Closure(closure)) => quote!(#closure),
-                Some(path) => quote_spanned!(path.span()=> |__flowkit_error: &_| #path(__flowkit_error)),
+                Some(path) => {
+                    quote_spanned!(path.span()=> |__flowkit_error: &_| #path(__flowkit_error))
+                }
                 None => quote!(::flowkit::__private::always_retry),
             };
             // Arguments may borrow: the call lives for `'__fk`, which every lifetime and type

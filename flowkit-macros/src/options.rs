@@ -113,7 +113,11 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
             .map(ToString::to_string)
             .unwrap_or_default();
         if !allowed.contains(&key.as_str()) {
-            let shown = if key.is_empty() { "this".to_string() } else { format!("`{key}`") };
+            let shown = if key.is_empty() {
+                "this".to_string()
+            } else {
+                format!("`{key}`")
+            };
             let mut message = format!(
                 "unknown {} option {shown}; expected one of {}",
                 kind.attribute(),
@@ -170,7 +174,9 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
                     other => {
                         return Err(syn::Error::new(
                             value.span(),
-                            format!("unknown backoff \"{other}\"; expected \"exponential\" or \"fixed\""),
+                            format!(
+                                "unknown backoff \"{other}\"; expected \"exponential\" or \"fixed\""
+                            ),
                         ));
                     }
                 };

@@ -192,7 +192,8 @@ impl EventBus {
     /// The limit is kept by the dispatcher thread in real time, so a paused tokio clock (in
     /// tests) does not cut it short.
     pub async fn flush_timeout(&self, limit: Duration) -> bool {
-        self.flush_until(Some(std::time::Instant::now() + limit)).await
+        self.flush_until(Some(std::time::Instant::now() + limit))
+            .await
     }
 
     async fn flush_until(&self, deadline: Option<std::time::Instant>) -> bool {
@@ -295,8 +296,10 @@ fn dispatch(
                         for sink in sinks.iter_mut() {
                             match deadline {
                                 Some(deadline) => {
-                                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                                    in_time &= tokio::time::timeout(left, sink.flush()).await.is_ok();
+                                    let left = deadline
+                                        .saturating_duration_since(std::time::Instant::now());
+                                    in_time &=
+                                        tokio::time::timeout(left, sink.flush()).await.is_ok();
                                 }
                                 None => sink.flush().await,
                             }

@@ -60,7 +60,9 @@ pub(crate) fn listen_for_ctrl_c() {
                 std::process::exit(130);
             }
             cancelling = true;
-            tracing::warn!("flowkit: Ctrl-C: cancelling {running} flow run(s); press Ctrl-C again to exit now");
+            tracing::warn!(
+                "flowkit: Ctrl-C: cancelling {running} flow run(s); press Ctrl-C again to exit now"
+            );
         }
     });
 }

@@ -222,7 +222,6 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-
 impl<B: FlowBody> Prepared<B>
 where
     <B::Output as Outcome>::Ok: Send + 'static,

@@ -142,7 +142,8 @@ pub mod __private {
 
     /// A flow parameter as JSON; a value that does not serialize is recorded as its error.
     pub fn parameter<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Value {
-        serde_json::to_value(value)
-            .unwrap_or_else(|error| serde_json::Value::String(format!("<not serializable: {error}>")))
+        serde_json::to_value(value).unwrap_or_else(|error| {
+            serde_json::Value::String(format!("<not serializable: {error}>"))
+        })
     }
 }

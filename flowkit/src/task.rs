@@ -87,8 +87,10 @@ where
 }
 
 /// What awaiting a task call gives: the task's value, or why there is none.
-pub type TaskResult<B> =
-    Result<<<B as TaskBody>::Output as Outcome>::Ok, RunError<<<B as TaskBody>::Output as Outcome>::Err>>;
+pub type TaskResult<B> = Result<
+    <<B as TaskBody>::Output as Outcome>::Ok,
+    RunError<<<B as TaskBody>::Output as Outcome>::Err>,
+>;
 
 /// A call of a `#[task]` function, not started yet.
 ///
@@ -307,10 +309,12 @@ where
             async move {
                 let outcome = match timeout {
                     // Boxed: a timer is large, and only runs with a timeout need one.
-                    Some(limit) => match Box::pin(tokio::time::timeout(limit, attempt_future)).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => return Attempt::TimedOut(limit),
-                    },
+                    Some(limit) => {
+                        match Box::pin(tokio::time::timeout(limit, attempt_future)).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => return Attempt::TimedOut(limit),
+                        }
+                    }
                     None => attempt_future.await,
                 };
                 match outcome {

@@ -201,7 +201,10 @@ impl ConsoleSink {
                 // The last hex digits are random (the first ones are the timestamp).
                 let simple = id.simple().to_string();
                 let short = &simple[simple.len() - 8..];
-                if let Some(parent) = created.parent_flow_run_id.and_then(|p| self.flows.get_mut(&p)) {
+                if let Some(parent) = created
+                    .parent_flow_run_id
+                    .and_then(|p| self.flows.get_mut(&p))
+                {
                     parent.children += 1;
                 }
                 let title = self.paint(BOLD, &format!("flow {}", created.name));
@@ -211,12 +214,10 @@ impl ConsoleSink {
             RunType::Task => {
                 let Some(id) = event.task_run_id else { return };
                 let flow = event.flow_run_id;
-                let depth = flow
-                    .and_then(|f| self.flows.get_mut(&f))
-                    .map_or(0, |f| {
-                        f.tasks += 1;
-                        f.depth + 1
-                    });
+                let depth = flow.and_then(|f| self.flows.get_mut(&f)).map_or(0, |f| {
+                    f.tasks += 1;
+                    f.depth + 1
+                });
                 if created.map_index.is_some() {
                     let key = (flow.unwrap_or_default(), created.name.to_string());
                     let view = self.maps.entry(key).or_insert_with(|| MapView {
@@ -263,7 +264,11 @@ impl ConsoleSink {
                     self.paint(BOLD, &format!("flow {name}")),
                     message.unwrap_or("")
                 );
-                self.line(event.timestamp, depth, &self.paint(YELLOW, &text).to_string());
+                self.line(
+                    event.timestamp,
+                    depth,
+                    &self.paint(YELLOW, &text).to_string(),
+                );
                 return;
             }
             _ if !state.is_terminal() => return,
@@ -276,7 +281,11 @@ impl ConsoleSink {
             .started
             .map(|s| humanize((event.timestamp - s).to_std().unwrap_or_default()))
             .unwrap_or_else(|| "0ms".into());
-        let mut summary = format!("{} task run{}", view.tasks, if view.tasks == 1 { "" } else { "s" });
+        let mut summary = format!(
+            "{} task run{}",
+            view.tasks,
+            if view.tasks == 1 { "" } else { "s" }
+        );
         let counts: Vec<String> = State::ALL
             .iter()
             .zip(view.finished.iter())
@@ -310,12 +319,7 @@ impl ConsoleSink {
         self.line(event.timestamp, view.depth, &text);
     }
 
-    fn on_task_state(
-        &mut self,
-        event: &Event,
-        id: Uuid,
-        change: &crate::events::StateChanged,
-    ) {
+    fn on_task_state(&mut self, event: &Event, id: Uuid, change: &crate::events::StateChanged) {
         let state = change.state;
         let Some(view) = self.tasks.get_mut(&id) else {
             return;
@@ -339,7 +343,11 @@ impl ConsoleSink {
                         self.move_mapped(&key, State::Retrying, State::Running, event.timestamp);
                     }
                 } else if change.attempt == 1 {
-                    let text = format!("{} {}", self.paint(BOLD, &label), self.paint(CYAN, "running"));
+                    let text = format!(
+                        "{} {}",
+                        self.paint(BOLD, &label),
+                        self.paint(CYAN, "running")
+                    );
                     self.line(event.timestamp, depth, &text);
                 }
             }
@@ -379,7 +387,11 @@ impl ConsoleSink {
                     .unwrap_or_else(|| "0ms".into());
                 if mapped {
                     let key = (flow.unwrap_or_default(), view.name.clone());
-                    let from = if view.started.is_some() { State::Running } else { State::Pending };
+                    let from = if view.started.is_some() {
+                        State::Running
+                    } else {
+                        State::Pending
+                    };
                     self.move_mapped(&key, from, state, event.timestamp);
                 }
                 if !mapped || !state.is_success() {
@@ -393,7 +405,8 @@ impl ConsoleSink {
                         self.paint(BOLD, &label),
                         self.paint(state_color(state), &format!("{state} in {took}"))
                     );
-                    if let Some(message) = change.message.as_deref().filter(|_| !state.is_success()) {
+                    if let Some(message) = change.message.as_deref().filter(|_| !state.is_success())
+                    {
                         text.push_str(": ");
                         text.push_str(message);
                     }
@@ -485,7 +498,11 @@ impl ConsoleSink {
             crate::events::LogLevel::Warn => self.paint(YELLOW, "WARN "),
             level => self.paint(DIM, &format!("{level:<5}")),
         };
-        let mut text = format!("{level} {} {}", self.paint(DIM, &format!("{name}:")), log.message);
+        let mut text = format!(
+            "{level} {} {}",
+            self.paint(DIM, &format!("{name}:")),
+            log.message
+        );
         for (key, value) in &log.fields {
             text.push_str(&format!(" {key}={value}"));
         }

@@ -49,7 +49,10 @@ impl MemorySink {
 
     /// Takes every event so far, leaving the sink empty.
     pub fn take(&self) -> Vec<Event> {
-        std::mem::take(&mut *self.lock()).into_iter().flatten().collect()
+        std::mem::take(&mut *self.lock())
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// How many events it holds.
