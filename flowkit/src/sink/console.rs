@@ -52,10 +52,14 @@ struct FlowView {
     tasks: u64,
     children: u64,
     retries: u64,
+    /// Runs created so far per task name, to tell apart runs of the same task.
+    per_name: HashMap<String, u32>,
 }
 
 struct TaskView {
     name: String,
+    /// `name`, or `name#2`, `name#3`… for later runs of the same task in a flow run.
+    label: String,
     flow: Option<Uuid>,
     depth: usize,
     map_index: Option<u64>,
@@ -188,6 +192,7 @@ impl ConsoleSink {
                         tasks: 0,
                         children: 0,
                         retries: 0,
+                        per_name: HashMap::new(),
                     },
                 );
                 let params = match &created.parameters {
@@ -214,8 +219,16 @@ impl ConsoleSink {
             RunType::Task => {
                 let Some(id) = event.task_run_id else { return };
                 let flow = event.flow_run_id;
+                let mut label = created.name.to_string();
                 let depth = flow.and_then(|f| self.flows.get_mut(&f)).map_or(0, |f| {
                     f.tasks += 1;
+                    if created.map_index.is_none() {
+                        let seen = f.per_name.entry(created.name.to_string()).or_insert(0);
+                        *seen += 1;
+                        if *seen > 1 {
+                            label = format!("{}#{seen}", created.name);
+                        }
+                    }
                     f.depth + 1
                 });
                 if created.map_index.is_some() {
@@ -235,6 +248,7 @@ impl ConsoleSink {
                     id,
                     TaskView {
                         name: created.name.to_string(),
+                        label,
                         flow,
                         depth,
                         map_index: created.map_index,
@@ -327,7 +341,7 @@ impl ConsoleSink {
         let mapped = view.map_index.is_some();
         let label = match view.map_index {
             Some(i) => format!("task {}[{i}]", view.name),
-            None => format!("task {}", view.name),
+            None => format!("task {}", view.label),
         };
         let (depth, flow) = (view.depth, view.flow);
         match state {
@@ -483,7 +497,7 @@ impl ConsoleSink {
             (Some(task), _) => match self.tasks.get(&task) {
                 Some(view) => match view.map_index {
                     Some(i) => (format!("{}[{i}]", view.name), view.depth),
-                    None => (view.name.clone(), view.depth),
+                    None => (view.label.clone(), view.depth),
                 },
                 None => return,
             },
