@@ -217,6 +217,13 @@ async fn main() {
         .collect();
     if let [case, n] = args.as_slice() {
         let n: u64 = n.parse().unwrap_or(1000);
+        if let Some(case) = case.strip_suffix("-profile") {
+            // One tracked run with a counting sink and nothing else, for a profiler.
+            let bus = EventBus::builder().sink(CountingSink::default()).build();
+            let took = tracked(case, n, &bus).await;
+            println!("{case} {:.3} us/task", took.as_secs_f64() * 1e6 / n as f64);
+            return;
+        }
         let m = measure(case, n, 3).await;
         println!(
             "flowkit {case} n={n} per_task_us={:.3} baseline_us={:.3} ratio_to_baseline={:.2} peak_bytes_per_task={:.0}",

@@ -1,22 +1,28 @@
 //! The event bus: a non-blocking queue from the runs to the sinks.
 //!
-//! Emitting an event is a push onto a lock-free queue; it never waits and never fails. A
-//! dispatcher thread of the bus's own drains the queue in batches and hands each batch, in
-//! emission order, to every sink. Because the dispatcher runs on its own thread with its own
-//! small runtime, events keep flowing while the program's runtime is busy, and a bus outlives
-//! the runtime that made it (one per `#[tokio::test]`, say).
+//! Emitting an event is a push into a preallocated ring; it never waits, never fails and
+//! allocates nothing. A dispatcher thread of the bus's own collects the ring every millisecond
+//! while events flow (and sleeps until woken when they stop), and hands each batch, in emission
+//! order, to every sink. Because the dispatcher runs on its own thread, events keep flowing
+//! while the program's runtime is busy, and a bus outlives the runtime that made it (one per
+//! `#[tokio::test]`, say).
 //!
-//! **Slow sinks.** Sinks are called synchronously and must not block: a sink that does I/O keeps
-//! its own buffer (the console writes to a terminal; the HTTP sink spools to disk). The queue is
-//! therefore only long while the dispatcher is starved of CPU; it is unbounded so that no event
-//! is ever dropped and no task ever waits, and [`EventBus::stats`] reports its high-water mark.
+//! **When the ring is full.** Sinks are called synchronously and must not block: a sink that
+//! does I/O keeps its own buffer (the console writes to a terminal; the HTTP sink spools to
+//! disk). So the ring fills only while the dispatcher is starved of CPU. Then events queue, in
+//! order, in an overflow list that the dispatcher empties next: no event is dropped and no task
+//! waits. [`EventBus::stats`] reports the largest batch taken at once, a measure of how far the
+//! dispatcher fell behind.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::events::{Event, EventKind};
@@ -55,13 +61,17 @@ pub struct EventBus {
 }
 
 struct Inner {
-    tx: mpsc::UnboundedSender<Message>,
+    /// A preallocated ring: sending allocates nothing, so nothing is freed across threads.
+    tx: mpsc::SyncSender<Message>,
+    /// Where events go, in order, while the ring is full (the dispatcher starved of CPU).
+    overflow: Arc<Overflow>,
     stats: Arc<Counters>,
 }
 
 #[derive(Default)]
 struct Counters {
     delivered: AtomicU64,
+    overflowed: AtomicU64,
     high_water: AtomicUsize,
 }
 
@@ -70,7 +80,9 @@ struct Counters {
 pub struct BusStats {
     /// Events handed to the sinks.
     pub delivered: u64,
-    /// The longest the queue has been.
+    /// Events that found the ring full and waited in the overflow.
+    pub overflowed: u64,
+    /// The largest batch the dispatcher has taken at once (how far it fell behind).
     pub high_water: usize,
 }
 
@@ -106,16 +118,22 @@ impl EventBusBuilder {
         if self.sinks.is_empty() {
             return EventBus::disabled();
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::sync_channel(RING);
+        let overflow = Arc::new(Overflow::default());
+        let thread_overflow = overflow.clone();
         let stats = Arc::new(Counters::default());
         let thread_stats = stats.clone();
         let sinks = self.sinks;
         let spawned = std::thread::Builder::new()
             .name("flowkit-events".into())
-            .spawn(move || dispatch(rx, sinks, thread_stats));
+            .spawn(move || dispatch(rx, thread_overflow, sinks, thread_stats));
         match spawned {
             Ok(_) => EventBus {
-                inner: Some(Arc::new(Inner { tx, stats })),
+                inner: Some(Arc::new(Inner {
+                    tx,
+                    overflow,
+                    stats,
+                })),
             },
             Err(error) => {
                 tracing::error!(%error, "flowkit: could not start the event dispatcher; events are off");
@@ -201,7 +219,7 @@ impl EventBus {
             return true;
         };
         let (done, wait) = oneshot::channel();
-        if inner.tx.send(Message::Flush { done, deadline }).is_err() {
+        if inner.push(Message::Flush { done, deadline }).is_err() {
             return false;
         }
         wait.await.unwrap_or(false)
@@ -212,10 +230,25 @@ impl EventBus {
         match &self.inner {
             Some(inner) => BusStats {
                 delivered: inner.stats.delivered.load(Ordering::Relaxed),
+                overflowed: inner.stats.overflowed.load(Ordering::Relaxed),
                 high_water: inner.stats.high_water.load(Ordering::Relaxed),
             },
             None => BusStats::default(),
         }
+    }
+}
+
+/// Events that found the ring full, kept in order until the dispatcher catches up.
+#[derive(Default)]
+struct Overflow {
+    /// True while `queue` may hold events: new events must then queue behind them.
+    active: AtomicBool,
+    queue: Mutex<VecDeque<Message>>,
+}
+
+impl Overflow {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -224,17 +257,41 @@ impl Inner {
     fn send(&self, event: Event) {
         // Fails only once the dispatcher thread has ended, which happens only if a sink
         // panicked; that panic was already reported.
-        let _ = self.tx.send(Message::Event(event));
+        let _ = self.push(Message::Event(event));
+    }
+
+    /// Queues a message without ever waiting: into the ring, or behind the overflow.
+    #[inline]
+    fn push(&self, message: Message) -> Result<(), ()> {
+        let message = if self.overflow.active.load(Ordering::Acquire) {
+            message
+        } else {
+            match self.tx.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(message)) => message,
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(()),
+            }
+        };
+        let mut queue = self.overflow.lock();
+        self.overflow.active.store(true, Ordering::Release);
+        queue.push_back(message);
+        self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
+
+/// Events the ring holds before the overflow takes over.
+const RING: usize = 8_192;
 
 const BATCH: usize = 4096;
 
 fn dispatch(
-    mut rx: mpsc::UnboundedReceiver<Message>,
+    rx: mpsc::Receiver<Message>,
+    overflow: Arc<Overflow>,
     mut sinks: Vec<Box<dyn EventSink>>,
     stats: Arc<Counters>,
 ) {
+    // A small runtime of the dispatcher's own, for the sinks' async `flush`.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -245,76 +302,99 @@ fn dispatch(
             return;
         }
     };
-    runtime.block_on(async move {
-        let mut messages = Vec::with_capacity(BATCH);
-        let mut events = Vec::with_capacity(BATCH);
-        let mut idle_ticks = 0u32;
-        loop {
-            // While events flow, collect them on a short tick instead of being woken for each
-            // one: a wake-up costs the emitting task a system call. After a quiet spell, wait
-            // to be woken, so an idle process does not tick.
-            let received = if idle_ticks >= IDLE_TICKS {
-                let n = rx.recv_many(&mut messages, BATCH).await;
-                if n == 0 {
-                    break;
+    let mut events = Vec::with_capacity(BATCH);
+    let mut idle_ticks = 0u32;
+    let mut open = true;
+    while open {
+        let mut received = 0usize;
+        // While events flow, collect them on a short tick instead of being woken for each one:
+        // a wake-up costs the emitting thread a system call. After a quiet spell, block until
+        // woken, so an idle process does not tick.
+        if idle_ticks >= IDLE_TICKS {
+            match rx.recv() {
+                Ok(message) => {
+                    received += 1;
+                    take(message, &mut events, &mut sinks, &stats, &runtime);
                 }
-                n
-            } else {
-                loop {
-                    match rx.try_recv() {
-                        Ok(message) => {
-                            messages.push(message);
-                            if messages.len() == BATCH {
-                                break;
-                            }
-                        }
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            if messages.is_empty() {
-                                return finish(&mut sinks).await;
-                            }
-                            break;
-                        }
-                    }
-                }
-                messages.len()
-            };
-            if received == 0 {
-                idle_ticks += 1;
-                tokio::time::sleep(TICK).await;
-                continue;
-            }
-            idle_ticks = 0;
-            let backlog = rx.len() + messages.len();
-            stats.high_water.fetch_max(backlog, Ordering::Relaxed);
-            for message in messages.drain(..) {
-                match message {
-                    Message::Event(event) => events.push(event),
-                    Message::Flush { done, deadline } => {
-                        deliver(&mut sinks, &mut events, &stats);
-                        let mut in_time = true;
-                        for sink in sinks.iter_mut() {
-                            match deadline {
-                                Some(deadline) => {
-                                    let left = deadline
-                                        .saturating_duration_since(std::time::Instant::now());
-                                    in_time &=
-                                        tokio::time::timeout(left, sink.flush()).await.is_ok();
-                                }
-                                None => sink.flush().await,
-                            }
-                        }
-                        let _ = done.send(in_time);
-                    }
-                }
-            }
-            deliver(&mut sinks, &mut events, &stats);
-            if received < BATCH {
-                tokio::time::sleep(TICK).await;
+                Err(_) => break,
             }
         }
-        finish(&mut sinks).await;
-    });
+        let mut ring_empty = false;
+        while received < BATCH {
+            match rx.try_recv() {
+                Ok(message) => {
+                    received += 1;
+                    take(message, &mut events, &mut sinks, &stats, &runtime);
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    ring_empty = true;
+                    break;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    ring_empty = true;
+                    break;
+                }
+            }
+        }
+        if ring_empty && overflow.active.load(Ordering::Acquire) {
+            // Everything in the ring was sent before the overflow began (or by producers that
+            // raced with it, whose own order the ring keeps); the overflow comes next.
+            let spilled = {
+                let mut queue = overflow.lock();
+                overflow.active.store(false, Ordering::Release);
+                std::mem::take(&mut *queue)
+            };
+            received += spilled.len();
+            for message in spilled {
+                take(message, &mut events, &mut sinks, &stats, &runtime);
+            }
+        }
+        deliver(&mut sinks, &mut events, &stats);
+        stats.high_water.fetch_max(received, Ordering::Relaxed);
+        if received == 0 {
+            idle_ticks = idle_ticks.saturating_add(1);
+        } else {
+            idle_ticks = 0;
+        }
+        if open && ring_empty {
+            std::thread::sleep(TICK);
+        }
+    }
+    deliver(&mut sinks, &mut events, &stats);
+    runtime.block_on(finish(&mut sinks));
+}
+
+/// Files one message: an event joins the batch; a flush delivers the batch, flushes the sinks
+/// and answers.
+fn take(
+    message: Message,
+    events: &mut Vec<Event>,
+    sinks: &mut [Box<dyn EventSink>],
+    stats: &Counters,
+    runtime: &tokio::runtime::Runtime,
+) {
+    match message {
+        Message::Event(event) => events.push(event),
+        Message::Flush { done, deadline } => {
+            deliver(sinks, events, stats);
+            let in_time = runtime.block_on(async {
+                let mut in_time = true;
+                for sink in sinks.iter_mut() {
+                    match deadline {
+                        Some(deadline) => {
+                            let left =
+                                deadline.saturating_duration_since(std::time::Instant::now());
+                            in_time &= tokio::time::timeout(left, sink.flush()).await.is_ok();
+                        }
+                        None => sink.flush().await,
+                    }
+                }
+                in_time
+            });
+            let _ = done.send(in_time);
+        }
+    }
 }
 
 /// How often the dispatcher collects events while they flow.
@@ -339,4 +419,66 @@ fn deliver(sinks: &mut [Box<dyn EventSink>], events: &mut Vec<Event>, stats: &Co
         .delivered
         .fetch_add(events.len() as u64, Ordering::Relaxed);
     events.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::State;
+    use crate::events::StateChanged;
+
+    /// Records the attempt numbers it sees; stalls on its first batch until released, so
+    /// the ring fills up behind it.
+    struct Stalled {
+        seen: Arc<Mutex<Vec<u32>>>,
+        release: Arc<AtomicBool>,
+    }
+
+    impl EventSink for Stalled {
+        fn handle(&mut self, events: &[Event]) {
+            while !self.release.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut seen = self.seen.lock().unwrap();
+            for event in events {
+                if let EventKind::StateChanged(change) = &event.kind {
+                    seen.push(change.attempt);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_ring_overflows_in_order_and_loses_nothing() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let release = Arc::new(AtomicBool::new(false));
+        let bus = EventBus::builder()
+            .sink(Stalled {
+                seen: seen.clone(),
+                release: release.clone(),
+            })
+            .build();
+        let total = (RING * 4) as u32;
+        for attempt in 0..total {
+            bus.emit_with(None, None, || {
+                EventKind::StateChanged(StateChanged {
+                    state: State::Running,
+                    attempt,
+                    message: None,
+                    next_attempt_at: None,
+                })
+            });
+        }
+        let stats = bus.stats();
+        assert!(
+            stats.overflowed >= u64::from(total) - (RING + BATCH) as u64,
+            "{stats:?}"
+        );
+        release.store(true, Ordering::Release);
+        bus.flush().await;
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), total as usize, "every event arrives");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "in emission order");
+        assert_eq!(bus.stats().delivered, u64::from(total));
+    }
 }
