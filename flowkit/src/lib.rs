@@ -76,6 +76,11 @@ pub use task::TaskCall;
 pub use task::TaskHandle;
 pub use upstream::{Upstream, allow_failure};
 
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// The building blocks the macros expand to, for defining tasks and flows without them.
 ///
 /// ```
