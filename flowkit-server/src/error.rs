@@ -1,0 +1,71 @@
+//! API errors: a status and a JSON body that names the problem, never the internals.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// An error answer of the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is wrong; `field` names what, when one field is to blame.
+    #[error("{message}")]
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
+    /// No such run.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// No or wrong API key.
+    #[error("missing or wrong API key: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    /// The store failed; details go to the log, not to the client.
+    #[error("the server could not complete the request")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Store(error) => {
+                tracing::error!(%error, "request failed in the store");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        let message = self.to_string();
+        let field = match &self {
+            ApiError::BadRequest { field, .. } => field.as_deref(),
+            _ => None,
+        };
+        (
+            status,
+            Json(Body {
+                error: &message,
+                field,
+            }),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,107 @@
+//! `POST /api/events`: ingest a batch of events.
+//!
+//! The body is a JSON array of events (the `flowkit::events::Event` schema). Each event is
+//! checked on its own: the valid ones are stored (once: an event sent again is counted as a
+//! duplicate) and each invalid one is reported with its index and the problem. The answer is
+//! 200 when at least one event was valid, else 400.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use chrono::{Duration, Utc};
+use flowkit::events::{Event, EventKind, RunType};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The most events one request may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+#[derive(Debug, Serialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IngestAnswer {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Why an event cannot be stored, if it cannot.
+fn check(event: &Event) -> Result<(), String> {
+    let Some(_) = crate::store::nanos(event.timestamp) else {
+        return Err("timestamp: out of range".into());
+    };
+    if event.timestamp > Utc::now() + Duration::days(1) {
+        return Err("timestamp: more than a day in the future".into());
+    }
+    match &event.kind {
+        EventKind::RunCreated(created) => match created.run_type {
+            RunType::Task if event.task_run_id.is_none() => {
+                Err("task_run_id: a task run's creation needs it".into())
+            }
+            RunType::Flow if event.flow_run_id.is_none() => {
+                Err("flow_run_id: a flow run's creation needs it".into())
+            }
+            _ if created.name.trim().is_empty() => Err("kind.name: cannot be empty".into()),
+            _ => Ok(()),
+        },
+        _ if event.flow_run_id.is_none() && event.task_run_id.is_none() => {
+            Err("flow_run_id: an event needs a flow_run_id or a task_run_id".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    body: Result<Json<Vec<serde_json::Value>>, JsonRejection>,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    let Json(values) = body.map_err(|rejection| ApiError::BadRequest {
+        field: None,
+        message: format!("expected a JSON array of events: {}", rejection.body_text()),
+    })?;
+    if values.len() > MAX_BATCH {
+        return Err(ApiError::bad(
+            "events",
+            format!(
+                "at most {MAX_BATCH} events per request, got {}",
+                values.len()
+            ),
+        ));
+    }
+    let mut events = Vec::with_capacity(values.len());
+    let mut rejected = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        match serde_json::from_value::<Event>(value) {
+            Ok(event) => match check(&event) {
+                Ok(()) => events.push(event),
+                Err(error) => rejected.push(Rejected { index, error }),
+            },
+            Err(error) => rejected.push(Rejected {
+                index,
+                error: error.to_string(),
+            }),
+        }
+    }
+    if events.is_empty() && !rejected.is_empty() {
+        let first = &rejected[0];
+        return Err(ApiError::bad(
+            format!("[{}]", first.index),
+            format!(
+                "no valid event in the batch; event {}: {}",
+                first.index, first.error
+            ),
+        ));
+    }
+    let outcome = state.store.ingest(&events).await?;
+    Ok(Json(IngestAnswer {
+        stored: outcome.stored,
+        duplicates: outcome.duplicates,
+        rejected,
+    }))
+}

@@ -1,0 +1,210 @@
+//! Queries: flow runs, one flow run with its task runs and child flow runs, a run's logs.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::store::{LogFilter, LogLine, Run, RunFilter};
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 1_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowRunsQuery {
+    flow: Option<String>,
+    state: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    tag: Option<String>,
+    parent: Option<Uuid>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|rejection| ApiError::BadRequest {
+            field: None,
+            message: format!("bad query string: {}", rejection.body_text()),
+        })
+}
+
+fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        n if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        n => Err(ApiError::bad(
+            "limit",
+            format!("must be 1 to {MAX_LIMIT}, got {n}"),
+        )),
+    }
+}
+
+fn cursor(field: &str, text: Option<&str>) -> Result<Option<(i64, Uuid)>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    let parsed = text
+        .split_once('_')
+        .and_then(|(ts, id)| Some((ts.parse::<i64>().ok()?, Uuid::parse_str(id).ok()?)));
+    parsed
+        .map(Some)
+        .ok_or_else(|| ApiError::bad(field, "not a cursor this server gave"))
+}
+
+fn nanos(field: &str, time: Option<DateTime<Utc>>) -> Result<Option<i64>, ApiError> {
+    time.map(|t| {
+        t.timestamp_nanos_opt()
+            .ok_or_else(|| ApiError::bad(field, "out of range"))
+    })
+    .transpose()
+}
+
+const STATES: [&str; 11] = [
+    "Scheduled",
+    "Pending",
+    "Running",
+    "Retrying",
+    "Completed",
+    "Cached",
+    "Failed",
+    "Crashed",
+    "TimedOut",
+    "Cancelled",
+    "Skipped",
+];
+
+pub async fn list_flow_runs(
+    State(state): State<AppState>,
+    params: Result<Query<FlowRunsQuery>, QueryRejection>,
+) -> Result<Json<Page<Run>>, ApiError> {
+    let q = query(params)?;
+    if let Some(s) = &q.state {
+        if !STATES.contains(&s.as_str()) {
+            return Err(ApiError::bad(
+                "state",
+                format!("unknown state {s:?}; expected one of {}", STATES.join(", ")),
+            ));
+        }
+    }
+    let filter = RunFilter {
+        flow: q.flow,
+        state: q.state,
+        since: nanos("since", q.since)?,
+        until: nanos("until", q.until)?,
+        tag: q.tag,
+        parent: q.parent,
+        before: cursor("cursor", q.cursor.as_deref())?,
+        limit: limit(q.limit)?,
+    };
+    let items = state.store.flow_runs(&filter).await?;
+    let next_cursor = (items.len() as i64 == filter.limit)
+        .then(|| items.last())
+        .flatten()
+        .and_then(|run| {
+            Some(format!(
+                "{}_{}",
+                run.created?.timestamp_nanos_opt()?,
+                run.id
+            ))
+        });
+    Ok(Json(Page { items, next_cursor }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct FlowRunDetail {
+    #[serde(flatten)]
+    pub run: Run,
+    pub task_runs: Vec<Run>,
+    pub child_flow_runs: Vec<Run>,
+}
+
+fn run_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::bad("id", format!("{id:?} is not a run id (a UUID)")))
+}
+
+pub async fn get_flow_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<FlowRunDetail>, ApiError> {
+    let id = run_id(&id)?;
+    let run = state
+        .store
+        .run(id)
+        .await?
+        .filter(|r| r.run_type == "flow")
+        .ok_or_else(|| ApiError::NotFound(format!("flow run {id}")))?;
+    let task_runs = state.store.task_runs(id).await?;
+    let child_flow_runs = state.store.child_flow_runs(id).await?;
+    Ok(Json(FlowRunDetail {
+        run,
+        task_runs,
+        child_flow_runs,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    level: Option<String>,
+    task_run_id: Option<Uuid>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+const LEVELS: [&str; 5] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
+
+pub async fn get_logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Json<Page<LogLine>>, ApiError> {
+    let id = run_id(&id)?;
+    let q = query(params)?;
+    let level = match q.level {
+        Some(level) => {
+            let upper = level.to_ascii_uppercase();
+            if !LEVELS.contains(&upper.as_str()) {
+                return Err(ApiError::bad(
+                    "level",
+                    format!(
+                        "unknown level {level:?}; expected one of {}",
+                        LEVELS.join(", ")
+                    ),
+                ));
+            }
+            Some(upper)
+        }
+        None => None,
+    };
+    let filter = LogFilter {
+        level,
+        task_run_id: q.task_run_id,
+        after: cursor("cursor", q.cursor.as_deref())?,
+        limit: limit(q.limit)?,
+    };
+    let items = state.store.logs(id, &filter).await?;
+    let next_cursor = (items.len() as i64 == filter.limit)
+        .then(|| items.last())
+        .flatten()
+        .and_then(|line| {
+            Some(format!(
+                "{}_{}",
+                line.timestamp?.timestamp_nanos_opt()?,
+                line.id
+            ))
+        });
+    Ok(Json(Page { items, next_cursor }))
+}

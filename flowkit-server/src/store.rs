@@ -1,0 +1,432 @@
+//! Storage of events and the runs derived from them (SQLite).
+//!
+//! Writes go through one connection, so concurrent ingest requests queue in the pool instead of
+//! meeting "database is locked"; reads use a pool of their own (WAL lets them run during
+//! writes).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flowkit::State;
+use flowkit::events::{Event, EventKind, RunType};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("could not apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL is not one this server supports.
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    UnsupportedUrl(String),
+}
+
+/// The runs and events of a server.
+#[derive(Clone)]
+pub struct Store {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+/// How one batch went.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Ingested {
+    /// Events stored for the first time.
+    pub stored: usize,
+    /// Events already stored (sent again): ignored.
+    pub duplicates: usize,
+}
+
+/// A flow run or task run, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct Run {
+    pub id: Uuid,
+    pub run_type: &'static str,
+    pub name: Option<String>,
+    pub flow_run_id: Option<Uuid>,
+    pub parent_flow_run_id: Option<Uuid>,
+    pub parent_task_run_id: Option<Uuid>,
+    pub state: String,
+    pub message: Option<String>,
+    pub attempts: i64,
+    pub created: Option<DateTime<Utc>>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub duration_ms: Option<f64>,
+    pub parameters: Option<serde_json::Value>,
+    pub tags: Vec<String>,
+    pub upstream: Vec<Uuid>,
+    pub map_index: Option<i64>,
+    pub retries: Option<i64>,
+}
+
+/// A log line of a run.
+#[derive(Debug, Serialize)]
+pub struct LogLine {
+    pub id: Uuid,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub flow_run_id: Option<Uuid>,
+    pub task_run_id: Option<Uuid>,
+    pub level: Option<String>,
+    pub message: String,
+    pub target: Option<String>,
+    pub fields: serde_json::Value,
+}
+
+/// Which flow runs to list.
+#[derive(Debug, Default)]
+pub struct RunFilter {
+    pub flow: Option<String>,
+    pub state: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub tag: Option<String>,
+    pub parent: Option<Uuid>,
+    /// Keyset cursor: runs created before this (created_ts, id).
+    pub before: Option<(i64, Uuid)>,
+    pub limit: i64,
+}
+
+/// Which log lines to list.
+#[derive(Debug, Default)]
+pub struct LogFilter {
+    pub level: Option<String>,
+    pub task_run_id: Option<Uuid>,
+    /// Keyset cursor: lines after this (ts, id).
+    pub after: Option<(i64, Uuid)>,
+    pub limit: i64,
+}
+
+pub(crate) fn nanos(ts: DateTime<Utc>) -> Option<i64> {
+    ts.timestamp_nanos_opt()
+}
+
+fn time(nanos: Option<i64>) -> Option<DateTime<Utc>> {
+    nanos.map(DateTime::from_timestamp_nanos)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and applies the migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(false);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Store { writer, reader })
+    }
+
+    /// Stores a batch of valid events in one transaction, and updates the runs they are about.
+    pub async fn ingest(&self, events: &[Event]) -> Result<Ingested, StoreError> {
+        let mut outcome = Ingested::default();
+        let mut tx = self.writer.begin().await?;
+        for event in events {
+            let Some(ts) = nanos(event.timestamp) else {
+                continue;
+            };
+            let (kind, level) = match &event.kind {
+                EventKind::RunCreated(_) => ("run_created", None),
+                EventKind::StateChanged(_) => ("state_changed", None),
+                EventKind::Log(log) => ("log", Some(log.level.to_string())),
+            };
+            let body = serde_json::to_string(&event.kind).unwrap_or_default();
+            let inserted = sqlx::query(
+                "INSERT INTO events (id, ts, flow_run_id, task_run_id, kind, level, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(event.id)
+            .bind(ts)
+            .bind(event.flow_run_id)
+            .bind(event.task_run_id)
+            .bind(kind)
+            .bind(level)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                outcome.duplicates += 1;
+                continue;
+            }
+            outcome.stored += 1;
+            match &event.kind {
+                EventKind::RunCreated(created) => {
+                    let (id, flow_run_id) = match created.run_type {
+                        RunType::Task => (event.task_run_id, event.flow_run_id),
+                        RunType::Flow => (event.flow_run_id, None),
+                    };
+                    let Some(id) = id else { continue };
+                    let run_type = match created.run_type {
+                        RunType::Flow => "flow",
+                        RunType::Task => "task",
+                    };
+                    sqlx::query(
+                        "INSERT INTO runs (id, run_type, name, flow_run_id, parent_flow_run_id,
+                             parent_task_run_id, created_ts, parameters, tags, upstream, map_index, retries)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                         ON CONFLICT (id) DO UPDATE SET
+                             run_type = excluded.run_type, name = excluded.name,
+                             flow_run_id = excluded.flow_run_id,
+                             parent_flow_run_id = excluded.parent_flow_run_id,
+                             parent_task_run_id = excluded.parent_task_run_id,
+                             created_ts = excluded.created_ts, parameters = excluded.parameters,
+                             tags = excluded.tags, upstream = excluded.upstream,
+                             map_index = excluded.map_index, retries = excluded.retries",
+                    )
+                    .bind(id)
+                    .bind(run_type)
+                    .bind(created.name.as_ref())
+                    .bind(flow_run_id)
+                    .bind(created.parent_flow_run_id)
+                    .bind(created.parent_task_run_id)
+                    .bind(ts)
+                    .bind(created.parameters.as_ref().map(|p| p.to_string()))
+                    .bind(serde_json::to_string(&created.tags).unwrap_or_default())
+                    .bind(serde_json::to_string(&created.upstream).unwrap_or_default())
+                    .bind(created.map_index.map(|i| i as i64))
+                    .bind(i64::from(created.retries))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                EventKind::StateChanged(change) => {
+                    let (id, run_type, flow_run_id) = match event.task_run_id {
+                        Some(task) => (task, "task", event.flow_run_id),
+                        None => match event.flow_run_id {
+                            Some(flow) => (flow, "flow", None),
+                            None => continue,
+                        },
+                    };
+                    let is_final = change.state.is_terminal();
+                    let start = (change.state == State::Running).then_some(ts);
+                    let end = is_final.then_some(ts);
+                    // A later state replaces an earlier one, but nothing replaces a terminal
+                    // state except a later terminal one: events may arrive late or out of order.
+                    sqlx::query(
+                        "INSERT INTO runs (id, run_type, flow_run_id, state, state_final, state_ts,
+                             message, attempts, start_ts, end_ts)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (id) DO UPDATE SET
+                             state = CASE WHEN excluded.state_final > runs.state_final
+                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 THEN excluded.state ELSE runs.state END,
+                             message = CASE WHEN excluded.state_final > runs.state_final
+                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 THEN excluded.message ELSE runs.message END,
+                             state_ts = CASE WHEN excluded.state_final > runs.state_final
+                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 THEN excluded.state_ts ELSE runs.state_ts END,
+                             state_final = max(runs.state_final, excluded.state_final),
+                             attempts = max(runs.attempts, excluded.attempts),
+                             start_ts = CASE WHEN runs.start_ts IS NULL THEN excluded.start_ts
+                                 WHEN excluded.start_ts IS NULL THEN runs.start_ts
+                                 ELSE min(runs.start_ts, excluded.start_ts) END,
+                             end_ts = CASE WHEN excluded.end_ts IS NOT NULL
+                                 AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
+                                 THEN excluded.end_ts ELSE runs.end_ts END",
+                    )
+                    .bind(id)
+                    .bind(run_type)
+                    .bind(flow_run_id)
+                    .bind(change.state.as_str())
+                    .bind(i64::from(is_final))
+                    .bind(ts)
+                    .bind(change.message.as_deref())
+                    .bind(i64::from(change.attempt))
+                    .bind(start)
+                    .bind(end)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                EventKind::Log(_) => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Flow runs, newest first, filtered.
+    pub async fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        let mut sql = String::from("SELECT * FROM runs WHERE run_type = 'flow'");
+        if filter.flow.is_some() {
+            sql.push_str(" AND name = ?1");
+        }
+        if filter.state.is_some() {
+            sql.push_str(" AND state = ?2");
+        }
+        if filter.since.is_some() {
+            sql.push_str(" AND created_ts >= ?3");
+        }
+        if filter.until.is_some() {
+            sql.push_str(" AND created_ts < ?4");
+        }
+        if filter.tag.is_some() {
+            sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = ?5)");
+        }
+        if filter.parent.is_some() {
+            sql.push_str(" AND parent_flow_run_id = ?6");
+        }
+        if filter.before.is_some() {
+            sql.push_str(" AND (created_ts < ?7 OR (created_ts = ?7 AND id < ?8))");
+        }
+        sql.push_str(" ORDER BY created_ts DESC, id DESC LIMIT ?9");
+        let (before_ts, before_id) = filter.before.unzip();
+        let rows = sqlx::query(&sql)
+            .bind(&filter.flow)
+            .bind(&filter.state)
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(&filter.tag)
+            .bind(filter.parent)
+            .bind(before_ts)
+            .bind(before_id)
+            .bind(filter.limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// One run by id.
+    pub async fn run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// The task runs of a flow run, in creation order.
+    pub async fn task_runs(&self, flow_run_id: Uuid) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE flow_run_id = ?1 AND run_type = 'task'
+             ORDER BY created_ts, map_index, id",
+        )
+        .bind(flow_run_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// The child flow runs of a flow run, in creation order.
+    pub async fn child_flow_runs(&self, flow_run_id: Uuid) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE parent_flow_run_id = ?1 AND run_type = 'flow'
+             ORDER BY created_ts, id",
+        )
+        .bind(flow_run_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// The log lines of a flow run (and its task runs), oldest first.
+    pub async fn logs(
+        &self,
+        flow_run_id: Uuid,
+        filter: &LogFilter,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, ts, flow_run_id, task_run_id, level, body FROM events
+             WHERE flow_run_id = ?1 AND kind = 'log'",
+        );
+        if filter.level.is_some() {
+            sql.push_str(" AND level = ?2");
+        }
+        if filter.task_run_id.is_some() {
+            sql.push_str(" AND task_run_id = ?3");
+        }
+        if filter.after.is_some() {
+            sql.push_str(" AND (ts > ?4 OR (ts = ?4 AND id > ?5))");
+        }
+        sql.push_str(" ORDER BY ts, id LIMIT ?6");
+        let (after_ts, after_id) = filter.after.unzip();
+        let rows = sqlx::query(&sql)
+            .bind(flow_run_id)
+            .bind(&filter.level)
+            .bind(filter.task_run_id)
+            .bind(after_ts)
+            .bind(after_id)
+            .bind(filter.limit)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut lines = Vec::with_capacity(rows.len());
+        for row in rows {
+            let body: String = row.try_get("body")?;
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            lines.push(LogLine {
+                id: row.try_get("id")?,
+                timestamp: time(row.try_get("ts")?),
+                flow_run_id: row.try_get("flow_run_id")?,
+                task_run_id: row.try_get("task_run_id")?,
+                level: row.try_get("level")?,
+                message: body["message"].as_str().unwrap_or_default().to_string(),
+                target: body["target"].as_str().map(String::from),
+                fields: body
+                    .get("fields")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null),
+            });
+        }
+        Ok(lines)
+    }
+
+    /// True if the database answers.
+    pub async fn healthy(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+    }
+}
+
+fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Run, StoreError> {
+    let json = |column: &str| -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<String> = row.try_get(column)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    };
+    let created: Option<i64> = row.try_get("created_ts")?;
+    let start: Option<i64> = row.try_get("start_ts")?;
+    let end: Option<i64> = row.try_get("end_ts")?;
+    let run_type: String = row.try_get("run_type")?;
+    Ok(Run {
+        id: row.try_get("id")?,
+        run_type: if run_type == "flow" { "flow" } else { "task" },
+        name: row.try_get("name")?,
+        flow_run_id: row.try_get("flow_run_id")?,
+        parent_flow_run_id: row.try_get("parent_flow_run_id")?,
+        parent_task_run_id: row.try_get("parent_task_run_id")?,
+        state: row.try_get("state")?,
+        message: row.try_get("message")?,
+        attempts: row.try_get("attempts")?,
+        created: time(created),
+        start: time(start),
+        end: time(end),
+        duration_ms: start.zip(end).map(|(s, e)| (e - s) as f64 / 1e6),
+        parameters: json("parameters")?,
+        tags: json("tags")?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        upstream: json("upstream")?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        map_index: row.try_get("map_index")?,
+        retries: row.try_get("retries")?,
+    })
+}
