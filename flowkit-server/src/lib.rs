@@ -33,6 +33,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/flow_runs", get(routes::runs::list_flow_runs))
         .route("/api/flow_runs/{id}", get(routes::runs::get_flow_run))
         .route("/api/flow_runs/{id}/logs", get(routes::runs::get_logs))
+        .route("/api/stats", get(stats))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -50,4 +51,10 @@ async fn healthz(
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     }
+}
+
+async fn stats(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::Json<store::Counts>, error::ApiError> {
+    Ok(axum::Json(state.store.counts().await?))
 }

@@ -45,6 +45,13 @@ pub struct Ingested {
     pub duplicates: usize,
 }
 
+/// How much is stored.
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub events: i64,
+    pub runs: i64,
+}
+
 /// A flow run or task run, as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct Run {
@@ -388,6 +395,19 @@ impl Store {
             });
         }
         Ok(lines)
+    }
+
+    /// How many events and runs are stored.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM runs) AS runs",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Counts {
+            events: row.try_get("events")?,
+            runs: row.try_get("runs")?,
+        })
     }
 
     /// True if the database answers.

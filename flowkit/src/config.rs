@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use crate::sink::{ConsoleSink, EventSink};
+use crate::sink::{ConsoleSink, EventSink, HttpSink};
 use crate::{EventBus, logging};
 
 static GLOBAL: OnceLock<EventBus> = OnceLock::new();
@@ -26,8 +26,8 @@ pub enum InitError {
 /// subscriber, whether Ctrl-C cancels flow runs.
 ///
 /// Environment variables (read by [`Config::from_env`]): `FLOWKIT_CONSOLE=off` silences the
-/// console progress view; `RUST_LOG` sets the log filter (default `info`). Builder calls
-/// override them.
+/// console progress view; `FLOWKIT_API_URL` (and `FLOWKIT_API_KEY`) stream events to a flowkit
+/// server; `RUST_LOG` sets the log filter (default `info`). Builder calls override them.
 ///
 /// ```
 /// use flowkit::{Config, MemorySink};
@@ -43,6 +43,8 @@ pub struct Config {
     logging: bool,
     ctrl_c: bool,
     sinks: Vec<Box<dyn EventSink>>,
+    api_url: Option<String>,
+    api_key: Option<String>,
 }
 
 impl Default for Config {
@@ -59,6 +61,8 @@ impl Config {
             logging: true,
             ctrl_c: true,
             sinks: Vec::new(),
+            api_url: None,
+            api_key: None,
         }
     }
 
@@ -71,7 +75,25 @@ impl Config {
                 "0" | "off" | "false" | "no"
             );
         }
+        config.api_url = std::env::var("FLOWKIT_API_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty());
+        config.api_key = std::env::var("FLOWKIT_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
         config
+    }
+
+    /// Streams events to the flowkit server at `url` (`FLOWKIT_API_URL`).
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = Some(url.into());
+        self
+    }
+
+    /// The server's API key (`FLOWKIT_API_KEY`).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
     }
 
     /// Shows (or hides) the console progress view on stderr.
@@ -103,6 +125,13 @@ impl Config {
         let mut builder = EventBus::builder();
         if self.console {
             builder = builder.sink(ConsoleSink::stderr());
+        }
+        if let Some(url) = self.api_url {
+            let mut http = HttpSink::builder(url);
+            if let Some(key) = self.api_key {
+                http = http.api_key(key);
+            }
+            builder = builder.sink(http.build());
         }
         for sink in self.sinks {
             builder = builder.boxed_sink(sink);

@@ -70,7 +70,7 @@ pub use logging::RunLogLayer;
 pub use map::{MapHandle, map};
 pub use options::{FlowOptions, TaskOptions};
 pub use retry::{RetryDelay, RetryPolicy};
-pub use sink::{ConsoleSink, EventSink, MemorySink};
+pub use sink::{ConsoleSink, EventSink, HttpSink, HttpSinkBuilder, MemorySink};
 pub use state::State;
 pub use task::TaskCall;
 pub use task::TaskHandle;

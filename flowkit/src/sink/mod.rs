@@ -1,9 +1,11 @@
 //! Sinks: where the events of the bus end up.
 
 mod console;
+mod http;
 mod memory;
 
 pub use console::ConsoleSink;
+pub use http::{HttpSink, HttpSinkBuilder};
 pub use memory::MemorySink;
 
 use futures::future::BoxFuture;

@@ -1,0 +1,135 @@
+//! A flow streams its events to a real server process; its runs are read back through the API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, TempDir, free_port};
+use flowkit::{EventBus, HttpSink, MemorySink, RunLogLayer, flow, task};
+use tracing_subscriber::prelude::*;
+
+#[task(retries = 2, retry_delay = 0)]
+async fn extract(day: String) -> Result<Vec<u32>, String> {
+    let attempt = flowkit::context().map_or(1, |c| c.attempt());
+    tracing::info!(attempt, "fetching {day}");
+    if attempt == 1 {
+        return Err("source answered 503".into());
+    }
+    Ok(vec![1, 2, 3])
+}
+
+#[task]
+async fn double(x: u32) -> u32 {
+    x * 2
+}
+
+#[flow(name = "e2e-etl", tags = ["e2e"])]
+async fn etl(day: String) -> anyhow::Result<u32> {
+    let rows = extract(day).await?;
+    let doubled = flowkit::map(rows, double).await;
+    Ok(doubled
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .sum())
+}
+
+fn http_bus(url: &str, spool: &TempDir) -> (EventBus, MemorySink) {
+    let memory = MemorySink::new();
+    let bus = EventBus::builder()
+        .sink(memory.clone())
+        .sink(HttpSink::builder(url).spool_dir(spool.path()).build())
+        .build();
+    (bus, memory)
+}
+
+#[tokio::test]
+async fn a_flow_run_is_read_back_through_the_api() {
+    // Global, not per thread: tests run in parallel, and `tracing` caches per call site
+    // whether anyone listens.
+    static LOGS: std::sync::Once = std::sync::Once::new();
+    LOGS.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(RunLogLayer),
+        );
+    });
+    let dir = TempDir::new("e2e");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    let spool = TempDir::new("e2e-spool");
+    let (bus, memory) = http_bus(&server.url, &spool);
+
+    assert_eq!(etl("2026-11-26".into()).on(&bus).await.unwrap(), 12);
+    bus.flush().await;
+    let sent = memory.len() as i64;
+    assert_eq!(server.event_count().await, sent, "every event arrived once");
+
+    let runs = server.get("/api/flow_runs?flow=e2e-etl").await;
+    let run = &runs["items"][0];
+    assert_eq!(run["state"], "Completed");
+    assert_eq!(run["parameters"]["day"], "2026-11-26");
+    assert_eq!(run["tags"][0], "e2e");
+    assert!(run["duration_ms"].as_f64().unwrap() >= 0.0);
+
+    let id = run["id"].as_str().unwrap();
+    let detail = server.get(&format!("/api/flow_runs/{id}")).await;
+    let tasks = detail["task_runs"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4, "extract and three doubles");
+    let extract = tasks.iter().find(|t| t["name"] == "extract").unwrap();
+    assert_eq!(extract["state"], "Completed");
+    assert_eq!(extract["attempts"], 2);
+    assert!(extract["start"].is_string() && extract["end"].is_string());
+    let indexes: Vec<i64> = tasks
+        .iter()
+        .filter(|t| t["name"] == "double")
+        .map(|t| t["map_index"].as_i64().unwrap())
+        .collect();
+    assert_eq!(indexes, [0, 1, 2]);
+
+    let logs = server.get(&format!("/api/flow_runs/{id}/logs")).await;
+    let lines = logs["items"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "one log line per extract attempt");
+    assert_eq!(lines[0]["message"], "fetching 2026-11-26");
+    assert_eq!(lines[0]["task_run_id"], extract["id"]);
+    let info_only = server
+        .get(&format!("/api/flow_runs/{id}/logs?level=error"))
+        .await;
+    assert_eq!(info_only["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_server_down_for_the_whole_flow_gets_every_event_exactly_once() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let spool = TempDir::new("down-spool");
+    let (bus, memory) = http_bus(&url, &spool);
+
+    // No server: the flow still succeeds, and its events wait in the spool.
+    assert_eq!(etl("2026-11-27".into()).on(&bus).await.unwrap(), 12);
+    bus.flush().await;
+    let sent = memory.len() as i64;
+    assert!(sent > 10);
+    drop(bus);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let spooled = std::fs::read_dir(spool.path()).unwrap().count();
+    assert!(spooled > 0, "events were spooled");
+
+    // The server comes back; the next program using the spool delivers it.
+    let dir = TempDir::new("down-db");
+    let server = Server::start(dir.path(), port, &[]).await;
+    let (next_bus, _) = http_bus(&url, &spool);
+    let mut waited = 0;
+    while server.event_count().await < sent && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    next_bus.flush().await;
+    assert_eq!(server.event_count().await, sent, "every event, none twice");
+    let runs = server.get("/api/flow_runs?flow=e2e-etl").await;
+    assert_eq!(runs["items"][0]["state"], "Completed");
+    let left: Vec<_> = std::fs::read_dir(spool.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert!(left.is_empty(), "the spool is empty once delivered");
+}
