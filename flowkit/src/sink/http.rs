@@ -302,10 +302,7 @@ async fn send_loop(
             (a, b) => a.or(b),
         };
         let command = match wake {
-            Some(at) => match tokio::time::timeout_at(at.into(), rx.recv()).await {
-                Ok(command) => Some(command),
-                Err(_) => None,
-            },
+            Some(at) => tokio::time::timeout_at(at.into(), rx.recv()).await.ok(),
             None => Some(rx.recv().await),
         };
         let mut flush = None;
