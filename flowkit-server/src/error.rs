@@ -16,6 +16,12 @@ pub enum ApiError {
         field: Option<String>,
         message: String,
     },
+    /// The body could not be read as JSON (too large, not JSON, wrong shape).
+    #[error("{message}")]
+    Body {
+        status: StatusCode,
+        message: String,
+    },
     /// No such run.
     #[error("{0} not found")]
     NotFound(String),
@@ -47,6 +53,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Body { status, .. } => *status,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Store(error) => {

@@ -61,8 +61,8 @@ pub async fn ingest(
     State(state): State<AppState>,
     body: Result<Json<Vec<serde_json::Value>>, JsonRejection>,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    let Json(values) = body.map_err(|rejection| ApiError::BadRequest {
-        field: None,
+    let Json(values) = body.map_err(|rejection| ApiError::Body {
+        status: rejection.status(),
         message: format!("expected a JSON array of events: {}", rejection.body_text()),
     })?;
     if values.len() > MAX_BATCH {

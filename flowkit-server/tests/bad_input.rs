@@ -1,0 +1,106 @@
+//! Malformed, oversized, truncated and hostile requests get a 4xx with a message, never a 5xx,
+//! and the server stays up. Inputs are generated from a fixed seed, so a failure reproduces.
+
+mod common;
+
+use common::{Server, TempDir};
+
+const VALID: &str = r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"run_created","run_type":"flow","name":"etl","parameters":{"day":"x"}}}]"#;
+
+fn mutate(rng: &mut fastrand::Rng, base: &str) -> Vec<u8> {
+    let mut bytes = base.as_bytes().to_vec();
+    match rng.u8(0..8) {
+        0 => bytes.truncate(rng.usize(0..bytes.len())),
+        1 => {
+            for _ in 0..rng.usize(1..8) {
+                let i = rng.usize(0..bytes.len());
+                bytes[i] = rng.u8(..);
+            }
+        }
+        2 => {
+            let i = rng.usize(0..bytes.len());
+            bytes.insert(i, b"{}[]\",:0-e\\"[rng.usize(0..11)]);
+        }
+        3 => bytes = "[".repeat(rng.usize(1..5000)).into_bytes(),
+        4 => {
+            let hostile = [
+                r#"[{"id":"not-a-uuid"}]"#,
+                r#"{"not":"an array"}"#,
+                r#"[1, "two", null, true]"#,
+                r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"99999-01-01T00:00:00Z","flow_run_id":null,"task_run_id":null,"kind":{"type":"log"}}]"#,
+                r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2300-01-01T00:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"state_changed","state":"Running","attempt":1}}]"#,
+                r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"exploded"}}]"#,
+                r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"state_changed","state":"Running","attempt":-1}}]"#,
+                "\u{0}\u{1}\u{2}",
+            ];
+            bytes = hostile[rng.usize(0..hostile.len())].as_bytes().to_vec();
+        }
+        5 => bytes = format!("[{}]", VALID.repeat(rng.usize(2..4))).into_bytes(),
+        6 => bytes = format!(r#"[{{"id":"{}"}}]"#, "a".repeat(rng.usize(0..100_000))).into_bytes(),
+        _ => bytes = Vec::new(),
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn hostile_requests_get_a_4xx_with_a_message() {
+    let dir = TempDir::new("bad-input");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    let client = reqwest::Client::new();
+    let mut rng = fastrand::Rng::with_seed(20261127);
+    let queries = [
+        "/api/flow_runs?limit=0",
+        "/api/flow_runs?limit=-5",
+        "/api/flow_runs?limit=abc",
+        "/api/flow_runs?state=Exploded",
+        "/api/flow_runs?since=yesterday",
+        "/api/flow_runs?cursor=zzz",
+        "/api/flow_runs?parent=123",
+        "/api/flow_runs?unknown=1",
+        "/api/flow_runs/not-a-uuid",
+        "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e99",
+        "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs?level=LOUD",
+        "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs?cursor=1_2",
+        "/api/flow_runs/%00/logs",
+    ];
+    for path in queries {
+        let response = client.get(format!("{}{path}", server.url)).send().await.unwrap();
+        let status = response.status();
+        assert!(status.is_client_error(), "{path}: {status}");
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert!(body["error"].is_string(), "{path}: no message in {body}");
+    }
+    for round in 0..300 {
+        let body = mutate(&mut rng, VALID);
+        let response = client
+            .post(format!("{}/api/events", server.url))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "round {round}: {status} for {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        );
+        if status.is_client_error() {
+            let text = response.text().await.unwrap_or_default();
+            assert!(!text.is_empty(), "round {round}: a 4xx without a message");
+        }
+    }
+    // Oversized: over the body limit.
+    let huge = vec![b' '; flowkit_server::MAX_BODY + 1];
+    let response = client
+        .post(format!("{}/api/events", server.url))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    // Still alive.
+    let health = client.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
