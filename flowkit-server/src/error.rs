@@ -18,10 +18,7 @@ pub enum ApiError {
     },
     /// The body could not be read as JSON (too large, not JSON, wrong shape).
     #[error("{message}")]
-    Body {
-        status: StatusCode,
-        message: String,
-    },
+    Body { status: StatusCode, message: String },
     /// No such run.
     #[error("{0} not found")]
     NotFound(String),

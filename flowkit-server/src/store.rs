@@ -4,6 +4,7 @@
 //! meeting "database is locked"; reads use a pool of their own (WAL lets them run during
 //! writes).
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use flowkit::State;
 use flowkit::events::{Event, EventKind, RunType};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 /// What went wrong in the store.
@@ -112,6 +113,91 @@ pub struct LogFilter {
     pub limit: i64,
 }
 
+/// Rows per multi-row statement (SQLite allows 32,766 bound values; the widest row has 12).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// An event ready to store.
+struct EventRow<'e> {
+    event: &'e Event,
+    ts: i64,
+    kind: &'static str,
+    level: Option<String>,
+    body: String,
+}
+
+impl<'e> EventRow<'e> {
+    fn new(event: &'e Event) -> Option<Self> {
+        let (kind, level) = match &event.kind {
+            EventKind::RunCreated(_) => ("run_created", None),
+            EventKind::StateChanged(_) => ("state_changed", None),
+            EventKind::Log(log) => ("log", Some(log.level.to_string())),
+        };
+        Some(EventRow {
+            event,
+            ts: nanos(event.timestamp)?,
+            kind,
+            level,
+            body: serde_json::to_string(&event.kind).ok()?,
+        })
+    }
+}
+
+/// A run's creation, as a row of `runs`.
+struct Created<'e> {
+    id: Uuid,
+    run_type: &'static str,
+    flow_run_id: Option<Uuid>,
+    ts: i64,
+    created: &'e flowkit::events::RunCreated,
+}
+
+impl<'e> Created<'e> {
+    fn new(row: &EventRow<'e>) -> Option<Self> {
+        let EventKind::RunCreated(created) = &row.event.kind else {
+            return None;
+        };
+        let (id, run_type, flow_run_id) = match created.run_type {
+            RunType::Task => (row.event.task_run_id?, "task", row.event.flow_run_id),
+            RunType::Flow => (row.event.flow_run_id?, "flow", None),
+        };
+        Some(Created {
+            id,
+            run_type,
+            flow_run_id,
+            ts: row.ts,
+            created,
+        })
+    }
+}
+
+/// A state change, as a row of `runs`.
+struct Change<'e> {
+    id: Uuid,
+    run_type: &'static str,
+    flow_run_id: Option<Uuid>,
+    ts: i64,
+    change: &'e flowkit::events::StateChanged,
+}
+
+impl<'e> Change<'e> {
+    fn new(row: &EventRow<'e>) -> Option<Self> {
+        let EventKind::StateChanged(change) = &row.event.kind else {
+            return None;
+        };
+        let (id, run_type, flow_run_id) = match row.event.task_run_id {
+            Some(task) => (task, "task", row.event.flow_run_id),
+            None => (row.event.flow_run_id?, "flow", None),
+        };
+        Some(Change {
+            id,
+            run_type,
+            flow_run_id,
+            ts: row.ts,
+            change,
+        })
+    }
+}
+
 pub(crate) fn nanos(ts: DateTime<Utc>) -> Option<i64> {
     ts.timestamp_nanos_opt()
 }
@@ -145,128 +231,112 @@ impl Store {
     }
 
     /// Stores a batch of valid events in one transaction, and updates the runs they are about.
+    ///
+    /// Statements carry many rows each (an event is a few microseconds, not a round trip), and
+    /// only events stored for the first time update their runs, so a batch sent twice changes
+    /// nothing the second time.
     pub async fn ingest(&self, events: &[Event]) -> Result<Ingested, StoreError> {
-        let mut outcome = Ingested::default();
+        let rows: Vec<EventRow<'_>> = events.iter().filter_map(EventRow::new).collect();
         let mut tx = self.writer.begin().await?;
-        for event in events {
-            let Some(ts) = nanos(event.timestamp) else {
-                continue;
-            };
-            let (kind, level) = match &event.kind {
-                EventKind::RunCreated(_) => ("run_created", None),
-                EventKind::StateChanged(_) => ("state_changed", None),
-                EventKind::Log(log) => ("log", Some(log.level.to_string())),
-            };
-            let body = serde_json::to_string(&event.kind).unwrap_or_default();
-            let inserted = sqlx::query(
-                "INSERT INTO events (id, ts, flow_run_id, task_run_id, kind, level, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(event.id)
-            .bind(ts)
-            .bind(event.flow_run_id)
-            .bind(event.task_run_id)
-            .bind(kind)
-            .bind(level)
-            .bind(body)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                outcome.duplicates += 1;
-                continue;
-            }
-            outcome.stored += 1;
-            match &event.kind {
-                EventKind::RunCreated(created) => {
-                    let (id, flow_run_id) = match created.run_type {
-                        RunType::Task => (event.task_run_id, event.flow_run_id),
-                        RunType::Flow => (event.flow_run_id, None),
-                    };
-                    let Some(id) = id else { continue };
-                    let run_type = match created.run_type {
-                        RunType::Flow => "flow",
-                        RunType::Task => "task",
-                    };
-                    sqlx::query(
-                        "INSERT INTO runs (id, run_type, name, flow_run_id, parent_flow_run_id,
-                             parent_task_run_id, created_ts, parameters, tags, upstream, map_index, retries)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                         ON CONFLICT (id) DO UPDATE SET
-                             run_type = excluded.run_type, name = excluded.name,
-                             flow_run_id = excluded.flow_run_id,
-                             parent_flow_run_id = excluded.parent_flow_run_id,
-                             parent_task_run_id = excluded.parent_task_run_id,
-                             created_ts = excluded.created_ts, parameters = excluded.parameters,
-                             tags = excluded.tags, upstream = excluded.upstream,
-                             map_index = excluded.map_index, retries = excluded.retries",
-                    )
-                    .bind(id)
-                    .bind(run_type)
-                    .bind(created.name.as_ref())
-                    .bind(flow_run_id)
-                    .bind(created.parent_flow_run_id)
-                    .bind(created.parent_task_run_id)
-                    .bind(ts)
-                    .bind(created.parameters.as_ref().map(|p| p.to_string()))
-                    .bind(serde_json::to_string(&created.tags).unwrap_or_default())
-                    .bind(serde_json::to_string(&created.upstream).unwrap_or_default())
-                    .bind(created.map_index.map(|i| i as i64))
-                    .bind(i64::from(created.retries))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                EventKind::StateChanged(change) => {
-                    let (id, run_type, flow_run_id) = match event.task_run_id {
-                        Some(task) => (task, "task", event.flow_run_id),
-                        None => match event.flow_run_id {
-                            Some(flow) => (flow, "flow", None),
-                            None => continue,
-                        },
-                    };
-                    let is_final = change.state.is_terminal();
-                    let start = (change.state == State::Running).then_some(ts);
-                    let end = is_final.then_some(ts);
-                    // A later state replaces an earlier one, but nothing replaces a terminal
-                    // state except a later terminal one: events may arrive late or out of order.
-                    sqlx::query(
-                        "INSERT INTO runs (id, run_type, flow_run_id, state, state_final, state_ts,
-                             message, attempts, start_ts, end_ts)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                         ON CONFLICT (id) DO UPDATE SET
-                             state = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
-                                 THEN excluded.state ELSE runs.state END,
-                             message = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
-                                 THEN excluded.message ELSE runs.message END,
-                             state_ts = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
-                                 THEN excluded.state_ts ELSE runs.state_ts END,
-                             state_final = max(runs.state_final, excluded.state_final),
-                             attempts = max(runs.attempts, excluded.attempts),
-                             start_ts = CASE WHEN runs.start_ts IS NULL THEN excluded.start_ts
-                                 WHEN excluded.start_ts IS NULL THEN runs.start_ts
-                                 ELSE min(runs.start_ts, excluded.start_ts) END,
-                             end_ts = CASE WHEN excluded.end_ts IS NOT NULL
-                                 AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
-                                 THEN excluded.end_ts ELSE runs.end_ts END",
-                    )
-                    .bind(id)
-                    .bind(run_type)
-                    .bind(flow_run_id)
-                    .bind(change.state.as_str())
-                    .bind(i64::from(is_final))
-                    .bind(ts)
-                    .bind(change.message.as_deref())
-                    .bind(i64::from(change.attempt))
-                    .bind(start)
-                    .bind(end)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                EventKind::Log(_) => {}
-            }
+        let mut fresh: HashSet<Uuid> = HashSet::with_capacity(rows.len());
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (id, ts, flow_run_id, task_run_id, kind, level, body) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(event.event.id)
+                    .push_bind(event.ts)
+                    .push_bind(event.event.flow_run_id)
+                    .push_bind(event.event.task_run_id)
+                    .push_bind(event.kind)
+                    .push_bind(event.level.clone())
+                    .push_bind(event.body.clone());
+            });
+            insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            let stored: Vec<Uuid> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+            fresh.extend(stored);
+        }
+        let outcome = Ingested {
+            stored: fresh.len(),
+            duplicates: rows.len() - fresh.len(),
+        };
+        // Only events stored just now update runs (each once, even if sent twice in the batch).
+        let new_rows: Vec<&EventRow<'_>> =
+            rows.iter().filter(|r| fresh.remove(&r.event.id)).collect();
+        let created: Vec<Created<'_>> = new_rows.iter().filter_map(|r| Created::new(r)).collect();
+        for chunk in created.chunks(ROWS_PER_STATEMENT) {
+            let mut upsert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO runs (id, run_type, name, flow_run_id, parent_flow_run_id,
+                     parent_task_run_id, created_ts, parameters, tags, upstream, map_index, retries) ",
+            );
+            upsert.push_values(chunk, |mut row, c| {
+                row.push_bind(c.id)
+                    .push_bind(c.run_type)
+                    .push_bind(c.created.name.as_ref())
+                    .push_bind(c.flow_run_id)
+                    .push_bind(c.created.parent_flow_run_id)
+                    .push_bind(c.created.parent_task_run_id)
+                    .push_bind(c.ts)
+                    .push_bind(c.created.parameters.as_ref().map(|p| p.to_string()))
+                    .push_bind(serde_json::to_string(&c.created.tags).unwrap_or_default())
+                    .push_bind(serde_json::to_string(&c.created.upstream).unwrap_or_default())
+                    .push_bind(c.created.map_index.map(|i| i as i64))
+                    .push_bind(i64::from(c.created.retries));
+            });
+            upsert.push(
+                " ON CONFLICT (id) DO UPDATE SET
+                     run_type = excluded.run_type, name = excluded.name,
+                     flow_run_id = excluded.flow_run_id,
+                     parent_flow_run_id = excluded.parent_flow_run_id,
+                     parent_task_run_id = excluded.parent_task_run_id,
+                     created_ts = excluded.created_ts, parameters = excluded.parameters,
+                     tags = excluded.tags, upstream = excluded.upstream,
+                     map_index = excluded.map_index, retries = excluded.retries",
+            );
+            upsert.build().execute(&mut *tx).await?;
+        }
+        let changes: Vec<Change<'_>> = new_rows.iter().filter_map(|r| Change::new(r)).collect();
+        for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+            let mut upsert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO runs (id, run_type, flow_run_id, state, state_final, state_ts,
+                     message, attempts, start_ts, end_ts) ",
+            );
+            upsert.push_values(chunk, |mut row, c| {
+                let is_final = c.change.state.is_terminal();
+                row.push_bind(c.id)
+                    .push_bind(c.run_type)
+                    .push_bind(c.flow_run_id)
+                    .push_bind(c.change.state.as_str())
+                    .push_bind(i64::from(is_final))
+                    .push_bind(c.ts)
+                    .push_bind(c.change.message.as_deref())
+                    .push_bind(i64::from(c.change.attempt))
+                    .push_bind((c.change.state == State::Running).then_some(c.ts))
+                    .push_bind(is_final.then_some(c.ts));
+            });
+            // A later state replaces an earlier one, but nothing replaces a terminal state
+            // except a later terminal one: events may arrive late or out of order.
+            upsert.push(
+                " ON CONFLICT (id) DO UPDATE SET
+                     state = CASE WHEN excluded.state_final > runs.state_final
+                         OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                         THEN excluded.state ELSE runs.state END,
+                     message = CASE WHEN excluded.state_final > runs.state_final
+                         OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                         THEN excluded.message ELSE runs.message END,
+                     state_ts = CASE WHEN excluded.state_final > runs.state_final
+                         OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                         THEN excluded.state_ts ELSE runs.state_ts END,
+                     state_final = max(runs.state_final, excluded.state_final),
+                     attempts = max(runs.attempts, excluded.attempts),
+                     start_ts = CASE WHEN runs.start_ts IS NULL THEN excluded.start_ts
+                         WHEN excluded.start_ts IS NULL THEN runs.start_ts
+                         ELSE min(runs.start_ts, excluded.start_ts) END,
+                     end_ts = CASE WHEN excluded.end_ts IS NOT NULL
+                         AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
+                         THEN excluded.end_ts ELSE runs.end_ts END",
+            );
+            upsert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(outcome)
@@ -325,7 +395,8 @@ impl Store {
     /// The task runs of a flow run, in creation order.
     pub async fn task_runs(&self, flow_run_id: Uuid) -> Result<Vec<Run>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM runs WHERE flow_run_id = ?1 AND run_type = 'task'
+            "SELECT * FROM runs INDEXED BY runs_by_flow_run
+             WHERE flow_run_id = ?1 AND run_type = 'task'
              ORDER BY created_ts, map_index, id",
         )
         .bind(flow_run_id)
@@ -337,7 +408,8 @@ impl Store {
     /// The child flow runs of a flow run, in creation order.
     pub async fn child_flow_runs(&self, flow_run_id: Uuid) -> Result<Vec<Run>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM runs WHERE parent_flow_run_id = ?1 AND run_type = 'flow'
+            "SELECT * FROM runs INDEXED BY runs_by_parent
+             WHERE parent_flow_run_id = ?1 AND run_type = 'flow'
              ORDER BY created_ts, id",
         )
         .bind(flow_run_id)

@@ -7,7 +7,10 @@ use common::{Server, TempDir};
 const ROUTES: [(&str, &str); 5] = [
     ("GET", "/api/flow_runs"),
     ("GET", "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01"),
-    ("GET", "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs"),
+    (
+        "GET",
+        "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs",
+    ),
     ("GET", "/api/stats"),
     ("POST", "/api/events"),
 ];
@@ -20,7 +23,10 @@ async fn every_route_but_health_needs_the_key() {
     let send = |method: &str, path: &str, key: Option<&str>| {
         let url = format!("{}{path}", server.url);
         let mut request = match method {
-            "POST" => client.post(url).header("content-type", "application/json").body("[]"),
+            "POST" => client
+                .post(url)
+                .header("content-type", "application/json")
+                .body("[]"),
             _ => client.get(url),
         };
         if let Some(key) = key {

@@ -64,7 +64,11 @@ async fn hostile_requests_get_a_4xx_with_a_message() {
         "/api/flow_runs/%00/logs",
     ];
     for path in queries {
-        let response = client.get(format!("{}{path}", server.url)).send().await.unwrap();
+        let response = client
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         assert!(status.is_client_error(), "{path}: {status}");
         let body: serde_json::Value = response.json().await.unwrap_or_default();
@@ -101,6 +105,10 @@ async fn hostile_requests_get_a_4xx_with_a_message() {
         .unwrap();
     assert_eq!(response.status(), 413);
     // Still alive.
-    let health = client.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    let health = client
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 }

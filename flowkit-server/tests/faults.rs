@@ -53,13 +53,23 @@ async fn sigkill_during_ingestion_loses_no_acknowledged_event() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     server.kill().await;
     let acknowledged = poster.await.unwrap();
-    assert!(acknowledged > 0, "some batches were acknowledged before the kill");
-    assert!(acknowledged < batches.len(), "the kill happened mid-ingestion");
+    assert!(
+        acknowledged > 0,
+        "some batches were acknowledged before the kill"
+    );
+    assert!(
+        acknowledged < batches.len(),
+        "the kill happened mid-ingestion"
+    );
 
     // Restart on the same database: every acknowledged event is there.
     let server = Server::start(dir.path(), port, &[]).await;
     let stored = server.event_count().await;
-    assert!(stored >= (acknowledged * 250) as i64, "{stored} < {}", acknowledged * 250);
+    assert!(
+        stored >= (acknowledged * 250) as i64,
+        "{stored} < {}",
+        acknowledged * 250
+    );
 
     // The client resends everything (it cannot know what the last, unanswered batch did): each
     // event is stored exactly once.

@@ -33,6 +33,7 @@ CREATE TABLE runs (
     retries            INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX runs_flow_runs ON runs (run_type, created_ts DESC, id DESC);
-CREATE INDEX runs_by_flow_run ON runs (flow_run_id);
-CREATE INDEX runs_by_parent ON runs (parent_flow_run_id);
+-- Selective first, then in the order the detail page lists them.
+CREATE INDEX runs_by_flow_run ON runs (flow_run_id, created_ts);
+CREATE INDEX runs_by_parent ON runs (parent_flow_run_id, created_ts);
 CREATE INDEX runs_by_name ON runs (name, created_ts DESC);

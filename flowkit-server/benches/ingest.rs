@@ -1,0 +1,179 @@
+//! Ingestion throughput into SQLite, query latency, and bytes on disk per task run.
+//!
+//! ```text
+//! cargo bench -p flowkit-server --bench ingest            # 1,000,000 events
+//! cargo bench -p flowkit-server --bench ingest -- 3000000 # another size
+//! ```
+//!
+//! Events are what a flow of task runs sends (created, running, completed per task run; a log
+//! line every tenth run), in batches of 1,000 like the HTTP sink, through `Store::ingest`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use flowkit::State;
+use flowkit::events::{Event, EventKind, LogLevel, LogRecord, RunCreated, RunType, StateChanged};
+use flowkit_server::Store;
+use flowkit_server::store::{LogFilter, RunFilter};
+use uuid::Uuid;
+
+fn event(flow_run: Uuid, task_run: Option<Uuid>, kind: EventKind) -> Event {
+    Event {
+        id: Uuid::now_v7(),
+        timestamp: Utc::now(),
+        flow_run_id: Some(flow_run),
+        task_run_id: task_run,
+        kind,
+    }
+}
+
+fn state(state: State) -> EventKind {
+    EventKind::StateChanged(StateChanged {
+        state,
+        attempt: 1,
+        message: None,
+        next_attempt_at: None,
+    })
+}
+
+fn created(run_type: RunType, name: &'static str, map_index: Option<u64>) -> EventKind {
+    EventKind::RunCreated(Arc::new(RunCreated {
+        run_type,
+        name: name.into(),
+        description: None,
+        parameters: (run_type == RunType::Flow).then(|| serde_json::json!({"day": "2026-11-26"})),
+        tags: Default::default(),
+        parent_flow_run_id: None,
+        parent_task_run_id: None,
+        upstream: Vec::new(),
+        map_index,
+        retries: 0,
+    }))
+}
+
+/// The events of one flow run with `tasks` task runs.
+fn flow_events(tasks: u64) -> (Uuid, Vec<Event>) {
+    let flow = Uuid::now_v7();
+    let mut events = vec![
+        event(flow, None, created(RunType::Flow, "daily-etl", None)),
+        event(flow, None, state(State::Running)),
+    ];
+    for i in 0..tasks {
+        let task = Some(Uuid::now_v7());
+        events.push(event(
+            flow,
+            task,
+            created(RunType::Task, "transform", Some(i)),
+        ));
+        events.push(event(flow, task, state(State::Running)));
+        if i % 10 == 0 {
+            events.push(event(
+                flow,
+                task,
+                EventKind::Log(Arc::new(LogRecord {
+                    level: LogLevel::Info,
+                    target: "etl".into(),
+                    message: format!("transformed partition {i}"),
+                    fields: Default::default(),
+                })),
+            ));
+        }
+        events.push(event(flow, task, state(State::Completed)));
+    }
+    events.push(event(flow, None, state(State::Completed)));
+    (flow, events)
+}
+
+fn p95(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 95 / 100).min(samples.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let target: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = std::env::temp_dir().join(format!("flowkit-ingest-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("bench.db");
+    let store = Store::open(&format!("sqlite://{}", path.display())).await?;
+
+    // 1,000 task runs per flow run.
+    let mut flows = Vec::new();
+    let mut total = 0usize;
+    let mut task_runs = 0u64;
+    let mut spent = Duration::ZERO;
+    while total < target {
+        let (flow, events) = flow_events(1_000);
+        task_runs += 1_000;
+        let start = Instant::now();
+        for batch in events.chunks(1_000) {
+            store.ingest(batch).await?;
+        }
+        spent += start.elapsed();
+        total += events.len();
+        flows.push(flow);
+    }
+    let rate = total as f64 / spent.as_secs_f64();
+
+    // Queries, each 100 times.
+    let mut list = Vec::new();
+    let mut detail = Vec::new();
+    let mut logs = Vec::new();
+    for i in 0..100 {
+        let flow = flows[i % flows.len()];
+        let start = Instant::now();
+        store
+            .flow_runs(&RunFilter {
+                limit: 50,
+                ..Default::default()
+            })
+            .await?;
+        list.push(start.elapsed());
+        let start = Instant::now();
+        store.run(flow).await?;
+        store.task_runs(flow).await?;
+        store.child_flow_runs(flow).await?;
+        detail.push(start.elapsed());
+        let start = Instant::now();
+        store
+            .logs(
+                flow,
+                &LogFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        logs.push(start.elapsed());
+    }
+    let bytes: u64 = std::fs::read_dir(&dir)?
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    println!("events ingested     {total}");
+    println!("ingest rate         {rate:.0} events/s (guide bar: 100,000 events/s)");
+    println!(
+        "run list p95        {:.2} ms",
+        p95(list).as_secs_f64() * 1e3
+    );
+    println!(
+        "run detail p95      {:.2} ms (1,000 task runs)",
+        p95(detail).as_secs_f64() * 1e3
+    );
+    println!(
+        "logs page p95       {:.2} ms",
+        p95(logs).as_secs_f64() * 1e3
+    );
+    println!(
+        "bytes on disk       {bytes} ({:.0} per task run; guide bar: 1,024)",
+        bytes as f64 / task_runs as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
