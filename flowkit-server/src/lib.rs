@@ -23,6 +23,47 @@ pub const MAX_BODY: usize = 16 * 1024 * 1024;
 pub struct AppState {
     pub store: Store,
     pub api_key: Option<Arc<str>>,
+    /// Newly stored events, for the live stream.
+    pub live: routes::live::Live,
+    /// Renders `/metrics` (absent when no recorder could be installed).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl AppState {
+    /// The state of a server over `store`, installing the process's metrics recorder if none is.
+    pub fn new(store: Store, api_key: Option<String>) -> AppState {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .ok();
+        AppState {
+            store,
+            api_key: api_key.map(Into::into),
+            live: tokio::sync::broadcast::channel(1024).0,
+            metrics,
+        }
+    }
+}
+
+/// Deletes runs older than `days` every hour, starting now.
+pub fn spawn_retention(store: Store, days: u32) {
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+            let Some(cutoff) = cutoff.timestamp_nanos_opt() else {
+                continue;
+            };
+            match store.delete_before(cutoff).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, days, "retention: deleted old runs"),
+                Err(error) => tracing::warn!(%error, "retention failed; will try again in an hour"),
+            }
+        }
+    });
 }
 
 /// The API.
@@ -34,6 +75,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/flow_runs/{id}", get(routes::runs::get_flow_run))
         .route("/api/flow_runs/{id}/logs", get(routes::runs::get_logs))
         .route("/api/stats", get(stats))
+        .route("/api/flows", get(routes::runs::list_flows))
+        .route("/api/events/stream", get(routes::live::stream))
+        .route("/metrics", get(render_metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -57,4 +101,17 @@ async fn stats(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::Json<store::Counts>, error::ApiError> {
     Ok(axum::Json(state.store.counts().await?))
+}
+
+async fn render_metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<String, error::ApiError> {
+    for (run_type, run_state, n) in state.store.runs_by_state().await? {
+        metrics::gauge!("flowkit_runs", "run_type" => run_type, "state" => run_state).set(n as f64);
+    }
+    Ok(state
+        .metrics
+        .as_ref()
+        .map(|m| m.render())
+        .unwrap_or_default())
 }

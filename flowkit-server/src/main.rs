@@ -20,6 +20,9 @@ struct Args {
     /// API key: when set, every route but /healthz needs `Authorization: Bearer <key>`.
     #[arg(long, env = "FLOWKIT_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Delete runs older than this many days (0: keep everything).
+    #[arg(long, env = "FLOWKIT_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u32,
     /// Listen on a non-loopback address without an API key.
     #[arg(long)]
     allow_public_without_key: bool,
@@ -69,10 +72,8 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(%address, database = %database_url, "flowkit-server listening");
     println!("flowkit-server listening on http://{address}");
-    let state = AppState {
-        store,
-        api_key: api_key.map(Into::into),
-    };
+    flowkit_server::spawn_retention(store.clone(), args.retention_days);
+    let state = AppState::new(store, api_key);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -38,12 +38,33 @@ pub struct Store {
 }
 
 /// How one batch went.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Serialize, PartialEq)]
 pub struct Ingested {
     /// Events stored for the first time.
     pub stored: usize,
     /// Events already stored (sent again): ignored.
     pub duplicates: usize,
+    /// The positions (in the batch) of the events stored for the first time.
+    #[serde(skip)]
+    pub fresh: Vec<usize>,
+    /// How long each task run that ended in this batch took, in seconds.
+    #[serde(skip)]
+    pub task_durations: Vec<f64>,
+}
+
+/// The health of one flow.
+#[derive(Debug, Default, Serialize)]
+pub struct FlowSummary {
+    pub name: String,
+    pub runs: i64,
+    pub by_state: std::collections::BTreeMap<String, i64>,
+    /// Completed (or cached) runs among those that ended.
+    pub success_rate: Option<f64>,
+    pub last_run: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    last_run_ts: Option<i64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
 }
 
 /// How much is stored.
@@ -118,6 +139,8 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// An event ready to store.
 struct EventRow<'e> {
+    /// Position in the batch.
+    index: usize,
     event: &'e Event,
     ts: i64,
     kind: &'static str,
@@ -126,13 +149,14 @@ struct EventRow<'e> {
 }
 
 impl<'e> EventRow<'e> {
-    fn new(event: &'e Event) -> Option<Self> {
+    fn new((index, event): (usize, &'e Event)) -> Option<Self> {
         let (kind, level) = match &event.kind {
             EventKind::RunCreated(_) => ("run_created", None),
             EventKind::StateChanged(_) => ("state_changed", None),
             EventKind::Log(log) => ("log", Some(log.level.to_string())),
         };
         Some(EventRow {
+            index,
             event,
             ts: nanos(event.timestamp)?,
             kind,
@@ -236,7 +260,11 @@ impl Store {
     /// only events stored for the first time update their runs, so a batch sent twice changes
     /// nothing the second time.
     pub async fn ingest(&self, events: &[Event]) -> Result<Ingested, StoreError> {
-        let rows: Vec<EventRow<'_>> = events.iter().filter_map(EventRow::new).collect();
+        let rows: Vec<EventRow<'_>> = events
+            .iter()
+            .enumerate()
+            .filter_map(EventRow::new)
+            .collect();
         let mut tx = self.writer.begin().await?;
         let mut fresh: HashSet<Uuid> = HashSet::with_capacity(rows.len());
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -256,13 +284,19 @@ impl Store {
             let stored: Vec<Uuid> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
             fresh.extend(stored);
         }
-        let outcome = Ingested {
+        let mut outcome = Ingested {
             stored: fresh.len(),
             duplicates: rows.len() - fresh.len(),
+            ..Ingested::default()
         };
         // Only events stored just now update runs (each once, even if sent twice in the batch).
-        let new_rows: Vec<&EventRow<'_>> =
-            rows.iter().filter(|r| fresh.remove(&r.event.id)).collect();
+        let mut new_rows: Vec<&EventRow<'_>> = Vec::with_capacity(fresh.len());
+        for row in &rows {
+            if fresh.remove(&row.event.id) {
+                outcome.fresh.push(row.index);
+                new_rows.push(row);
+            }
+        }
         let created: Vec<Created<'_>> = new_rows.iter().filter_map(|r| Created::new(r)).collect();
         for chunk in created.chunks(ROWS_PER_STATEMENT) {
             let mut upsert = QueryBuilder::<Sqlite>::new(
@@ -337,6 +371,26 @@ impl Store {
                          THEN excluded.end_ts ELSE runs.end_ts END",
             );
             upsert.build().execute(&mut *tx).await?;
+        }
+        // Durations of the task runs that ended now, for the metrics.
+        let ended: Vec<Uuid> = changes
+            .iter()
+            .filter(|c| c.run_type == "task" && c.change.state.is_terminal())
+            .map(|c| c.id)
+            .collect();
+        for chunk in ended.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT end_ts - start_ts FROM runs WHERE start_ts IS NOT NULL AND end_ts IS NOT NULL AND id IN (",
+            );
+            let mut ids = query.separated(", ");
+            for id in chunk {
+                ids.push_bind(id);
+            }
+            query.push(")");
+            let nanos: Vec<i64> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            outcome
+                .task_durations
+                .extend(nanos.into_iter().map(|n| n as f64 / 1e9));
         }
         tx.commit().await?;
         Ok(outcome)
@@ -480,6 +534,107 @@ impl Store {
             events: row.try_get("events")?,
             runs: row.try_get("runs")?,
         })
+    }
+
+    /// Per flow: runs by state, the last run, and p50/p95 durations of its last 1,000 runs.
+    pub async fn flow_summaries(&self) -> Result<Vec<FlowSummary>, StoreError> {
+        let counts = sqlx::query(
+            "SELECT name, state, count(*) AS n, max(created_ts) AS last
+             FROM runs WHERE run_type = 'flow' AND name IS NOT NULL GROUP BY name, state",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut flows: std::collections::BTreeMap<String, FlowSummary> = Default::default();
+        for row in counts {
+            let name: String = row.try_get("name")?;
+            let state: String = row.try_get("state")?;
+            let n: i64 = row.try_get("n")?;
+            let last: Option<i64> = row.try_get("last")?;
+            let flow = flows.entry(name.clone()).or_insert_with(|| FlowSummary {
+                name,
+                ..FlowSummary::default()
+            });
+            flow.runs += n;
+            flow.by_state.insert(state, n);
+            if last > flow.last_run_ts {
+                flow.last_run_ts = last;
+            }
+        }
+        let durations = sqlx::query(
+            "SELECT name, dur FROM (
+                 SELECT name, end_ts - start_ts AS dur,
+                        row_number() OVER (PARTITION BY name ORDER BY created_ts DESC) AS recent
+                 FROM runs WHERE run_type = 'flow' AND start_ts IS NOT NULL AND end_ts IS NOT NULL)
+             WHERE recent <= 1000",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut by_flow: std::collections::HashMap<String, Vec<i64>> = Default::default();
+        for row in durations {
+            by_flow
+                .entry(row.try_get("name")?)
+                .or_default()
+                .push(row.try_get("dur")?);
+        }
+        for (name, mut durations) in by_flow {
+            durations.sort_unstable();
+            if let Some(flow) = flows.get_mut(&name) {
+                let pick = |q: usize| {
+                    durations[(durations.len() * q / 100).min(durations.len() - 1)] as f64 / 1e6
+                };
+                flow.p50_ms = Some(pick(50));
+                flow.p95_ms = Some(pick(95));
+            }
+        }
+        let mut out: Vec<FlowSummary> = flows.into_values().collect();
+        for flow in &mut out {
+            let done: i64 = ["Completed", "Cached"]
+                .iter()
+                .filter_map(|s| flow.by_state.get(*s))
+                .sum();
+            let ended: i64 = flow
+                .by_state
+                .iter()
+                .filter(|(s, _)| {
+                    !matches!(s.as_str(), "Scheduled" | "Pending" | "Running" | "Retrying")
+                })
+                .map(|(_, n)| n)
+                .sum();
+            flow.success_rate = (ended > 0).then(|| done as f64 / ended as f64);
+            flow.last_run = time(flow.last_run_ts);
+        }
+        Ok(out)
+    }
+
+    /// How many runs are in each state, by run type.
+    pub async fn runs_by_state(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT run_type, state, count(*) AS n FROM runs GROUP BY run_type, state")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("run_type")?, r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Deletes the runs created before `cutoff` (Unix nanoseconds) and their events.
+    pub async fn delete_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "DELETE FROM events WHERE flow_run_id IN
+                 (SELECT id FROM runs WHERE run_type = 'flow' AND created_ts < ?1)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        let deleted =
+            sqlx::query("DELETE FROM runs WHERE run_type IN ('flow', 'task') AND created_ts < ?1")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// True if the database answers.

@@ -4,7 +4,10 @@ mod common;
 
 use common::{Server, TempDir};
 
-const ROUTES: [(&str, &str); 5] = [
+const ROUTES: [(&str, &str); 8] = [
+    ("GET", "/api/flows"),
+    ("GET", "/api/events/stream"),
+    ("GET", "/metrics"),
     ("GET", "/api/flow_runs"),
     ("GET", "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01"),
     (

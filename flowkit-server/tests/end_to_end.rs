@@ -133,3 +133,64 @@ async fn a_server_down_for_the_whole_flow_gets_every_event_exactly_once() {
         .collect();
     assert!(left.is_empty(), "the spool is empty once delivered");
 }
+
+#[tokio::test]
+async fn live_events_flow_summaries_and_metrics() {
+    let dir = TempDir::new("live");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    let mut stream = reqwest::get(format!("{}/api/events/stream", server.url))
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let watcher = tokio::spawn(async move {
+        let mut seen = String::new();
+        while let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("\"state\":\"Completed\"") && seen.contains("e2e-etl") {
+                break;
+            }
+        }
+        seen
+    });
+
+    let spool = TempDir::new("live-spool");
+    let (bus, _memory) = http_bus(&server.url, &spool);
+    etl("2026-11-28".into()).on(&bus).await.unwrap();
+    bus.flush().await;
+
+    let seen = watcher.await.unwrap();
+    assert!(seen.contains("event: event"), "SSE frames: {seen}");
+    assert!(seen.contains("e2e-etl"), "the run arrived live");
+
+    let flows = server.get("/api/flows").await;
+    let etl = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "e2e-etl")
+        .expect("a summary of the flow");
+    assert_eq!(etl["by_state"]["Completed"], 1);
+    assert_eq!(etl["success_rate"], 1.0);
+    assert!(etl["p95_ms"].as_f64().is_some());
+
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flowkit_events_ingested_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flowkit_runs{run_type=\"flow\",state=\"Completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flowkit_task_run_duration_seconds"),
+        "{metrics}"
+    );
+}

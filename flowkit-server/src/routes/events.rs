@@ -98,7 +98,17 @@ pub async fn ingest(
             ),
         ));
     }
+    let started = std::time::Instant::now();
     let outcome = state.store.ingest(&events).await?;
+    metrics::histogram!("flowkit_ingest_batch_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("flowkit_events_ingested_total").increment(outcome.stored as u64);
+    for seconds in &outcome.task_durations {
+        metrics::histogram!("flowkit_task_run_duration_seconds").record(*seconds);
+    }
+    if !outcome.fresh.is_empty() && state.live.receiver_count() > 0 {
+        let fresh: Vec<_> = outcome.fresh.iter().map(|&i| events[i].clone()).collect();
+        let _ = state.live.send(std::sync::Arc::new(fresh));
+    }
     Ok(Json(IngestAnswer {
         stored: outcome.stored,
         duplicates: outcome.duplicates,

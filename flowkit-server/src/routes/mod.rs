@@ -1,4 +1,5 @@
 //! The HTTP routes, one module per resource.
 
 pub mod events;
+pub mod live;
 pub mod runs;

@@ -208,3 +208,9 @@ pub async fn get_logs(
         });
     Ok(Json(Page { items, next_cursor }))
 }
+
+pub async fn list_flows(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<crate::store::FlowSummary>>, ApiError> {
+    Ok(Json(state.store.flow_summaries().await?))
+}

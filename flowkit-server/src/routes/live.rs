@@ -1,0 +1,76 @@
+//! `GET /api/events/stream`: new events as Server-Sent Events, optionally for one flow run.
+//!
+//! Fed by a broadcast channel: each client reads at its own pace, and a client that falls too
+//! far behind is told how many events it missed (an `lagged` event) instead of slowing the
+//! others or the ingest.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use flowkit::events::Event;
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Batches of newly stored events, as ingested.
+pub type Live = broadcast::Sender<Arc<Vec<Event>>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    flow_run_id: Option<Uuid>,
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    params: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(q) = params.map_err(|rejection| ApiError::BadRequest {
+        field: None,
+        message: format!("bad query string: {}", rejection.body_text()),
+    })?;
+    let receiver = state.live.subscribe();
+    let stream = futures::stream::unfold(
+        (receiver, q.flow_run_id, Vec::<SseEvent>::new()),
+        |(mut receiver, filter, mut ready)| async move {
+            loop {
+                if let Some(next) = ready.pop() {
+                    return Some((Ok(next), (receiver, filter, ready)));
+                }
+                match receiver.recv().await {
+                    Ok(batch) => {
+                        // Reversed, so `pop` yields them in order.
+                        ready = batch
+                            .iter()
+                            .rev()
+                            .filter(|e| filter.is_none() || e.flow_run_id == filter)
+                            .filter_map(|e| {
+                                SseEvent::default()
+                                    .id(e.id.to_string())
+                                    .event("event")
+                                    .json_data(e)
+                                    .ok()
+                            })
+                            .collect();
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        let lagged = SseEvent::default()
+                            .event("lagged")
+                            .data(format!("{missed} batches were skipped; reload to catch up"));
+                        return Some((Ok(lagged), (receiver, filter, ready)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
