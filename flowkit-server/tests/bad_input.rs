@@ -44,8 +44,15 @@ fn mutate(rng: &mut fastrand::Rng, base: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn hostile_requests_get_a_4xx_with_a_message() {
+    for backend in common::BACKENDS {
+        hostile(backend).await;
+    }
+}
+
+async fn hostile(backend: common::Backend) {
     let dir = TempDir::new("bad-input");
-    let server = Server::start(dir.path(), 0, &[]).await;
+    let database = backend.database_url(dir.path()).await;
+    let server = Server::start_with(&database, 0, &[]).await;
     let client = reqwest::Client::new();
     let mut rng = fastrand::Rng::with_seed(20261127);
     let queries = [
@@ -86,7 +93,7 @@ async fn hostile_requests_get_a_4xx_with_a_message() {
         let status = response.status();
         assert!(
             status.is_success() || status.is_client_error(),
-            "round {round}: {status} for {:?}",
+            "{backend:?} round {round}: {status} for {:?}",
             String::from_utf8_lossy(&body[..body.len().min(200)])
         );
         if status.is_client_error() {

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, TempDir, free_port};
+use common::{BACKENDS, Server, TempDir, free_port};
 use flowkit::{EventBus, HttpSink, MemorySink, RunLogLayer, flow, task};
 use tracing_subscriber::prelude::*;
 
@@ -53,15 +53,26 @@ async fn a_flow_run_is_read_back_through_the_api() {
             tracing_subscriber::registry().with(RunLogLayer),
         );
     });
+    for backend in BACKENDS {
+        read_back(backend).await;
+    }
+}
+
+async fn read_back(backend: common::Backend) {
     let dir = TempDir::new("e2e");
-    let server = Server::start(dir.path(), 0, &[]).await;
+    let database = backend.database_url(dir.path()).await;
+    let server = Server::start_with(&database, 0, &[]).await;
     let spool = TempDir::new("e2e-spool");
     let (bus, memory) = http_bus(&server.url, &spool);
 
     assert_eq!(etl("2026-11-26".into()).on(&bus).await.unwrap(), 12);
     bus.flush().await;
     let sent = memory.len() as i64;
-    assert_eq!(server.event_count().await, sent, "every event arrived once");
+    assert_eq!(
+        server.event_count().await,
+        sent,
+        "{backend:?}: every event arrived once"
+    );
 
     let runs = server.get("/api/flow_runs?flow=e2e-etl").await;
     let run = &runs["items"][0];

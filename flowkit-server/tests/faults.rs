@@ -28,8 +28,15 @@ fn batch(flow_run: Uuid, size: usize) -> Vec<Event> {
 
 #[tokio::test]
 async fn sigkill_during_ingestion_loses_no_acknowledged_event() {
+    for backend in common::BACKENDS {
+        sigkill(backend).await;
+    }
+}
+
+async fn sigkill(backend: common::Backend) {
     let dir = TempDir::new("sigkill");
-    let server = Server::start(dir.path(), 0, &[]).await;
+    let database = backend.database_url(dir.path()).await;
+    let server = Server::start_with(&database, 0, &[]).await;
     let port = server.port;
     let url = format!("{}/api/events", server.url);
     let flow_run = Uuid::now_v7();
@@ -63,7 +70,7 @@ async fn sigkill_during_ingestion_loses_no_acknowledged_event() {
     );
 
     // Restart on the same database: every acknowledged event is there.
-    let server = Server::start(dir.path(), port, &[]).await;
+    let server = Server::start_with(&database, port, &[]).await;
     let stored = server.event_count().await;
     assert!(
         stored >= (acknowledged * 250) as i64,

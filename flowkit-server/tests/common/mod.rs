@@ -47,10 +47,34 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A database for one test: a SQLite file in `dir`, or a fresh database in the test binary's
+/// PostgreSQL cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+impl Backend {
+    pub async fn database_url(self, dir: &Path) -> String {
+        match self {
+            Backend::Sqlite => format!("sqlite://{}", dir.join("flowkit.db").display()),
+            Backend::Postgres => postgres::database().await,
+        }
+    }
+}
+
 impl Server {
     /// Starts the server binary on `port` (0: any) with a SQLite database in `dir`.
     pub async fn start(dir: &Path, port: u16, extra: &[&str]) -> Server {
-        let database = format!("sqlite://{}", dir.join("flowkit.db").display());
+        let database = Backend::Sqlite.database_url(dir).await;
+        Self::start_with(&database, port, extra).await
+    }
+
+    /// Starts the server binary on `port` (0: any) with the database at `database`.
+    pub async fn start_with(database: &str, port: u16, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowkit-server"))
             .args([
                 "--bind",
@@ -101,5 +125,130 @@ impl Server {
         self.get("/api/stats").await["events"]
             .as_i64()
             .unwrap_or(-1)
+    }
+}
+
+/// A throwaway PostgreSQL cluster for this test binary, from the system's binaries: initdb and
+/// pg_ctl in a temporary directory, on a free port. A watchdog shell stops it and removes its
+/// directory once this process is gone, since statics are never dropped.
+pub mod postgres {
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+    struct Cluster {
+        port: u16,
+    }
+
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+    fn as_postgres(root: bool, program: &str) -> Command {
+        if root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--", program]);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn start() -> Cluster {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let dir = std::env::temp_dir().join(format!(
+            "flowkit-pg-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        if root {
+            let status = Command::new("chown")
+                .args(["postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of {}", dir.display());
+        }
+        let data = dir.join("data");
+        let status = as_postgres(root, &format!("{BIN}/initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("initdb runs (is PostgreSQL 15 installed?)");
+        assert!(status.success(), "initdb failed");
+        let port = super::free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            dir.display()
+        );
+        let pg_ctl = format!("{BIN}/pg_ctl");
+        let runas = if root { "runuser -u postgres -- " } else { "" };
+        let script = format!(
+            "{runas}{pg_ctl} -D '{data}' -o '{options}' -l '{dir}/log' -w start >/dev/null || exit 1; \
+             while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {runas}{pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
+            data = data.display(),
+            dir = dir.display(),
+            pid = std::process::id(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the cluster's watchdog starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(format!("{BIN}/pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start; see {}/log",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = PathBuf::new();
+        Cluster { port }
+    }
+
+    /// A fresh, empty database in the cluster.
+    pub async fn database() -> String {
+        let port = tokio::task::spawn_blocking(|| CLUSTER.get_or_init(start).port)
+            .await
+            .expect("the cluster starts");
+        let name = format!("t_{}", fastrand::u64(..));
+        let status = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-q",
+                "-c",
+            ])
+            .arg(format!("CREATE DATABASE {name}"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("psql runs");
+        assert!(status.success(), "CREATE DATABASE {name}");
+        format!("postgres://postgres@127.0.0.1:{port}/{name}")
     }
 }

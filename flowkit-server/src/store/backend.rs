@@ -1,0 +1,424 @@
+//! The store's implementation, written once and stamped out for each database by `backend!`.
+//!
+//! The SQL is the common part of SQLite's and PostgreSQL's dialects (`CASE` instead of the
+//! two-argument `max`/`GREATEST`, upserts with `excluded`, `RETURNING`); the few spellings that
+//! differ come in as arguments.
+
+/// Defines `$name`, a store over database `$db`:
+/// - `tag_filter`: SQL testing that `runs.tags` (a JSON array) holds the bound value (the value
+///   is bound right after it);
+/// - `task_index`, `parent_index`: index hints for the detail page's queries (or nothing).
+macro_rules! backend {
+    (
+        $name:ident, $db:ty, $row:ty,
+        tag_filter: $tag_filter:expr,
+        task_index: $task_index:expr,
+        parent_index: $parent_index:expr $(,)?
+    ) => {
+        /// A store over one database.
+        #[derive(Clone)]
+        pub struct $name {
+            /// Writes go through this pool (one connection for SQLite, so writers queue instead
+            /// of meeting "database is locked").
+            writer: sqlx::Pool<$db>,
+            reader: sqlx::Pool<$db>,
+        }
+
+        impl $name {
+            pub(crate) async fn ingest(
+                &self,
+                events: &[flowkit::events::Event],
+            ) -> Result<$crate::store::Ingested, $crate::store::StoreError> {
+                use std::collections::HashSet;
+                use sqlx::QueryBuilder;
+                use uuid::Uuid;
+                use $crate::store::{waves, Change, Created, EventRow, Ingested, ROWS_PER_STATEMENT};
+
+                let rows: Vec<EventRow<'_>> = events.iter().enumerate().filter_map(EventRow::new).collect();
+                let mut tx = self.writer.begin().await?;
+                let mut fresh: HashSet<Uuid> = HashSet::with_capacity(rows.len());
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = QueryBuilder::<$db>::new(
+                        "INSERT INTO events (id, ts, flow_run_id, task_run_id, kind, level, body) ",
+                    );
+                    insert.push_values(chunk, |mut row, event| {
+                        row.push_bind(event.event.id)
+                            .push_bind(event.ts)
+                            .push_bind(event.event.flow_run_id)
+                            .push_bind(event.event.task_run_id)
+                            .push_bind(event.kind)
+                            .push_bind(event.level.clone())
+                            .push_bind(event.body.clone());
+                    });
+                    insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                    let stored: Vec<Uuid> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+                    fresh.extend(stored);
+                }
+                let mut outcome = Ingested {
+                    stored: fresh.len(),
+                    duplicates: rows.len() - fresh.len(),
+                    ..Ingested::default()
+                };
+                // Only events stored just now update runs (each once, even if sent twice).
+                let mut new_rows: Vec<&EventRow<'_>> = Vec::with_capacity(fresh.len());
+                for row in &rows {
+                    if fresh.remove(&row.event.id) {
+                        outcome.fresh.push(row.index);
+                        new_rows.push(row);
+                    }
+                }
+                let created: Vec<Created<'_>> = new_rows.iter().filter_map(|r| Created::new(r)).collect();
+                for wave in waves(&created, |c| c.id) {
+                    let mut upsert = QueryBuilder::<$db>::new(
+                        "INSERT INTO runs (id, run_type, name, flow_run_id, parent_flow_run_id,
+                             parent_task_run_id, created_ts, parameters, tags, upstream, map_index, retries) ",
+                    );
+                    upsert.push_values(wave, |mut row, c| {
+                        row.push_bind(c.id)
+                            .push_bind(c.run_type)
+                            .push_bind(c.created.name.to_string())
+                            .push_bind(c.flow_run_id)
+                            .push_bind(c.created.parent_flow_run_id)
+                            .push_bind(c.created.parent_task_run_id)
+                            .push_bind(c.ts)
+                            .push_bind(c.created.parameters.as_ref().map(|p| p.to_string()))
+                            .push_bind(serde_json::to_string(&c.created.tags).unwrap_or_default())
+                            .push_bind(serde_json::to_string(&c.created.upstream).unwrap_or_default())
+                            .push_bind(c.created.map_index.map(|i| i as i64))
+                            .push_bind(i64::from(c.created.retries));
+                    });
+                    upsert.push(
+                        " ON CONFLICT (id) DO UPDATE SET
+                             run_type = excluded.run_type, name = excluded.name,
+                             flow_run_id = excluded.flow_run_id,
+                             parent_flow_run_id = excluded.parent_flow_run_id,
+                             parent_task_run_id = excluded.parent_task_run_id,
+                             created_ts = excluded.created_ts, parameters = excluded.parameters,
+                             tags = excluded.tags, upstream = excluded.upstream,
+                             map_index = excluded.map_index, retries = excluded.retries",
+                    );
+                    upsert.build().execute(&mut *tx).await?;
+                }
+                let changes: Vec<Change<'_>> = new_rows.iter().filter_map(|r| Change::new(r)).collect();
+                for wave in waves(&changes, |c| c.id) {
+                    let mut upsert = QueryBuilder::<$db>::new(
+                        "INSERT INTO runs (id, run_type, flow_run_id, state, state_final, state_ts,
+                             message, attempts, start_ts, end_ts) ",
+                    );
+                    upsert.push_values(wave, |mut row, c| {
+                        let is_final = c.change.state.is_terminal();
+                        row.push_bind(c.id)
+                            .push_bind(c.run_type)
+                            .push_bind(c.flow_run_id)
+                            .push_bind(c.change.state.as_str())
+                            .push_bind(i64::from(is_final))
+                            .push_bind(c.ts)
+                            .push_bind(c.change.message.clone())
+                            .push_bind(i64::from(c.change.attempt))
+                            .push_bind((c.change.state == flowkit::State::Running).then_some(c.ts))
+                            .push_bind(is_final.then_some(c.ts));
+                    });
+                    // A later state replaces an earlier one, but nothing replaces a terminal
+                    // state except a later terminal one: events may arrive late or out of order.
+                    upsert.push(
+                        " ON CONFLICT (id) DO UPDATE SET
+                             state = CASE WHEN excluded.state_final > runs.state_final
+                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 THEN excluded.state ELSE runs.state END,
+                             message = CASE WHEN excluded.state_final > runs.state_final
+                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 THEN excluded.message ELSE runs.message END,
+                             state_ts = CASE WHEN excluded.state_final > runs.state_final
+                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 THEN excluded.state_ts ELSE runs.state_ts END,
+                             state_final = CASE WHEN excluded.state_final > runs.state_final
+                                 THEN excluded.state_final ELSE runs.state_final END,
+                             attempts = CASE WHEN excluded.attempts > runs.attempts
+                                 THEN excluded.attempts ELSE runs.attempts END,
+                             start_ts = CASE WHEN runs.start_ts IS NULL THEN excluded.start_ts
+                                 WHEN excluded.start_ts IS NULL THEN runs.start_ts
+                                 WHEN excluded.start_ts < runs.start_ts THEN excluded.start_ts
+                                 ELSE runs.start_ts END,
+                             end_ts = CASE WHEN excluded.end_ts IS NOT NULL
+                                 AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
+                                 THEN excluded.end_ts ELSE runs.end_ts END",
+                    );
+                    upsert.build().execute(&mut *tx).await?;
+                }
+                // Durations of the task runs that ended now, for the metrics.
+                let ended: Vec<Uuid> = changes
+                    .iter()
+                    .filter(|c| c.run_type == "task" && c.change.state.is_terminal())
+                    .map(|c| c.id)
+                    .collect();
+                for chunk in ended.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<$db>::new(
+                        "SELECT end_ts - start_ts FROM runs
+                         WHERE start_ts IS NOT NULL AND end_ts IS NOT NULL AND id IN (",
+                    );
+                    let mut ids = query.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(*id);
+                    }
+                    query.push(")");
+                    let nanos: Vec<i64> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+                    outcome
+                        .task_durations
+                        .extend(nanos.into_iter().map(|n| n as f64 / 1e9));
+                }
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            pub(crate) async fn flow_runs(
+                &self,
+                filter: &$crate::store::RunFilter,
+            ) -> Result<Vec<$crate::store::Run>, $crate::store::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM runs WHERE run_type = 'flow'");
+                if let Some(flow) = &filter.flow {
+                    query.push(" AND name = ").push_bind(flow.clone());
+                }
+                if let Some(state) = &filter.state {
+                    query.push(" AND state = ").push_bind(state.clone());
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND created_ts >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until {
+                    query.push(" AND created_ts < ").push_bind(until);
+                }
+                if let Some(tag) = &filter.tag {
+                    query.push(" AND ").push($tag_filter).push_bind(tag.clone()).push(")");
+                }
+                if let Some(parent) = filter.parent {
+                    query.push(" AND parent_flow_run_id = ").push_bind(parent);
+                }
+                if let Some((ts, id)) = filter.before {
+                    query
+                        .push(" AND (created_ts < ")
+                        .push_bind(ts)
+                        .push(" OR (created_ts = ")
+                        .push_bind(ts)
+                        .push(" AND id < ")
+                        .push_bind(id)
+                        .push("))");
+                }
+                query.push(" ORDER BY created_ts DESC, id DESC LIMIT ").push_bind(filter.limit);
+                let rows = query.build().fetch_all(&self.reader).await?;
+                rows.iter().map(Self::run_from_row).collect()
+            }
+
+            pub(crate) async fn run(
+                &self,
+                id: uuid::Uuid,
+            ) -> Result<Option<$crate::store::Run>, $crate::store::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM runs WHERE id = ");
+                query.push_bind(id);
+                let row = query.build().fetch_optional(&self.reader).await?;
+                row.as_ref().map(Self::run_from_row).transpose()
+            }
+
+            pub(crate) async fn task_runs(
+                &self,
+                flow_run_id: uuid::Uuid,
+            ) -> Result<Vec<$crate::store::Run>, $crate::store::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT * FROM runs ",
+                    $task_index,
+                    " WHERE run_type = 'task' AND flow_run_id = "
+                ));
+                query.push_bind(flow_run_id).push(" ORDER BY created_ts, map_index, id");
+                let rows = query.build().fetch_all(&self.reader).await?;
+                rows.iter().map(Self::run_from_row).collect()
+            }
+
+            pub(crate) async fn child_flow_runs(
+                &self,
+                flow_run_id: uuid::Uuid,
+            ) -> Result<Vec<$crate::store::Run>, $crate::store::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT * FROM runs ",
+                    $parent_index,
+                    " WHERE run_type = 'flow' AND parent_flow_run_id = "
+                ));
+                query.push_bind(flow_run_id).push(" ORDER BY created_ts, id");
+                let rows = query.build().fetch_all(&self.reader).await?;
+                rows.iter().map(Self::run_from_row).collect()
+            }
+
+            pub(crate) async fn logs(
+                &self,
+                flow_run_id: uuid::Uuid,
+                filter: &$crate::store::LogFilter,
+            ) -> Result<Vec<$crate::store::LogLine>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, ts, flow_run_id, task_run_id, level, body FROM events
+                     WHERE kind = 'log' AND flow_run_id = ",
+                );
+                query.push_bind(flow_run_id);
+                if let Some(level) = &filter.level {
+                    query.push(" AND level = ").push_bind(level.clone());
+                }
+                if let Some(task) = filter.task_run_id {
+                    query.push(" AND task_run_id = ").push_bind(task);
+                }
+                if let Some((ts, id)) = filter.after {
+                    query
+                        .push(" AND (ts > ")
+                        .push_bind(ts)
+                        .push(" OR (ts = ")
+                        .push_bind(ts)
+                        .push(" AND id > ")
+                        .push_bind(id)
+                        .push("))");
+                }
+                query.push(" ORDER BY ts, id LIMIT ").push_bind(filter.limit);
+                let rows = query.build().fetch_all(&self.reader).await?;
+                let mut lines = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let body: String = row.try_get("body")?;
+                    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    lines.push($crate::store::LogLine {
+                        id: row.try_get("id")?,
+                        timestamp: $crate::store::time(row.try_get("ts")?),
+                        flow_run_id: row.try_get("flow_run_id")?,
+                        task_run_id: row.try_get("task_run_id")?,
+                        level: row.try_get("level")?,
+                        message: body["message"].as_str().unwrap_or_default().to_string(),
+                        target: body["target"].as_str().map(String::from),
+                        fields: body.get("fields").cloned().unwrap_or(serde_json::Value::Null),
+                    });
+                }
+                Ok(lines)
+            }
+
+            pub(crate) async fn counts(&self) -> Result<$crate::store::Counts, $crate::store::StoreError> {
+                use sqlx::Row;
+                let row = sqlx::query(
+                    "SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM runs) AS runs",
+                )
+                .fetch_one(&self.reader)
+                .await?;
+                Ok($crate::store::Counts {
+                    events: row.try_get("events")?,
+                    runs: row.try_get("runs")?,
+                })
+            }
+
+            pub(crate) async fn flow_summaries(
+                &self,
+            ) -> Result<Vec<$crate::store::FlowSummary>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let counts = sqlx::query(
+                    "SELECT name, state, count(*) AS n, max(created_ts) AS last
+                     FROM runs WHERE run_type = 'flow' AND name IS NOT NULL GROUP BY name, state",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                let mut flows: std::collections::BTreeMap<String, $crate::store::FlowSummary> = Default::default();
+                for row in counts {
+                    let name: String = row.try_get("name")?;
+                    let state: String = row.try_get("state")?;
+                    let n: i64 = row.try_get("n")?;
+                    let last: Option<i64> = row.try_get("last")?;
+                    let flow = flows.entry(name.clone()).or_insert_with(|| $crate::store::FlowSummary {
+                        name,
+                        ..Default::default()
+                    });
+                    flow.runs += n;
+                    flow.by_state.insert(state, n);
+                    if last > flow.last_run_ts {
+                        flow.last_run_ts = last;
+                    }
+                }
+                let rows = sqlx::query(
+                    "SELECT name, dur FROM (
+                         SELECT name, end_ts - start_ts AS dur,
+                                row_number() OVER (PARTITION BY name ORDER BY created_ts DESC) AS recent
+                         FROM runs WHERE run_type = 'flow' AND start_ts IS NOT NULL AND end_ts IS NOT NULL) AS r
+                     WHERE recent <= 1000",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                let mut durations: std::collections::HashMap<String, Vec<i64>> = Default::default();
+                for row in rows {
+                    durations
+                        .entry(row.try_get("name")?)
+                        .or_default()
+                        .push(row.try_get("dur")?);
+                }
+                Ok($crate::store::finish_summaries(flows, durations))
+            }
+
+            pub(crate) async fn runs_by_state(
+                &self,
+            ) -> Result<Vec<(String, String, i64)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT run_type, state, count(*) AS n FROM runs GROUP BY run_type, state")
+                    .fetch_all(&self.reader)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("run_type")?, r.try_get("state")?, r.try_get("n")?)))
+                    .collect()
+            }
+
+            pub(crate) async fn delete_before(&self, cutoff: i64) -> Result<u64, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut events = sqlx::QueryBuilder::<$db>::new(
+                    "DELETE FROM events WHERE flow_run_id IN
+                         (SELECT id FROM runs WHERE run_type = 'flow' AND created_ts < ",
+                );
+                events.push_bind(cutoff).push(")");
+                events.build().execute(&mut *tx).await?;
+                let mut runs = sqlx::QueryBuilder::<$db>::new(
+                    "DELETE FROM runs WHERE run_type IN ('flow', 'task') AND created_ts < ",
+                );
+                runs.push_bind(cutoff);
+                let deleted = runs.build().execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
+            pub(crate) async fn healthy(&self) -> bool {
+                sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+            }
+
+            fn run_from_row(row: &$row) -> Result<$crate::store::Run, $crate::store::StoreError> {
+                use sqlx::Row;
+                let json = |column: &str| -> Result<Option<serde_json::Value>, $crate::store::StoreError> {
+                    let text: Option<String> = row.try_get(column)?;
+                    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+                };
+                let created: Option<i64> = row.try_get("created_ts")?;
+                let start: Option<i64> = row.try_get("start_ts")?;
+                let end: Option<i64> = row.try_get("end_ts")?;
+                let run_type: String = row.try_get("run_type")?;
+                Ok($crate::store::Run {
+                    id: row.try_get("id")?,
+                    run_type: if run_type == "flow" { "flow" } else { "task" },
+                    name: row.try_get("name")?,
+                    flow_run_id: row.try_get("flow_run_id")?,
+                    parent_flow_run_id: row.try_get("parent_flow_run_id")?,
+                    parent_task_run_id: row.try_get("parent_task_run_id")?,
+                    state: row.try_get("state")?,
+                    message: row.try_get("message")?,
+                    attempts: row.try_get("attempts")?,
+                    created: $crate::store::time(created),
+                    start: $crate::store::time(start),
+                    end: $crate::store::time(end),
+                    duration_ms: start.zip(end).map(|(s, e)| (e - s) as f64 / 1e6),
+                    parameters: json("parameters")?,
+                    tags: json("tags")?
+                        .and_then(|v| serde_json::from_value(v).ok())
+                        .unwrap_or_default(),
+                    upstream: json("upstream")?
+                        .and_then(|v| serde_json::from_value(v).ok())
+                        .unwrap_or_default(),
+                    map_index: row.try_get("map_index")?,
+                    retries: row.try_get("retries")?,
+                })
+            }
+        }
+    };
+}

@@ -1,0 +1,370 @@
+//! Storage of events and the runs derived from them, in SQLite or PostgreSQL.
+//!
+//! One implementation (`backend.rs`) is stamped out for each database; what differs between
+//! them (connecting, a few SQL spellings) lives in `sqlite.rs` and `postgres.rs`.
+
+#[macro_use]
+mod backend;
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use flowkit::events::{Event, EventKind, RunType};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("could not apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL is not one this server supports.
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+}
+
+/// The runs and events of a server, in SQLite (embedded, the default) or PostgreSQL (for
+/// teams and many servers). Both keep the same tables and answer the same queries.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// How one batch went.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Ingested {
+    /// Events stored for the first time.
+    pub stored: usize,
+    /// Events already stored (sent again): ignored.
+    pub duplicates: usize,
+    /// The positions (in the batch) of the events stored for the first time.
+    #[serde(skip)]
+    pub fresh: Vec<usize>,
+    /// How long each task run that ended in this batch took, in seconds.
+    #[serde(skip)]
+    pub task_durations: Vec<f64>,
+}
+
+/// The health of one flow.
+#[derive(Debug, Default, Serialize)]
+pub struct FlowSummary {
+    pub name: String,
+    pub runs: i64,
+    pub by_state: std::collections::BTreeMap<String, i64>,
+    /// Completed (or cached) runs among those that ended.
+    pub success_rate: Option<f64>,
+    pub last_run: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub(crate) last_run_ts: Option<i64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+}
+
+/// How much is stored.
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub events: i64,
+    pub runs: i64,
+}
+
+/// A flow run or task run, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct Run {
+    pub id: Uuid,
+    pub run_type: &'static str,
+    pub name: Option<String>,
+    pub flow_run_id: Option<Uuid>,
+    pub parent_flow_run_id: Option<Uuid>,
+    pub parent_task_run_id: Option<Uuid>,
+    pub state: String,
+    pub message: Option<String>,
+    pub attempts: i64,
+    pub created: Option<DateTime<Utc>>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub duration_ms: Option<f64>,
+    pub parameters: Option<serde_json::Value>,
+    pub tags: Vec<String>,
+    pub upstream: Vec<Uuid>,
+    pub map_index: Option<i64>,
+    pub retries: Option<i64>,
+}
+
+/// A log line of a run.
+#[derive(Debug, Serialize)]
+pub struct LogLine {
+    pub id: Uuid,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub flow_run_id: Option<Uuid>,
+    pub task_run_id: Option<Uuid>,
+    pub level: Option<String>,
+    pub message: String,
+    pub target: Option<String>,
+    pub fields: serde_json::Value,
+}
+
+/// Which flow runs to list.
+#[derive(Debug, Default)]
+pub struct RunFilter {
+    pub flow: Option<String>,
+    pub state: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub tag: Option<String>,
+    pub parent: Option<Uuid>,
+    /// Keyset cursor: runs created before this (created_ts, id).
+    pub before: Option<(i64, Uuid)>,
+    pub limit: i64,
+}
+
+/// Which log lines to list.
+#[derive(Debug, Default)]
+pub struct LogFilter {
+    pub level: Option<String>,
+    pub task_run_id: Option<Uuid>,
+    /// Keyset cursor: lines after this (ts, id).
+    pub after: Option<(i64, Uuid)>,
+    pub limit: i64,
+}
+
+/// Rows per multi-row statement (SQLite allows 32,766 bound values; the widest row has 12).
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
+/// An event ready to store.
+pub(crate) struct EventRow<'e> {
+    /// Position in the batch.
+    pub(crate) index: usize,
+    pub(crate) event: &'e Event,
+    pub(crate) ts: i64,
+    pub(crate) kind: &'static str,
+    pub(crate) level: Option<String>,
+    pub(crate) body: String,
+}
+
+impl<'e> EventRow<'e> {
+    pub(crate) fn new((index, event): (usize, &'e Event)) -> Option<Self> {
+        let (kind, level) = match &event.kind {
+            EventKind::RunCreated(_) => ("run_created", None),
+            EventKind::StateChanged(_) => ("state_changed", None),
+            EventKind::Log(log) => ("log", Some(log.level.to_string())),
+        };
+        Some(EventRow {
+            index,
+            event,
+            ts: nanos(event.timestamp)?,
+            kind,
+            level,
+            body: serde_json::to_string(&event.kind).ok()?,
+        })
+    }
+}
+
+/// A run's creation, as a row of `runs`.
+pub(crate) struct Created<'e> {
+    pub(crate) id: Uuid,
+    pub(crate) run_type: &'static str,
+    pub(crate) flow_run_id: Option<Uuid>,
+    pub(crate) ts: i64,
+    pub(crate) created: &'e flowkit::events::RunCreated,
+}
+
+impl<'e> Created<'e> {
+    pub(crate) fn new(row: &EventRow<'e>) -> Option<Self> {
+        let EventKind::RunCreated(created) = &row.event.kind else {
+            return None;
+        };
+        let (id, run_type, flow_run_id) = match created.run_type {
+            RunType::Task => (row.event.task_run_id?, "task", row.event.flow_run_id),
+            RunType::Flow => (row.event.flow_run_id?, "flow", None),
+        };
+        Some(Created {
+            id,
+            run_type,
+            flow_run_id,
+            ts: row.ts,
+            created,
+        })
+    }
+}
+
+/// A state change, as a row of `runs`.
+pub(crate) struct Change<'e> {
+    pub(crate) id: Uuid,
+    pub(crate) run_type: &'static str,
+    pub(crate) flow_run_id: Option<Uuid>,
+    pub(crate) ts: i64,
+    pub(crate) change: &'e flowkit::events::StateChanged,
+}
+
+impl<'e> Change<'e> {
+    pub(crate) fn new(row: &EventRow<'e>) -> Option<Self> {
+        let EventKind::StateChanged(change) = &row.event.kind else {
+            return None;
+        };
+        let (id, run_type, flow_run_id) = match row.event.task_run_id {
+            Some(task) => (task, "task", row.event.flow_run_id),
+            None => (row.event.flow_run_id?, "flow", None),
+        };
+        Some(Change {
+            id,
+            run_type,
+            flow_run_id,
+            ts: row.ts,
+            change,
+        })
+    }
+}
+
+pub(crate) fn nanos(ts: DateTime<Utc>) -> Option<i64> {
+    ts.timestamp_nanos_opt()
+}
+
+pub(crate) fn time(nanos: Option<i64>) -> Option<DateTime<Utc>> {
+    nanos.map(DateTime::from_timestamp_nanos)
+}
+
+/// Splits rows into statements of at most `ROWS_PER_STATEMENT` rows in which no run id repeats
+/// (PostgreSQL's upsert may not touch a row twice in one statement), keeping their order.
+pub(crate) fn waves<T>(rows: &[T], id: impl Fn(&T) -> Uuid) -> Vec<&[T]> {
+    let mut waves = Vec::new();
+    let mut start = 0;
+    let mut seen = HashSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        if i - start == ROWS_PER_STATEMENT || !seen.insert(id(row)) {
+            waves.push(&rows[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(id(row));
+        }
+    }
+    if start < rows.len() {
+        waves.push(&rows[start..]);
+    }
+    waves
+}
+
+/// Calls the same method on whichever backend holds the data.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `postgres://...`)
+    /// and applies the migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::open(url).await?))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Store::Postgres(postgres::PgStore::open(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    /// Stores a batch of valid events in one transaction, and updates the runs they are about.
+    ///
+    /// Statements carry many rows each, and only events stored for the first time update their
+    /// runs, so a batch sent twice changes nothing the second time.
+    pub async fn ingest(&self, events: &[Event]) -> Result<Ingested, StoreError> {
+        dispatch!(self.ingest(events))
+    }
+
+    /// Flow runs, newest first, filtered.
+    pub async fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        dispatch!(self.flow_runs(filter))
+    }
+
+    /// One run by id.
+    pub async fn run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
+        dispatch!(self.run(id))
+    }
+
+    /// The task runs of a flow run, in creation order.
+    pub async fn task_runs(&self, flow_run_id: Uuid) -> Result<Vec<Run>, StoreError> {
+        dispatch!(self.task_runs(flow_run_id))
+    }
+
+    /// The child flow runs of a flow run, in creation order.
+    pub async fn child_flow_runs(&self, flow_run_id: Uuid) -> Result<Vec<Run>, StoreError> {
+        dispatch!(self.child_flow_runs(flow_run_id))
+    }
+
+    /// The log lines of a flow run (and its task runs), oldest first.
+    pub async fn logs(
+        &self,
+        flow_run_id: Uuid,
+        filter: &LogFilter,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        dispatch!(self.logs(flow_run_id, filter))
+    }
+
+    /// How many events and runs are stored.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        dispatch!(self.counts())
+    }
+
+    /// Per flow: runs by state, the last run, and p50/p95 durations of its last 1,000 runs.
+    pub async fn flow_summaries(&self) -> Result<Vec<FlowSummary>, StoreError> {
+        dispatch!(self.flow_summaries())
+    }
+
+    /// How many runs are in each state, by run type.
+    pub async fn runs_by_state(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        dispatch!(self.runs_by_state())
+    }
+
+    /// Deletes the runs created before `cutoff` (Unix nanoseconds) and their events.
+    pub async fn delete_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+        dispatch!(self.delete_before(cutoff))
+    }
+
+    /// True if the database answers.
+    pub async fn healthy(&self) -> bool {
+        dispatch!(self.healthy())
+    }
+}
+
+/// Completes a flow summary from its counts.
+pub(crate) fn finish_summaries(
+    flows: std::collections::BTreeMap<String, FlowSummary>,
+    mut durations: std::collections::HashMap<String, Vec<i64>>,
+) -> Vec<FlowSummary> {
+    let mut out: Vec<FlowSummary> = flows.into_values().collect();
+    for flow in &mut out {
+        if let Some(d) = durations.get_mut(&flow.name) {
+            d.sort_unstable();
+            let pick = |q: usize| d[(d.len() * q / 100).min(d.len() - 1)] as f64 / 1e6;
+            if !d.is_empty() {
+                flow.p50_ms = Some(pick(50));
+                flow.p95_ms = Some(pick(95));
+            }
+        }
+        let done: i64 = ["Completed", "Cached"]
+            .iter()
+            .filter_map(|s| flow.by_state.get(*s))
+            .sum();
+        let ended: i64 = flow
+            .by_state
+            .iter()
+            .filter(|(s, _)| {
+                !matches!(s.as_str(), "Scheduled" | "Pending" | "Running" | "Retrying")
+            })
+            .map(|(_, n)| n)
+            .sum();
+        flow.success_rate = (ended > 0).then(|| done as f64 / ended as f64);
+        flow.last_run = time(flow.last_run_ts);
+    }
+    out
+}

@@ -1,0 +1,26 @@
+//! The PostgreSQL store, for teams and for several servers sharing one database.
+
+use sqlx::postgres::PgPoolOptions;
+
+use super::StoreError;
+
+backend!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    tag_filter: "EXISTS (SELECT 1 FROM jsonb_array_elements_text(runs.tags::jsonb) AS t(value) WHERE t.value = ",
+    task_index: "",
+    parent_index: "",
+);
+
+impl PgStore {
+    /// Connects to the database at `url` and applies the migrations.
+    pub(crate) async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+}
