@@ -86,3 +86,36 @@ async fn sigkill(backend: common::Backend) {
     }
     assert_eq!(server.event_count().await, 400 * 250);
 }
+
+#[tokio::test]
+async fn concurrent_writers_never_see_a_locked_database() {
+    for backend in common::BACKENDS {
+        let dir = TempDir::new("writers");
+        let database = backend.database_url(dir.path()).await;
+        let server = Server::start_with(&database, 0, &[]).await;
+        let url = format!("{}/api/events", server.url);
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    let flow_run = Uuid::now_v7();
+                    let mut statuses = Vec::new();
+                    for _ in 0..40 {
+                        let response = client.post(&url).json(&batch(flow_run, 200)).send().await;
+                        statuses.push(response.map(|r| r.status().as_u16()).unwrap_or(0));
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        for writer in writers {
+            let statuses = writer.await.unwrap();
+            assert!(
+                statuses.iter().all(|s| *s == 200),
+                "{backend:?}: {statuses:?}"
+            );
+        }
+        assert_eq!(server.event_count().await, 8 * 40 * 200, "{backend:?}");
+    }
+}
