@@ -80,7 +80,7 @@ impl Server {
                 "--bind",
                 &format!("127.0.0.1:{port}"),
                 "--database-url",
-                &database,
+                database,
             ])
             .args(extra)
             .env("RUST_LOG", "error")
@@ -132,7 +132,6 @@ impl Server {
 /// pg_ctl in a temporary directory, on a free port. A watchdog shell stops it and removes its
 /// directory once this process is gone, since statics are never dropped.
 pub mod postgres {
-    use std::path::PathBuf;
     use std::process::Command;
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
@@ -141,6 +140,8 @@ pub mod postgres {
 
     struct Cluster {
         port: u16,
+        /// Kept, never waited on: it outlives this process's tests by design.
+        _watchdog: std::sync::Mutex<std::process::Child>,
     }
 
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -199,7 +200,7 @@ pub mod postgres {
             dir = dir.display(),
             pid = std::process::id(),
         );
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .args(["-c", &script])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -223,8 +224,10 @@ pub mod postgres {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = PathBuf::new();
-        Cluster { port }
+        Cluster {
+            port,
+            _watchdog: std::sync::Mutex::new(watchdog),
+        }
     }
 
     /// A fresh, empty database in the cluster.
