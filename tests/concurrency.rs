@@ -252,3 +252,113 @@ async fn a_dropped_handle_cancels_and_a_detached_one_runs_to_the_end() {
         .collect();
     assert_eq!(finals, [State::Cancelled, State::Completed]);
 }
+
+#[flow(timeout = "5s")]
+async fn detaches_a_long_run() {
+    let handle = nap(3600).submit();
+    handle.detach();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flow_timeout_stops_its_detached_runs() {
+    let (bus, memory) = recorder();
+    let start = Instant::now();
+    let error = detaches_a_long_run().on(&bus).await.expect_err("times out");
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    let events = events(&bus, &memory).await;
+    let nap_run = only_run(&events, "nap");
+    assert_eq!(
+        states(&events, nap_run).last().map(|s| s.0),
+        Some(State::Cancelled)
+    );
+}
+
+#[flow]
+async fn child_with_long_task() -> u64 {
+    nap(3600).await.unwrap_or(0)
+}
+
+#[flow]
+async fn parent_of_long_child() -> u64 {
+    child_with_long_task().await.unwrap_or(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_parent_records_its_grandchildren_before_itself() {
+    let (bus, memory) = recorder();
+    let handle = parent_of_long_child().on(&bus).submit();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    handle.cancel();
+    assert!(handle.await.expect_err("cancelled").is_cancelled());
+    let events = events(&bus, &memory).await;
+    let parent = only_run(&events, "parent_of_long_child");
+    let child = only_run(&events, "child_with_long_task");
+    let grandchild = only_run(&events, "nap");
+    let position = |run| {
+        events
+            .iter()
+            .position(|e| e.run_id() == Some(run) && e.state() == Some(State::Cancelled))
+            .unwrap_or_else(|| panic!("{run} was never recorded Cancelled"))
+    };
+    assert!(position(grandchild) < position(parent));
+    assert!(position(child) < position(parent));
+}
+
+#[flow(retries = 1, retry_delay = "1h")]
+async fn fails_then_waits() -> Result<(), String> {
+    Err("first attempt fails".into())
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_interrupts_a_flow_retry_delay() {
+    let (bus, memory) = recorder();
+    let start = Instant::now();
+    let handle = fails_then_waits().on(&bus).submit();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    handle.cancel();
+    assert!(handle.await.expect_err("cancelled").is_cancelled());
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "did not wait out the hour"
+    );
+    let events = events(&bus, &memory).await;
+    let run = only_run(&events, "fails_then_waits");
+    assert_eq!(
+        states(&events, run),
+        [
+            (State::Running, 1),
+            (State::Retrying, 1),
+            (State::Cancelled, 1)
+        ]
+    );
+}
+
+fn exploding_predicate(_: &String) -> bool {
+    panic!("retry_if exploded")
+}
+
+#[task(retries = 1, retry_if = exploding_predicate)]
+async fn with_bad_predicate() -> Result<(), String> {
+    Err("boom".into())
+}
+
+#[flow]
+async fn runs_bad_predicate() -> bool {
+    with_bad_predicate()
+        .submit()
+        .await
+        .is_err_and(|e| e.is_panic())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_outside_the_body_is_recorded_as_a_crash() {
+    let (bus, memory) = recorder();
+    assert!(runs_bad_predicate().on(&bus).await.unwrap());
+    let events = events(&bus, &memory).await;
+    let run = only_run(&events, "with_bad_predicate");
+    assert_eq!(
+        states(&events, run).last().map(|s| s.0),
+        Some(State::Crashed)
+    );
+}

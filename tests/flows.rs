@@ -247,3 +247,41 @@ async fn events_round_trip_through_json() {
         assert_eq!(back, event);
     }
 }
+
+/// Arguments with their own lifetimes (`fn(&str)`, `impl Fn(&T)`) and attributes.
+#[task]
+async fn parse_all(
+    lines: Vec<String>,
+    parse: fn(&str) -> usize,
+    keep: impl Fn(&usize) -> bool + Send,
+    #[allow(unused_variables)] label: &str,
+) -> usize {
+    tracing::debug!(label);
+    lines
+        .iter()
+        .map(|l| parse(l.as_str()))
+        .filter(|n| keep(n))
+        .sum()
+}
+
+#[tokio::test]
+async fn tasks_take_function_arguments() {
+    let (bus, _memory) = recorder();
+    let lines = vec!["a".to_string(), "bbb".to_string(), "cc".to_string()];
+    let total = parse_all(lines, str::len, |n| *n > 1, "lengths")
+        .on(&bus)
+        .await
+        .unwrap();
+    assert_eq!(total, 5);
+}
+
+#[task]
+async fn opaque() -> impl std::fmt::Display {
+    42
+}
+
+#[tokio::test]
+async fn a_task_may_return_impl_trait() {
+    let (bus, _memory) = recorder();
+    assert_eq!(opaque().on(&bus).await.unwrap().to_string(), "42");
+}

@@ -160,7 +160,7 @@ async fn retry_if_stops_retrying_a_permanent_error() {
     assert_eq!(log.lock().unwrap().len(), 3);
 }
 
-#[task(retries = 2, retry_delay = 1, retry_if = |e: &HttpError| e.0 != 400)]
+#[task(retries = 2, retry_delay = 1, retry_if = |e| e.0 != 400)]
 async fn closure_predicate(log: Log) -> Result<(), HttpError> {
     log.lock().unwrap().push(Instant::now());
     Err(HttpError(400))

@@ -50,6 +50,7 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
 }
 
 struct Arg {
+    attrs: Vec<Attribute>,
     ident: Ident,
     /// The binding as written (`mut rows`), used where the body receives the value.
     binding: TokenStream,
@@ -68,6 +69,18 @@ fn check_signature(kind: Kind, function: &ItemFn) -> syn::Result<Vec<Arg>> {
         return Err(syn::Error::new(
             constness.span(),
             format!("{} functions cannot be `const`", kind.attribute()),
+        ));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        return Err(syn::Error::new(
+            unsafety.span(),
+            format!("{} functions cannot be `unsafe`", kind.attribute()),
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        return Err(syn::Error::new(
+            abi.span(),
+            format!("{} functions cannot be `extern`", kind.attribute()),
         ));
     }
     if let Some(variadic) = &sig.variadic {
@@ -93,6 +106,7 @@ fn check_signature(kind: Kind, function: &ItemFn) -> syn::Result<Vec<Arg>> {
                     let mutability = &pat.mutability;
                     let ident = pat.ident.clone();
                     args.push(Arg {
+                        attrs: typed.attrs.clone(),
                         binding: quote!(#mutability #ident),
                         ident,
                         ty: (*typed.ty).clone(),
@@ -235,6 +249,18 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
 struct NameElided(Lifetime);
 
 impl VisitMut for NameElided {
+    // A reference inside `fn(&T)`, `Fn(&T)` or a `for<'a>` bound is the callee's own lifetime,
+    // not the argument's: leave those alone.
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+
+    fn visit_parenthesized_generic_arguments_mut(
+        &mut self,
+        _: &mut syn::ParenthesizedGenericArguments,
+    ) {
+    }
+
+    fn visit_bound_lifetimes_mut(&mut self, _: &mut syn::BoundLifetimes) {}
+
     fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
         if reference.lifetime.is_none() {
             reference.lifetime = Some(self.0.clone());
@@ -278,8 +304,18 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
     };
     let sig_span = sig.ident.span();
 
-    // The future of one attempt, with a "fake return" so type errors point at the user's code.
-    let attempt = if fallible {
+    // The future of one attempt, with a "fake return" so type errors point at the user's code
+    // (not possible for an `impl Trait` return type, which cannot annotate a `let`).
+    let opaque = matches!(ret, Type::ImplTrait(_));
+    let attempt = if opaque {
+        if fallible {
+            quote!(async move #block)
+        } else {
+            quote!(async move {
+                ::core::result::Result::<_, ::core::convert::Infallible>::Ok(async move #block.await)
+            })
+        }
+    } else if fallible {
         quote!(async move {
             let __flowkit_output: #ret = #block;
             __flowkit_output
@@ -327,7 +363,9 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
     match kind {
         Kind::Task => {
             let retry_if = match &opts.retry_if {
-                Some(Expr::Closure(closure)) => quote!(#closure),
+                Some(Expr::Closure(closure)) => {
+                    quote!(::flowkit::__private::retry_if::<#output, _>(#closure))
+                }
                 Some(path) => {
                     quote_spanned!(path.span()=> |__flowkit_error: &_| #path(__flowkit_error))
                 }
@@ -356,8 +394,8 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
             for arg in &args {
                 let mut ty = arg.ty.clone();
                 NameElided(fk.clone()).visit_type_mut(&mut ty);
-                let ident = &arg.ident;
-                inputs.push(quote!(#ident: #ty));
+                let (ident, attrs) = (&arg.ident, &arg.attrs);
+                inputs.push(quote!(#(#attrs)* #ident: #ty));
             }
             let params = &generics.params;
             let existing = where_clause.map(|w| {
@@ -382,8 +420,8 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
         Kind::Flow => {
             let params = &sig.generics.params;
             let inputs = args.iter().map(|arg| {
-                let (ident, ty) = (&arg.ident, &arg.ty);
-                quote!(#ident: #ty)
+                let (ident, ty, attrs) = (&arg.ident, &arg.ty, &arg.attrs);
+                quote!(#(#attrs)* #ident: #ty)
             });
             let parameters = args.iter().map(|arg| {
                 let ident = &arg.ident;

@@ -148,6 +148,7 @@ where
             active: Active::default(),
             cancel: Cancel::default(),
             done: Completion::default(),
+            detached: Default::default(),
         });
         let upstream_ids: Vec<Uuid> = self.upstream.iter().map(Upstream::id).collect();
         run.bus.emit_with(Some(run.id), None, || {
@@ -164,14 +165,9 @@ where
                 retries: run.options.retry.retries,
             }))
         });
-        if let Some(parent) = &parent_flow {
-            parent.active.enter();
-        }
         Prepared {
             root: parent_flow.is_none(),
-            guard: EndGuard {
-                record: run.clone(),
-            },
+            guard: EndGuard::new(run.clone()),
             run,
             body: self.body,
             upstream: self.upstream,
@@ -213,12 +209,26 @@ struct Prepared<B> {
     guard: EndGuard<FlowRun>,
 }
 
-/// Aborts a spawned flow body if the flow run's future is dropped.
-struct AbortOnDrop<T>(JoinHandle<T>);
+/// The spawned body of one attempt: if the flow run's future is dropped (its parent was
+/// cancelled), the body and the runs it detached are stopped too.
+struct Body<T> {
+    join: JoinHandle<T>,
+    run: Arc<FlowRun>,
+}
 
-impl<T> Drop for AbortOnDrop<T> {
+impl<T> Body<T> {
+    /// Stops the body and every run it detached.
+    fn stop(&self) {
+        self.join.abort();
+        self.run.abort_detached();
+    }
+}
+
+impl<T> Drop for Body<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if !self.join.is_finished() {
+            self.stop();
+        }
     }
 }
 
@@ -236,7 +246,21 @@ where
             guard,
         } = self;
         let _guard = guard;
-        if let Err((upstream_id, upstream_state)) = wait_all(&upstream).await {
+        // Cancellable (by Ctrl-C too) from the start, including while it waits for upstreams.
+        let _registration = root.then(|| crate::cancel::register(&run));
+        let waited = tokio::select! {
+            waited = wait_all(&upstream) => waited,
+            _ = run.cancel.cancelled() => {
+                run.emit_state(State::Cancelled, 0, Some("cancelled before it started".into()), None);
+                run.done.complete(State::Cancelled);
+                return Err(RunError::Cancelled {
+                    run_type: RunType::Flow,
+                    name: run.options.name.clone(),
+                    run_id: run.id,
+                });
+            }
+        };
+        if let Err((upstream_id, upstream_state)) = waited {
             let error = RunError::UpstreamFailed {
                 run_type: RunType::Flow,
                 name: run.options.name.clone(),
@@ -249,7 +273,6 @@ where
             return Err(error);
         }
         drop(upstream);
-        let _registration = root.then(|| crate::cancel::register(&run));
         let timeout = run.options.timeout;
         let start = |attempt: u32| {
             let span = tracing::info_span!(
@@ -264,14 +287,24 @@ where
                     AssertUnwindSafe(body.attempt()).catch_unwind(),
                 )
                 .instrument(span);
-            let mut join = AbortOnDrop(tokio::spawn(attempt_future));
+            let mut body = Body {
+                join: tokio::spawn(attempt_future),
+                run: run.clone(),
+            };
             let run = run.clone();
             async move {
+                // The timeout covers the body and the runs it leaves behind (detached ones).
+                let body_and_runs = async {
+                    let finished = (&mut body.join).await;
+                    run.active.wait_idle().await;
+                    finished
+                };
                 let finished = tokio::select! {
                     biased;
                     _ = run.cancel.cancelled() => None,
-                    finished = run_limited(timeout, &mut join.0) => Some(finished),
+                    finished = run_limited(timeout, body_and_runs) => Some(finished),
                 };
+                let interrupted = !matches!(finished, Some(Some(_)));
                 let outcome = match finished {
                     None => Attempt::Cancelled,
                     Some(None) => Attempt::TimedOut(timeout.unwrap_or_default()),
@@ -287,11 +320,14 @@ where
                     }
                     Some(Some(Err(_))) => Attempt::Cancelled,
                 };
-                if !join.0.is_finished() {
-                    // Stop the body, then wait until the runs it started have ended, so their
-                    // last states are recorded before the flow's.
-                    join.0.abort();
-                    let _ = (&mut join.0).await;
+                if interrupted {
+                    // Cancelled or timed out: stop the body and the runs it detached, then wait
+                    // until every run it started has ended, so their last states are recorded
+                    // before the flow's.
+                    body.stop();
+                    if !body.join.is_finished() {
+                        let _ = (&mut body.join).await;
+                    }
                 }
                 run.active.wait_idle().await;
                 outcome
@@ -308,14 +344,11 @@ where
     }
 }
 
-/// Awaits the body, within the attempt's timeout; `None` if it ran out.
-async fn run_limited<T>(
-    timeout: Option<Duration>,
-    join: &mut JoinHandle<T>,
-) -> Option<Result<T, tokio::task::JoinError>> {
+/// Awaits `work` within the attempt's timeout; `None` if it ran out.
+async fn run_limited<T>(timeout: Option<Duration>, work: impl Future<Output = T>) -> Option<T> {
     match timeout {
-        Some(limit) => tokio::time::timeout(limit, join).await.ok(),
-        None => Some(join.await),
+        Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+        None => Some(work.await),
     }
 }
 

@@ -139,6 +139,16 @@ pub mod __private {
     #[inline(always)]
     pub fn require_send_argument<T: Send + ?Sized>(_: &T) {}
 
+    /// Gives a `retry_if` closure its argument type (`&E` of the task's `Result<T, E>`).
+    #[inline(always)]
+    pub fn retry_if<O, P>(predicate: P) -> P
+    where
+        O: crate::runtime::Outcome,
+        P: Fn(&O::Err) -> bool,
+    {
+        predicate
+    }
+
     /// The default `retry_if`: every error is worth a retry.
     #[inline(always)]
     pub fn always_retry<E>(_: &E) -> bool {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
@@ -27,20 +27,22 @@ pub(crate) struct Completion {
 impl Completion {
     pub(crate) fn complete(&self, state: State) {
         let code = State::ALL.iter().position(|s| *s == state).unwrap_or(0) as u8 + 1;
-        if self.state.swap(code, Ordering::AcqRel) == 0 && self.watched.load(Ordering::Acquire) {
+        // SeqCst on both flags: a waiter sets `watched` then reads `state`; we set `state` then
+        // read `watched`; at least one of us sees the other.
+        if self.state.swap(code, Ordering::SeqCst) == 0 && self.watched.load(Ordering::SeqCst) {
             self.waiters.notify_waiters();
         }
     }
 
     pub(crate) fn get(&self) -> Option<State> {
-        match self.state.load(Ordering::Acquire) {
+        match self.state.load(Ordering::SeqCst) {
             0 => None,
             code => State::ALL.get(code as usize - 1).copied(),
         }
     }
 
     pub(crate) async fn wait(&self) -> State {
-        self.watched.store(true, Ordering::Release);
+        self.watched.store(true, Ordering::SeqCst);
         loop {
             let notified = self.waiters.notified();
             tokio::pin!(notified);
@@ -97,6 +99,10 @@ impl Cancel {
         self.notify.notify_waiters();
     }
 
+    pub(crate) fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+
     pub(crate) async fn cancelled(&self) {
         loop {
             let notified = self.notify.notified();
@@ -124,6 +130,29 @@ pub(crate) struct FlowRun {
     pub(crate) active: Active,
     pub(crate) cancel: Cancel,
     pub(crate) done: Completion,
+    /// Task runs detached from their handles: still stopped when the flow run is.
+    pub(crate) detached: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl FlowRun {
+    pub(crate) fn detach(&self, run: tokio::task::AbortHandle) {
+        self.detached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(run);
+    }
+
+    pub(crate) fn abort_detached(&self) {
+        let detached = std::mem::take(
+            &mut *self
+                .detached
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for run in detached {
+            run.abort();
+        }
+    }
 }
 
 /// A task run in progress.
@@ -163,6 +192,14 @@ pub(crate) trait Record {
     fn completion(&self) -> &Completion;
     /// The flow run whose count of live runs includes this one.
     fn counted_in(&self) -> Option<&FlowRun>;
+    /// True once the run was asked to stop (flow runs only).
+    fn cancel_requested(&self) -> bool {
+        false
+    }
+    /// Completes when the run is asked to stop; never, for runs that cannot be.
+    fn wait_cancel(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 
     fn emit_state(
         &self,
@@ -247,6 +284,12 @@ impl Record for FlowRun {
     fn counted_in(&self) -> Option<&FlowRun> {
         self.parent.as_deref()
     }
+    fn cancel_requested(&self) -> bool {
+        self.cancel.is_requested()
+    }
+    fn wait_cancel(&self) -> impl Future<Output = ()> + Send {
+        self.cancel.cancelled()
+    }
 }
 
 /// Ends a run: if its future is dropped (or aborted, even before its first poll) before it
@@ -256,20 +299,37 @@ pub(crate) struct EndGuard<R: Record> {
     pub(crate) record: Arc<R>,
 }
 
+impl<R: Record> EndGuard<R> {
+    /// Counts the run in every flow run above it, so that each of them (a parent flow run
+    /// included) ends only after it.
+    pub(crate) fn new(record: Arc<R>) -> Self {
+        let mut flow = record.counted_in();
+        while let Some(run) = flow {
+            run.active.enter();
+            flow = run.parent.as_deref();
+        }
+        EndGuard { record }
+    }
+}
+
 impl<R: Record> Drop for EndGuard<R> {
     fn drop(&mut self) {
         let record = &*self.record;
         if record.completion().get().is_none() {
-            record.emit_state(
-                State::Cancelled,
-                record.attempt(),
-                Some("cancelled before it finished".into()),
-                None,
-            );
-            record.completion().complete(State::Cancelled);
+            // A panic outside the caught region (in `retry_if`, an error's `Display`, an
+            // argument's `Clone`) unwinds through here: that is a crash, not a cancellation.
+            let (state, message) = if std::thread::panicking() {
+                (State::Crashed, "panicked outside the task body")
+            } else {
+                (State::Cancelled, "cancelled before it finished")
+            };
+            record.emit_state(state, record.attempt(), Some(message.into()), None);
+            record.completion().complete(state);
         }
-        if let Some(flow) = record.counted_in() {
-            flow.active.leave();
+        let mut flow = record.counted_in();
+        while let Some(run) = flow {
+            run.active.leave();
+            flow = run.parent.as_deref();
         }
     }
 }
@@ -300,21 +360,30 @@ where
     let mut attempt = 1;
     loop {
         record.set_attempt(attempt);
-        record.emit_state(State::Running, attempt, None, None);
-        let outcome = start(attempt).await;
+        let outcome = if record.cancel_requested() {
+            Attempt::Cancelled
+        } else {
+            record.emit_state(State::Running, attempt, None, None);
+            start(attempt).await
+        };
         let retryable = attempt <= policy.retries;
+        let retry_message = match &outcome {
+            Attempt::Err(error) if retryable && should_retry(error) => Some(format!("{error:#}")),
+            Attempt::TimedOut(after) if retryable => Some(timeout_message(*after)),
+            _ => None,
+        };
+        let outcome = match retry_message {
+            Some(message) => {
+                if retry(record, policy, attempt, message).await {
+                    attempt += 1;
+                    continue;
+                }
+                Attempt::Cancelled
+            }
+            None => outcome,
+        };
         let (state, result) = match outcome {
             Attempt::Ok(value) => (State::Completed, Ok(value)),
-            Attempt::Err(error) if retryable && should_retry(&error) => {
-                retry(record, policy, attempt, format!("{error:#}")).await;
-                attempt += 1;
-                continue;
-            }
-            Attempt::TimedOut(after) if retryable => {
-                retry(record, policy, attempt, timeout_message(after)).await;
-                attempt += 1;
-                continue;
-            }
             Attempt::Err(error) => (
                 State::Failed,
                 Err(RunError::Failed {
@@ -369,13 +438,23 @@ fn timeout_message(after: Duration) -> String {
     format!("timed out after {}", humanize(after))
 }
 
-async fn retry<R: Record>(record: &R, policy: &RetryPolicy, attempt: u32, message: String) {
+/// Records `Retrying` and waits out the delay; false if the run was cancelled meanwhile.
+async fn retry<R: Record>(record: &R, policy: &RetryPolicy, attempt: u32, message: String) -> bool {
     let delay = policy.next_delay(attempt);
-    let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    let now = Utc::now();
+    let next = chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     record.emit_state(State::Retrying, attempt, Some(message), Some(next));
-    if !delay.is_zero() {
-        // Boxed: a timer is large, and most runs never wait for one.
-        Box::pin(tokio::time::sleep(delay)).await;
+    if delay.is_zero() {
+        return !record.cancel_requested();
+    }
+    // Boxed: a timer is large, and most runs never wait for one.
+    let sleep = Box::pin(tokio::time::sleep(delay));
+    tokio::select! {
+        _ = sleep => !record.cancel_requested(),
+        _ = record.wait_cancel() => false,
     }
 }
 

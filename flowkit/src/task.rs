@@ -195,12 +195,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
                 retries: run.options.retry.retries,
             }))
         });
-        if let Some(flow) = &run.flow {
-            flow.active.enter();
-        }
-        let guard = EndGuard {
-            record: run.clone(),
-        };
+        let guard = EndGuard::new(run.clone());
         // Only the flow's own task runs take a concurrency slot: a task waiting for its
         // sub-tasks must not hold a slot they need.
         let takes_slot = matches!(scope, Some(Scope::Flow(_)));
@@ -358,9 +353,13 @@ impl<T, E> TaskHandle<T, E> {
     }
 
     /// Lets the run go on after the handle is dropped. Its flow run still waits for it before
-    /// it ends.
+    /// it ends, and still stops it if the flow run is cancelled or times out.
     pub fn detach(mut self) {
-        self.join = None;
+        if let Some(join) = self.join.take() {
+            if let Some(flow) = &self.run.flow {
+                flow.detach(join.abort_handle());
+            }
+        }
     }
 }
 
