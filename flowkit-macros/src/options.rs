@@ -232,10 +232,10 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
             }
             "concurrency_limit" => {
                 let limit: usize = lit_int(value, "the concurrency limit")?;
-                if limit == 0 {
+                if limit == 0 || limit > (usize::MAX >> 4) {
                     return Err(syn::Error::new(
                         value.span(),
-                        "the concurrency limit must be at least 1",
+                        "the concurrency limit must be at least 1 (and not absurdly large)",
                     ));
                 }
                 options.concurrency_limit = Some(limit);

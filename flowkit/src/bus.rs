@@ -15,6 +15,7 @@
 //! dispatcher fell behind.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use std::sync::mpsc;
 
+use futures::FutureExt;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -222,7 +224,25 @@ impl EventBus {
         if inner.push(Message::Flush { done, deadline }).is_err() {
             return false;
         }
-        wait.await.unwrap_or(false)
+        let Some(deadline) = deadline else {
+            return wait.await.unwrap_or(false);
+        };
+        // Also keep the limit here, in real time, in case the dispatcher itself is stuck (a
+        // sink that blocks): a thread timer, since a paused tokio clock would fire at once.
+        let (ring, alarm) = oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("flowkit-flush-timer".into())
+            .spawn(move || {
+                std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()));
+                let _ = ring.send(());
+            });
+        if spawned.is_err() {
+            return wait.await.unwrap_or(false);
+        }
+        tokio::select! {
+            answer = wait => answer.unwrap_or(false),
+            _ = alarm => false,
+        }
     }
 
     /// Counters of what the bus has carried.
@@ -311,12 +331,15 @@ fn dispatch(
         // a wake-up costs the emitting thread a system call. After a quiet spell, block until
         // woken, so an idle process does not tick.
         if idle_ticks >= IDLE_TICKS {
-            match rx.recv() {
+            // Idle: sleep until woken by a new event, but look at the overflow now and then
+            // (a producer that found the ring full may still be about to queue there).
+            match rx.recv_timeout(IDLE_POLL) {
                 Ok(message) => {
                     received += 1;
                     take(message, &mut events, &mut sinks, &stats, &runtime);
                 }
-                Err(_) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
         }
         let mut ring_empty = false;
@@ -361,6 +384,10 @@ fn dispatch(
             std::thread::sleep(TICK);
         }
     }
+    let spilled = std::mem::take(&mut *overflow.lock());
+    for message in spilled {
+        take(message, &mut events, &mut sinks, &stats, &runtime);
+    }
     deliver(&mut sinks, &mut events, &stats);
     runtime.block_on(finish(&mut sinks));
 }
@@ -370,7 +397,7 @@ fn dispatch(
 fn take(
     message: Message,
     events: &mut Vec<Event>,
-    sinks: &mut [Box<dyn EventSink>],
+    sinks: &mut Vec<Box<dyn EventSink>>,
     stats: &Counters,
     runtime: &tokio::runtime::Runtime,
 ) {
@@ -401,20 +428,28 @@ fn take(
 const TICK: Duration = Duration::from_millis(1);
 /// Empty ticks after which the dispatcher waits to be woken instead.
 const IDLE_TICKS: u32 = 50;
+/// How often an idle dispatcher looks at the overflow anyway.
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 async fn finish(sinks: &mut [Box<dyn EventSink>]) {
     for sink in sinks.iter_mut() {
-        sink.flush().await;
+        let _ = AssertUnwindSafe(sink.flush()).catch_unwind().await;
     }
 }
 
-fn deliver(sinks: &mut [Box<dyn EventSink>], events: &mut Vec<Event>, stats: &Counters) {
+fn deliver(sinks: &mut Vec<Box<dyn EventSink>>, events: &mut Vec<Event>, stats: &Counters) {
     if events.is_empty() {
         return;
     }
-    for sink in sinks.iter_mut() {
-        sink.handle(events);
-    }
+    // A sink that panics is dropped (and said so); the others go on.
+    sinks.retain_mut(|sink| {
+        let handled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.handle(events)));
+        if handled.is_err() {
+            tracing::error!("flowkit: an event sink panicked and was removed");
+        }
+        handled.is_ok()
+    });
     stats
         .delivered
         .fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -480,5 +515,37 @@ mod tests {
         assert_eq!(seen.len(), total as usize, "every event arrives");
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "in emission order");
         assert_eq!(bus.stats().delivered, u64::from(total));
+    }
+
+    struct Explodes;
+
+    impl EventSink for Explodes {
+        fn handle(&mut self, _: &[Event]) {
+            panic!("sink exploded");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_sink_is_removed_and_the_others_go_on() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let bus = EventBus::builder()
+            .sink(Explodes)
+            .sink(Stalled {
+                seen: seen.clone(),
+                release: Arc::new(AtomicBool::new(true)),
+            })
+            .build();
+        for attempt in 0..10 {
+            bus.emit_with(None, None, || {
+                EventKind::StateChanged(StateChanged {
+                    state: State::Running,
+                    attempt,
+                    message: None,
+                    next_attempt_at: None,
+                })
+            });
+            bus.flush().await;
+        }
+        assert_eq!(seen.lock().unwrap().len(), 10);
     }
 }

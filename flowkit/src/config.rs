@@ -140,21 +140,27 @@ impl Config {
     }
 
     /// Installs this configuration for the process.
+    ///
+    /// If the global bus was already set (by an earlier `init`, or by a run that needed it
+    /// before `init` was called), logging and Ctrl-C are still set up, but the sinks are not
+    /// changed, and this says so.
     pub fn init(self) -> Result<(), InitError> {
-        if GLOBAL.get().is_some() {
-            return Err(InitError::AlreadyInitialized);
-        }
         let (logging, ctrl_c, console) = (self.logging, self.ctrl_c, self.console);
-        if GLOBAL.set(self.build_bus()).is_err() {
-            return Err(InitError::AlreadyInitialized);
+        let set = GLOBAL.get().is_none() && GLOBAL.set(self.build_bus()).is_ok();
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            if logging {
+                logging::install(console);
+            }
+            if ctrl_c {
+                crate::cancel::listen_for_ctrl_c();
+            }
+        });
+        if set {
+            Ok(())
+        } else {
+            Err(InitError::AlreadyInitialized)
         }
-        if logging {
-            logging::install(console);
-        }
-        if ctrl_c {
-            crate::cancel::listen_for_ctrl_c();
-        }
-        Ok(())
     }
 }
 

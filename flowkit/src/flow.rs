@@ -141,7 +141,10 @@ where
             options: self.options,
             parameters: self.parameters,
             bus,
-            limiter: self.options.concurrency_limit.map(Semaphore::new),
+            limiter: self
+                .options
+                .concurrency_limit
+                .map(|n| Semaphore::new(n.min(Semaphore::MAX_PERMITS))),
             attempt: AtomicU32::new(0),
             parent: parent_flow.clone(),
             parent_task,

@@ -118,18 +118,22 @@ macro_rules! backend {
                             .push_bind((c.change.state == flowkit::State::Running).then_some(c.ts))
                             .push_bind(is_final.then_some(c.ts));
                     });
-                    // A later state replaces an earlier one, but nothing replaces a terminal
-                    // state except a later terminal one: events may arrive late or out of order.
+                    // A later state replaces an earlier one (later attempt first, then later
+                    // time), but nothing replaces a terminal state except a later terminal one:
+                    // events may arrive late or out of order.
                     upsert.push(
                         " ON CONFLICT (id) DO UPDATE SET
                              state = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 OR (excluded.state_final = runs.state_final AND (excluded.attempts > runs.attempts
+                                     OR (excluded.attempts = runs.attempts AND excluded.state_ts >= runs.state_ts)))
                                  THEN excluded.state ELSE runs.state END,
                              message = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 OR (excluded.state_final = runs.state_final AND (excluded.attempts > runs.attempts
+                                     OR (excluded.attempts = runs.attempts AND excluded.state_ts >= runs.state_ts)))
                                  THEN excluded.message ELSE runs.message END,
                              state_ts = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND excluded.state_ts >= runs.state_ts)
+                                 OR (excluded.state_final = runs.state_final AND (excluded.attempts > runs.attempts
+                                     OR (excluded.attempts = runs.attempts AND excluded.state_ts >= runs.state_ts)))
                                  THEN excluded.state_ts ELSE runs.state_ts END,
                              state_final = CASE WHEN excluded.state_final > runs.state_final
                                  THEN excluded.state_final ELSE runs.state_final END,
