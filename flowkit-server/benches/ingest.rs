@@ -117,6 +117,12 @@ async fn main() -> anyhow::Result<()> {
         spent += start.elapsed();
         total += events.len();
         flows.push(flow);
+        if flows.len() % 1000 == 0 {
+            eprintln!(
+                "{total} events: {:.0} events/s so far",
+                total as f64 / spent.as_secs_f64()
+            );
+        }
     }
     let rate = total as f64 / spent.as_secs_f64();
 

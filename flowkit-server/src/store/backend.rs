@@ -32,7 +32,7 @@ macro_rules! backend {
                 use std::collections::HashSet;
                 use sqlx::QueryBuilder;
                 use uuid::Uuid;
-                use $crate::store::{waves, Change, Created, EventRow, Ingested, ROWS_PER_STATEMENT};
+                use $crate::store::{merge_changes, waves, Change, Created, EventRow, Ingested, ROWS_PER_STATEMENT};
 
                 let rows: Vec<EventRow<'_>> = events.iter().enumerate().filter_map(EventRow::new).collect();
                 let mut tx = self.writer.begin().await?;
@@ -100,23 +100,23 @@ macro_rules! backend {
                     upsert.build().execute(&mut *tx).await?;
                 }
                 let changes: Vec<Change<'_>> = new_rows.iter().filter_map(|r| Change::new(r)).collect();
-                for wave in waves(&changes, |c| c.id) {
+                let merged = merge_changes(&changes);
+                for wave in merged.chunks(ROWS_PER_STATEMENT) {
                     let mut upsert = QueryBuilder::<$db>::new(
                         "INSERT INTO runs (id, run_type, flow_run_id, state, state_final, state_ts,
                              message, attempts, start_ts, end_ts) ",
                     );
                     upsert.push_values(wave, |mut row, c| {
-                        let is_final = c.change.state.is_terminal();
                         row.push_bind(c.id)
                             .push_bind(c.run_type)
                             .push_bind(c.flow_run_id)
-                            .push_bind(c.change.state.as_str())
-                            .push_bind(i64::from(is_final))
-                            .push_bind(c.ts)
-                            .push_bind(c.change.message.clone())
-                            .push_bind(i64::from(c.change.attempt))
-                            .push_bind((c.change.state == flowkit::State::Running).then_some(c.ts))
-                            .push_bind(is_final.then_some(c.ts));
+                            .push_bind(c.state)
+                            .push_bind(c.state_final)
+                            .push_bind(c.state_ts)
+                            .push_bind(c.message.clone())
+                            .push_bind(c.attempts)
+                            .push_bind(c.start_ts)
+                            .push_bind(c.end_ts);
                     });
                     // A later state replaces an earlier one (later attempt first, then later
                     // time), but nothing replaces a terminal state except a later terminal one:
@@ -150,11 +150,14 @@ macro_rules! backend {
                     upsert.build().execute(&mut *tx).await?;
                 }
                 // Durations of the task runs that ended now, for the metrics.
-                let ended: Vec<Uuid> = changes
-                    .iter()
-                    .filter(|c| c.run_type == "task" && c.change.state.is_terminal())
-                    .map(|c| c.id)
-                    .collect();
+                // Most runs start and end within one batch; ask the database only for the others.
+                let mut ended: Vec<Uuid> = Vec::new();
+                for c in merged.iter().filter(|c| c.run_type == "task" && c.state_final == 1) {
+                    match c.start_ts.zip(c.end_ts) {
+                        Some((start, end)) => outcome.task_durations.push((end - start) as f64 / 1e9),
+                        None => ended.push(c.id),
+                    }
+                }
                 for chunk in ended.chunks(ROWS_PER_STATEMENT) {
                     let mut query = QueryBuilder::<$db>::new(
                         "SELECT end_ts - start_ts FROM runs

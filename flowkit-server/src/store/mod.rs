@@ -230,6 +230,74 @@ pub(crate) fn time(nanos: Option<i64>) -> Option<DateTime<Utc>> {
     nanos.map(DateTime::from_timestamp_nanos)
 }
 
+/// A run's state changes within one batch, merged by the same rule the database applies (a
+/// terminal state beats any other, then the later attempt, then the later time), so each run is
+/// one row of one statement.
+pub(crate) struct MergedChange {
+    pub(crate) id: Uuid,
+    pub(crate) run_type: &'static str,
+    pub(crate) flow_run_id: Option<Uuid>,
+    pub(crate) state: &'static str,
+    pub(crate) state_final: i64,
+    pub(crate) state_ts: i64,
+    pub(crate) message: Option<String>,
+    /// The attempt of the winning state, then the highest attempt seen.
+    pub(crate) attempts: i64,
+    pub(crate) start_ts: Option<i64>,
+    pub(crate) end_ts: Option<i64>,
+}
+
+pub(crate) fn merge_changes(changes: &[Change<'_>]) -> Vec<MergedChange> {
+    let mut merged: Vec<MergedChange> = Vec::with_capacity(changes.len());
+    let mut at: std::collections::HashMap<Uuid, usize> =
+        std::collections::HashMap::with_capacity(changes.len());
+    for c in changes {
+        let state_final = i64::from(c.change.state.is_terminal());
+        let attempt = i64::from(c.change.attempt);
+        let start = (c.change.state == flowkit::State::Running).then_some(c.ts);
+        let end = (state_final == 1).then_some(c.ts);
+        match at.get(&c.id) {
+            None => {
+                at.insert(c.id, merged.len());
+                merged.push(MergedChange {
+                    id: c.id,
+                    run_type: c.run_type,
+                    flow_run_id: c.flow_run_id,
+                    state: c.change.state.as_str(),
+                    state_final,
+                    state_ts: c.ts,
+                    message: c.change.message.clone(),
+                    attempts: attempt,
+                    start_ts: start,
+                    end_ts: end,
+                });
+            }
+            Some(&i) => {
+                let m = &mut merged[i];
+                let wins = state_final > m.state_final
+                    || (state_final == m.state_final
+                        && (attempt > m.attempts || (attempt == m.attempts && c.ts >= m.state_ts)));
+                if wins {
+                    m.state = c.change.state.as_str();
+                    m.state_final = state_final;
+                    m.state_ts = c.ts;
+                    m.message = c.change.message.clone();
+                }
+                m.attempts = m.attempts.max(attempt);
+                m.start_ts = match (m.start_ts, start) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                m.end_ts = m.end_ts.max(end);
+                if m.flow_run_id.is_none() {
+                    m.flow_run_id = c.flow_run_id;
+                }
+            }
+        }
+    }
+    merged
+}
+
 /// Splits rows into statements of at most `ROWS_PER_STATEMENT` rows in which no run id repeats
 /// (PostgreSQL's upsert may not touch a row twice in one statement), keeping their order.
 pub(crate) fn waves<T>(rows: &[T], id: impl Fn(&T) -> Uuid) -> Vec<&[T]> {
