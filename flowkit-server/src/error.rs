@@ -39,11 +39,14 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong.
+    error: String,
+    /// The field to blame, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    field: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -58,18 +61,11 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
-        let message = self.to_string();
-        let field = match &self {
-            ApiError::BadRequest { field, .. } => field.as_deref(),
+        let error = self.to_string();
+        let field = match self {
+            ApiError::BadRequest { field, .. } => field,
             _ => None,
         };
-        (
-            status,
-            Json(Body {
-                error: &message,
-                field,
-            }),
-        )
-            .into_response()
+        (status, Json(ErrorBody { error, field })).into_response()
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 
 pub use store::Store;
 
@@ -66,17 +66,50 @@ pub fn spawn_retention(store: Store, days: u32) {
     });
 }
 
+/// The API's routes and its OpenAPI document, generated from the handlers.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    OpenApiRouter::with_openapi(openapi_info())
+        .routes(routes!(routes::events::ingest))
+        .routes(routes!(routes::runs::list_flow_runs))
+        .routes(routes!(routes::runs::get_flow_run))
+        .routes(routes!(routes::runs::get_logs))
+        .routes(routes!(routes::runs::list_flows))
+        .routes(routes!(routes::live::stream))
+        .routes(routes!(stats))
+        .split_for_parts()
+}
+
+fn openapi_info() -> utoipa::openapi::OpenApi {
+    utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("flowkit-server")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("Stores the run events of flowkit programs and answers queries about their runs."))
+                .build(),
+        )
+        .build()
+}
+
+/// The OpenAPI document of the API (served at `/api/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
 /// The API.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/api/events", post(routes::events::ingest))
-        .route("/api/flow_runs", get(routes::runs::list_flow_runs))
-        .route("/api/flow_runs/{id}", get(routes::runs::get_flow_run))
-        .route("/api/flow_runs/{id}/logs", get(routes::runs::get_logs))
-        .route("/api/stats", get(stats))
-        .route("/api/flows", get(routes::runs::list_flows))
-        .route("/api/events/stream", get(routes::live::stream))
+    let (api, document) = api();
+    let document = Arc::new(document);
+    api.route("/healthz", get(healthz))
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json((*document).clone()) }
+            }),
+        )
         .route("/metrics", get(render_metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -97,6 +130,8 @@ async fn healthz(
     }
 }
 
+/// How many events and runs are stored.
+#[utoipa::path(get, path = "/api/stats", tag = "operations", responses((status = 200, body = store::Counts)))]
 async fn stats(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::Json<store::Counts>, error::ApiError> {

@@ -4,7 +4,8 @@ mod common;
 
 use common::{Server, TempDir};
 
-const ROUTES: [(&str, &str); 8] = [
+const ROUTES: [(&str, &str); 9] = [
+    ("GET", "/api/openapi.json"),
     ("GET", "/api/flows"),
     ("GET", "/api/events/stream"),
     ("GET", "/metrics"),

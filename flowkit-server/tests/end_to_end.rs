@@ -205,3 +205,25 @@ async fn live_events_flow_summaries_and_metrics() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_api_route() {
+    let dir = TempDir::new("openapi");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    let document = server.get("/api/openapi.json").await;
+    let paths = document["paths"].as_object().expect("paths");
+    for route in [
+        "/api/events",
+        "/api/events/stream",
+        "/api/flow_runs",
+        "/api/flow_runs/{id}",
+        "/api/flow_runs/{id}/logs",
+        "/api/flows",
+        "/api/stats",
+    ] {
+        assert!(paths.contains_key(route), "{route} is missing");
+    }
+    let run = &document["components"]["schemas"]["Run"]["properties"];
+    assert!(run["state"].is_object() && run["attempts"].is_object());
+    assert_eq!(document["info"]["title"], "flowkit-server");
+}

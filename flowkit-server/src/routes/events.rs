@@ -18,13 +18,15 @@ use crate::error::ApiError;
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
 
-#[derive(Debug, Serialize)]
+/// An event of a batch that was not stored, and why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Rejected {
     pub index: usize,
     pub error: String,
 }
 
-#[derive(Debug, Serialize)]
+/// How a batch went.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IngestAnswer {
     pub stored: usize,
     pub duplicates: usize,
@@ -57,6 +59,11 @@ fn check(event: &Event) -> Result<(), String> {
     }
 }
 
+/// Stores a batch of events (a JSON array of `flowkit::events::Event`), each once.
+#[utoipa::path(post, path = "/api/events", tag = "events",
+    request_body(content = Vec<Object>, description = "Events in flowkit's event schema"),
+    responses((status = 200, body = IngestAnswer), (status = 400, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
     body: Result<Json<Vec<serde_json::Value>>, JsonRejection>,

@@ -23,12 +23,18 @@ use crate::error::ApiError;
 /// Batches of newly stored events, as ingested.
 pub type Live = broadcast::Sender<Arc<Vec<Event>>>;
 
-#[derive(Debug, Deserialize)]
+/// Which events to follow.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Only events of this flow run.
     flow_run_id: Option<Uuid>,
 }
 
+/// New events as Server-Sent Events (`event: event`, JSON data), as they are stored.
+#[utoipa::path(get, path = "/api/events/stream", tag = "events", params(StreamQuery),
+    responses((status = 200, content_type = "text/event-stream", description = "A stream of events")))]
 pub async fn stream(
     State(state): State<AppState>,
     params: Result<Query<StreamQuery>, QueryRejection>,

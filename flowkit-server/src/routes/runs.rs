@@ -14,20 +14,31 @@ use crate::store::{LogFilter, LogLine, Run, RunFilter};
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1_000;
 
-#[derive(Debug, Deserialize)]
+/// Filters of the flow-run list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FlowRunsQuery {
+    /// Only runs of this flow.
     flow: Option<String>,
+    /// Only runs in this state (Completed, Failed, …).
     state: Option<String>,
+    /// Only runs created at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// Only runs created before this time (RFC 3339).
     until: Option<DateTime<Utc>>,
+    /// Only runs with this tag.
     tag: Option<String>,
+    /// Only child runs of this flow run.
     parent: Option<Uuid>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Runs per page, 1 to 1,000 (default 50).
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -86,6 +97,9 @@ const STATES: [&str; 11] = [
     "Skipped",
 ];
 
+/// Flow runs, newest first.
+#[utoipa::path(get, path = "/api/flow_runs", tag = "runs", params(FlowRunsQuery),
+    responses((status = 200, body = Page<Run>), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn list_flow_runs(
     State(state): State<AppState>,
     params: Result<Query<FlowRunsQuery>, QueryRejection>,
@@ -123,7 +137,8 @@ pub async fn list_flow_runs(
     Ok(Json(Page { items, next_cursor }))
 }
 
-#[derive(Debug, Serialize)]
+/// A flow run with its task runs and child flow runs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FlowRunDetail {
     #[serde(flatten)]
     pub run: Run,
@@ -135,6 +150,10 @@ fn run_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::bad("id", format!("{id:?} is not a run id (a UUID)")))
 }
 
+/// One flow run, with its task runs and child flow runs.
+#[utoipa::path(get, path = "/api/flow_runs/{id}", tag = "runs",
+    params(("id" = Uuid, Path, description = "The flow run's id")),
+    responses((status = 200, body = FlowRunDetail), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_flow_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -155,17 +174,27 @@ pub async fn get_flow_run(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of a run's logs.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// Only lines of this level (TRACE, DEBUG, INFO, WARN, ERROR).
     level: Option<String>,
+    /// Only lines of this task run.
     task_run_id: Option<Uuid>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Lines per page, 1 to 1,000 (default 50).
     limit: Option<i64>,
 }
 
 const LEVELS: [&str; 5] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 
+/// A flow run's log lines, oldest first.
+#[utoipa::path(get, path = "/api/flow_runs/{id}/logs", tag = "runs",
+    params(("id" = Uuid, Path, description = "The flow run's id"), LogsQuery),
+    responses((status = 200, body = Page<LogLine>), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn get_logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -209,6 +238,9 @@ pub async fn get_logs(
     Ok(Json(Page { items, next_cursor }))
 }
 
+/// Per flow: runs by state, success rate, last run, p50/p95 durations.
+#[utoipa::path(get, path = "/api/flows", tag = "runs",
+    responses((status = 200, body = Vec<crate::store::FlowSummary>)))]
 pub async fn list_flows(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<crate::store::FlowSummary>>, ApiError> {

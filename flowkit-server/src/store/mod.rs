@@ -53,7 +53,7 @@ pub struct Ingested {
 }
 
 /// The health of one flow.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct FlowSummary {
     pub name: String,
     pub runs: i64,
@@ -68,14 +68,14 @@ pub struct FlowSummary {
 }
 
 /// How much is stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub events: i64,
     pub runs: i64,
 }
 
 /// A flow run or task run, as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Run {
     pub id: Uuid,
     pub run_type: &'static str,
@@ -90,6 +90,7 @@ pub struct Run {
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
     pub duration_ms: Option<f64>,
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Value>,
     pub tags: Vec<String>,
     pub upstream: Vec<Uuid>,
@@ -98,7 +99,7 @@ pub struct Run {
 }
 
 /// A log line of a run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub id: Uuid,
     pub timestamp: Option<DateTime<Utc>>,
@@ -107,6 +108,7 @@ pub struct LogLine {
     pub level: Option<String>,
     pub message: String,
     pub target: Option<String>,
+    #[schema(value_type = Object)]
     pub fields: serde_json::Value,
 }
 
