@@ -1,8 +1,9 @@
 //! Ingestion throughput into SQLite, query latency, and bytes on disk per task run.
 //!
 //! ```text
-//! cargo bench -p flowkit-server --bench ingest            # 1,000,000 events
+//! cargo bench -p flowkit-server --bench ingest            # 1,000,000 events into SQLite
 //! cargo bench -p flowkit-server --bench ingest -- 3000000 # another size
+//! FLOWKIT_BENCH_DATABASE_URL=postgres://… cargo bench -p flowkit-server --bench ingest
 //! ```
 //!
 //! Events are what a flow of task runs sends (created, running, completed per task run; a log
@@ -100,7 +101,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("flowkit-ingest-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("bench.db");
-    let store = Store::open(&format!("sqlite://{}", path.display())).await?;
+    let url = std::env::var("FLOWKIT_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", path.display()));
+    let store = Store::open(&url).await?;
 
     // 1,000 task runs per flow run.
     let mut flows = Vec::new();

@@ -8,7 +8,8 @@ CREATE TABLE events (
     level       TEXT,                      -- for logs
     body        TEXT NOT NULL              -- the event's kind, as JSON
 ) WITHOUT ROWID;
-CREATE INDEX events_by_flow_run ON events (flow_run_id, ts);
+-- Only log lines are read by flow run; state events are read through `runs`.
+CREATE INDEX logs_by_flow_run ON events (flow_run_id, ts) WHERE kind = 'log';
 
 -- Each run's current view, derived from its events in any order.
 CREATE TABLE runs (
@@ -36,4 +37,3 @@ CREATE INDEX runs_flow_runs ON runs (run_type, created_ts DESC, id DESC);
 -- Selective first, then in the order the detail page lists them.
 CREATE INDEX runs_by_flow_run ON runs (flow_run_id, created_ts);
 CREATE INDEX runs_by_parent ON runs (parent_flow_run_id, created_ts);
-CREATE INDEX runs_by_name ON runs (name, created_ts DESC);

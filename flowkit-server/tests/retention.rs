@@ -1,0 +1,84 @@
+//! Retention deletes old runs and their events, and keeps the rest.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use common::{BACKENDS, TempDir};
+use flowkit::State;
+use flowkit::events::{Event, EventKind, RunCreated, RunType, StateChanged};
+use flowkit_server::Store;
+use uuid::Uuid;
+
+/// The events of a flow run made `days_ago` days ago.
+fn flow_run(days_ago: i64) -> (Uuid, Vec<Event>) {
+    let at = Utc::now() - Duration::days(days_ago);
+    let flow = Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at.timestamp() as u64,
+        at.timestamp_subsec_nanos(),
+    ));
+    let id = |offset: i64| {
+        let t = at + Duration::milliseconds(offset);
+        Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            t.timestamp() as u64,
+            t.timestamp_subsec_nanos(),
+        ))
+    };
+    let created = Event {
+        id: id(0),
+        timestamp: at,
+        flow_run_id: Some(flow),
+        task_run_id: None,
+        kind: EventKind::RunCreated(Arc::new(RunCreated {
+            run_type: RunType::Flow,
+            name: "nightly".into(),
+            description: None,
+            parameters: None,
+            tags: Default::default(),
+            parent_flow_run_id: None,
+            parent_task_run_id: None,
+            upstream: vec![],
+            map_index: None,
+            retries: 0,
+        })),
+    };
+    let done = Event {
+        id: id(5),
+        timestamp: at + Duration::milliseconds(5),
+        flow_run_id: Some(flow),
+        task_run_id: None,
+        kind: EventKind::StateChanged(StateChanged {
+            state: State::Completed,
+            attempt: 1,
+            message: None,
+            next_attempt_at: None,
+        }),
+    };
+    (flow, vec![created, done])
+}
+
+#[tokio::test]
+async fn retention_deletes_old_runs_and_their_events() {
+    for backend in BACKENDS {
+        let dir = TempDir::new("retention");
+        let store = Store::open(&backend.database_url(dir.path()).await)
+            .await
+            .unwrap();
+        let (old, old_events) = flow_run(40);
+        let (new, new_events) = flow_run(1);
+        store.ingest(&old_events).await.unwrap();
+        store.ingest(&new_events).await.unwrap();
+        let cutoff = (Utc::now() - Duration::days(30))
+            .timestamp_nanos_opt()
+            .unwrap();
+        let deleted = store.delete_before(cutoff).await.unwrap();
+        assert_eq!(deleted, 1, "{backend:?}");
+        assert!(store.run(old).await.unwrap().is_none());
+        assert!(store.run(new).await.unwrap().is_some());
+        let counts = store.counts().await.unwrap();
+        assert_eq!((counts.events, counts.runs), (2, 1), "{backend:?}");
+    }
+}
