@@ -179,10 +179,14 @@ async fn main() -> anyhow::Result<()> {
         "logs page p95       {:.2} ms",
         p95(logs).as_secs_f64() * 1e3
     );
-    println!(
-        "bytes on disk       {bytes} ({:.0} per task run; guide bar: 1,024)",
-        bytes as f64 / task_runs as f64
-    );
+    if url.starts_with("sqlite") {
+        println!(
+            "bytes on disk       {bytes} ({:.0} per task run; guide bar: 1,024)",
+            bytes as f64 / task_runs as f64
+        );
+    } else {
+        println!("bytes on disk       (see pg_database_size) for {task_runs} task runs");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
