@@ -2,12 +2,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use chrono::{Duration, Utc};
 use common::{BACKENDS, TempDir};
 use flowkit::State;
-use flowkit::events::{Event, EventKind, RunCreated, RunType, StateChanged};
+use flowkit::events::{Event, EventKind, RunType, StateChanged};
 use flowkit_server::Store;
 use uuid::Uuid;
 
@@ -39,18 +37,7 @@ async fn late_and_repeated_events_leave_the_right_state() {
             timestamp: Utc::now(),
             flow_run_id: Some(flow),
             task_run_id: Some(task),
-            kind: EventKind::RunCreated(Arc::new(RunCreated {
-                run_type: RunType::Task,
-                name: "extract".into(),
-                description: None,
-                parameters: None,
-                tags: Default::default(),
-                parent_flow_run_id: None,
-                parent_task_run_id: None,
-                upstream: vec![],
-                map_index: None,
-                retries: 2,
-            })),
+            kind: common::run_created(RunType::Task, "extract", 2),
         };
         let running1 = change(flow, task, 1, State::Running, 1);
         let retrying1 = change(flow, task, 2, State::Retrying, 1);

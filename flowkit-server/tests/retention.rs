@@ -2,12 +2,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use chrono::{Duration, Utc};
 use common::{BACKENDS, TempDir};
 use flowkit::State;
-use flowkit::events::{Event, EventKind, RunCreated, RunType, StateChanged};
+use flowkit::events::{Event, EventKind, RunType, StateChanged};
 use flowkit_server::Store;
 use uuid::Uuid;
 
@@ -32,18 +30,7 @@ fn flow_run(days_ago: i64) -> (Uuid, Vec<Event>) {
         timestamp: at,
         flow_run_id: Some(flow),
         task_run_id: None,
-        kind: EventKind::RunCreated(Arc::new(RunCreated {
-            run_type: RunType::Flow,
-            name: "nightly".into(),
-            description: None,
-            parameters: None,
-            tags: Default::default(),
-            parent_flow_run_id: None,
-            parent_task_run_id: None,
-            upstream: vec![],
-            map_index: None,
-            retries: 0,
-        })),
+        kind: common::run_created(RunType::Flow, "nightly", 0),
     };
     let done = Event {
         id: id(5),

@@ -46,6 +46,21 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page of `items`; a full page gets the cursor of its last item, `key` being its time
+    /// and id.
+    fn of(items: Vec<T>, limit: i64, key: impl Fn(&T) -> (Option<DateTime<Utc>>, Uuid)) -> Self {
+        let next_cursor = (items.len() as i64 == limit)
+            .then(|| items.last())
+            .flatten()
+            .and_then(|last| {
+                let (time, id) = key(last);
+                Some(format!("{}_{id}", time?.timestamp_nanos_opt()?))
+            });
+        Page { items, next_cursor }
+    }
+}
+
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
         .map(|Query(q)| q)
@@ -124,17 +139,9 @@ pub async fn list_flow_runs(
         limit: limit(q.limit)?,
     };
     let items = state.store.flow_runs(&filter).await?;
-    let next_cursor = (items.len() as i64 == filter.limit)
-        .then(|| items.last())
-        .flatten()
-        .and_then(|run| {
-            Some(format!(
-                "{}_{}",
-                run.created?.timestamp_nanos_opt()?,
-                run.id
-            ))
-        });
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page::of(items, filter.limit, |run| {
+        (run.created, run.id)
+    })))
 }
 
 /// A flow run with its task runs and child flow runs.
@@ -225,17 +232,9 @@ pub async fn get_logs(
         limit: limit(q.limit)?,
     };
     let items = state.store.logs(id, &filter).await?;
-    let next_cursor = (items.len() as i64 == filter.limit)
-        .then(|| items.last())
-        .flatten()
-        .and_then(|line| {
-            Some(format!(
-                "{}_{}",
-                line.timestamp?.timestamp_nanos_opt()?,
-                line.id
-            ))
-        });
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page::of(items, filter.limit, |line| {
+        (line.timestamp, line.id)
+    })))
 }
 
 /// Per flow: runs by state, success rate, last run, p50/p95 durations.

@@ -47,6 +47,26 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The `RunCreated` kind of a run with this name and nothing else set.
+pub fn run_created(
+    run_type: flowkit::events::RunType,
+    name: &'static str,
+    retries: u32,
+) -> flowkit::events::EventKind {
+    flowkit::events::EventKind::RunCreated(std::sync::Arc::new(flowkit::events::RunCreated {
+        run_type,
+        name: name.into(),
+        description: None,
+        parameters: None,
+        tags: Default::default(),
+        parent_flow_run_id: None,
+        parent_task_run_id: None,
+        upstream: vec![],
+        map_index: None,
+        retries,
+    }))
+}
+
 /// A database for one test: a SQLite file in `dir`, or a fresh database in the test binary's
 /// PostgreSQL cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
