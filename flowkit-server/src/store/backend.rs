@@ -121,20 +121,21 @@ macro_rules! backend {
                     // A later state replaces an earlier one (later attempt first, then later
                     // time), but nothing replaces a terminal state except a later terminal one:
                     // events may arrive late or out of order.
-                    upsert.push(
+                    // The rule of `merge_changes`, against the stored row.
+                    macro_rules! wins {
+                        () => {
+                            "(excluded.state_final > runs.state_final
+                              OR (excluded.state_final = runs.state_final
+                                  AND (excluded.attempts > runs.attempts
+                                       OR (excluded.attempts = runs.attempts
+                                           AND excluded.state_ts >= runs.state_ts))))"
+                        };
+                    }
+                    upsert.push(concat!(
                         " ON CONFLICT (id) DO UPDATE SET
-                             state = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND (excluded.attempts > runs.attempts
-                                     OR (excluded.attempts = runs.attempts AND excluded.state_ts >= runs.state_ts)))
-                                 THEN excluded.state ELSE runs.state END,
-                             message = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND (excluded.attempts > runs.attempts
-                                     OR (excluded.attempts = runs.attempts AND excluded.state_ts >= runs.state_ts)))
-                                 THEN excluded.message ELSE runs.message END,
-                             state_ts = CASE WHEN excluded.state_final > runs.state_final
-                                 OR (excluded.state_final = runs.state_final AND (excluded.attempts > runs.attempts
-                                     OR (excluded.attempts = runs.attempts AND excluded.state_ts >= runs.state_ts)))
-                                 THEN excluded.state_ts ELSE runs.state_ts END,
+                             state = CASE WHEN ", wins!(), " THEN excluded.state ELSE runs.state END,
+                             message = CASE WHEN ", wins!(), " THEN excluded.message ELSE runs.message END,
+                             state_ts = CASE WHEN ", wins!(), " THEN excluded.state_ts ELSE runs.state_ts END,
                              state_final = CASE WHEN excluded.state_final > runs.state_final
                                  THEN excluded.state_final ELSE runs.state_final END,
                              attempts = CASE WHEN excluded.attempts > runs.attempts
@@ -145,8 +146,8 @@ macro_rules! backend {
                                  ELSE runs.start_ts END,
                              end_ts = CASE WHEN excluded.end_ts IS NOT NULL
                                  AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
-                                 THEN excluded.end_ts ELSE runs.end_ts END",
-                    );
+                                 THEN excluded.end_ts ELSE runs.end_ts END"
+                    ));
                     upsert.build().execute(&mut *tx).await?;
                 }
                 // Durations of the task runs that ended now, for the metrics.
