@@ -495,14 +495,7 @@ mod tests {
             .build();
         let total = (RING * 4) as u32;
         for attempt in 0..total {
-            bus.emit_with(None, None, || {
-                EventKind::StateChanged(StateChanged {
-                    state: State::Running,
-                    attempt,
-                    message: None,
-                    next_attempt_at: None,
-                })
-            });
+            emit_numbered(&bus, attempt);
         }
         let stats = bus.stats();
         assert!(
@@ -515,6 +508,18 @@ mod tests {
         assert_eq!(seen.len(), total as usize, "every event arrives");
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "in emission order");
         assert_eq!(bus.stats().delivered, u64::from(total));
+    }
+
+    /// Emits an event carrying `number` (as its attempt), to check order on arrival.
+    fn emit_numbered(bus: &EventBus, number: u32) {
+        bus.emit_with(None, None, || {
+            EventKind::StateChanged(StateChanged {
+                state: State::Running,
+                attempt: number,
+                message: None,
+                next_attempt_at: None,
+            })
+        });
     }
 
     struct Explodes;
@@ -536,14 +541,7 @@ mod tests {
             })
             .build();
         for attempt in 0..10 {
-            bus.emit_with(None, None, || {
-                EventKind::StateChanged(StateChanged {
-                    state: State::Running,
-                    attempt,
-                    message: None,
-                    next_attempt_at: None,
-                })
-            });
+            emit_numbered(&bus, attempt);
             bus.flush().await;
         }
         assert_eq!(seen.lock().unwrap().len(), 10);
