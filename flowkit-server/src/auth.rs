@@ -1,4 +1,4 @@
-//! API-key check: every route but `/healthz` needs `Authorization: Bearer <key>` when a key is
+//! API-key check: every route but `/healthz` and the dashboard's static files needs `Authorization: Bearer <key>` when a key is
 //! configured. Keys are compared in constant time.
 
 use axum::extract::{Request, State};
@@ -14,7 +14,8 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
     let Some(expected) = state.api_key.as_deref() else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/healthz" {
+    let path = request.uri().path();
+    if path == "/healthz" || crate::dashboard::is_dashboard_path(path) {
         return next.run(request).await;
     }
     let given = request

@@ -3,6 +3,7 @@
 //! server in-process as well as as a process.
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod routes;
 pub mod store;
@@ -75,6 +76,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::runs::list_flow_runs))
         .routes(routes!(routes::runs::get_flow_run))
         .routes(routes!(routes::runs::get_logs))
+        .routes(routes!(routes::runs::get_states))
+        .routes(routes!(routes::runs::flow_activity))
         .routes(routes!(routes::runs::list_flows))
         .routes(routes!(routes::live::stream))
         .routes(routes!(stats))
@@ -111,6 +114,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .route("/metrics", get(render_metrics))
+        .merge(dashboard::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -1,10 +1,10 @@
-//! With an API key, every route but `/healthz` needs it.
+//! With an API key, every route but `/healthz` and the dashboard's static files needs it.
 
 mod common;
 
 use common::{Server, TempDir};
 
-const ROUTES: [(&str, &str); 9] = [
+const ROUTES: [(&str, &str); 11] = [
     ("GET", "/api/openapi.json"),
     ("GET", "/api/flows"),
     ("GET", "/api/events/stream"),
@@ -15,6 +15,11 @@ const ROUTES: [(&str, &str); 9] = [
         "GET",
         "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs",
     ),
+    (
+        "GET",
+        "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/states",
+    ),
+    ("GET", "/api/flow_activity"),
     ("GET", "/api/stats"),
     ("POST", "/api/events"),
 ];
@@ -51,4 +56,9 @@ async fn every_route_but_health_needs_the_key() {
     }
     let health = send("GET", "/healthz", None).await.unwrap();
     assert_eq!(health.status(), 200);
+    // The dashboard's page and scripts hold no data: they load without the key, then ask for it.
+    for path in ["/", "/assets/js/api.js"] {
+        let page = send("GET", path, None).await.unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+    }
 }

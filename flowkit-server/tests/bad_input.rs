@@ -69,6 +69,13 @@ async fn hostile(backend: common::Backend) {
         "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs?level=LOUD",
         "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs?cursor=1_2",
         "/api/flow_runs/%00/logs",
+        "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e99/states",
+        "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/states?retried_only=maybe",
+        "/api/flow_activity?buckets=0",
+        "/api/flow_activity?buckets=100000",
+        "/api/flow_activity?since=2026-11-27T00:00:00Z&until=2026-11-26T00:00:00Z",
+        "/api/flow_activity?since=never",
+        "/assets/no-such-file.js",
     ];
     for path in queries {
         let response = client

@@ -105,6 +105,70 @@ async fn read_back(backend: common::Backend) {
         .get(&format!("/api/flow_runs/{id}/logs?level=error"))
         .await;
     assert_eq!(info_only["items"].as_array().unwrap().len(), 0);
+
+    // State history: every attempt of a task that ran more than once, and the flow run's own.
+    let extract_id = extract["id"].as_str().unwrap();
+    let history = server
+        .get(&format!("/api/flow_runs/{id}/states?retried_only=true"))
+        .await;
+    let history = history.as_array().unwrap();
+    let attempts: Vec<(&str, i64)> = history
+        .iter()
+        .filter(|c| c["run_id"] == extract_id && c["state"] != "Pending")
+        .map(|c| (c["state"].as_str().unwrap(), c["attempt"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("Running", 1),
+            ("Retrying", 1),
+            ("Running", 2),
+            ("Completed", 2)
+        ],
+        "{backend:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .any(|c| c["run_id"] == id && c["state"] == "Completed"),
+        "the flow run's own changes"
+    );
+    let doubles: Vec<&serde_json::Value> = tasks.iter().filter(|t| t["name"] == "double").collect();
+    assert!(
+        !history
+            .iter()
+            .any(|c| doubles.iter().any(|t| t["id"] == c["run_id"])),
+        "single-attempt task runs are left out"
+    );
+    let everything = server.get(&format!("/api/flow_runs/{id}/states")).await;
+    let everything = everything.as_array().unwrap();
+    assert!(
+        doubles
+            .iter()
+            .all(|t| everything.iter().any(|c| c["run_id"] == t["id"])),
+        "without the filter, every task run's changes"
+    );
+
+    // Search: case-insensitive text in the name or tags, wildcards taken literally, or an id.
+    for (q, expected) in [("E2E-e", 1), ("e2e", 1), ("100%", 0), ("e_e", 0), (id, 1)] {
+        let found = server
+            .get(&format!("/api/flow_runs?q={}", q.replace('%', "%25")))
+            .await;
+        assert_eq!(
+            found["items"].as_array().unwrap().len(),
+            expected,
+            "{backend:?}: search {q:?}"
+        );
+    }
+
+    // Runs by state over time: the run is in the last of four buckets of the last 24 hours.
+    let activity = server.get("/api/flow_activity?buckets=4").await;
+    let flow = &activity["flows"][0];
+    assert_eq!(flow["name"], "e2e-etl");
+    let buckets = flow["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 4);
+    assert_eq!(buckets[3]["Completed"], 1, "{activity}");
+    assert_eq!(activity["bucket_seconds"], 6.0 * 3600.0);
 }
 
 #[tokio::test]
@@ -219,6 +283,8 @@ async fn the_openapi_document_describes_every_api_route() {
         "/api/flow_runs/{id}",
         "/api/flow_runs/{id}/logs",
         "/api/flows",
+        "/api/flow_runs/{id}/states",
+        "/api/flow_activity",
         "/api/stats",
     ] {
         assert!(paths.contains_key(route), "{route} is missing");

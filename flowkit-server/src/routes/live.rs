@@ -30,6 +30,8 @@ pub type Live = broadcast::Sender<Arc<Vec<Event>>>;
 pub struct StreamQuery {
     /// Only events of this flow run.
     flow_run_id: Option<Uuid>,
+    /// Whether task runs' events are sent (default true); false keeps to flow runs' own events.
+    task_events: Option<bool>,
 }
 
 /// New events as Server-Sent Events (`event: event`, JSON data), as they are stored.
@@ -45,8 +47,13 @@ pub async fn stream(
     })?;
     let receiver = state.live.subscribe();
     let stream = futures::stream::unfold(
-        (receiver, q.flow_run_id, Vec::<SseEvent>::new()),
+        (
+            receiver,
+            (q.flow_run_id, q.task_events.unwrap_or(true)),
+            Vec::<SseEvent>::new(),
+        ),
         |(mut receiver, filter, mut ready)| async move {
+            let (flow_run_id, task_events) = filter;
             loop {
                 if let Some(next) = ready.pop() {
                     return Some((Ok(next), (receiver, filter, ready)));
@@ -57,7 +64,8 @@ pub async fn stream(
                         ready = batch
                             .iter()
                             .rev()
-                            .filter(|e| filter.is_none() || e.flow_run_id == filter)
+                            .filter(|e| flow_run_id.is_none() || e.flow_run_id == flow_run_id)
+                            .filter(|e| task_events || e.task_run_id.is_none())
                             .filter_map(|e| {
                                 SseEvent::default()
                                     .id(e.id.to_string())

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::store::{LogFilter, LogLine, Run, RunFilter};
+use crate::store::{Activity, LogFilter, LogLine, Run, RunFilter, StateChange};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1_000;
@@ -31,6 +31,8 @@ pub struct FlowRunsQuery {
     tag: Option<String>,
     /// Only child runs of this flow run.
     parent: Option<Uuid>,
+    /// Text in the flow's name or the tags (case-insensitive), or a run id.
+    q: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Runs per page, 1 to 1,000 (default 50).
@@ -135,6 +137,7 @@ pub async fn list_flow_runs(
         until: nanos("until", q.until)?,
         tag: q.tag,
         parent: q.parent,
+        search: q.q.filter(|text| !text.trim().is_empty()),
         before: cursor("cursor", q.cursor.as_deref())?,
         limit: limit(q.limit)?,
     };
@@ -153,6 +156,16 @@ pub struct FlowRunDetail {
     pub child_flow_runs: Vec<Run>,
 }
 
+async fn flow_run(state: &AppState, id: &str) -> Result<Run, ApiError> {
+    let id = run_id(id)?;
+    state
+        .store
+        .run(id)
+        .await?
+        .filter(|r| r.run_type == "flow")
+        .ok_or_else(|| ApiError::NotFound(format!("flow run {id}")))
+}
+
 fn run_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::bad("id", format!("{id:?} is not a run id (a UUID)")))
 }
@@ -165,20 +178,43 @@ pub async fn get_flow_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<FlowRunDetail>, ApiError> {
-    let id = run_id(&id)?;
-    let run = state
-        .store
-        .run(id)
-        .await?
-        .filter(|r| r.run_type == "flow")
-        .ok_or_else(|| ApiError::NotFound(format!("flow run {id}")))?;
-    let task_runs = state.store.task_runs(id).await?;
-    let child_flow_runs = state.store.child_flow_runs(id).await?;
+    let run = flow_run(&state, &id).await?;
+    let task_runs = state.store.task_runs(run.id).await?;
+    let child_flow_runs = state.store.child_flow_runs(run.id).await?;
     Ok(Json(FlowRunDetail {
         run,
         task_runs,
         child_flow_runs,
     }))
+}
+
+/// Which state changes to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatesQuery {
+    /// Only the flow run's own changes and those of task runs that ran more than once (the
+    /// others' single attempt is their `start` and `end`). Default false.
+    retried_only: Option<bool>,
+}
+
+/// The state history of a flow run and its task runs: every change, oldest first. Each attempt
+/// of a task run is the time from a `Running` to the state that follows it.
+#[utoipa::path(get, path = "/api/flow_runs/{id}/states", tag = "runs",
+    params(("id" = Uuid, Path, description = "The flow run's id"), StatesQuery),
+    responses((status = 200, body = Vec<StateChange>), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_states(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<StatesQuery>, QueryRejection>,
+) -> Result<Json<Vec<StateChange>>, ApiError> {
+    let q = query(params)?;
+    let run = flow_run(&state, &id).await?;
+    let changes = state
+        .store
+        .state_changes(&run, q.retried_only.unwrap_or(false))
+        .await?;
+    Ok(Json(changes))
 }
 
 /// Filters of a run's logs.
@@ -244,4 +280,45 @@ pub async fn list_flows(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<crate::store::FlowSummary>>, ApiError> {
     Ok(Json(state.store.flow_summaries().await?))
+}
+
+/// The window of the activity chart.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ActivityQuery {
+    /// The start (RFC 3339); default 24 hours before `until`.
+    since: Option<DateTime<Utc>>,
+    /// The end (RFC 3339); default now.
+    until: Option<DateTime<Utc>>,
+    /// How many buckets, 1 to 500 (default 24).
+    buckets: Option<u32>,
+}
+
+/// Flow runs by state over time: per flow, how many runs were created in each bucket of the
+/// window, by their state now.
+#[utoipa::path(get, path = "/api/flow_activity", tag = "runs", params(ActivityQuery),
+    responses((status = 200, body = Activity), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn flow_activity(
+    State(state): State<AppState>,
+    params: Result<Query<ActivityQuery>, QueryRejection>,
+) -> Result<Json<Activity>, ApiError> {
+    let q = query(params)?;
+    let until = q.until.unwrap_or_else(Utc::now);
+    let since = q.since.unwrap_or(until - chrono::Duration::hours(24));
+    if since >= until {
+        return Err(ApiError::bad("since", "must be before until"));
+    }
+    nanos("since", Some(since))?;
+    nanos("until", Some(until))?;
+    let buckets = q.buckets.unwrap_or(24);
+    if !(1..=500).contains(&buckets) {
+        return Err(ApiError::bad(
+            "buckets",
+            format!("must be 1 to 500, got {buckets}"),
+        ));
+    }
+    Ok(Json(
+        state.store.flow_activity(since, until, buckets).await?,
+    ))
 }

@@ -7,11 +7,13 @@
 /// Defines `$name`, a store over database `$db`:
 /// - `tag_filter`: SQL testing that `runs.tags` (a JSON array) holds the bound value (the value
 ///   is bound right after it);
+/// - `like`: the case-insensitive `LIKE` (SQLite's `LIKE` is; PostgreSQL's `ILIKE`);
 /// - `task_index`, `parent_index`: index hints for the detail page's queries (or nothing).
 macro_rules! backend {
     (
         $name:ident, $db:ty, $row:ty,
         tag_filter: $tag_filter:expr,
+        like: $like:expr,
         task_index: $task_index:expr,
         parent_index: $parent_index:expr $(,)?
     ) => {
@@ -201,6 +203,19 @@ macro_rules! backend {
                 if let Some(parent) = filter.parent {
                     query.push(" AND parent_flow_run_id = ").push_bind(parent);
                 }
+                if let Some(text) = &filter.search {
+                    let pattern = $crate::store::like_pattern(text);
+                    query
+                        .push(concat!(" AND (name ", $like, " "))
+                        .push_bind(pattern.clone())
+                        .push(concat!(" ESCAPE '\\' OR tags ", $like, " "))
+                        .push_bind(pattern)
+                        .push(" ESCAPE '\\'");
+                    if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
+                        query.push(" OR id = ").push_bind(id);
+                    }
+                    query.push(")");
+                }
                 if let Some((ts, id)) = filter.before {
                     query
                         .push(" AND (created_ts < ")
@@ -301,6 +316,72 @@ macro_rules! backend {
                 Ok(lines)
             }
 
+            pub(crate) async fn state_changes(
+                &self,
+                flow_run_id: uuid::Uuid,
+                window: (uuid::Uuid, Option<uuid::Uuid>),
+                retried_only: bool,
+            ) -> Result<Vec<$crate::store::StateChange>, $crate::store::StoreError> {
+                use sqlx::Row;
+                // Event ids are UUID v7, so the run's lifetime is a range of the primary key.
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT ts, task_run_id, body FROM events WHERE id >= ",
+                );
+                query.push_bind(window.0);
+                if let Some(end) = window.1 {
+                    query.push(" AND id < ").push_bind(end);
+                }
+                query.push(" AND kind = 'state_changed' AND flow_run_id = ").push_bind(flow_run_id);
+                if retried_only {
+                    query
+                        .push(" AND (task_run_id IS NULL OR task_run_id IN (SELECT id FROM runs WHERE flow_run_id = ")
+                        .push_bind(flow_run_id)
+                        .push(" AND attempts > 1))");
+                }
+                query.push(" ORDER BY ts, id");
+                let rows = query.build().fetch_all(&self.reader).await?;
+                let mut changes = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let body: String = row.try_get("body")?;
+                    let Ok(change) = serde_json::from_str::<$crate::store::StateBody>(&body) else {
+                        continue;
+                    };
+                    let task_run_id: Option<uuid::Uuid> = row.try_get("task_run_id")?;
+                    changes.push($crate::store::StateChange {
+                        run_id: task_run_id.unwrap_or(flow_run_id),
+                        state: change.state,
+                        attempt: change.attempt,
+                        timestamp: $crate::store::time(row.try_get("ts")?),
+                        message: change.message,
+                    });
+                }
+                Ok(changes)
+            }
+
+            pub(crate) async fn flow_activity(
+                &self,
+                since: i64,
+                until: i64,
+                width: i64,
+            ) -> Result<Vec<(String, i64, String, i64)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT name, (created_ts - ");
+                query
+                    .push_bind(since)
+                    .push(") / ")
+                    .push_bind(width)
+                    .push(" AS bucket, state, count(*) AS n FROM runs
+                         WHERE run_type = 'flow' AND name IS NOT NULL AND created_ts >= ")
+                    .push_bind(since)
+                    .push(" AND created_ts < ")
+                    .push_bind(until)
+                    .push(" GROUP BY name, bucket, state");
+                let rows = query.build().fetch_all(&self.reader).await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("name")?, r.try_get("bucket")?, r.try_get("state")?, r.try_get("n")?)))
+                    .collect()
+            }
+
             pub(crate) async fn counts(&self) -> Result<$crate::store::Counts, $crate::store::StoreError> {
                 use sqlx::Row;
                 let row = sqlx::query(
@@ -375,8 +456,7 @@ macro_rules! backend {
                 let mut tx = self.writer.begin().await?;
                 // Event ids are UUID v7: every event made before the cutoff has a smaller id, so
                 // the primary key finds them without an index on time.
-                let millis = u64::try_from(cutoff / 1_000_000).unwrap_or(0);
-                let first_kept = uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid();
+                let first_kept = $crate::store::first_event_id_at(cutoff);
                 let mut events = sqlx::QueryBuilder::<$db>::new("DELETE FROM events WHERE id < ");
                 events.push_bind(first_kept);
                 events.build().execute(&mut *tx).await?;

@@ -121,9 +121,70 @@ pub struct RunFilter {
     pub until: Option<i64>,
     pub tag: Option<String>,
     pub parent: Option<Uuid>,
+    /// Text in the flow's name or the tags (case-insensitive), or a run id.
+    pub search: Option<String>,
     /// Keyset cursor: runs created before this (created_ts, id).
     pub before: Option<(i64, Uuid)>,
     pub limit: i64,
+}
+
+/// One state change of a run, from its events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StateChange {
+    /// The flow run or task run that changed state.
+    pub run_id: Uuid,
+    pub state: String,
+    /// The attempt the state belongs to (for `Retrying`, the attempt that failed).
+    pub attempt: i64,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub message: Option<String>,
+}
+
+/// The stored body of a `state_changed` event, as far as the history needs it.
+#[derive(serde::Deserialize)]
+pub(crate) struct StateBody {
+    pub(crate) state: String,
+    pub(crate) attempt: i64,
+    pub(crate) message: Option<String>,
+}
+
+/// How many flow runs were created in each time bucket, by flow and state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Activity {
+    /// The start of the first bucket.
+    pub since: DateTime<Utc>,
+    /// The end of the last bucket.
+    pub until: DateTime<Utc>,
+    pub bucket_seconds: f64,
+    pub flows: Vec<FlowActivity>,
+}
+
+/// One flow's runs per bucket, by state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlowActivity {
+    pub name: String,
+    /// One map of state to count per bucket, oldest first.
+    pub buckets: Vec<std::collections::BTreeMap<String, i64>>,
+}
+
+/// The smallest UUID v7 made at or after `nanos` (Unix time): event ids below it are older.
+pub(crate) fn first_event_id_at(nanos: i64) -> Uuid {
+    let millis = u64::try_from(nanos / 1_000_000).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
+}
+
+/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped with `\`.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.trim().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Which log lines to list.
@@ -378,6 +439,59 @@ impl Store {
         filter: &LogFilter,
     ) -> Result<Vec<LogLine>, StoreError> {
         dispatch!(self.logs(flow_run_id, filter))
+    }
+
+    /// The state changes of a flow run and of its task runs (only those that ran more than once
+    /// if `retried_only`), oldest first.
+    pub async fn state_changes(
+        &self,
+        flow_run: &Run,
+        retried_only: bool,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        // Its events were made during its life; a second of slack on each side covers the
+        // clock read for the id and the one for the timestamp.
+        const SLACK: i64 = 1_000_000_000;
+        let Some(created) = flow_run.created.and_then(nanos) else {
+            return Ok(Vec::new());
+        };
+        let first = first_event_id_at(created.saturating_sub(SLACK));
+        let after_last = flow_run
+            .end
+            .and_then(nanos)
+            .map(|end| first_event_id_at(end.saturating_add(SLACK)));
+        dispatch!(self.state_changes(flow_run.id, (first, after_last), retried_only))
+    }
+
+    /// Flow runs created in `[since, until)`, counted by flow and state in `buckets` equal
+    /// buckets.
+    pub async fn flow_activity(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        buckets: u32,
+    ) -> Result<Activity, StoreError> {
+        let (start, end) = (nanos(since).unwrap_or(0), nanos(until).unwrap_or(i64::MAX));
+        let width = ((end - start) / i64::from(buckets.max(1))).max(1);
+        let rows = dispatch!(self.flow_activity(start, end, width))?;
+        let mut flows: std::collections::BTreeMap<String, FlowActivity> = Default::default();
+        for (name, bucket, state, n) in rows {
+            let flow = flows.entry(name.clone()).or_insert_with(|| FlowActivity {
+                name,
+                buckets: vec![Default::default(); buckets as usize],
+            });
+            if let Some(counts) = usize::try_from(bucket)
+                .ok()
+                .and_then(|b| flow.buckets.get_mut(b))
+            {
+                *counts.entry(state).or_default() += n;
+            }
+        }
+        Ok(Activity {
+            since,
+            until,
+            bucket_seconds: width as f64 / 1e9,
+            flows: flows.into_values().collect(),
+        })
     }
 
     /// How many events and runs are stored.

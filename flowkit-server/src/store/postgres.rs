@@ -9,6 +9,7 @@ backend!(
     sqlx::Postgres,
     sqlx::postgres::PgRow,
     tag_filter: "EXISTS (SELECT 1 FROM jsonb_array_elements_text(runs.tags::jsonb) AS t(value) WHERE t.value = ",
+    like: "ILIKE",
     task_index: "",
     parent_index: "",
 );

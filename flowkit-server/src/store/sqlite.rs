@@ -12,6 +12,7 @@ backend!(
     sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
     tag_filter: "EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = ",
+    like: "LIKE",
     task_index: "INDEXED BY runs_by_flow_run",
     parent_index: "INDEXED BY runs_by_parent",
 );

@@ -1,0 +1,130 @@
+// The server's API: JSON reads with the session's API key, and the live event stream.
+
+const KEY = 'flowkit.apiKey';
+let prompt = null;
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function authHeaders() {
+  const key = sessionStorage.getItem(KEY);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) if (v != null && v !== '') q.set(k, v);
+  const text = q.toString();
+  return text ? `?${text}` : '';
+}
+
+/** Asks for the API key once (concurrent callers share the prompt); resolves when given. */
+function askForKey() {
+  if (prompt) return prompt;
+  const dialog = document.getElementById('key-dialog');
+  const input = document.getElementById('key-input');
+  document.getElementById('key-error').hidden = !sessionStorage.getItem(KEY);
+  input.value = '';
+  prompt = new Promise((resolve) => {
+    const form = document.getElementById('key-form');
+    const submit = (event) => {
+      event.preventDefault();
+      if (!input.value) return;
+      sessionStorage.setItem(KEY, input.value.trim());
+      form.removeEventListener('submit', submit);
+      dialog.close();
+      prompt = null;
+      resolve();
+    };
+    form.addEventListener('submit', submit);
+    dialog.addEventListener('cancel', (e) => e.preventDefault());
+    dialog.showModal();
+  });
+  return prompt;
+}
+
+/** GET a JSON document of the API. A 401 asks for the key and tries again. */
+export async function get(path, params) {
+  const url = path + query(params);
+  for (;;) {
+    let response;
+    try {
+      response = await fetch(url, { headers: authHeaders() });
+    } catch (error) {
+      throw new ApiError(0, `The server did not answer (${error.message}). Is flowkit-server still running?`);
+    }
+    if (response.status === 401) {
+      await askForKey();
+      continue;
+    }
+    if (!response.ok) {
+      let message = response.statusText;
+      try { message = (await response.json()).error || message; } catch { /* not JSON */ }
+      throw new ApiError(response.status, message);
+    }
+    return response.json();
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Follows `/api/events/stream` (Server-Sent Events, read with fetch so the key goes in a header,
+ * not the URL). Calls `onEvent(event)` per event, `onEvent(null)` when events were missed, and
+ * `onStatus('live' | 'reconnecting')`; reconnects with backoff. Returns a function that stops it.
+ */
+export function follow(params, onEvent, onStatus) {
+  let stopped = false;
+  let controller = null;
+  (async () => {
+    let delay = 500;
+    let connectedBefore = false;
+    while (!stopped) {
+      controller = new AbortController();
+      try {
+        const response = await fetch(`/api/events/stream${query(params)}`, {
+          headers: { ...authHeaders(), Accept: 'text/event-stream' },
+          signal: controller.signal,
+        });
+        if (response.status === 401) { await askForKey(); continue; }
+        if (!response.ok || !response.body) throw new Error(response.statusText);
+        onStatus('live');
+        // Events may have been missed while disconnected: let the page reload.
+        if (connectedBefore) onEvent(null);
+        connectedBefore = true;
+        delay = 500;
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let type = 'message';
+            const data = [];
+            for (const line of block.split('\n')) {
+              if (line.startsWith('event:')) type = line.slice(6).trim();
+              else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+            }
+            if (type === 'event') onEvent(JSON.parse(data.join('\n')));
+            else if (type === 'lagged') onEvent(null);
+          }
+        }
+      } catch {
+        if (stopped) return;
+      }
+      if (stopped) return;
+      onStatus('reconnecting');
+      await sleep(delay);
+      delay = Math.min(delay * 2, 10000);
+    }
+  })();
+  return () => { stopped = true; controller?.abort(); };
+}

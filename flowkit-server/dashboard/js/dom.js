@@ -1,0 +1,96 @@
+// Building the page: elements from plain data (text is never parsed as HTML), formats, badges.
+
+export const STATES = ['Scheduled', 'Pending', 'Running', 'Retrying', 'Completed', 'Cached',
+  'Failed', 'Crashed', 'TimedOut', 'Cancelled', 'Skipped'];
+export const TERMINAL = new Set(['Completed', 'Cached', 'Failed', 'Crashed', 'TimedOut', 'Cancelled', 'Skipped']);
+
+function build(el, attrs, children) {
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value == null || value === false) continue;
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key === 'style' && typeof value === 'object') {
+      for (const [prop, v] of Object.entries(value)) {
+        if (prop.startsWith('--')) el.style.setProperty(prop, v);
+        else el.style[prop] = v;
+      }
+    }
+    else el.setAttribute(key, value === true ? '' : value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child == null || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+/** An HTML element: `h('a', {href}, 'text', child)`. */
+export const h = (tag, attrs, ...children) => build(document.createElement(tag), attrs, children);
+/** An SVG element. */
+export const s = (tag, attrs, ...children) =>
+  build(document.createElementNS('http://www.w3.org/2000/svg', tag), attrs, children);
+
+/** The CSS color of a state. */
+export const stateColor = (state) => `var(--state-${STATES.includes(state) ? state : 'Pending'})`;
+
+export function badge(state, big = false) {
+  return h('span', { class: big ? 'badge big' : 'badge', style: { '--state': stateColor(state) }, 'data-state': state }, state);
+}
+
+export function duration(ms) {
+  if (ms == null || !isFinite(ms)) return '—';
+  if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
+  if (ms < 1000) return `${ms < 10 ? ms.toFixed(1) : ms.toFixed(0)} ms`;
+  const sec = ms / 1000;
+  if (sec < 60) return `${sec.toFixed(sec < 10 ? 2 : 1)} s`;
+  const min = Math.floor(sec / 60);
+  if (min < 60) return `${min}m ${Math.round(sec % 60)}s`;
+  return `${Math.floor(min / 60)}h ${min % 60}m`;
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, {
+  month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',
+});
+export const time = (iso) => (iso ? timeFormat.format(new Date(iso)) : '—');
+
+export function clock(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  const pad = (n, w = 2) => String(n).padStart(w, '0');
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+export function relative(iso) {
+  if (!iso) return 'never';
+  const sec = (Date.now() - new Date(iso).getTime()) / 1000;
+  if (sec < 45) return 'just now';
+  if (sec < 3600) return `${Math.round(sec / 60)} min ago`;
+  if (sec < 86400) return `${Math.round(sec / 3600)} h ago`;
+  return `${Math.round(sec / 86400)} d ago`;
+}
+
+export const shortId = (id) => (id ? id.slice(-8) : '');
+
+/** Milliseconds a run has taken (so far, if it is still going). */
+export function elapsed(run) {
+  if (run.duration_ms != null) return run.duration_ms;
+  if (run.start && !TERMINAL.has(run.state)) return Date.now() - new Date(run.start).getTime();
+  return null;
+}
+
+/** A message saying what is wrong and what to do, with a retry button. */
+export function errorState(error, retry) {
+  return h('div', { class: 'callout', role: 'alert', 'data-testid': 'error' },
+    h('strong', {}, 'Could not load this page. '), error.message || String(error),
+    retry ? h('div', { style: { marginTop: '8px' } }, h('button', { type: 'button', onclick: retry }, 'Try again')) : null);
+}
+
+/** Calls `fn` at most once per `ms`, with the latest arguments, trailing. */
+export function throttle(fn, ms) {
+  let timer = null;
+  let last = 0;
+  return (...args) => {
+    if (timer) return;
+    const wait = Math.max(0, last + ms - Date.now());
+    timer = setTimeout(() => { timer = null; last = Date.now(); fn(...args); }, wait);
+  };
+}

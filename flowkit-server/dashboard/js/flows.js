@@ -1,0 +1,102 @@
+// The flows page: per flow, runs by state over time, success rate, p50/p95 durations, last run.
+
+import { get } from './api.js';
+import { STATES, duration, errorState, h, relative, s, stateColor, throttle } from './dom.js';
+
+const WINDOWS = { '24h': [86400e3, 24], '7d': [7 * 86400e3, 28], '30d': [30 * 86400e3, 30] };
+
+/** Stacked bars, one per bucket, in state colors. */
+function chart(buckets, since, bucketMs) {
+  const W = 360;
+  const H = 120;
+  const top = 8;
+  const bottom = 20;
+  const left = 28;
+  const max = Math.max(1, ...buckets.map((b) => Object.values(b).reduce((a, n) => a + n, 0)));
+  const bw = (W - left) / buckets.length;
+  const y = (n) => ((H - top - bottom) * n) / max;
+  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'data-testid': 'activity-chart', 'aria-label': 'Runs by state over time' });
+  svg.append(
+    s('line', { class: 'grid', x1: left, x2: W, y1: H - bottom, y2: H - bottom }),
+    s('line', { class: 'grid', x1: left, x2: W, y1: top, y2: top }),
+    s('text', { x: left - 4, y: top + 4, 'text-anchor': 'end' }, String(max)),
+    s('text', { x: left - 4, y: H - bottom + 4, 'text-anchor': 'end' }, '0'));
+  buckets.forEach((bucket, i) => {
+    let base = H - bottom;
+    const start = new Date(since.getTime() + i * bucketMs);
+    const total = Object.values(bucket).reduce((a, n) => a + n, 0);
+    for (const state of STATES) {
+      const n = bucket[state];
+      if (!n) continue;
+      const height = Math.max(1, y(n));
+      base -= height;
+      svg.append(s('rect', { x: left + i * bw + 1, y: base, width: Math.max(1, bw - 2), height, fill: stateColor(state), 'data-state': state },
+        s('title', {}, `${start.toLocaleString()}: ${n} ${state} of ${total}`)));
+    }
+  });
+  const fmt = (d) => d.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  svg.append(
+    s('text', { x: left, y: H - 4 }, fmt(since)),
+    s('text', { x: W, y: H - 4, 'text-anchor': 'end' }, 'now'));
+  return svg;
+}
+
+export function flowsPage({ root, params, subscribe }) {
+  let windowName = WINDOWS[params.window] ? params.window : '24h';
+  let stopped = false;
+  const select = h('select', { 'aria-label': 'Window', 'data-testid': 'window' },
+    Object.keys(WINDOWS).map((w) => h('option', { value: w, selected: w === windowName }, `Last ${w}`)));
+  const body = h('div', { 'data-testid': 'flows' }, h('div', { class: 'loading' }, 'Loading flows…'));
+  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Flows'), h('span', { class: 'spacer' }), select), body);
+
+  function card(flow, activity, since, bucketMs) {
+    const rate = flow.success_rate == null ? '—' : `${+(flow.success_rate * 100).toFixed(1)}%`;
+    const stat = (name, value, testid) => h('div', { class: 'stat' }, h('div', { class: 'value', 'data-testid': testid }, value), h('div', { class: 'name' }, name));
+    const states = STATES.filter((st) => flow.by_state[st]);
+    return h('section', { class: 'panel card', 'data-testid': 'flow-card', 'data-flow': flow.name },
+      h('h2', {}, h('a', { href: `#/runs?flow=${encodeURIComponent(flow.name)}` }, flow.name),
+        h('span', { class: 'muted', style: { fontWeight: 400, fontSize: '13px' } }, `last run ${relative(flow.last_run)}`)),
+      h('div', { class: 'stats' },
+        stat('runs', flow.runs.toLocaleString(), 'flow-runs'),
+        stat('success rate', rate, 'success-rate'),
+        stat('p50', duration(flow.p50_ms), 'p50'),
+        stat('p95', duration(flow.p95_ms), 'p95')),
+      chart(activity ? activity.buckets : [], since, bucketMs),
+      h('div', { class: 'legend' }, states.map((st) => h('span', { style: { '--state': stateColor(st) } }, h('i'), `${st} ${flow.by_state[st]}`))));
+  }
+
+  async function load() {
+    const [span, buckets] = WINDOWS[windowName];
+    const until = new Date();
+    const since = new Date(until.getTime() - span);
+    try {
+      const [flows, activity] = await Promise.all([
+        get('/api/flows'),
+        get('/api/flow_activity', { since: since.toISOString(), until: until.toISOString(), buckets }),
+      ]);
+      if (stopped) return;
+      if (!flows.length) {
+        body.replaceChildren(h('div', { class: 'panel empty', 'data-testid': 'empty' }, h('h2', {}, 'No flows yet'),
+          h('p', {}, 'Flows appear here after their first run reaches this server:'),
+          h('pre', {}, `FLOWKIT_API_URL=${location.origin} cargo run --example daily_etl`)));
+        return;
+      }
+      const byName = new Map(activity.flows.map((f) => [f.name, f]));
+      const empty = Array.from({ length: buckets }, () => ({}));
+      body.replaceChildren(h('div', { class: 'cards' }, flows.map((f) =>
+        card(f, byName.get(f.name) || { buckets: empty }, new Date(activity.since), activity.bucket_seconds * 1000))));
+    } catch (error) {
+      if (!stopped) body.replaceChildren(errorState(error, load));
+    }
+  }
+
+  select.addEventListener('change', () => {
+    windowName = select.value;
+    history.replaceState(null, '', `#/flows?window=${windowName}`);
+    load();
+  });
+  load();
+  const refresh = throttle(load, 2000);
+  const stop = subscribe({ task_events: false }, () => refresh());
+  return () => { stopped = true; stop(); };
+}

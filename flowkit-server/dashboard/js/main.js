@@ -1,0 +1,64 @@
+// The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/flows`), the live indicator, the theme.
+
+import { follow } from './api.js';
+import { runsPage } from './runs.js';
+import { runPage } from './run.js';
+import { flowsPage } from './flows.js';
+
+const page = document.getElementById('page');
+const live = document.getElementById('live');
+let unmount = null;
+
+/** Live events for the current page: `subscribe(params, onEvent)`; the indicator follows it. */
+function subscribe(params, onEvent) {
+  return follow(params, onEvent, (status) => {
+    live.dataset.status = status;
+    live.querySelector('.label').textContent = status === 'live' ? 'Live' : 'Reconnecting…';
+  });
+}
+
+function parse() {
+  const [path, search] = (location.hash.slice(1) || '/runs').split('?');
+  const params = Object.fromEntries(new URLSearchParams(search || ''));
+  const parts = path.split('/').filter(Boolean);
+  return { parts, params };
+}
+
+function route() {
+  if (unmount) unmount();
+  unmount = null;
+  page.replaceChildren();
+  live.dataset.status = 'off';
+  live.querySelector('.label').textContent = 'Offline';
+  const { parts, params } = parse();
+  const ctx = { root: page, params, subscribe };
+  let section = 'runs';
+  if (parts[0] === 'runs' && parts[1]) {
+    unmount = runPage(ctx, parts[1]);
+  } else if (parts[0] === 'flows') {
+    section = 'flows';
+    unmount = flowsPage(ctx);
+  } else {
+    unmount = runsPage(ctx);
+  }
+  for (const link of document.querySelectorAll('[data-nav]')) {
+    link.classList.toggle('active', link.dataset.nav === section);
+  }
+}
+
+const THEMES = ['auto', 'light', 'dark'];
+function applyTheme(theme) {
+  if (theme === 'auto') delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+  document.getElementById('theme').textContent = `Theme: ${theme}`;
+}
+let theme = localStorage.getItem('flowkit.theme') || 'auto';
+applyTheme(theme);
+document.getElementById('theme').addEventListener('click', () => {
+  theme = THEMES[(THEMES.indexOf(theme) + 1) % THEMES.length];
+  localStorage.setItem('flowkit.theme', theme);
+  applyTheme(theme);
+});
+
+window.addEventListener('hashchange', route);
+route();

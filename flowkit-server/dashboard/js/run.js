@@ -1,0 +1,211 @@
+// One flow run: what it was given, how it went, its task runs on a timeline, its logs.
+
+import { get } from './api.js';
+import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, shortId, throttle, time } from './dom.js';
+import { logsPanel } from './logs.js';
+import { segmentsOf, timeline } from './timeline.js';
+
+export function runPage({ root, subscribe }, id) {
+  let detail = null;
+  let changes = [];
+  let stopped = false;
+  let rendered = false;
+  let selected = null;
+  const hidden = new Set();
+  let nameFilter = '';
+
+  const names = new Map();
+  const nameOf = (taskRunId) => names.get(taskRunId) || shortId(taskRunId);
+
+  const head = h('section', { class: 'panel', 'data-testid': 'run-head' }, h('div', { class: 'loading' }, 'Loading the run…'));
+  const problem = h('div');
+  const params = h('section', { class: 'panel' });
+  const history = h('section', { class: 'panel', 'data-testid': 'state-history' });
+  const chipGroup = h('span', { class: 'timeline-tools', style: { margin: 0 } });
+  const taskSearch = h('input', { type: 'search', placeholder: 'Filter tasks by name', 'aria-label': 'Filter tasks', 'data-testid': 'task-filter' });
+  const chips = h('div', { class: 'timeline-tools' }, taskSearch, chipGroup);
+  let lastRows = [];
+  const taskDetail = h('div', { class: 'task-detail', 'data-testid': 'task-detail' });
+  const tl = timeline({ onSelect: (row) => choose(row.id) });
+  const tasks = h('section', { class: 'panel', 'data-testid': 'tasks' }, h('h2', {}, 'Task runs'), chips, tl.el, taskDetail);
+  const children = h('section', { class: 'panel flush', 'data-testid': 'child-runs' });
+  const logs = logsPanel(id, nameOf);
+  root.append(head, problem, h('div', { class: 'columns' }, params, history), tasks, children, logs.el);
+
+  function renderHead(run) {
+    const meta = [
+      ['Run id', h('span', { class: 'mono' }, run.id)],
+      ['Started', time(run.start)],
+      ['Ended', time(run.end)],
+      ['Duration', duration(elapsed(run))],
+      ['Attempts', String(run.attempts || 0)],
+      ['Tags', run.tags.length ? run.tags.map((t) => h('span', { class: 'tag' }, t)) : '—'],
+    ];
+    if (run.parent_flow_run_id) meta.push(['Parent flow run', h('a', { href: `#/runs/${run.parent_flow_run_id}` }, shortId(run.parent_flow_run_id))]);
+    head.replaceChildren(
+      h('div', { class: 'crumbs' }, h('a', { href: '#/runs' }, 'Runs'), ' / ', h('a', { href: `#/runs?flow=${encodeURIComponent(run.name || '')}` }, run.name)),
+      h('div', { class: 'page-head', style: { marginTop: '8px' } }, h('h1', { 'data-testid': 'run-name' }, run.name || '(unnamed)'), badge(run.state, true)),
+      h('dl', { class: 'meta' }, meta.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))));
+    const failed = run.message && !['Completed', 'Cached', 'Running', 'Pending'].includes(run.state);
+    problem.replaceChildren(failed
+      ? h('div', { class: 'callout', 'data-testid': 'run-error' }, h('strong', {}, `This run ended ${run.state}.`), h('pre', {}, run.message))
+      : '');
+  }
+
+  function renderParams(run) {
+    const entries = run.parameters && typeof run.parameters === 'object' ? Object.entries(run.parameters) : [];
+    params.replaceChildren(h('h2', {}, 'Parameters'), entries.length
+      ? h('table', { class: 'kv', 'data-testid': 'parameters' }, entries.map(([k, v]) =>
+        h('tr', {}, h('td', {}, k), h('td', {}, h('pre', {}, typeof v === 'string' ? v : JSON.stringify(v, null, 2))))))
+      : h('p', { class: 'muted' }, 'This flow takes no parameters.'));
+  }
+
+  function renderHistory(run) {
+    const own = changes.filter((c) => c.run_id === run.id);
+    history.replaceChildren(h('h2', {}, 'State history'), own.length
+      ? h('ol', { class: 'history' }, own.map((c) => h('li', {}, h('time', {}, time(c.timestamp)), badge(c.state),
+        c.attempt > 1 ? h('span', { class: 'muted' }, `attempt ${c.attempt}`) : null, c.message ? h('span', { class: 'muted' }, c.message) : null)))
+      : h('p', { class: 'muted' }, 'No state changes recorded yet.'));
+  }
+
+  function rowsOf(run, now) {
+    const byRun = new Map();
+    for (const c of changes) {
+      if (c.run_id === run.id) continue;
+      let list = byRun.get(c.run_id);
+      if (!list) byRun.set(c.run_id, (list = []));
+      list.push(c);
+    }
+    const rows = detail.task_runs.map((t) => ({
+      id: t.id,
+      state: t.state,
+      label: t.map_index != null ? `${t.name} [${t.map_index}]` : t.name,
+      segments: segmentsOf(t, byRun.get(t.id), now),
+      upstream: t.upstream,
+      run: t,
+    }));
+    const at = (row) => (row.segments[0] ? row.segments[0].from : Infinity);
+    rows.sort((a, b) => at(a) - at(b));
+    return rows;
+  }
+
+  function renderTasks() {
+    const run = detail.run;
+    const now = Date.now();
+    const all = rowsOf(run, now);
+    const counts = new Map();
+    for (const r of all) counts.set(r.state, (counts.get(r.state) || 0) + 1);
+    lastRows = all;
+    chipGroup.replaceChildren(...STATES.filter((st) => counts.has(st)).map((st) => {
+      const chip = h('button', { type: 'button', class: 'chip', 'aria-pressed': String(!hidden.has(st)), style: { '--state': `var(--state-${st})` }, 'data-testid': 'state-chip' },
+        h('span', { class: 'swatch' }), `${st} ${counts.get(st).toLocaleString()}`);
+      chip.addEventListener('click', () => { hidden.has(st) ? hidden.delete(st) : hidden.add(st); renderTasks(); });
+      return chip;
+    }));
+    if (!all.length) {
+      tl.el.hidden = true;
+      taskDetail.replaceChildren(h('p', { class: 'muted', 'data-testid': 'no-tasks' }, 'This flow run has no task runs yet.'));
+      return;
+    }
+    tl.el.hidden = false;
+    renderTimeline(all, run, now);
+    if (selected) renderTaskDetail();
+  }
+
+  function renderTimeline(all, run, now) {
+    const needle = nameFilter.trim().toLowerCase();
+    const rows = all.filter((r) => !hidden.has(r.state) && (!needle || r.label.toLowerCase().includes(needle)));
+    const t = (iso) => (iso ? new Date(iso).getTime() : null);
+    let t0 = t(run.start) ?? t(run.created) ?? now;
+    let t1 = t(run.end) ?? now;
+    for (const r of all) for (const seg of r.segments) { t0 = Math.min(t0, seg.from); t1 = Math.max(t1, seg.to); }
+    tl.set(rows, [t0, t1]);
+  }
+
+  taskSearch.addEventListener('input', () => {
+    nameFilter = taskSearch.value;
+    if (detail) renderTimeline(lastRows, detail.run, Date.now());
+  });
+
+  function choose(taskRunId) {
+    selected = taskRunId;
+    tl.select(taskRunId);
+    renderTaskDetail();
+    logs.setTask(taskRunId);
+  }
+
+  function renderTaskDetail() {
+    const t = detail.task_runs.find((r) => r.id === selected);
+    if (!t) { taskDetail.replaceChildren(); return; }
+    const link = (upId) => h('a', { href: '#', onclick: (e) => { e.preventDefault(); choose(upId); } }, nameOf(upId));
+    const downstream = detail.task_runs.filter((r) => r.upstream.includes(t.id)).map((r) => r.id);
+    taskDetail.replaceChildren(h('div', { class: 'panel', style: { background: 'var(--panel-2)' } },
+      h('div', { class: 'page-head' }, h('strong', {}, nameOf(t.id)), badge(t.state), h('span', { class: 'muted mono' }, shortId(t.id))),
+      h('dl', { class: 'meta' },
+        h('div', {}, h('dt', {}, 'Started'), h('dd', {}, time(t.start))),
+        h('div', {}, h('dt', {}, 'Duration'), h('dd', {}, duration(elapsed(t)))),
+        h('div', {}, h('dt', {}, 'Attempts'), h('dd', { 'data-testid': 'task-attempts' }, `${t.attempts} of ${(t.retries ?? 0) + 1}`)),
+        h('div', {}, h('dt', {}, 'Waits for'), h('dd', {}, t.upstream.length ? t.upstream.slice(0, 20).map((u, i) => [i ? ', ' : '', link(u)]) : '—')),
+        h('div', {}, h('dt', {}, 'Needed by'), h('dd', {}, downstream.length ? downstream.slice(0, 20).map((u, i) => [i ? ', ' : '', link(u)]) : '—'))),
+      t.message && t.state !== 'Completed' ? h('div', { class: 'callout', style: { marginTop: '12px' } }, h('pre', { style: { margin: 0 } }, t.message)) : null));
+  }
+
+  function renderChildren() {
+    const list = detail.child_flow_runs;
+    children.hidden = !list.length;
+    if (!list.length) return;
+    children.replaceChildren(h('div', { style: { padding: '16px 16px 0' } }, h('h2', {}, 'Child flow runs')),
+      h('table', { class: 'list' },
+        h('thead', {}, h('tr', {}, ['State', 'Flow', 'Run', 'Started', 'Duration'].map((c) => h('th', { class: c === 'Duration' ? 'num' : null }, c)))),
+        h('tbody', {}, list.map((r) => h('tr', { class: 'link', onclick: () => { location.hash = `#/runs/${r.id}`; } },
+          h('td', {}, badge(r.state)), h('td', {}, h('a', { href: `#/runs/${r.id}` }, r.name)), h('td', { class: 'mono muted' }, shortId(r.id)),
+          h('td', {}, time(r.start)), h('td', { class: 'num' }, duration(elapsed(r))))))));
+  }
+
+  function render() {
+    const run = detail.run;
+    for (const t of detail.task_runs) names.set(t.id, t.map_index != null ? `${t.name} [${t.map_index}]` : t.name);
+    renderHead(run);
+    renderParams(run);
+    renderHistory(run);
+    renderTasks();
+    renderChildren();
+    if (!rendered) {
+      rendered = true;
+      logs.reload();
+      performance.mark('flowkit:run-rendered');
+    }
+  }
+
+  async function load() {
+    try {
+      const [d, c] = await Promise.all([
+        get(`/api/flow_runs/${id}`),
+        get(`/api/flow_runs/${id}/states`, { retried_only: true }),
+      ]);
+      if (stopped) return;
+      const { task_runs, child_flow_runs, ...run } = d;
+      detail = { run, task_runs, child_flow_runs };
+      changes = c;
+      render();
+    } catch (error) {
+      if (stopped) return;
+      if (error.status === 404) {
+        head.replaceChildren(h('div', { class: 'empty', 'data-testid': 'not-found' }, h('h2', {}, 'No such flow run'),
+          h('p', {}, `The server has no flow run ${id}. It may have been removed by retention. `, h('a', { href: '#/runs' }, 'See all runs'), '.')));
+      } else {
+        head.replaceChildren(errorState(error, load));
+      }
+    }
+  }
+
+  const refresh = throttle(load, 1000);
+  load();
+  const stop = subscribe({ flow_run_id: id }, (event) => {
+    if (event && event.kind?.type === 'log') logs.push(event);
+    else refresh();
+  });
+  // While it runs, bars and durations grow.
+  const tick = setInterval(() => { if (detail && !TERMINAL.has(detail.run.state)) render(); }, 1000);
+  return () => { stopped = true; stop(); clearInterval(tick); };
+}

@@ -1,0 +1,134 @@
+// The runs page: flow runs newest first, filtered and searched, kept current by live events.
+
+import { get } from './api.js';
+import { STATES, badge, duration, elapsed, errorState, h, relative, shortId, throttle, time } from './dom.js';
+
+const RANGES = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
+const PAGE = 50;
+
+export function runsPage({ root, params, subscribe }) {
+  const filters = { q: params.q || '', flow: params.flow || '', state: params.state || '', range: params.range || '' };
+  let items = [];
+  let cursor = null;
+  let stopped = false;
+
+  const search = h('input', { type: 'search', placeholder: 'Search flows, tags or a run id', value: filters.q, 'aria-label': 'Search', 'data-testid': 'search' });
+  const flowSelect = h('select', { 'aria-label': 'Flow', 'data-testid': 'flow-filter' }, h('option', { value: '' }, 'All flows'));
+  const stateSelect = h('select', { 'aria-label': 'State', 'data-testid': 'state-filter' },
+    h('option', { value: '' }, 'All states'), STATES.map((s) => h('option', { value: s, selected: s === filters.state }, s)));
+  const rangeSelect = h('select', { 'aria-label': 'Time range', 'data-testid': 'range-filter' },
+    h('option', { value: '' }, 'All time'),
+    Object.keys(RANGES).map((r) => h('option', { value: r, selected: r === filters.range }, `Last ${r}`)));
+  const body = h('div', { class: 'panel flush', 'data-testid': 'runs' }, h('div', { class: 'loading' }, 'Loading runs…'));
+  root.append(
+    h('div', { class: 'page-head' }, h('h1', {}, 'Flow runs'), h('span', { class: 'spacer' })),
+    h('div', { class: 'filters' }, search, flowSelect, stateSelect, rangeSelect),
+    body,
+  );
+
+  get('/api/flows').then((flows) => {
+    for (const f of flows) flowSelect.append(h('option', { value: f.name, selected: f.name === filters.flow }, f.name));
+  }).catch(() => {});
+
+  function apiParams(limit) {
+    return {
+      q: filters.q.trim(),
+      flow: filters.flow,
+      state: filters.state,
+      since: filters.range ? new Date(Date.now() - RANGES[filters.range]).toISOString() : '',
+      limit,
+    };
+  }
+
+  function syncHash() {
+    const q = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
+    const hash = `#/runs${q.toString() ? `?${q}` : ''}`;
+    if (location.hash !== hash) history.replaceState(null, '', hash);
+  }
+
+  function row(run, fresh) {
+    return h('tr', { class: fresh ? 'link fresh' : 'link', 'data-run-id': run.id, 'data-testid': 'run-row', onclick: () => { location.hash = `#/runs/${run.id}`; } },
+      h('td', {}, badge(run.state)),
+      h('td', {}, h('a', { href: `#/runs/${run.id}` }, run.name || '(unnamed)')),
+      h('td', { class: 'mono muted' }, shortId(run.id)),
+      h('td', { title: run.start || run.created || '' }, time(run.start || run.created), h('div', { class: 'muted', style: { fontSize: '12px' } }, relative(run.start || run.created))),
+      h('td', { class: 'num' }, duration(elapsed(run))),
+      h('td', {}, run.tags.map((t) => h('span', { class: 'tag' }, t))));
+  }
+
+  function render(previous = new Set()) {
+    if (!items.length) {
+      const filtered = Object.values(filters).some(Boolean);
+      body.replaceChildren(filtered
+        ? h('div', { class: 'empty', 'data-testid': 'empty' }, h('h2', {}, 'No runs match these filters'),
+          h('p', {}, 'Widen the time range or ', h('a', { href: '#/runs', onclick: clear }, 'clear the filters'), '.'))
+        : h('div', { class: 'empty', 'data-testid': 'empty' }, h('h2', {}, 'No flow runs yet'),
+          h('p', {}, 'Point a flowkit program at this server and its runs appear here as they happen:'),
+          h('pre', {}, `FLOWKIT_API_URL=${location.origin} cargo run --example daily_etl`)));
+      return;
+    }
+    const table = h('table', { class: 'list' },
+      h('thead', {}, h('tr', {}, ['State', 'Flow', 'Run', 'Started', 'Duration', 'Tags'].map((c) => h('th', { class: c === 'Duration' ? 'num' : null }, c)))),
+      h('tbody', {}, items.map((run) => row(run, previous.size > 0 && !previous.has(run.id)))));
+    body.replaceChildren(table);
+    if (cursor) body.append(h('div', { class: 'more' }, h('button', { type: 'button', onclick: more, 'data-testid': 'more' }, 'Load more')));
+  }
+
+  function clear(event) {
+    event?.preventDefault();
+    Object.assign(filters, { q: '', flow: '', state: '', range: '' });
+    search.value = ''; flowSelect.value = ''; stateSelect.value = ''; rangeSelect.value = '';
+    reload();
+  }
+
+  async function reload() {
+    syncHash();
+    try {
+      const page = await get('/api/flow_runs', apiParams(PAGE));
+      if (stopped) return;
+      items = page.items;
+      cursor = page.next_cursor || null;
+      render();
+    } catch (error) {
+      if (!stopped) body.replaceChildren(errorState(error, reload));
+    }
+  }
+
+  async function more() {
+    try {
+      const page = await get('/api/flow_runs', { ...apiParams(PAGE), cursor });
+      items = items.concat(page.items);
+      cursor = page.next_cursor || null;
+      render();
+    } catch (error) {
+      body.append(errorState(error, more));
+    }
+  }
+
+  // Live: refresh what is shown (at least a page), marking the runs that are new.
+  const refresh = throttle(async () => {
+    if (stopped) return;
+    try {
+      const page = await get('/api/flow_runs', apiParams(Math.min(1000, Math.max(PAGE, items.length))));
+      if (stopped) return;
+      const previous = new Set(items.map((r) => r.id));
+      items = page.items;
+      cursor = page.next_cursor || null;
+      render(previous);
+    } catch { /* the next event tries again */ }
+  }, 500);
+
+  let typing = null;
+  search.addEventListener('input', () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { filters.q = search.value; reload(); }, 250);
+  });
+  flowSelect.addEventListener('change', () => { filters.flow = flowSelect.value; reload(); });
+  stateSelect.addEventListener('change', () => { filters.state = stateSelect.value; reload(); });
+  rangeSelect.addEventListener('change', () => { filters.range = rangeSelect.value; reload(); });
+
+  reload();
+  const stop = subscribe({ task_events: false }, () => refresh());
+  const tick = setInterval(() => { if (items.some((r) => !r.end)) render(); }, 5000);
+  return () => { stopped = true; stop(); clearInterval(tick); };
+}

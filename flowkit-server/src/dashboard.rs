@@ -1,0 +1,115 @@
+//! The dashboard: a static page and its scripts, embedded in the binary, that read the API.
+//!
+//! `/` is served `no-cache`, with every asset link carrying a hash of the assets (`?v=...`); an
+//! asset asked for with the current hash is cached for a year (`immutable`), any other asks the
+//! browser to revalidate (ETag), so a new server never meets a stale script.
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use sha2::Digest;
+
+use crate::error::ApiError;
+
+/// The files of `dashboard/`, in the binary in every build.
+#[derive(rust_embed::Embed)]
+#[folder = "dashboard/"]
+struct Assets;
+
+/// A hash of every asset: changes whenever one does.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let mut names: Vec<_> = Assets::iter().collect();
+    names.sort();
+    let mut all = sha2::Sha256::new();
+    for name in names {
+        if let Some(file) = Assets::get(&name) {
+            all.update(name.as_bytes());
+            all.update(file.metadata.sha256_hash());
+        }
+    }
+    let digest = all.finalize();
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+});
+
+/// The page, with `{{version}}` replaced.
+static INDEX: LazyLock<String> = LazyLock::new(|| {
+    Assets::get("index.html")
+        .map(|f| String::from_utf8_lossy(&f.data).replace("{{version}}", &VERSION))
+        .unwrap_or_default()
+});
+
+/// `/` and `/assets/*`. They hold no data (the scripts read the API, which checks the key), so
+/// they answer without an API key: the page is where the key is asked for.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{*path}", get(asset))
+}
+
+/// True for the paths `routes` serves.
+pub fn is_dashboard_path(path: &str) -> bool {
+    path == "/" || path.starts_with("/assets/")
+}
+
+async fn index() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        INDEX.as_str(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct AssetQuery {
+    v: Option<String>,
+}
+
+async fn asset(
+    Path(path): Path<String>,
+    query: Result<Query<AssetQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(file) = Assets::get(&path).filter(|_| path != "index.html") else {
+        return ApiError::NotFound(format!("dashboard asset {path:?}")).into_response();
+    };
+    let version = query.ok().and_then(|Query(q)| q.v);
+    let etag = format!(
+        "\"{}\"",
+        file.metadata.sha256_hash()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let cache = if version.as_deref() == Some(VERSION.as_str()) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let mut response = if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|tag| tag.as_bytes() == etag.as_bytes())
+    {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, file.metadata.mimetype().to_string())],
+            file.data.into_owned(),
+        )
+            .into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    response
+}
