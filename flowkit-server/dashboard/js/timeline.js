@@ -92,11 +92,11 @@ export function timeline({ onSelect }) {
       s('text', { x: 12, y: 18, class: 'axis' }, `${rows.length.toLocaleString()} task runs`),
       ...marks.map((v) => s('g', { class: 'axis' },
         s('line', { x1: x(t0 + v), x2: x(t0 + v), y1: AXIS - 6, y2: AXIS, class: 'grid' }),
-        s('text', { x: x(t0 + v) + 3, y: 17 }, v === 0 ? '0' : `+${duration(v)}`))));
+        x(t0 + v) > w - 56 ? null : s('text', { x: x(t0 + v) + 3, y: 17 }, v === 0 ? '0' : `+${duration(v)}`))));
   }
 
   function drawRow(row, i, y) {
-    const g = s('g', { class: 'row', role: 'listitem', 'data-testid': 'task-row', 'data-run-id': row.id, 'data-state': row.state, transform: `translate(0 ${y})` });
+    const g = s('g', { class: 'row', role: 'listitem', 'data-testid': 'task-row', 'data-run-id': row.id, 'data-index': i, 'data-state': row.state, transform: `translate(0 ${y})` });
     g.addEventListener('click', () => { select(row.id, false); onSelect(row); });
     g.append(s('rect', { class: `row-bg${i % 2 ? ' alt' : ''}${row.id === selected ? ' selected' : ''}`, x: 0, y: 0, width: width(), height: ROW, fill: 'transparent' }));
     g.append(s('text', { x: 12, y: ROW / 2 + 4, 'clip-path': 'url(#label-clip)' }, row.label));
@@ -169,7 +169,7 @@ export function timeline({ onSelect }) {
     stats.frames += 1;
     stats.rows = rows.length;
     stats.slowestFrameMs = Math.max(stats.slowestFrameMs, took);
-    stats.firstFrameAt ??= performance.now();
+    if (rows.length) stats.firstFrameAt ??= performance.now();
     el.dataset.frames = stats.frames;
   }
 

@@ -1,6 +1,8 @@
 //! A real server process on a free port, with a database of its own.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

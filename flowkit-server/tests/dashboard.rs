@@ -1,0 +1,583 @@
+//! The dashboard in a real browser (Debian's headless Chromium): the server runs real flows'
+//! events, then the tests look at the pages as a user would. Screenshots of every page are saved
+//! in `target/tmp/dashboard-screenshots/`.
+
+mod common;
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use common::browser::{Browser, artifacts};
+use common::{Server, TempDir};
+use flowkit::{EventBus, HttpSink, RunLogLayer, flow, task};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tracing_subscriber::prelude::*;
+
+/// One browser at a time: two cores are not enough for several Chromiums and servers at once.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn install_log_layer() {
+    static LOGS: std::sync::Once = std::sync::Once::new();
+    LOGS.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(RunLogLayer),
+        );
+    });
+}
+
+#[task(retries = 2, retry_delay = "150ms")]
+async fn extract(day: String) -> Result<Vec<u32>, String> {
+    let attempt = flowkit::context().map_or(1, |c| c.attempt());
+    tracing::info!(attempt, "fetching orders for {day}");
+    if attempt < 3 {
+        return Err(format!("source answered 503 (attempt {attempt})"));
+    }
+    Ok(vec![1, 2, 3, 4, 5])
+}
+
+#[task]
+async fn audit() -> u32 {
+    tracing::info!("audit trail written");
+    1
+}
+
+#[task]
+async fn transform(x: u32) -> u32 {
+    if x == 5 {
+        tracing::warn!(row = x, "suspicious row");
+    }
+    x * 10
+}
+
+#[flow(name = "browser-etl", tags = ["nightly"])]
+async fn etl(day: String) -> anyhow::Result<u32> {
+    let extracted = extract(day).submit();
+    audit().wait_for([&extracted]).await?;
+    let rows = extracted.await?;
+    let out = flowkit::map(rows, transform).await;
+    Ok(out.into_iter().collect::<Result<Vec<_>, _>>()?.iter().sum())
+}
+
+#[task]
+async fn load_warehouse() -> Result<(), String> {
+    Err("warehouse refused the connection".into())
+}
+
+#[flow(name = "browser-failing")]
+async fn failing() -> anyhow::Result<()> {
+    load_warehouse().await?;
+    Ok(())
+}
+
+/// Opened by the test while the flow runs.
+static GATE: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+#[task]
+async fn wait_for_gate() {
+    GATE.notified().await;
+    tracing::info!("gate opened");
+}
+
+#[flow(name = "browser-live")]
+async fn live() {
+    let _ = wait_for_gate().await;
+}
+
+#[task]
+async fn tiny(i: u32) -> u32 {
+    i
+}
+
+#[flow(name = "browser-wide")]
+async fn wide() -> usize {
+    flowkit::map(0..10_000u32, tiny).await.len()
+}
+
+fn bus(server: &Server, key: Option<&str>, spool: &TempDir) -> EventBus {
+    let mut sink = HttpSink::builder(server.url.clone()).spool_dir(spool.path());
+    if let Some(key) = key {
+        sink = sink.api_key(key);
+    }
+    EventBus::builder().sink(sink.build()).build()
+}
+
+/// Reads the API (with `key`) until `ready` holds for the answer.
+async fn api_until(
+    server: &Server,
+    key: &str,
+    path: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        let value: Value = client
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        if ready(&value) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the API never showed what was expected at {path}");
+}
+
+const COUNT: &str = "document.querySelectorAll";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
+    let _one = ONE_BROWSER.lock().await;
+    install_log_layer();
+    let dir = TempDir::new("dash");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    let spool = TempDir::new("dash-spool");
+    let bus = bus(&server, None, &spool);
+    assert_eq!(etl("2026-11-26".into()).on(&bus).await.unwrap(), 150);
+    assert!(failing().on(&bus).await.is_err());
+    bus.flush().await;
+
+    let browser = Browser::start().await;
+    // The run list: both runs, with their states.
+    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser
+        .wait_until(
+            "two runs listed",
+            &format!("{COUNT}('[data-testid=run-row]').length === 2"),
+        )
+        .await;
+    let states = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=run-row]')].map(r => \
+             [r.children[1].textContent, r.querySelector('.badge').dataset.state]);",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        states,
+        json!([["browser-failing", "Failed"], ["browser-etl", "Completed"]]),
+        "newest first, each with its state"
+    );
+    assert!(
+        browser.text("[data-testid=runs]").await.contains("nightly"),
+        "tags are shown"
+    );
+    browser.screenshot("runs").await;
+
+    // Search narrows the list without a reload.
+    browser.type_into("[data-testid=search]", "FAILING").await;
+    browser
+        .wait_until(
+            "the search result",
+            &format!("{COUNT}('[data-testid=run-row]').length === 1"),
+        )
+        .await;
+    assert!(
+        browser
+            .text("[data-testid=run-row]")
+            .await
+            .contains("browser-failing")
+    );
+    assert!(
+        browser
+            .eval("return location.hash", vec![])
+            .await
+            .as_str()
+            .unwrap()
+            .contains("q=FAILING")
+    );
+
+    // The failed run shows its error.
+    browser.click("[data-testid=run-row]").await;
+    browser
+        .wait_until(
+            "the error of the failed run",
+            "document.querySelector('[data-testid=run-error]')",
+        )
+        .await;
+    assert!(
+        browser
+            .text("[data-testid=run-error]")
+            .await
+            .contains("warehouse refused the connection")
+    );
+    browser.full_page_screenshot("run-failed").await;
+
+    // The ETL run: parameters, state history, one bar per task run, retry segments, upstream.
+    let runs = server.get("/api/flow_runs?flow=browser-etl").await;
+    let id = runs["items"][0]["id"].as_str().unwrap().to_string();
+    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser
+        .wait_until(
+            "the timeline",
+            &format!("{COUNT}('[data-testid=task-row]').length === 7"),
+        )
+        .await;
+    assert!(
+        browser
+            .text("[data-testid=parameters]")
+            .await
+            .contains("2026-11-26")
+    );
+    let history = browser.text("[data-testid=state-history]").await;
+    assert!(
+        history.contains("Running") && history.contains("Completed"),
+        "{history}"
+    );
+    let extract_row = browser
+        .eval(
+            "const row = [...document.querySelectorAll('[data-testid=task-row]')].find(r => r.textContent.startsWith('extract'));\
+             return { id: row.dataset.runId,\
+               attempts: [...row.querySelectorAll('[data-testid=segment]')].map(s => [s.dataset.attempt, s.dataset.state]),\
+               waits: row.querySelectorAll('[data-testid=retry-wait]').length };",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        extract_row["attempts"],
+        json!([["1", "Retrying"], ["2", "Retrying"], ["3", "Completed"]]),
+        "each attempt is its own segment"
+    );
+    assert_eq!(
+        extract_row["waits"], 2,
+        "the delays between attempts are drawn"
+    );
+    let mapped = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=task-row]')].filter(r => r.textContent.startsWith('transform [')).length",
+            vec![],
+        )
+        .await;
+    assert_eq!(mapped, 5, "one bar per mapped task run");
+    let dependencies = browser
+        .eval(
+            &format!("return {COUNT}('[data-testid=dependency]').length"),
+            vec![],
+        )
+        .await;
+    assert_eq!(dependencies, 1, "audit waits for extract: one line");
+
+    // Selecting a task shows its attempts and only its logs.
+    let extract_id = extract_row["id"].as_str().unwrap().to_string();
+    browser
+        .click(&format!(
+            "[data-testid=task-row][data-run-id='{extract_id}']"
+        ))
+        .await;
+    browser
+        .wait_until(
+            "the task's logs",
+            &format!(
+                "{COUNT}('[data-testid=log-line]').length === 3 && \
+                 [...{COUNT}('[data-testid=log-line]')].every(l => l.dataset.taskRunId === '{extract_id}')"
+            ),
+        )
+        .await;
+    assert_eq!(browser.text("[data-testid=task-attempts]").await, "3 of 3");
+    assert!(
+        browser
+            .text("[data-testid=logs]")
+            .await
+            .contains("fetching orders for 2026-11-26")
+    );
+    browser.full_page_screenshot("run").await;
+
+    // The level filter.
+    browser.click("[data-testid=log-task] button").await;
+    browser
+        .wait_until(
+            "all lines again",
+            &format!("{COUNT}('[data-testid=log-line]').length === 5"),
+        )
+        .await;
+    browser
+        .eval(
+            "const s = document.querySelector('[data-testid=log-level]'); s.value = 'WARN'; \
+             s.dispatchEvent(new Event('change'));",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_until(
+            "only the warning",
+            &format!("{COUNT}('[data-testid=log-line]').length === 1"),
+        )
+        .await;
+    assert!(
+        browser
+            .text("[data-testid=log-line]")
+            .await
+            .contains("suspicious row")
+    );
+
+    // Flows: health per flow, with runs by state over time.
+    browser.goto(&format!("{}/#/flows", server.url)).await;
+    browser
+        .wait_until(
+            "two flow cards",
+            &format!("{COUNT}('[data-testid=flow-card]').length === 2"),
+        )
+        .await;
+    let etl_card = "[data-testid=flow-card][data-flow=browser-etl]";
+    assert_eq!(
+        browser
+            .text(&format!("{etl_card} [data-testid=success-rate]"))
+            .await,
+        "100%"
+    );
+    assert_eq!(
+        browser
+            .text("[data-flow=browser-failing] [data-testid=success-rate]")
+            .await,
+        "0%"
+    );
+    let bars = browser
+        .eval(
+            &format!("return [...document.querySelectorAll('{etl_card} [data-testid=activity-chart] rect')].map(r => r.dataset.state)"),
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        bars,
+        json!(["Completed"]),
+        "one run, completed, in the last bucket"
+    );
+    browser.screenshot("flows").await;
+
+    // Dark: the same pages, readable.
+    browser.click("#theme").await;
+    browser.click("#theme").await;
+    assert_eq!(browser.text("#theme").await, "Theme: dark");
+    let background = browser
+        .eval(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await;
+    assert_eq!(background, "rgb(15, 18, 22)");
+    browser.screenshot("flows-dark").await;
+    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser
+        .wait_until(
+            "the timeline in dark",
+            &format!("{COUNT}('[data-testid=task-row]').length === 7"),
+        )
+        .await;
+    browser.full_page_screenshot("run-dark").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_for_the_api_key_once_then_updates_live() {
+    let _one = ONE_BROWSER.lock().await;
+    install_log_layer();
+    const KEY: &str = "dashboard-key-1";
+    let dir = TempDir::new("dash-key");
+    let server = Server::start(dir.path(), 0, &["--api-key", KEY]).await;
+    let browser = Browser::start().await;
+    browser.goto(&server.url).await;
+    browser
+        .wait_until(
+            "the key prompt",
+            "document.getElementById('key-dialog').open",
+        )
+        .await;
+    browser.screenshot("api-key-prompt").await;
+
+    // A wrong key is refused, and the prompt says so.
+    browser.type_into("#key-input", "not-the-key").await;
+    browser.click("#key-form button[type=submit]").await;
+    browser
+        .wait_until(
+            "the refusal",
+            "document.getElementById('key-dialog').open && !document.getElementById('key-error').hidden",
+        )
+        .await;
+    browser.type_into("#key-input", KEY).await;
+    browser.click("#key-form button[type=submit]").await;
+    browser
+        .wait_until(
+            "the empty list",
+            "document.querySelector('[data-testid=empty]')",
+        )
+        .await;
+    assert!(
+        browser
+            .text("[data-testid=empty]")
+            .await
+            .contains("No flow runs yet")
+    );
+    browser.screenshot("runs-empty").await;
+
+    // Kept for the session: a reload does not ask again.
+    browser.client.refresh().await.unwrap();
+    browser
+        .wait_until(
+            "the list after a reload",
+            "document.querySelector('[data-testid=empty]')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('key-dialog').open", vec![])
+            .await,
+        false
+    );
+
+    // A run appears live, without a reload.
+    browser
+        .wait_until(
+            "the live stream",
+            "document.getElementById('live').dataset.status === 'live'",
+        )
+        .await;
+    browser.eval("window.noReload = true;", vec![]).await;
+    let spool = TempDir::new("dash-key-spool");
+    let bus = bus(&server, Some(KEY), &spool);
+    let running = tokio::spawn({
+        let bus = bus.clone();
+        async move { live().on(&bus).await }
+    });
+    browser
+        .wait_until(
+            "the new run in the list",
+            &format!("{COUNT}('[data-testid=run-row]').length === 1"),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("return window.noReload === true", vec![])
+            .await,
+        true
+    );
+
+    // Its page follows it: Running, then Completed, with the log line arriving live.
+    let runs = api_until(&server, KEY, "/api/flow_runs", |v| {
+        v["items"][0]["state"] == "Running"
+    })
+    .await;
+    let id = runs["items"][0]["id"].as_str().unwrap().to_string();
+    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser
+        .wait_until(
+            "the running run",
+            "document.querySelector('.badge.big')?.dataset.state === 'Running'",
+        )
+        .await;
+    browser
+        .wait_until(
+            "its live stream",
+            "document.getElementById('live').dataset.status === 'live'",
+        )
+        .await;
+    browser.screenshot("run-live-running").await;
+    browser.eval("window.noReload = true;", vec![]).await;
+    GATE.notify_one();
+    running.await.unwrap().unwrap();
+    bus.flush().await;
+    browser
+        .wait_until(
+            "the completed run",
+            "document.querySelector('.badge.big')?.dataset.state === 'Completed'",
+        )
+        .await;
+    browser
+        .wait_until(
+            "the live log line",
+            "document.querySelector('[data-testid=logs]').textContent.includes('gate opened')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("return window.noReload === true", vec![])
+            .await,
+        true,
+        "no reload"
+    );
+    browser.full_page_screenshot("run-live-completed").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_task_runs_render_and_scroll() {
+    let _one = ONE_BROWSER.lock().await;
+    let dir = TempDir::new("dash-wide");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    let spool = TempDir::new("dash-wide-spool");
+    let bus = bus(&server, None, &spool);
+    assert_eq!(wide().on(&bus).await.unwrap(), 10_000);
+    bus.flush().await;
+    let runs = server.get("/api/flow_runs?flow=browser-wide").await;
+    let id = runs["items"][0]["id"].as_str().unwrap().to_string();
+    let detail_bytes = reqwest::get(format!("{}/api/flow_runs/{id}", server.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+
+    let browser = Browser::start().await;
+    let opened = Instant::now();
+    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser
+        .wait_until(
+            "the timeline of 10,000 runs",
+            "window.flowkitTimeline && window.flowkitTimeline.rows === 10000",
+        )
+        .await;
+    let wall_ms = opened.elapsed().as_millis();
+    let first = browser
+        .eval(
+            "return { rendered: performance.getEntriesByName('flowkit:run-rendered')[0].startTime,\
+                      firstFrame: window.flowkitTimeline.firstFrameAt,\
+                      drawn: document.querySelectorAll('[data-testid=task-row]').length };",
+            vec![],
+        )
+        .await;
+    let drawn = first["drawn"].as_u64().unwrap();
+    assert!(
+        drawn > 0 && drawn < 200,
+        "only the rows in view are drawn: {drawn}"
+    );
+    browser.screenshot("run-10k-top").await;
+
+    // Scroll to the bottom in 40 steps, a frame each, timing each frame.
+    let scrolled = browser
+        .eval(
+            "const body = document.querySelector('[data-testid=timeline-body]');\
+             const frame = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));\
+             return (async () => {\
+               window.flowkitTimeline.slowestFrameMs = 0;\
+               const began = performance.now();\
+               for (let i = 1; i <= 40; i++) { body.scrollTop = (body.scrollHeight - body.clientHeight) * i / 40; await frame(); }\
+               return { ms: performance.now() - began, slowest: window.flowkitTimeline.slowestFrameMs,\
+                        last: !!document.querySelector('[data-testid=task-row][data-index=\"9999\"]') };\
+             })();",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        scrolled["last"], true,
+        "the last task run is drawn at the bottom"
+    );
+    browser.screenshot("run-10k-bottom").await;
+    let report = json!({
+        "task_runs": 10_000,
+        "detail_json_bytes": detail_bytes,
+        "first_render_ms_after_navigation": first["rendered"],
+        "first_timeline_frame_ms_after_navigation": first["firstFrame"],
+        "test_wall_ms_until_rendered": wall_ms,
+        "rows_in_dom": drawn,
+        "scroll_40_steps_ms": scrolled["ms"],
+        "slowest_frame_ms": scrolled["slowest"],
+    });
+    eprintln!("dashboard with 10,000 task runs: {report}");
+    std::fs::write(artifacts().join("timing-10k.json"), report.to_string()).unwrap();
+    browser.close().await;
+}

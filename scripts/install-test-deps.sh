@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs from Debian's packages, if it is missing:
+# PostgreSQL 15 (the server's tests start throwaway clusters) and Chromium with ChromeDriver
+# (the dashboard's tests drive a real browser). Safe to run again; needs root (or sudo).
+set -euo pipefail
+
+need=()
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || ! command -v psql >/dev/null; then
+  need+=(postgresql-15 postgresql-client-15)
+fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  need+=(chromium chromium-driver)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${need[@]}" >/dev/null
