@@ -30,9 +30,13 @@ fn event(flow_run: Uuid, task_run: Option<Uuid>, kind: EventKind) -> Event {
 }
 
 fn state(state: State) -> EventKind {
+    attempt(state, 1)
+}
+
+fn attempt(state: State, attempt: u32) -> EventKind {
     EventKind::StateChanged(StateChanged {
         state,
-        attempt: 1,
+        attempt,
         message: None,
         next_attempt_at: None,
     })
@@ -53,7 +57,7 @@ fn created(run_type: RunType, name: &'static str, map_index: Option<u64>) -> Eve
     }))
 }
 
-/// The events of one flow run with `tasks` task runs.
+/// The events of one flow run with `tasks` task runs (one in 50 retried once).
 fn flow_events(tasks: u64) -> (Uuid, Vec<Event>) {
     let flow = Uuid::now_v7();
     let mut events = vec![
@@ -68,6 +72,11 @@ fn flow_events(tasks: u64) -> (Uuid, Vec<Event>) {
             created(RunType::Task, "transform", Some(i)),
         ));
         events.push(event(flow, task, state(State::Running)));
+        // One task run in 50 fails once and is retried.
+        if i % 50 == 0 {
+            events.push(event(flow, task, attempt(State::Retrying, 1)));
+            events.push(event(flow, task, attempt(State::Running, 2)));
+        }
         if i % 10 == 0 {
             events.push(event(
                 flow,
@@ -133,6 +142,8 @@ async fn main() -> anyhow::Result<()> {
     let mut list = Vec::new();
     let mut detail = Vec::new();
     let mut logs = Vec::new();
+    let mut timeline = Vec::new();
+    let mut activity = Vec::new();
     for i in 0..100 {
         let flow = flows[i % flows.len()];
         let start = Instant::now();
@@ -159,6 +170,19 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
         logs.push(start.elapsed());
+        // The dashboard's timeline: the detail, plus the attempts of retried task runs.
+        let start = Instant::now();
+        let run = store.run(flow).await?.expect("the flow run");
+        store.task_runs(flow).await?;
+        let changes = store.state_changes(&run, true).await?;
+        timeline.push(start.elapsed());
+        assert!(changes.len() >= 20 * 4, "the retried runs' attempts");
+        let start = Instant::now();
+        let now = chrono::Utc::now();
+        store
+            .flow_activity(now - chrono::Duration::hours(24), now, 24)
+            .await?;
+        activity.push(start.elapsed());
     }
     let bytes: u64 = std::fs::read_dir(&dir)?
         .flatten()
@@ -178,6 +202,14 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "logs page p95       {:.2} ms",
         p95(logs).as_secs_f64() * 1e3
+    );
+    println!(
+        "timeline p95        {:.2} ms (detail + attempts of retried runs)",
+        p95(timeline).as_secs_f64() * 1e3
+    );
+    println!(
+        "flow activity p95   {:.2} ms (24 buckets over 24 h)",
+        p95(activity).as_secs_f64() * 1e3
     );
     if url.starts_with("sqlite") {
         println!(

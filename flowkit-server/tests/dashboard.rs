@@ -262,6 +262,30 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         .await;
     assert_eq!(dependencies, 1, "audit waits for extract: one line");
 
+    // Zoom: dragging across the right half of the axis hides the first attempt; reset shows it.
+    let segments_of_extract = "[...document.querySelectorAll('[data-testid=task-row]')].find(r => r.textContent.startsWith('extract')).querySelectorAll('[data-testid=segment]').length";
+    browser
+        .eval(
+            "const axis = document.querySelector('.timeline-axis'); const r = axis.getBoundingClientRect();\
+             const at = (f) => ({ clientX: r.left + 240 + (r.width - 256) * f, clientY: r.top + 5, bubbles: true });\
+             axis.dispatchEvent(new MouseEvent('mousedown', at(0.6)));\
+             window.dispatchEvent(new MouseEvent('mousemove', at(1)));\
+             window.dispatchEvent(new MouseEvent('mouseup', at(1)));",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_until("the zoomed timeline", &format!("!document.querySelector('[data-testid=zoom-reset]').hidden && {segments_of_extract} < 3"))
+        .await;
+    browser.screenshot("run-zoomed").await;
+    browser.click("[data-testid=zoom-reset]").await;
+    browser
+        .wait_until(
+            "the whole run again",
+            &format!("{segments_of_extract} === 3"),
+        )
+        .await;
+
     // Selecting a task shows its attempts and only its logs.
     let extract_id = extract_row["id"].as_str().unwrap().to_string();
     browser
@@ -500,6 +524,41 @@ async fn asks_for_the_api_key_once_then_updates_live() {
         "no reload"
     );
     browser.full_page_screenshot("run-live-completed").await;
+
+    // The server goes away: the indicator says so, and a page that cannot load says what to do.
+    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser
+        .wait_until(
+            "the list",
+            &format!("{COUNT}('[data-testid=run-row]').length === 1"),
+        )
+        .await;
+    server.kill().await;
+    browser
+        .wait_until(
+            "the reconnecting indicator",
+            "document.getElementById('live').dataset.status === 'reconnecting'",
+        )
+        .await;
+    browser
+        .eval(
+            "const s = document.querySelector('[data-testid=state-filter]'); s.value = 'Failed'; \
+             s.dispatchEvent(new Event('change'));",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_until(
+            "the error state",
+            "document.querySelector('[data-testid=error]')",
+        )
+        .await;
+    let error = browser.text("[data-testid=error]").await;
+    assert!(
+        error.contains("Is flowkit-server still running?") && error.contains("Try again"),
+        "{error}"
+    );
+    browser.screenshot("runs-server-down").await;
     browser.close().await;
 }
 
@@ -536,7 +595,10 @@ async fn ten_thousand_task_runs_render_and_scroll() {
         .eval(
             "return { rendered: performance.getEntriesByName('flowkit:run-rendered')[0].startTime,\
                       firstFrame: window.flowkitTimeline.firstFrameAt,\
-                      drawn: document.querySelectorAll('[data-testid=task-row]').length };",
+                      drawn: document.querySelectorAll('[data-testid=task-row]').length,\
+                      fetches: performance.getEntriesByType('resource')\
+                        .filter(e => e.name.includes('/api/flow_runs/'))\
+                        .map(e => [e.name.split('/api/')[1].split('?')[0].replace(/[0-9a-f-]{36}/, '{id}'), Math.round(e.duration)]) };",
             vec![],
         )
         .await;
@@ -572,6 +634,7 @@ async fn ten_thousand_task_runs_render_and_scroll() {
         "detail_json_bytes": detail_bytes,
         "first_render_ms_after_navigation": first["rendered"],
         "first_timeline_frame_ms_after_navigation": first["firstFrame"],
+        "api_fetch_ms": first["fetches"],
         "test_wall_ms_until_rendered": wall_ms,
         "rows_in_dom": drawn,
         "scroll_40_steps_ms": scrolled["ms"],

@@ -66,11 +66,19 @@ export function timeline({ onSelect }) {
   const spacer = h('div');
   const canvas = s('svg', { role: 'list', 'aria-label': 'Task runs on a time axis' });
   const body = h('div', { class: 'timeline-body', 'data-testid': 'timeline-body' }, spacer, canvas);
-  const el = h('div', { class: 'timeline', 'data-testid': 'timeline' }, axis, body);
+  const reset = h('button', { type: 'button', class: 'ghost zoom-reset', hidden: true, 'data-testid': 'zoom-reset' }, 'Reset zoom');
+  const hint = h('span', { class: 'muted zoom-hint' }, 'Drag across the time axis to zoom in.');
+  const el = h('div', {},
+    h('div', { class: 'timeline', 'data-testid': 'timeline' }, axis, body),
+    h('div', { class: 'zoom-bar' }, hint, reset));
   let rows = [];
   let index = new Map();
+  // The whole run, and the part shown (a zoomed-in window, or all of it).
+  let full = [0, 1];
   let t0 = 0;
   let t1 = 1;
+  let zoomed = false;
+  let drag = null;
   let selected = null;
   let pending = 0;
   const stats = { frames: 0, firstFrameAt: null, slowestFrameMs: 0, rows: 0 };
@@ -80,19 +88,24 @@ export function timeline({ onSelect }) {
 
   function ticks() {
     const step = niceStep(t1 - t0, (width() - LABEL) / 110);
+    // Offsets from the start of the run, at round steps, within the part shown.
     const out = [];
-    for (let v = 0; t0 + v <= t1 + 1; v += step) out.push(v);
+    for (let v = Math.ceil((t0 - full[0]) / step) * step; full[0] + v <= t1 + 1; v += step) out.push(v);
     return out;
   }
 
   function drawAxis(marks) {
     const w = width();
     axis.setAttribute('width', w);
+    const brush = drag && Math.abs(drag.to - drag.from) > 2
+      ? s('rect', { class: 'brush', x: Math.min(drag.from, drag.to), y: 0, width: Math.abs(drag.to - drag.from), height: AXIS })
+      : null;
     axis.replaceChildren(
+      ...(brush ? [brush] : []),
       s('text', { x: 12, y: 18, class: 'axis' }, `${rows.length.toLocaleString()} task runs`),
       ...marks.map((v) => s('g', { class: 'axis' },
-        s('line', { x1: x(t0 + v), x2: x(t0 + v), y1: AXIS - 6, y2: AXIS, class: 'grid' }),
-        x(t0 + v) > w - 56 ? null : s('text', { x: x(t0 + v) + 3, y: 17 }, v === 0 ? '0' : `+${duration(v)}`))));
+        s('line', { x1: x(full[0] + v), x2: x(full[0] + v), y1: AXIS - 6, y2: AXIS, class: 'grid' }),
+        x(full[0] + v) > w - 56 ? null : s('text', { x: x(full[0] + v) + 3, y: 17 }, v === 0 ? '0' : `+${duration(v)}`))));
   }
 
   function drawRow(row, i, y) {
@@ -100,16 +113,18 @@ export function timeline({ onSelect }) {
     g.addEventListener('click', () => { select(row.id, false); onSelect(row); });
     g.append(s('rect', { class: `row-bg${i % 2 ? ' alt' : ''}${row.id === selected ? ' selected' : ''}`, x: 0, y: 0, width: width(), height: ROW, fill: 'transparent' }));
     g.append(s('text', { x: 12, y: ROW / 2 + 4, 'clip-path': 'url(#label-clip)' }, row.label));
+    const [lo, hi] = [LABEL, width() - PAD];
     for (const seg of row.segments) {
-      const left = x(seg.from);
+      if (seg.to < t0 || seg.from > t1) continue;
+      const left = Math.max(lo, x(seg.from));
       if (seg.kind === 'wait') {
-        g.append(s('line', { class: 'wait', 'data-testid': 'retry-wait', x1: left, x2: Math.max(left, x(seg.to)), y1: ROW / 2, y2: ROW / 2 },
+        g.append(s('line', { class: 'wait', 'data-testid': 'retry-wait', x1: left, x2: Math.min(hi, Math.max(left, x(seg.to))), y1: ROW / 2, y2: ROW / 2 },
           s('title', {}, `waiting ${duration(seg.to - seg.from)} before the next attempt`)));
         continue;
       }
       const title = `${row.label} · ${seg.kind === 'mark' ? seg.state : `attempt ${seg.attempt}`} · ${duration(seg.to - seg.from)}` +
         `${seg.state ? ` · ${seg.state}` : ''}${seg.message ? `: ${seg.message}` : ''}`;
-      const w = Math.max(seg.kind === 'mark' ? 4 : 2, x(seg.to) - left);
+      const w = Math.max(seg.kind === 'mark' ? 4 : 2, Math.min(hi, x(seg.to)) - left);
       g.append(s('rect', {
         class: 'segment', 'data-testid': 'segment', 'data-state': seg.state, 'data-attempt': seg.attempt ?? '',
         x: seg.kind === 'mark' ? left - 2 : left, y: 5, width: w, height: ROW - 10, rx: 2,
@@ -138,7 +153,7 @@ export function timeline({ onSelect }) {
     canvas.style.top = `${first * ROW}px`;
     const parts = [
       s('defs', {}, s('clipPath', { id: 'label-clip' }, s('rect', { x: 0, y: 0, width: LABEL - 12, height: ROW }))),
-      ...marks.map((v) => s('line', { class: 'grid', x1: x(t0 + v), x2: x(t0 + v), y1: 0, y2: height })),
+      ...marks.map((v) => s('line', { class: 'grid', x1: x(full[0] + v), x2: x(full[0] + v), y1: 0, y2: height })),
       s('line', { class: 'label-sep', x1: LABEL - 4, x2: LABEL - 4, y1: 0, y2: height }),
     ];
     for (let i = first; i < last; i++) parts.push(drawRow(rows[i], i, (i - first) * ROW));
@@ -151,9 +166,10 @@ export function timeline({ onSelect }) {
       for (const up of row.upstream) {
         const j = index.get(up);
         if (j == null || j < first || j >= last) continue;
-        const x1 = x(end(rows[j]));
+        const clamp = (v) => Math.min(Math.max(v, LABEL), width() - PAD);
+        const x1 = clamp(x(end(rows[j])));
         const y1 = (j - first) * ROW + ROW / 2;
-        const x2 = x(start.from);
+        const x2 = clamp(x(start.from));
         const y2 = (i - first) * ROW + ROW / 2;
         const bend = Math.max(8, (x2 - x1) / 2);
         const hot = selected === row.id || selected === up;
@@ -180,8 +196,8 @@ export function timeline({ onSelect }) {
   function set(newRows, range) {
     rows = newRows;
     index = new Map(rows.map((r, i) => [r.id, i]));
-    [t0, t1] = range;
-    if (t1 <= t0) t1 = t0 + 1;
+    full = [range[0], Math.max(range[1], range[0] + 1)];
+    if (!zoomed) [t0, t1] = full;
     spacer.style.height = `${rows.length * ROW}px`;
     body.style.height = `${Math.max(ROW * 2, Math.min(rows.length * ROW, MAX_HEIGHT))}px`;
     schedule();
@@ -196,6 +212,30 @@ export function timeline({ onSelect }) {
     schedule();
   }
 
+  // Zoom: drag across the axis to show that span; "Reset zoom" shows the whole run again.
+  const at = (event) => event.clientX - axis.getBoundingClientRect().left;
+  const timeAt = (px) => t0 + ((Math.min(Math.max(px, LABEL), width() - PAD) - LABEL) / (width() - LABEL - PAD)) * (t1 - t0);
+  axis.addEventListener('mousedown', (event) => { drag = { from: at(event), to: at(event) }; event.preventDefault(); });
+  window.addEventListener('mousemove', (event) => { if (drag) { drag.to = at(event); schedule(); } });
+  window.addEventListener('mouseup', () => {
+    if (!drag) return;
+    const [a, b] = [timeAt(Math.min(drag.from, drag.to)), timeAt(Math.max(drag.from, drag.to))];
+    drag = null;
+    if (b - a > (t1 - t0) / 1000 && b > a) {
+      [t0, t1] = [a, b];
+      zoomed = true;
+      reset.hidden = false;
+      hint.hidden = true;
+    }
+    schedule();
+  });
+  reset.addEventListener('click', () => {
+    zoomed = false;
+    [t0, t1] = full;
+    reset.hidden = true;
+    hint.hidden = false;
+    schedule();
+  });
   body.addEventListener('scroll', schedule, { passive: true });
   new ResizeObserver(schedule).observe(body);
   window.flowkitTimeline = stats;

@@ -448,9 +448,10 @@ impl Store {
         flow_run: &Run,
         retried_only: bool,
     ) -> Result<Vec<StateChange>, StoreError> {
-        // Its events were made during its life; a second of slack on each side covers the
-        // clock read for the id and the one for the timestamp.
-        const SLACK: i64 = 1_000_000_000;
+        // Its events were made during its life, and an event's id (UUID v7) carries the
+        // millisecond of its timestamp, so its state changes lie in a range of the primary key.
+        // Two milliseconds of slack cover producers that read the clock twice.
+        const SLACK: i64 = 2_000_000;
         let Some(created) = flow_run.created.and_then(nanos) else {
             return Ok(Vec::new());
         };

@@ -95,9 +95,12 @@ impl Server {
         Self::start_with(&database, port, extra).await
     }
 
-    /// Starts the server binary on `port` (0: any) with the database at `database`.
+    /// Starts the server binary on `port` (0: any) with the database at `database`: the one
+    /// cargo built for these tests, or `FLOWKIT_TEST_SERVER` (say, a release build).
     pub async fn start_with(database: &str, port: u16, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowkit-server"))
+        let binary = std::env::var_os("FLOWKIT_TEST_SERVER")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_flowkit-server").into());
+        let mut child = Command::new(binary)
             .args([
                 "--bind",
                 &format!("127.0.0.1:{port}"),
