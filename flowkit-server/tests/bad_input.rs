@@ -68,6 +68,7 @@ async fn hostile(backend: common::Backend) {
         "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e99",
         "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs?level=LOUD",
         "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs?cursor=1_2",
+        "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/logs?min_level=LOUDER",
         "/api/flow_runs/%00/logs",
         "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e99/states",
         "/api/flow_runs/01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01/states?retried_only=maybe",
@@ -88,6 +89,21 @@ async fn hostile(backend: common::Backend) {
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         assert!(body["error"].is_string(), "{path}: no message in {body}");
     }
+    // An id that does not sort by time (a UUID v4) is refused, by name.
+    let v4 = VALID.replace("7d2a-9c1e-3f2b6a1d9e00", "4d2a-9c1e-3f2b6a1d9e00");
+    let response = client
+        .post(format!("{}/api/events", server.url))
+        .header("content-type", "application/json")
+        .body(v4)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("UUID v7"),
+        "{body}"
+    );
     for round in 0..300 {
         let body = mutate(&mut rng, VALID);
         let response = client

@@ -193,7 +193,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     );
 
     // The failed run shows its error.
-    browser.click("[data-testid=run-row]").await;
+    browser.click_js("[data-testid=run-row]").await;
     browser
         .wait_until(
             "the error of the failed run",
@@ -278,7 +278,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         .wait_until("the zoomed timeline", &format!("!document.querySelector('[data-testid=zoom-reset]').hidden && {segments_of_extract} < 3"))
         .await;
     browser.screenshot("run-zoomed").await;
-    browser.click("[data-testid=zoom-reset]").await;
+    browser.click_js("[data-testid=zoom-reset]").await;
     browser
         .wait_until(
             "the whole run again",
@@ -312,7 +312,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     browser.full_page_screenshot("run").await;
 
     // The level filter.
-    browser.click("[data-testid=log-task] button").await;
+    browser.click_js("[data-testid=log-task] button").await;
     browser
         .wait_until(
             "all lines again",

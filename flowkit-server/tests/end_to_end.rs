@@ -105,6 +105,16 @@ async fn read_back(backend: common::Backend) {
         .get(&format!("/api/flow_runs/{id}/logs?level=error"))
         .await;
     assert_eq!(info_only["items"].as_array().unwrap().len(), 0);
+    for (min, expected) in [("debug", 2), ("INFO", 2), ("warn", 0)] {
+        let lines = server
+            .get(&format!("/api/flow_runs/{id}/logs?min_level={min}"))
+            .await;
+        assert_eq!(
+            lines["items"].as_array().unwrap().len(),
+            expected,
+            "{backend:?}: min_level={min}"
+        );
+    }
 
     // State history: every attempt of a task that ran more than once, and the flow run's own.
     let extract_id = extract["id"].as_str().unwrap();

@@ -2,6 +2,8 @@
 
 const KEY = 'flowkit.apiKey';
 let prompt = null;
+// The key prompt cannot be dismissed with Escape: nothing works without the key.
+document.getElementById('key-dialog')?.addEventListener('cancel', (event) => event.preventDefault());
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -41,7 +43,6 @@ function askForKey() {
       resolve();
     };
     form.addEventListener('submit', submit);
-    dialog.addEventListener('cancel', (e) => e.preventDefault());
     dialog.showModal();
   });
   return prompt;
@@ -102,7 +103,7 @@ export function follow(params, onEvent, onStatus) {
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
-          buffer += value;
+          buffer += value.replace(/\r/g, '');
           let end;
           while ((end = buffer.indexOf('\n\n')) >= 0) {
             const block = buffer.slice(0, end);

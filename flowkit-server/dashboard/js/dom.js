@@ -94,3 +94,9 @@ export function throttle(fn, ms) {
     timer = setTimeout(() => { timer = null; last = Date.now(); fn(...args); }, wait);
   };
 }
+
+/** A click on a table row opens the run, unless it was on the row's link (new tab, copy link…). */
+export function openRow(event, id) {
+  if (event.target.closest('a') || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  location.hash = `#/runs/${id}`;
+}

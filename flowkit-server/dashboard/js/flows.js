@@ -1,7 +1,7 @@
 // The flows page: per flow, runs by state over time, success rate, p50/p95 durations, last run.
 
 import { get } from './api.js';
-import { STATES, duration, errorState, h, relative, s, stateColor, throttle } from './dom.js';
+import { STATES, TERMINAL, duration, errorState, h, relative, s, stateColor, throttle } from './dom.js';
 
 const WINDOWS = { '24h': [86400e3, 24], '7d': [7 * 86400e3, 28], '30d': [30 * 86400e3, 30] };
 
@@ -50,22 +50,32 @@ export function flowsPage({ root, params, subscribe }) {
   root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Flows'), h('span', { class: 'spacer' }), select), body);
 
   function card(flow, activity, since, bucketMs) {
-    const rate = flow.success_rate == null ? '—' : `${+(flow.success_rate * 100).toFixed(1)}%`;
+    // Runs and success rate in the window, from the chart's counts.
+    const inWindow = {};
+    for (const bucket of activity.buckets) for (const [st, n] of Object.entries(bucket)) inWindow[st] = (inWindow[st] || 0) + n;
+    const runs = Object.values(inWindow).reduce((a, n) => a + n, 0);
+    const ended = Object.entries(inWindow).filter(([st]) => TERMINAL.has(st)).reduce((a, [, n]) => a + n, 0);
+    const good = (inWindow.Completed || 0) + (inWindow.Cached || 0);
+    const rate = ended ? `${+((good / ended) * 100).toFixed(1)}%` : '—';
     const stat = (name, value, testid) => h('div', { class: 'stat' }, h('div', { class: 'value', 'data-testid': testid }, value), h('div', { class: 'name' }, name));
-    const states = STATES.filter((st) => flow.by_state[st]);
+    const states = STATES.filter((st) => inWindow[st]);
     return h('section', { class: 'panel card', 'data-testid': 'flow-card', 'data-flow': flow.name },
       h('h2', {}, h('a', { href: `#/runs?flow=${encodeURIComponent(flow.name)}` }, flow.name),
         h('span', { class: 'muted', style: { fontWeight: 400, fontSize: '13px' } }, `last run ${relative(flow.last_run)}`)),
       h('div', { class: 'stats' },
-        stat('runs', flow.runs.toLocaleString(), 'flow-runs'),
-        stat('success rate', rate, 'success-rate'),
-        stat('p50', duration(flow.p50_ms), 'p50'),
-        stat('p95', duration(flow.p95_ms), 'p95')),
-      chart(activity ? activity.buckets : [], since, bucketMs),
-      h('div', { class: 'legend' }, states.map((st) => h('span', { style: { '--state': stateColor(st) } }, h('i'), `${st} ${flow.by_state[st]}`))));
+        stat('runs', runs.toLocaleString(), 'flow-runs'),
+        stat('success', rate, 'success-rate'),
+        stat('p50 duration', duration(flow.p50_ms), 'p50'),
+        stat('p95 duration', duration(flow.p95_ms), 'p95')),
+      h('p', { class: 'muted note' }, `Runs and success in the last ${windowName}; durations of the last 1,000 runs.`),
+      chart(activity.buckets, since, bucketMs),
+      h('div', { class: 'legend' }, states.map((st) => h('span', { style: { '--state': stateColor(st) } }, h('i'), `${st} ${inWindow[st]}`))));
   }
 
+  let generation = 0;
+
   async function load() {
+    const mine = ++generation;
     const [span, buckets] = WINDOWS[windowName];
     const until = new Date();
     const since = new Date(until.getTime() - span);
@@ -74,7 +84,7 @@ export function flowsPage({ root, params, subscribe }) {
         get('/api/flows'),
         get('/api/flow_activity', { since: since.toISOString(), until: until.toISOString(), buckets }),
       ]);
-      if (stopped) return;
+      if (stopped || mine !== generation) return;
       if (!flows.length) {
         body.replaceChildren(h('div', { class: 'panel empty', 'data-testid': 'empty' }, h('h2', {}, 'No flows yet'),
           h('p', {}, 'Flows appear here after their first run reaches this server:'),
@@ -86,7 +96,7 @@ export function flowsPage({ root, params, subscribe }) {
       body.replaceChildren(h('div', { class: 'cards' }, flows.map((f) =>
         card(f, byName.get(f.name) || { buckets: empty }, new Date(activity.since), activity.bucket_seconds * 1000))));
     } catch (error) {
-      if (!stopped) body.replaceChildren(errorState(error, load));
+      if (!stopped && mine === generation) body.replaceChildren(errorState(error, load));
     }
   }
 
@@ -97,6 +107,8 @@ export function flowsPage({ root, params, subscribe }) {
   });
   load();
   const refresh = throttle(load, 2000);
-  const stop = subscribe({ task_events: false }, () => refresh());
+  const stop = subscribe({ task_events: false }, (event) => {
+    if (event?.kind?.type !== 'log') refresh();
+  });
   return () => { stopped = true; stop(); };
 }

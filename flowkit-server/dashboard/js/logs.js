@@ -1,4 +1,4 @@
-// A flow run's logs: filtered by level and task run, paged, and followed live.
+// A flow run's logs: filtered by minimum level and task run, paged, and followed live.
 
 import { get } from './api.js';
 import { clock, errorState, h } from './dom.js';
@@ -14,25 +14,40 @@ export function logsPanel(flowRunId, nameOf) {
   let level = '';
   let task = null;
   let cursor = null;
-  let count = 0;
   let generation = 0;
+  let loading = false;
+  // Ids of the lines shown: a line can come both in a page and live.
+  let shown = new Set();
+  // Live lines that arrived while a page was loading, shown after it.
+  let queued = [];
   const list = h('div', { class: 'logs', 'data-testid': 'logs', role: 'log' });
-  const levelSelect = h('select', { 'aria-label': 'Level', 'data-testid': 'log-level' },
-    h('option', { value: '' }, 'All levels'), LEVELS.map((l) => h('option', { value: l }, l)));
+  const levelSelect = h('select', { 'aria-label': 'Minimum level', 'data-testid': 'log-level' },
+    h('option', { value: '' }, 'All levels'), LEVELS.map((l) => h('option', { value: l }, `${l} and above`)));
   const taskChip = h('span', { class: 'muted', 'data-testid': 'log-task' });
   const more = h('div', { class: 'more' });
   const el = h('section', { class: 'panel', 'data-testid': 'logs-panel' },
     h('h2', {}, 'Logs'), h('div', { class: 'logs-tools' }, levelSelect, taskChip), list, more);
 
+  const atBottom = () => list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  const matches = (l) => (!level || LEVELS.indexOf(l.level) >= LEVELS.indexOf(level)) && (!task || l.task_run_id === task);
+
   function line(l) {
     const who = l.task_run_id ? nameOf(l.task_run_id) : 'flow';
     const fields = l.fields && typeof l.fields === 'object' && Object.keys(l.fields).length
       ? ` ${Object.entries(l.fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')}` : '';
-    return h('div', { class: 'log', 'data-testid': 'log-line', 'data-task-run-id': l.task_run_id || '' },
+    return h('div', { class: 'log', 'data-testid': 'log-line', 'data-task-run-id': l.task_run_id || '', 'data-level': l.level },
       h('span', { class: 'muted', title: l.timestamp }, clock(l.timestamp)),
       h('span', { class: `lvl lvl-${l.level}` }, l.level),
       h('span', { class: 'who', title: who }, who),
       h('span', { class: 'msg' }, l.message, h('span', { class: 'fields' }, fields)));
+  }
+
+  function append(lines) {
+    const fresh = lines.filter((l) => !shown.has(l.id));
+    if (!fresh.length) return;
+    if (!shown.size) list.replaceChildren();
+    for (const l of fresh) shown.add(l.id);
+    list.append(...fresh.map(line));
   }
 
   function renderTask() {
@@ -49,25 +64,34 @@ export function logsPanel(flowRunId, nameOf) {
 
   async function page(first) {
     const mine = generation;
+    loading = true;
+    const follow = atBottom();
     try {
       const result = await get(`/api/flow_runs/${flowRunId}/logs`, {
-        level, task_run_id: task, limit: PAGE, cursor: first ? null : cursor,
+        min_level: level, task_run_id: task, limit: PAGE, cursor: first ? null : cursor,
       });
       if (mine !== generation) return;
-      if (first) list.replaceChildren();
-      list.append(...result.items.map(line));
-      count += result.items.length;
+      append(result.items);
       cursor = result.next_cursor || null;
+      loading = false;
+      // Lines that came live meanwhile follow, unless more pages come first.
+      if (!cursor) append(queued);
+      queued = [];
       more.replaceChildren(cursor ? h('button', { type: 'button', onclick: () => page(false) }, 'Load more lines') : '');
-      if (!count) empty();
+      if (!shown.size) empty();
+      if (follow && !first) list.scrollTop = list.scrollHeight;
     } catch (error) {
-      if (mine === generation) list.replaceChildren(errorState(error, () => page(first)));
+      if (mine === generation) {
+        loading = false;
+        list.replaceChildren(errorState(error, () => page(first)));
+      }
     }
   }
 
   function reload() {
     generation += 1;
-    count = 0;
+    shown = new Set();
+    queued = [];
     cursor = null;
     renderTask();
     page(true);
@@ -78,18 +102,23 @@ export function logsPanel(flowRunId, nameOf) {
     reload();
   }
 
-  /** A live event: appended if it is a log line that matches and every earlier page is shown. */
+  /**
+   * A live event. A matching log line is appended; while a page loads it waits for it; when
+   * older pages are still to load and the reader is at the bottom, the next page loads (the
+   * line comes with it), so the view keeps following the run.
+   */
   function push(event) {
-    if (event.kind?.type !== 'log' || cursor) return;
+    if (event.kind?.type !== 'log') return;
     const l = { ...event.kind, id: event.id, timestamp: event.timestamp, task_run_id: event.task_run_id };
-    if ((level && l.level !== level) || (task && l.task_run_id !== task)) return;
-    const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
-    if (!count) list.replaceChildren();
-    count += 1;
-    list.append(line(l));
-    if (atBottom) list.scrollTop = list.scrollHeight;
+    if (!matches(l)) return;
+    if (loading) { queued.push(l); return; }
+    if (cursor) { if (atBottom()) page(false); return; }
+    const follow = atBottom();
+    append([l]);
+    if (follow) list.scrollTop = list.scrollHeight;
   }
 
+  list.addEventListener('scroll', () => { if (cursor && !loading && atBottom()) page(false); }, { passive: true });
   levelSelect.addEventListener('change', () => { level = levelSelect.value; reload(); });
   return { el, setTask, push, reload };
 }

@@ -1,7 +1,7 @@
 // One flow run: what it was given, how it went, its task runs on a timeline, its logs.
 
 import { get } from './api.js';
-import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, shortId, throttle, time } from './dom.js';
+import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, openRow, shortId, throttle, time } from './dom.js';
 import { logsPanel } from './logs.js';
 import { segmentsOf, timeline } from './timeline.js';
 
@@ -84,8 +84,7 @@ export function runPage({ root, subscribe }, id) {
       upstream: t.upstream,
       run: t,
     }));
-    const at = (row) => (row.segments[0] ? row.segments[0].from : Infinity);
-    rows.sort((a, b) => at(a) - at(b));
+    // In creation order (as the API lists them), so rows stay put as task runs start.
     return rows;
   }
 
@@ -157,7 +156,7 @@ export function runPage({ root, subscribe }, id) {
     children.replaceChildren(h('div', { style: { padding: '16px 16px 0' } }, h('h2', {}, 'Child flow runs')),
       h('table', { class: 'list' },
         h('thead', {}, h('tr', {}, ['State', 'Flow', 'Run', 'Started', 'Duration'].map((c) => h('th', { class: c === 'Duration' ? 'num' : null }, c)))),
-        h('tbody', {}, list.map((r) => h('tr', { class: 'link', onclick: () => { location.hash = `#/runs/${r.id}`; } },
+        h('tbody', {}, list.map((r) => h('tr', { class: 'link', onclick: (event) => openRow(event, r.id) },
           h('td', {}, badge(r.state)), h('td', {}, h('a', { href: `#/runs/${r.id}` }, r.name)), h('td', { class: 'mono muted' }, shortId(r.id)),
           h('td', {}, time(r.start)), h('td', { class: 'num' }, duration(elapsed(r))))))));
   }
@@ -177,19 +176,26 @@ export function runPage({ root, subscribe }, id) {
     }
   }
 
+  // Loads may overlap while a run is live: an answer older than the one shown is dropped.
+  let sent = 0;
+  let shown = 0;
+
   async function load() {
+    const mine = ++sent;
     try {
       const [d, c] = await Promise.all([
         get(`/api/flow_runs/${id}`),
         get(`/api/flow_runs/${id}/states`, { retried_only: true }),
       ]);
-      if (stopped) return;
+      if (stopped || mine < shown) return;
+      shown = mine;
       const { task_runs, child_flow_runs, ...run } = d;
       detail = { run, task_runs, child_flow_runs };
       changes = c;
       render();
     } catch (error) {
-      if (stopped) return;
+      if (stopped || mine < shown) return;
+      if (detail && error.status !== 404) return; // keep what is shown; the next event retries
       if (error.status === 404) {
         head.replaceChildren(h('div', { class: 'empty', 'data-testid': 'not-found' }, h('h2', {}, 'No such flow run'),
           h('p', {}, `The server has no flow run ${id}. It may have been removed by retention. `, h('a', { href: '#/runs' }, 'See all runs'), '.')));
@@ -202,10 +208,22 @@ export function runPage({ root, subscribe }, id) {
   const refresh = throttle(load, 1000);
   load();
   const stop = subscribe({ flow_run_id: id }, (event) => {
-    if (event && event.kind?.type === 'log') logs.push(event);
-    else refresh();
+    if (!event) {
+      // Reconnected, or events were missed: catch up on everything.
+      refresh();
+      logs.reload();
+    } else if (event.kind?.type === 'log') {
+      logs.push(event);
+    } else {
+      refresh();
+    }
   });
-  // While it runs, bars and durations grow.
-  const tick = setInterval(() => { if (detail && !TERMINAL.has(detail.run.state)) render(); }, 1000);
-  return () => { stopped = true; stop(); clearInterval(tick); };
+  // While it runs, its bars and durations grow (the rest of the page stays as it is).
+  const tick = setInterval(() => {
+    if (!detail || TERMINAL.has(detail.run.state)) return;
+    renderHead(detail.run);
+    lastRows = rowsOf(detail.run, Date.now());
+    renderTimeline(lastRows, detail.run, Date.now());
+  }, 1000);
+  return () => { stopped = true; stop(); clearInterval(tick); tl.destroy(); };
 }

@@ -1,7 +1,7 @@
 // The runs page: flow runs newest first, filtered and searched, kept current by live events.
 
 import { get } from './api.js';
-import { STATES, badge, duration, elapsed, errorState, h, relative, shortId, throttle, time } from './dom.js';
+import { STATES, badge, duration, elapsed, errorState, h, openRow, relative, shortId, throttle, time } from './dom.js';
 
 const RANGES = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
 const PAGE = 50;
@@ -47,7 +47,7 @@ export function runsPage({ root, params, subscribe }) {
   }
 
   function row(run, fresh) {
-    return h('tr', { class: fresh ? 'link fresh' : 'link', 'data-run-id': run.id, 'data-testid': 'run-row', onclick: () => { location.hash = `#/runs/${run.id}`; } },
+    return h('tr', { class: fresh ? 'link fresh' : 'link', 'data-run-id': run.id, 'data-testid': 'run-row', onclick: (event) => openRow(event, run.id) },
       h('td', {}, badge(run.state)),
       h('td', {}, h('a', { href: `#/runs/${run.id}` }, run.name || '(unnamed)')),
       h('td', { class: 'mono muted' }, shortId(run.id)),
@@ -81,22 +81,29 @@ export function runsPage({ root, params, subscribe }) {
     reload();
   }
 
+  // Answers to older requests (filters since changed) are dropped.
+  let generation = 0;
+
   async function reload() {
+    if (stopped) return;
     syncHash();
+    const mine = ++generation;
     try {
       const page = await get('/api/flow_runs', apiParams(PAGE));
-      if (stopped) return;
+      if (stopped || mine !== generation) return;
       items = page.items;
       cursor = page.next_cursor || null;
       render();
     } catch (error) {
-      if (!stopped) body.replaceChildren(errorState(error, reload));
+      if (!stopped && mine === generation) body.replaceChildren(errorState(error, reload));
     }
   }
 
   async function more() {
+    const mine = ++generation;
     try {
       const page = await get('/api/flow_runs', { ...apiParams(PAGE), cursor });
+      if (stopped || mine !== generation) return;
       items = items.concat(page.items);
       cursor = page.next_cursor || null;
       render();
@@ -108,9 +115,10 @@ export function runsPage({ root, params, subscribe }) {
   // Live: refresh what is shown (at least a page), marking the runs that are new.
   const refresh = throttle(async () => {
     if (stopped) return;
+    const mine = generation;
     try {
       const page = await get('/api/flow_runs', apiParams(Math.min(1000, Math.max(PAGE, items.length))));
-      if (stopped) return;
+      if (stopped || mine !== generation) return;
       const previous = new Set(items.map((r) => r.id));
       items = page.items;
       cursor = page.next_cursor || null;
@@ -128,7 +136,9 @@ export function runsPage({ root, params, subscribe }) {
   rangeSelect.addEventListener('change', () => { filters.range = rangeSelect.value; reload(); });
 
   reload();
-  const stop = subscribe({ task_events: false }, () => refresh());
+  const stop = subscribe({ task_events: false }, (event) => {
+    if (event?.kind?.type !== 'log') refresh();
+  });
   const tick = setInterval(() => { if (items.some((r) => !r.end)) render(); }, 5000);
-  return () => { stopped = true; stop(); clearInterval(tick); };
+  return () => { stopped = true; stop(); clearInterval(tick); clearTimeout(typing); };
 }

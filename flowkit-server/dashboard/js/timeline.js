@@ -59,7 +59,7 @@ function niceStep(span, target) {
 
 /**
  * A timeline. `set(rows, [t0, t1])` shows rows `{ id, label, segments, upstream }`; clicking a row
- * calls `onSelect(row)`. `select(id)` highlights a row and scrolls to it.
+ * calls `onSelect(row)`. `select(id)` highlights a row and scrolls to it; `destroy()` ends it.
  */
 export function timeline({ onSelect }) {
   const axis = s('svg', { class: 'timeline-axis', height: AXIS, 'aria-hidden': 'true' });
@@ -216,8 +216,8 @@ export function timeline({ onSelect }) {
   const at = (event) => event.clientX - axis.getBoundingClientRect().left;
   const timeAt = (px) => t0 + ((Math.min(Math.max(px, LABEL), width() - PAD) - LABEL) / (width() - LABEL - PAD)) * (t1 - t0);
   axis.addEventListener('mousedown', (event) => { drag = { from: at(event), to: at(event) }; event.preventDefault(); });
-  window.addEventListener('mousemove', (event) => { if (drag) { drag.to = at(event); schedule(); } });
-  window.addEventListener('mouseup', () => {
+  const move = (event) => { if (drag) { drag.to = at(event); schedule(); } };
+  const up = () => {
     if (!drag) return;
     const [a, b] = [timeAt(Math.min(drag.from, drag.to)), timeAt(Math.max(drag.from, drag.to))];
     drag = null;
@@ -228,7 +228,9 @@ export function timeline({ onSelect }) {
       hint.hidden = true;
     }
     schedule();
-  });
+  };
+  window.addEventListener('mousemove', move);
+  window.addEventListener('mouseup', up);
   reset.addEventListener('click', () => {
     zoomed = false;
     [t0, t1] = full;
@@ -237,7 +239,15 @@ export function timeline({ onSelect }) {
     schedule();
   });
   body.addEventListener('scroll', schedule, { passive: true });
-  new ResizeObserver(schedule).observe(body);
+  const resize = new ResizeObserver(schedule);
+  resize.observe(body);
   window.flowkitTimeline = stats;
-  return { el, set, select };
+  /** Stops listening to the window (when the page goes). */
+  function destroy() {
+    window.removeEventListener('mousemove', move);
+    window.removeEventListener('mouseup', up);
+    resize.disconnect();
+    if (pending) cancelAnimationFrame(pending);
+  }
+  return { el, set, select, destroy };
 }

@@ -35,6 +35,10 @@ pub struct IngestAnswer {
 
 /// Why an event cannot be stored, if it cannot.
 fn check(event: &Event) -> Result<(), String> {
+    // Ids sort by time: retention and the state history find events by id range.
+    if event.id.get_version_num() != 7 {
+        return Err("id: must be a UUID v7 (time-ordered), as flowkit makes them".into());
+    }
     let Some(_) = crate::store::nanos(event.timestamp) else {
         return Err("timestamp: out of range".into());
     };

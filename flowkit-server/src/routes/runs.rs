@@ -193,8 +193,8 @@ pub async fn get_flow_run(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StatesQuery {
-    /// Only the flow run's own changes and those of task runs that ran more than once (the
-    /// others' single attempt is their `start` and `end`). Default false.
+    /// Only the flow run's own changes and those of task runs that ran more than once or wait
+    /// to retry (the others' single attempt is their `start` and `end`). Default false.
     retried_only: Option<bool>,
 }
 
@@ -224,6 +224,8 @@ pub async fn get_states(
 pub struct LogsQuery {
     /// Only lines of this level (TRACE, DEBUG, INFO, WARN, ERROR).
     level: Option<String>,
+    /// Only lines of this level or a more severe one.
+    min_level: Option<String>,
     /// Only lines of this task run.
     task_run_id: Option<Uuid>,
     /// The `next_cursor` of the previous page.
@@ -232,7 +234,25 @@ pub struct LogsQuery {
     limit: Option<i64>,
 }
 
+/// From the least to the most severe.
 const LEVELS: [&str; 5] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
+
+fn log_level(field: &str, level: &str) -> Result<&'static str, ApiError> {
+    let upper = level.to_ascii_uppercase();
+    LEVELS
+        .iter()
+        .find(|l| **l == upper)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::bad(
+                field,
+                format!(
+                    "unknown level {level:?}; expected one of {}",
+                    LEVELS.join(", ")
+                ),
+            )
+        })
+}
 
 /// A flow run's log lines, oldest first.
 #[utoipa::path(get, path = "/api/flow_runs/{id}/logs", tag = "runs",
@@ -245,24 +265,21 @@ pub async fn get_logs(
 ) -> Result<Json<Page<LogLine>>, ApiError> {
     let id = run_id(&id)?;
     let q = query(params)?;
-    let level = match q.level {
-        Some(level) => {
-            let upper = level.to_ascii_uppercase();
-            if !LEVELS.contains(&upper.as_str()) {
-                return Err(ApiError::bad(
-                    "level",
-                    format!(
-                        "unknown level {level:?}; expected one of {}",
-                        LEVELS.join(", ")
-                    ),
-                ));
-            }
-            Some(upper)
-        }
-        None => None,
-    };
+    let level = q.level.map(|l| log_level("level", &l)).transpose()?;
+    let at_least = q
+        .min_level
+        .map(|l| log_level("min_level", &l))
+        .transpose()?
+        .map(|min| {
+            LEVELS
+                .iter()
+                .skip_while(|l| **l != min)
+                .map(|l| l.to_string())
+                .collect()
+        });
     let filter = LogFilter {
         level,
+        at_least,
         task_run_id: q.task_run_id,
         after: cursor("cursor", q.cursor.as_deref())?,
         limit: limit(q.limit)?,

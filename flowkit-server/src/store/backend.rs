@@ -280,8 +280,16 @@ macro_rules! backend {
                      WHERE kind = 'log' AND flow_run_id = ",
                 );
                 query.push_bind(flow_run_id);
-                if let Some(level) = &filter.level {
-                    query.push(" AND level = ").push_bind(level.clone());
+                if let Some(level) = filter.level {
+                    query.push(" AND level = ").push_bind(level);
+                }
+                if let Some(levels) = &filter.at_least {
+                    query.push(" AND level IN (");
+                    let mut list = query.separated(", ");
+                    for level in levels {
+                        list.push_bind(level.clone());
+                    }
+                    query.push(")");
                 }
                 if let Some(task) = filter.task_run_id {
                     query.push(" AND task_run_id = ").push_bind(task);
@@ -336,7 +344,7 @@ macro_rules! backend {
                     query
                         .push(" AND (task_run_id IS NULL OR task_run_id IN (SELECT id FROM runs WHERE flow_run_id = ")
                         .push_bind(flow_run_id)
-                        .push(" AND attempts > 1))");
+                        .push(" AND (attempts > 1 OR state = 'Retrying')))");
                 }
                 query.push(" ORDER BY ts, id");
                 let rows = query.build().fetch_all(&self.reader).await?;

@@ -190,7 +190,9 @@ pub(crate) fn like_pattern(text: &str) -> String {
 /// Which log lines to list.
 #[derive(Debug, Default)]
 pub struct LogFilter {
-    pub level: Option<String>,
+    pub level: Option<&'static str>,
+    /// Only these levels (a minimum level and those above it).
+    pub at_least: Option<Vec<String>>,
     pub task_run_id: Option<Uuid>,
     /// Keyset cursor: lines after this (ts, id).
     pub after: Option<(i64, Uuid)>,

@@ -105,11 +105,11 @@ impl Browser {
             .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
     }
 
-    /// Waits (up to 20 s) until `expression` is truthy in the page, and returns its value.
+    /// Waits (up to 30 s) until `expression` is truthy in the page, and returns its value.
     /// On a timeout, saves a screenshot named `failed-<what>` and fails with `what`.
     pub async fn wait_until(&self, what: &str, expression: &str) -> Value {
         let script = format!("return ({expression});");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let value = self
                 .client
@@ -154,6 +154,21 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
+    /// Clicks the element matching `css` from the page's side: the element is looked up at the
+    /// moment of the click, so a re-render in between cannot leave a stale handle.
+    pub async fn click_js(&self, css: &str) {
+        let clicked = self
+            .eval(
+                "const el = document.querySelector(arguments[0]);\
+                 if (!el) return false;\
+                 el.dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true }));\
+                 return true;",
+                vec![Value::String(css.to_string())],
+            )
+            .await;
+        assert_eq!(clicked, Value::Bool(true), "no {css} to click");
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
