@@ -160,7 +160,16 @@ async fn read_back(backend: common::Backend) {
     );
 
     // Search: case-insensitive text in the name or tags, wildcards taken literally, or an id.
-    for (q, expected) in [("E2E-e", 1), ("e2e", 1), ("100%", 0), ("e_e", 0), (id, 1)] {
+    let short = &id[id.len() - 8..];
+    for (q, expected) in [
+        ("E2E-e", 1),
+        ("e2e", 1),
+        ("100%", 0),
+        ("e_e", 0),
+        (id, 1),
+        (short, 1),
+        ("ffffff0", 0),
+    ] {
         let found = server
             .get(&format!("/api/flow_runs?q={}", q.replace('%', "%25")))
             .await;

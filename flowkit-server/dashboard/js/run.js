@@ -219,8 +219,11 @@ export function runPage({ root, subscribe }, id) {
     }
   });
   // While it runs, its bars and durations grow (the rest of the page stays as it is).
+  let ticks = 0;
   const tick = setInterval(() => {
     if (!detail || TERMINAL.has(detail.run.state)) return;
+    // Child flow runs send their events under their own id: look at them every 5 s.
+    if (++ticks % 5 === 0) refresh();
     renderHead(detail.run);
     lastRows = rowsOf(detail.run, Date.now());
     renderTimeline(lastRows, detail.run, Date.now());

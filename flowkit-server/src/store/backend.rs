@@ -8,12 +8,14 @@
 /// - `tag_filter`: SQL testing that `runs.tags` (a JSON array) holds the bound value (the value
 ///   is bound right after it);
 /// - `like`: the case-insensitive `LIKE` (SQLite's `LIKE` is; PostgreSQL's `ILIKE`);
+/// - `id_hex`: `runs.id` as 32 lowercase hex digits, for searching by part of an id;
 /// - `task_index`, `parent_index`: index hints for the detail page's queries (or nothing).
 macro_rules! backend {
     (
         $name:ident, $db:ty, $row:ty,
         tag_filter: $tag_filter:expr,
         like: $like:expr,
+        id_hex: $id_hex:expr,
         task_index: $task_index:expr,
         parent_index: $parent_index:expr $(,)?
     ) => {
@@ -213,6 +215,10 @@ macro_rules! backend {
                         .push(" ESCAPE '\\'");
                     if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
                         query.push(" OR id = ").push_bind(id);
+                    } else if let Some(hex) = $crate::store::id_fragment(text) {
+                        query
+                            .push(concat!(" OR ", $id_hex, " LIKE "))
+                            .push_bind(format!("%{hex}%"));
                     }
                     query.push(")");
                 }

@@ -173,6 +173,15 @@ pub(crate) fn first_event_id_at(nanos: i64) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
 }
 
+/// The hex digits of `text` if it looks like part of a run id (6 or more hex digits, dashes
+/// allowed), lowercased, without dashes.
+pub(crate) fn id_fragment(text: &str) -> Option<String> {
+    let text = text.trim();
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    (hex.len() >= 6 && hex.len() <= 32 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
+}
+
 /// A `LIKE` pattern matching `text` anywhere, its wildcards escaped with `\`.
 pub(crate) fn like_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);

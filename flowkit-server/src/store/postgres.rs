@@ -10,6 +10,7 @@ backend!(
     sqlx::postgres::PgRow,
     tag_filter: "EXISTS (SELECT 1 FROM jsonb_array_elements_text(runs.tags::jsonb) AS t(value) WHERE t.value = ",
     like: "ILIKE",
+    id_hex: "replace(runs.id::text, '-', '')",
     task_index: "",
     parent_index: "",
 );

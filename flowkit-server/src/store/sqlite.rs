@@ -13,6 +13,7 @@ backend!(
     sqlx::sqlite::SqliteRow,
     tag_filter: "EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = ",
     like: "LIKE",
+    id_hex: "lower(hex(runs.id))",
     task_index: "INDEXED BY runs_by_flow_run",
     parent_index: "INDEXED BY runs_by_parent",
 );
