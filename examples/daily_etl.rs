@@ -169,7 +169,7 @@ fn count_rows(path: &Path) -> usize {
 
 /// Extracts, validates, transforms and loads one day of sales.
 #[flow(name = "ecommerce-daily-etl", timeout = "10m")]
-async fn daily_etl(day: NaiveDate, warehouse: PathBuf) -> anyhow::Result<String> {
+pub async fn daily_etl(day: NaiveDate, warehouse: PathBuf) -> anyhow::Result<String> {
     let orders = extract_orders(day).await?;
     // Validation runs while the tables are transformed.
     let checked = validate(orders.clone()).submit();

@@ -14,6 +14,11 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing_subscriber::prelude::*;
 
+/// The README's main job, as it is, run against the server.
+#[allow(dead_code)]
+#[path = "../../examples/daily_etl.rs"]
+mod daily_etl;
+
 /// One browser at a time: two cores are not enough for several Chromiums and servers at once.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -140,6 +145,12 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     let bus = bus(&server, None, &spool);
     assert_eq!(etl("2026-11-26".into()).on(&bus).await.unwrap(), 150);
     assert!(failing().on(&bus).await.is_err());
+    let warehouse = TempDir::new("dash-warehouse");
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    daily_etl::daily_etl(day, warehouse.path().to_path_buf())
+        .on(&bus)
+        .await
+        .unwrap();
     bus.flush().await;
 
     let browser = Browser::start().await;
@@ -147,8 +158,8 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
         .wait_until(
-            "two runs listed",
-            &format!("{COUNT}('[data-testid=run-row]').length === 2"),
+            "three runs listed",
+            &format!("{COUNT}('[data-testid=run-row]').length === 3"),
         )
         .await;
     let states = browser
@@ -160,7 +171,11 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         .await;
     assert_eq!(
         states,
-        json!([["browser-failing", "Failed"], ["browser-etl", "Completed"]]),
+        json!([
+            ["ecommerce-daily-etl", "Completed"],
+            ["browser-failing", "Failed"],
+            ["browser-etl", "Completed"]
+        ]),
         "newest first, each with its state"
     );
     assert!(
@@ -339,12 +354,55 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
             .contains("suspicious row")
     );
 
+    // The example's run: its flaky extract's three attempts, the mapped transforms, the loads.
+    let runs = server.get("/api/flow_runs?flow=ecommerce-daily-etl").await;
+    let example = runs["items"][0]["id"].as_str().unwrap().to_string();
+    browser
+        .goto(&format!("{}/#/runs/{example}", server.url))
+        .await;
+    browser
+        .wait_until(
+            "the example's timeline",
+            &format!("{COUNT}('[data-testid=task-row]').length > 3"),
+        )
+        .await;
+    let example_rows = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=task-row]')].map(r => [r.querySelector('text').textContent,\
+               [...r.querySelectorAll('[data-testid=segment]')].map(s => s.dataset.state).join(' '),\
+               r.querySelectorAll('[data-testid=retry-wait]').length]);",
+            vec![],
+        )
+        .await;
+    let example_rows = example_rows.as_array().unwrap();
+    assert_eq!(
+        example_rows[0],
+        json!(["extract_orders", "Retrying Retrying Completed", 2]),
+        "{example_rows:?}"
+    );
+    assert!(
+        example_rows
+            .iter()
+            .any(|r| r[0].as_str().unwrap().starts_with("transform [")),
+        "{example_rows:?}"
+    );
+    let loads: Vec<&str> = example_rows
+        .iter()
+        .filter_map(|r| r[0].as_str().filter(|l| l.starts_with("load")))
+        .collect();
+    assert_eq!(
+        loads,
+        ["load", "load #2", "load #3", "load #4"],
+        "one per table"
+    );
+    browser.full_page_screenshot("run-example-daily-etl").await;
+
     // Flows: health per flow, with runs by state over time.
     browser.goto(&format!("{}/#/flows", server.url)).await;
     browser
         .wait_until(
-            "two flow cards",
-            &format!("{COUNT}('[data-testid=flow-card]').length === 2"),
+            "three flow cards",
+            &format!("{COUNT}('[data-testid=flow-card]').length === 3"),
         )
         .await;
     let etl_card = "[data-testid=flow-card][data-flow=browser-etl]";

@@ -36,6 +36,13 @@ export function badge(state, big = false) {
   return h('span', { class: big ? 'badge big' : 'badge', style: { '--state': stateColor(state) }, 'data-state': state }, state);
 }
 
+/** Milliseconds since the epoch of an RFC 3339 time, keeping the digits below the millisecond. */
+export function toMs(iso) {
+  const whole = Date.parse(iso);
+  const fraction = /\.(\d+)/.exec(iso);
+  return fraction && fraction[1].length > 3 ? whole + Number(`0.${fraction[1].slice(3)}`) : whole;
+}
+
 export function duration(ms) {
   if (ms == null || !isFinite(ms)) return '—';
   if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;

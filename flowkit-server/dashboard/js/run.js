@@ -1,7 +1,7 @@
 // One flow run: what it was given, how it went, its task runs on a timeline, its logs.
 
 import { get } from './api.js';
-import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, openRow, shortId, throttle, time } from './dom.js';
+import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, openRow, shortId, throttle, time, toMs } from './dom.js';
 import { logsPanel } from './logs.js';
 import { segmentsOf, timeline } from './timeline.js';
 
@@ -79,7 +79,7 @@ export function runPage({ root, subscribe }, id) {
     const rows = detail.task_runs.map((t) => ({
       id: t.id,
       state: t.state,
-      label: t.map_index != null ? `${t.name} [${t.map_index}]` : t.name,
+      label: nameOf(t.id),
       segments: segmentsOf(t, byRun.get(t.id), now),
       upstream: t.upstream,
       run: t,
@@ -114,7 +114,7 @@ export function runPage({ root, subscribe }, id) {
   function renderTimeline(all, run, now) {
     const needle = nameFilter.trim().toLowerCase();
     const rows = all.filter((r) => !hidden.has(r.state) && (!needle || r.label.toLowerCase().includes(needle)));
-    const t = (iso) => (iso ? new Date(iso).getTime() : null);
+    const t = (iso) => (iso ? toMs(iso) : null);
     let t0 = t(run.start) ?? t(run.created) ?? now;
     let t1 = t(run.end) ?? now;
     for (const r of all) for (const seg of r.segments) { t0 = Math.min(t0, seg.from); t1 = Math.max(t1, seg.to); }
@@ -163,7 +163,18 @@ export function runPage({ root, subscribe }, id) {
 
   function render() {
     const run = detail.run;
-    for (const t of detail.task_runs) names.set(t.id, t.map_index != null ? `${t.name} [${t.map_index}]` : t.name);
+    // Labels as the console prints them: `name [i]` for a mapped run, `name #n` for the n-th
+    // call of a task called more than once.
+    const seen = new Map();
+    for (const t of detail.task_runs) {
+      if (t.map_index != null) {
+        names.set(t.id, `${t.name} [${t.map_index}]`);
+        continue;
+      }
+      const n = (seen.get(t.name) || 0) + 1;
+      seen.set(t.name, n);
+      names.set(t.id, n > 1 ? `${t.name} #${n}` : t.name);
+    }
     renderHead(run);
     renderParams(run);
     renderHistory(run);

@@ -1,7 +1,7 @@
 // The task-run timeline (a Gantt chart in SVG). Only the rows in view are drawn, so a flow run
 // with tens of thousands of task runs scrolls as smoothly as one with ten.
 
-import { duration, h, s, stateColor } from './dom.js';
+import { duration, h, s, stateColor, toMs } from './dom.js';
 
 const ROW = 26;
 const LABEL = 240;
@@ -16,7 +16,7 @@ const MAX_HEIGHT = 520;
  * from its start and end.
  */
 export function segmentsOf(run, changes, now) {
-  const t = (iso) => new Date(iso).getTime();
+  const t = toMs;
   const segments = [];
   if (changes && changes.some((c) => c.state === 'Running')) {
     let open = null;
