@@ -702,3 +702,139 @@ async fn ten_thousand_task_runs_render_and_scroll() {
     std::fs::write(artifacts().join("timing-10k.json"), report.to_string()).unwrap();
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_flow_runs_list_and_chart_quickly() {
+    use flowkit::State;
+    use flowkit::events::{Event, EventKind, RunType, StateChanged};
+    let _one = ONE_BROWSER.lock().await;
+    let dir = TempDir::new("dash-many");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    // 5,000 flow runs of 20 flows over the last day, one in ten failed.
+    const NAMES: [&str; 20] = [
+        "orders",
+        "payments",
+        "refunds",
+        "inventory",
+        "customers",
+        "sessions",
+        "clicks",
+        "emails",
+        "invoices",
+        "shipments",
+        "returns",
+        "reviews",
+        "ads",
+        "search",
+        "carts",
+        "coupons",
+        "stores",
+        "suppliers",
+        "payroll",
+        "forecast",
+    ];
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    for i in 0..5_000i64 {
+        let id = uuid::Uuid::now_v7();
+        let at = now - chrono::Duration::seconds(86_000 * i / 5_000 + 60);
+        let event = |kind, seconds: i64| Event {
+            id: uuid::Uuid::now_v7(),
+            timestamp: at + chrono::Duration::seconds(seconds),
+            flow_run_id: Some(id),
+            task_run_id: None,
+            kind,
+        };
+        let state = |state, attempt| {
+            EventKind::StateChanged(StateChanged {
+                state,
+                attempt,
+                message: None,
+                next_attempt_at: None,
+            })
+        };
+        events.push(event(
+            common::run_created(RunType::Flow, NAMES[i as usize % 20], 0),
+            0,
+        ));
+        events.push(event(state(State::Running, 1), 0));
+        let end = if i % 10 == 0 {
+            State::Failed
+        } else {
+            State::Completed
+        };
+        events.push(event(state(end, 1), 1 + i % 30));
+    }
+    let client = reqwest::Client::new();
+    for batch in events.chunks(5_000) {
+        let response = client
+            .post(format!("{}/api/events", server.url))
+            .json(batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser
+        .wait_until(
+            "the first page of runs",
+            &format!("{COUNT}('[data-testid=run-row]').length === 50"),
+        )
+        .await;
+    let list_ms = browser
+        .eval(
+            "return performance.getEntriesByName('flowkit:runs-rendered')[0].startTime",
+            vec![],
+        )
+        .await;
+    assert!(
+        browser
+            .text("[data-testid=more]")
+            .await
+            .contains("Load more")
+    );
+    browser.screenshot("runs-5000").await;
+    browser.goto(&format!("{}/#/flows", server.url)).await;
+    browser
+        .wait_until(
+            "20 flow cards",
+            &format!("{COUNT}('[data-testid=flow-card]').length === 20"),
+        )
+        .await;
+    let flows_ms = browser
+        .eval(
+            "return performance.getEntriesByName('flowkit:flows-rendered')[0].startTime",
+            vec![],
+        )
+        .await;
+    let orders = browser
+        .text("[data-flow=orders] [data-testid=flow-runs]")
+        .await;
+    assert_eq!(
+        orders, "250",
+        "every run of the flow in the last 24h is counted"
+    );
+    assert_eq!(
+        browser
+            .text("[data-flow=orders] [data-testid=success-rate]")
+            .await,
+        "0%",
+        "runs 0, 20, 40… of `orders` are the failed ones"
+    );
+    browser.screenshot("flows-20").await;
+    let report = json!({
+        "flow_runs": 5_000,
+        "runs_page_first_render_ms_after_navigation": list_ms,
+        "flows_page_first_render_ms_after_navigation": flows_ms,
+    });
+    eprintln!("dashboard with 5,000 flow runs: {report}");
+    std::fs::write(
+        artifacts().join("timing-5000-runs.json"),
+        report.to_string(),
+    )
+    .unwrap();
+    browser.close().await;
+}

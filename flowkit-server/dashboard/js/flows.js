@@ -67,7 +67,7 @@ export function flowsPage({ root, params, subscribe }) {
         stat('success', rate, 'success-rate'),
         stat('p50 duration', duration(flow.p50_ms), 'p50'),
         stat('p95 duration', duration(flow.p95_ms), 'p95')),
-      h('p', { class: 'muted note' }, `Runs and success in the last ${windowName}; durations of the last 1,000 runs.`),
+      h('p', { class: 'muted note' }, `Counts: last ${windowName} · durations: last 1,000 runs`),
       chart(activity.buckets, since, bucketMs),
       h('div', { class: 'legend' }, states.map((st) => h('span', { style: { '--state': stateColor(st) } }, h('i'), `${st} ${inWindow[st]}`))));
   }
@@ -95,6 +95,7 @@ export function flowsPage({ root, params, subscribe }) {
       const empty = Array.from({ length: buckets }, () => ({}));
       body.replaceChildren(h('div', { class: 'cards' }, flows.map((f) =>
         card(f, byName.get(f.name) || { buckets: empty }, new Date(activity.since), activity.bucket_seconds * 1000))));
+      if (!performance.getEntriesByName('flowkit:flows-rendered').length) performance.mark('flowkit:flows-rendered');
     } catch (error) {
       if (!stopped && mine === generation) body.replaceChildren(errorState(error, load));
     }

@@ -94,6 +94,7 @@ export function runsPage({ root, params, subscribe }) {
       items = page.items;
       cursor = page.next_cursor || null;
       render();
+      if (!performance.getEntriesByName('flowkit:runs-rendered').length) performance.mark('flowkit:runs-rendered');
     } catch (error) {
       if (!stopped && mine === generation) body.replaceChildren(errorState(error, reload));
     }
