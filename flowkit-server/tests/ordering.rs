@@ -58,6 +58,10 @@ async fn late_and_repeated_events_leave_the_right_state() {
             .await
             .unwrap();
         assert_eq!((again.stored, again.duplicates), (1, 1), "{backend:?}");
+        // The same new event twice in one batch: stored once.
+        let twice = change(flow, Uuid::now_v7(), 5, State::Running, 1);
+        let both = store.ingest(&[twice.clone(), twice.clone()]).await.unwrap();
+        assert_eq!((both.stored, both.duplicates), (1, 1), "{backend:?}");
 
         let run = store.run(task).await.unwrap().expect("the run");
         assert_eq!(run.state, "Completed", "{backend:?}");

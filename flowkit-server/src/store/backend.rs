@@ -9,7 +9,9 @@
 ///   is bound right after it);
 /// - `like`: the case-insensitive `LIKE` (SQLite's `LIKE` is; PostgreSQL's `ILIKE`);
 /// - `id_hex`: `runs.id` as 32 lowercase hex digits, for searching by part of an id;
-/// - `task_index`, `parent_index`: index hints for the detail page's queries (or nothing).
+/// - `task_index`, `parent_index`: index hints for the detail page's queries (or nothing);
+/// - `fresh_by_lookup`: whether the events a batch stores for the first time are found by looking
+///   their ids up before the insert (one writer at a time) rather than by `RETURNING` (many).
 macro_rules! backend {
     (
         $name:ident, $db:ty, $row:ty,
@@ -17,7 +19,8 @@ macro_rules! backend {
         like: $like:expr,
         id_hex: $id_hex:expr,
         task_index: $task_index:expr,
-        parent_index: $parent_index:expr $(,)?
+        parent_index: $parent_index:expr,
+        fresh_by_lookup: $fresh_by_lookup:expr $(,)?
     ) => {
         /// A store over one database.
         #[derive(Clone)]
@@ -54,9 +57,31 @@ macro_rules! backend {
                             .push_bind(event.level.clone())
                             .push_bind(event.body.clone());
                     });
-                    insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-                    let stored: Vec<Uuid> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
-                    fresh.extend(stored);
+                    insert.push(" ON CONFLICT (id) DO NOTHING");
+                    if $fresh_by_lookup {
+                        // One writer at a time: the ids absent just before the insert are
+                        // exactly those it stores. Asking first is much cheaper than a
+                        // `RETURNING` row per event (usually no row comes back).
+                        let mut lookup = QueryBuilder::<$db>::new("SELECT id FROM events WHERE id IN (");
+                        let mut ids = lookup.separated(", ");
+                        for event in chunk {
+                            ids.push_bind(event.event.id);
+                        }
+                        lookup.push(")");
+                        let present: HashSet<Uuid> = lookup
+                            .build_query_scalar()
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .into_iter()
+                            .collect();
+                        insert.build().execute(&mut *tx).await?;
+                        fresh.extend(chunk.iter().map(|e| e.event.id).filter(|id| !present.contains(id)));
+                    } else {
+                        // Several servers may write at once: the database says what it stored.
+                        insert.push(" RETURNING id");
+                        let stored: Vec<Uuid> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+                        fresh.extend(stored);
+                    }
                 }
                 let mut outcome = Ingested {
                     stored: fresh.len(),

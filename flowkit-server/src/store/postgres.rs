@@ -13,6 +13,7 @@ backend!(
     id_hex: "replace(runs.id::text, '-', '')",
     task_index: "",
     parent_index: "",
+    fresh_by_lookup: false,
 );
 
 impl PgStore {

@@ -16,6 +16,7 @@ backend!(
     id_hex: "lower(hex(runs.id))",
     task_index: "INDEXED BY runs_by_flow_run",
     parent_index: "INDEXED BY runs_by_parent",
+    fresh_by_lookup: true,
 );
 
 impl SqliteStore {
