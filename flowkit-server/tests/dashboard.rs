@@ -656,7 +656,7 @@ async fn ten_thousand_task_runs_render_and_scroll() {
                       drawn: document.querySelectorAll('[data-testid=task-row]').length,\
                       fetches: performance.getEntriesByType('resource')\
                         .filter(e => e.name.includes('/api/flow_runs/'))\
-                        .map(e => [e.name.split('/api/')[1].split('?')[0].replace(/[0-9a-f-]{36}/, '{id}'), Math.round(e.duration)]) };",
+                        .map(e => [e.name.split('/api/')[1].split('?')[0].replace(/[0-9a-f-]{36}/, '{id}'), Math.round(e.duration), e.transferSize]) };",
             vec![],
         )
         .await;
@@ -692,7 +692,7 @@ async fn ten_thousand_task_runs_render_and_scroll() {
         "detail_json_bytes": detail_bytes,
         "first_render_ms_after_navigation": first["rendered"],
         "first_timeline_frame_ms_after_navigation": first["firstFrame"],
-        "api_fetch_ms": first["fetches"],
+        "api_fetches_ms_and_bytes_transferred": first["fetches"],
         "test_wall_ms_until_rendered": wall_ms,
         "rows_in_dom": drawn,
         "scroll_40_steps_ms": scrolled["ms"],

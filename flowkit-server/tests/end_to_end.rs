@@ -116,6 +116,15 @@ async fn read_back(backend: common::Backend) {
         );
     }
 
+    // Compressed for clients that accept it.
+    let gzipped = reqwest::Client::new()
+        .get(format!("{}/api/flow_runs/{id}", server.url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+
     // State history: every attempt of a task that ran more than once, and the flow run's own.
     let extract_id = extract["id"].as_str().unwrap();
     let history = server
@@ -232,10 +241,17 @@ async fn a_server_down_for_the_whole_flow_gets_every_event_exactly_once() {
 async fn live_events_flow_summaries_and_metrics() {
     let dir = TempDir::new("live");
     let server = Server::start(dir.path(), 0, &[]).await;
-    let mut stream = reqwest::get(format!("{}/api/events/stream", server.url))
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/api/events/stream", server.url))
+        .header("accept-encoding", "gzip")
+        .send()
         .await
         .unwrap();
     assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers().get("content-encoding").is_none(),
+        "the live stream is never compressed (it would wait for a full buffer)"
+    );
     let watcher = tokio::spawn(async move {
         let mut seen = String::new();
         while let Ok(Ok(Some(chunk))) =
