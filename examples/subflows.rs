@@ -28,7 +28,7 @@ async fn slow_export() {
 }
 
 #[flow(name = "regional-backfill")]
-async fn backfill(regions: Vec<&'static str>) -> anyhow::Result<u32> {
+pub async fn backfill(regions: Vec<&'static str>) -> anyhow::Result<u32> {
     let mut total = 0;
     for region in regions {
         total += copy_region(region).await?;

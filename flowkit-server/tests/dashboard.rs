@@ -19,6 +19,11 @@ use tracing_subscriber::prelude::*;
 #[path = "../../examples/daily_etl.rs"]
 mod daily_etl;
 
+/// A flow that calls child flows, one of them cancelled.
+#[allow(dead_code)]
+#[path = "../../examples/subflows.rs"]
+mod subflows;
+
 /// One browser at a time: two cores are not enough for several Chromiums and servers at once.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -451,6 +456,33 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         )
         .await;
     browser.full_page_screenshot("run-dark").await;
+
+    // Child flow runs: listed on the parent's page, each linking back to its parent.
+    subflows::backfill(vec!["eu", "us"]).on(&bus).await.unwrap();
+    bus.flush().await;
+    let runs = server.get("/api/flow_runs?flow=regional-backfill").await;
+    let parent = runs["items"][0]["id"].as_str().unwrap().to_string();
+    browser.goto(&format!("{}/#/runs/{parent}", server.url)).await;
+    browser
+        .wait_until("the child flow runs", "document.querySelectorAll('[data-testid=child-runs] tbody tr').length === 3")
+        .await;
+    let children = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=child-runs] tbody tr')].map(r => \
+             [r.children[1].textContent, r.querySelector('.badge').dataset.state]);",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        children,
+        json!([["copy_region", "Completed"], ["copy_region", "Completed"], ["slow_export", "Cancelled"]])
+    );
+    browser.full_page_screenshot("run-with-children").await;
+    browser.click_js("[data-testid=child-runs] tbody tr").await;
+    browser
+        .wait_until("the child's page", &format!("[...document.querySelectorAll('[data-testid=run-head] a')].some(a => a.getAttribute('href') === '#/runs/{parent}')"))
+        .await;
+    assert_eq!(browser.text("[data-testid=run-name]").await, "copy_region");
     browser.close().await;
 }
 

@@ -103,10 +103,14 @@ export function runPage({ root, subscribe }, id) {
     }));
     if (!all.length) {
       tl.el.hidden = true;
-      taskDetail.replaceChildren(h('p', { class: 'muted', 'data-testid': 'no-tasks' }, 'This flow run has no task runs yet.'));
+      chips.hidden = true;
+      taskDetail.replaceChildren(h('p', { class: 'muted', 'data-testid': 'no-tasks' }, TERMINAL.has(run.state)
+        ? 'This flow run called no tasks directly; its work, if any, is in its child flow runs below.'
+        : 'No task runs yet: they appear here as the flow calls them.'));
       return;
     }
     tl.el.hidden = false;
+    chips.hidden = false;
     renderTimeline(all, run, now);
     if (selected) renderTaskDetail();
   }
