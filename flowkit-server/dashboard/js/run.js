@@ -104,9 +104,12 @@ export function runPage({ root, subscribe }, id) {
     if (!all.length) {
       tl.el.hidden = true;
       chips.hidden = true;
-      taskDetail.replaceChildren(h('p', { class: 'muted', 'data-testid': 'no-tasks' }, TERMINAL.has(run.state)
-        ? 'This flow run called no tasks directly; its work, if any, is in its child flow runs below.'
-        : 'No task runs yet: they appear here as the flow calls them.'));
+      const ended = TERMINAL.has(run.state);
+      const children = detail.child_flow_runs.length > 0;
+      taskDetail.replaceChildren(h('p', { class: 'muted', 'data-testid': 'no-tasks' },
+        !ended ? 'No task runs yet: they appear here as the flow calls them.'
+          : children ? 'This flow run called no tasks itself; its child flow runs are below.'
+            : 'This flow run called no tasks.'));
       return;
     }
     tl.el.hidden = false;
