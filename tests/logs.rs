@@ -77,3 +77,37 @@ async fn logs_are_attached_to_the_run_that_emitted_them() {
         assert_eq!(event.flow_run_id, Some(flow_run));
     }
 }
+
+#[task]
+async fn fan_out() -> Option<uuid::Uuid> {
+    let inner = flowkit::spawn(async {
+        tracing::info!("from a spawned future");
+        flowkit::context().and_then(|c| c.task_run_id())
+    });
+    inner.await.expect("the spawned future")
+}
+
+#[flow]
+async fn spawning() -> Option<uuid::Uuid> {
+    fan_out().await.ok().flatten()
+}
+
+#[tokio::test]
+async fn a_future_spawned_with_flowkit_spawn_logs_on_its_run() {
+    let _subscriber =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(RunLogLayer));
+    let (bus, memory) = recorder();
+    let seen = spawning().on(&bus).await.unwrap();
+    let events = events(&bus, &memory).await;
+    let task_run = only_run(&events, "fan_out");
+    assert_eq!(
+        seen,
+        Some(task_run),
+        "context() answers inside the spawned future"
+    );
+    let log = events
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::Log(l) if l.message == "from a spawned future"))
+        .expect("the spawned future's log line was recorded");
+    assert_eq!(log.task_run_id, Some(task_run));
+}

@@ -462,9 +462,14 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     bus.flush().await;
     let runs = server.get("/api/flow_runs?flow=regional-backfill").await;
     let parent = runs["items"][0]["id"].as_str().unwrap().to_string();
-    browser.goto(&format!("{}/#/runs/{parent}", server.url)).await;
     browser
-        .wait_until("the child flow runs", "document.querySelectorAll('[data-testid=child-runs] tbody tr').length === 3")
+        .goto(&format!("{}/#/runs/{parent}", server.url))
+        .await;
+    browser
+        .wait_until(
+            "the child flow runs",
+            "document.querySelectorAll('[data-testid=child-runs] tbody tr').length === 3",
+        )
         .await;
     let children = browser
         .eval(
@@ -475,7 +480,11 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         .await;
     assert_eq!(
         children,
-        json!([["copy_region", "Completed"], ["copy_region", "Completed"], ["slow_export", "Cancelled"]])
+        json!([
+            ["copy_region", "Completed"],
+            ["copy_region", "Completed"],
+            ["slow_export", "Cancelled"]
+        ])
     );
     browser.full_page_screenshot("run-with-children").await;
     browser.click_js("[data-testid=child-runs] tbody tr").await;

@@ -145,3 +145,46 @@ impl std::fmt::Debug for RunContext {
             .finish()
     }
 }
+
+/// Spawns a tokio task that carries the current run with it: inside it, `tracing` events are
+/// logged on this run, [`context`] answers, and tasks it calls belong to this run's flow run, as
+/// they would in the run's own body. Outside any run it is `tokio::spawn`. The current `tracing`
+/// span goes along too.
+///
+/// Await or abort the handle before the run ends: what the spawned task does after that is still
+/// attributed to the run, which has already reported its end.
+///
+/// ```
+/// use flowkit::{flow, task};
+///
+/// #[task]
+/// async fn fetch_pages() -> usize {
+///     let page = flowkit::spawn(async {
+///         tracing::info!("fetching page 2"); // logged on the task run
+///         flowkit::context().map(|c| c.attempt())
+///     });
+///     page.await.unwrap().unwrap_or(0) as usize
+/// }
+///
+/// #[flow]
+/// async fn crawl() -> Result<usize, flowkit::RunError<std::convert::Infallible>> {
+///     fetch_pages().await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # flowkit::Config::new().console(false).init().ok();
+/// assert_eq!(crawl().await.unwrap(), 1);
+/// # }
+/// ```
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    let future = future.in_current_span();
+    match current() {
+        Some(scope) => tokio::spawn(CURRENT.scope(scope, future)),
+        None => tokio::spawn(future),
+    }
+}

@@ -62,7 +62,7 @@ mod upstream;
 pub use bus::{BusStats, EventBus, EventBusBuilder};
 pub use cancel::cancel_all;
 pub use config::{Config, InitError, flush, global_bus, init};
-pub use context::{RunContext, context};
+pub use context::{RunContext, context, spawn};
 pub use error::RunError;
 pub use flow::{FlowCall, FlowHandle};
 pub use flowkit_macros::{flow, task};
