@@ -362,3 +362,58 @@ async fn a_panic_outside_the_body_is_recorded_as_a_crash() {
         Some(State::Crashed)
     );
 }
+
+static LATE_WORK_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static SPAWNED_STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[flow]
+async fn leaves_work_behind() {
+    // The handle is dropped: the future goes on, and the flow run waits for it.
+    drop(flowkit::spawn(async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        LATE_WORK_DONE.store(true, Ordering::SeqCst);
+    }));
+}
+
+struct StopsOnDrop;
+
+impl Drop for StopsOnDrop {
+    fn drop(&mut self) {
+        SPAWNED_STOPPED.store(true, Ordering::SeqCst);
+    }
+}
+
+#[flow(timeout = "1s")]
+async fn times_out_with_spawned_work() {
+    drop(flowkit::spawn(async {
+        let _stops = StopsOnDrop;
+        std::future::pending::<()>().await;
+    }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flow_run_ends_after_the_futures_it_spawned_and_stops_them_when_it_must() {
+    let (bus, _memory) = recorder();
+    let start = Instant::now();
+    leaves_work_behind().on(&bus).await.unwrap();
+    assert!(
+        LATE_WORK_DONE.load(Ordering::SeqCst),
+        "the flow run waited for it"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+
+    let start = Instant::now();
+    let outcome = times_out_with_spawned_work().on(&bus).await;
+    assert!(
+        matches!(outcome, Err(RunError::TimedOut { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        SPAWNED_STOPPED.load(Ordering::SeqCst),
+        "the timeout stopped it"
+    );
+}

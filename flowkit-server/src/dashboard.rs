@@ -1,8 +1,9 @@
 //! The dashboard: a static page and its scripts, embedded in the binary, that read the API.
 //!
-//! `/` is served `no-cache`, with every asset link carrying a hash of the assets (`?v=...`); an
-//! asset asked for with the current hash is cached for a year (`immutable`), any other asks the
-//! browser to revalidate (ETag), so a new server never meets a stale script.
+//! `/` is served `no-cache`, with every asset link carrying a hash of the assets (`?v=...`), and
+//! so does every `import` in the scripts (rewritten as they are served); an asset asked for with
+//! the current hash is cached for a year (`immutable`), any other asks the browser to revalidate
+//! (ETag), so a new server never meets a stale script.
 
 use std::sync::LazyLock;
 
@@ -44,17 +45,23 @@ static INDEX: LazyLock<String> = LazyLock::new(|| {
         .unwrap_or_default()
 });
 
+/// An asset as served: scripts with `./module.js` imports versioned like the page's links.
+fn served(path: &str, data: &[u8]) -> Vec<u8> {
+    if path.ends_with(".js") {
+        String::from_utf8_lossy(data)
+            .replace(".js';", &format!(".js?v={}';", *VERSION))
+            .into_bytes()
+    } else {
+        data.to_vec()
+    }
+}
+
 /// `/` and `/assets/*`. They hold no data (the scripts read the API, which checks the key), so
 /// they answer without an API key: the page is where the key is asked for.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))
-}
-
-/// True for the paths `routes` serves.
-pub fn is_dashboard_path(path: &str) -> bool {
-    path == "/" || path.starts_with("/assets/")
 }
 
 /// The page runs only its own scripts and talks only to this server.
@@ -89,12 +96,14 @@ async fn asset(
         return ApiError::NotFound(format!("dashboard asset {path:?}")).into_response();
     };
     let version = query.ok().and_then(|Query(q)| q.v);
+    // The file's own hash and the version its imports carry.
     let etag = format!(
-        "\"{}\"",
+        "\"{}-{}\"",
         file.metadata.sha256_hash()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+            .collect::<String>(),
+        *VERSION
     );
     let cache = if version.as_deref() == Some(VERSION.as_str()) {
         "public, max-age=31536000, immutable"
@@ -109,7 +118,7 @@ async fn asset(
     } else {
         (
             [(header::CONTENT_TYPE, file.metadata.mimetype().to_string())],
-            file.data.into_owned(),
+            served(&path, &file.data),
         )
             .into_response()
     };

@@ -114,11 +114,12 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .route("/metrics", get(render_metrics))
-        .merge(dashboard::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
         ))
+        // After the key check, so outside it: the page asks for the key.
+        .merge(dashboard::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // gzip when the client accepts it (the run detail of 10,000 task runs is 4.5 MB of
         // JSON, about a tenth of that compressed); never the live stream, which must not wait.

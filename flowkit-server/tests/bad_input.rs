@@ -5,7 +5,7 @@ mod common;
 
 use common::{Server, TempDir};
 
-const VALID: &str = r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"run_created","run_type":"flow","name":"etl","parameters":{"day":"x"}}}]"#;
+const VALID: &str = r#"[{"id":"01a21abb-1d00-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"run_created","run_type":"flow","name":"etl","parameters":{"day":"x"}}}]"#;
 
 fn mutate(rng: &mut fastrand::Rng, base: &str) -> Vec<u8> {
     let mut bytes = base.as_bytes().to_vec();
@@ -27,10 +27,10 @@ fn mutate(rng: &mut fastrand::Rng, base: &str) -> Vec<u8> {
                 r#"[{"id":"not-a-uuid"}]"#,
                 r#"{"not":"an array"}"#,
                 r#"[1, "two", null, true]"#,
-                r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"99999-01-01T00:00:00Z","flow_run_id":null,"task_run_id":null,"kind":{"type":"log"}}]"#,
-                r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2300-01-01T00:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"state_changed","state":"Running","attempt":1}}]"#,
-                r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"exploded"}}]"#,
-                r#"[{"id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"state_changed","state":"Running","attempt":-1}}]"#,
+                r#"[{"id":"01a21abb-1d00-7d2a-9c1e-3f2b6a1d9e00","timestamp":"99999-01-01T00:00:00Z","flow_run_id":null,"task_run_id":null,"kind":{"type":"log"}}]"#,
+                r#"[{"id":"01a21abb-1d00-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2300-01-01T00:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"state_changed","state":"Running","attempt":1}}]"#,
+                r#"[{"id":"01a21abb-1d00-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"exploded"}}]"#,
+                r#"[{"id":"01a21abb-1d00-7d2a-9c1e-3f2b6a1d9e00","timestamp":"2026-11-27T02:00:00Z","flow_run_id":"01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01","task_run_id":null,"kind":{"type":"state_changed","state":"Running","attempt":-1}}]"#,
                 "\u{0}\u{1}\u{2}",
             ];
             bytes = hostile[rng.usize(0..hostile.len())].as_bytes().to_vec();
@@ -89,21 +89,30 @@ async fn hostile(backend: common::Backend) {
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         assert!(body["error"].is_string(), "{path}: no message in {body}");
     }
-    // An id that does not sort by time (a UUID v4) is refused, by name.
+    // The valid event is stored; an id that does not sort by time (a UUID v4), or whose time is
+    // not the event's, is refused, by name.
+    let late = VALID.replace("2026-11-27T02:00:00Z", "2026-11-28T02:00:00Z");
     let v4 = VALID.replace("7d2a-9c1e-3f2b6a1d9e00", "4d2a-9c1e-3f2b6a1d9e00");
-    let response = client
-        .post(format!("{}/api/events", server.url))
-        .header("content-type", "application/json")
-        .body(v4)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("UUID v7"),
-        "{body}"
-    );
+    for (body, status, says) in [
+        (VALID.to_string(), 200, "stored"),
+        (v4, 400, "id: must be a UUID v7"),
+        (
+            late,
+            400,
+            "id: its time (UUID v7) must be within 2 ms of `timestamp`",
+        ),
+    ] {
+        let response = client
+            .post(format!("{}/api/events", server.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        let text = response.text().await.unwrap();
+        assert!(text.contains(says), "{text}");
+    }
     for round in 0..300 {
         let body = mutate(&mut rng, VALID);
         let response = client

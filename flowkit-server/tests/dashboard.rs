@@ -188,6 +188,18 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         "tags are shown"
     );
     browser.screenshot("runs").await;
+    let unversioned = browser
+        .eval(
+            "return performance.getEntriesByType('resource').map(e => e.name)\
+             .filter(n => n.includes('/assets/') && !n.includes('?v='))",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        unversioned,
+        json!([]),
+        "every asset, imports included, is versioned"
+    );
 
     // Search narrows the list without a reload.
     browser.type_into("[data-testid=search]", "FAILING").await;
@@ -777,10 +789,10 @@ async fn five_thousand_flow_runs_list_and_chart_quickly() {
     let now = chrono::Utc::now();
     let mut events = Vec::new();
     for i in 0..5_000i64 {
-        let id = uuid::Uuid::now_v7();
         let at = now - chrono::Duration::seconds(86_000 * i / 5_000 + 60);
+        let id = common::id_at(at);
         let event = |kind, seconds: i64| Event {
-            id: uuid::Uuid::now_v7(),
+            id: common::id_at(at + chrono::Duration::seconds(seconds)),
             timestamp: at + chrono::Duration::seconds(seconds),
             flow_run_id: Some(id),
             task_run_id: None,

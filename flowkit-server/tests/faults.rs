@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 fn batch(flow_run: Uuid, size: usize) -> Vec<Event> {
     (0..size)
-        .map(|i| Event {
-            id: Uuid::now_v7(),
-            timestamp: Utc::now(),
+        .map(|i| (i, Utc::now()))
+        .map(|(i, at)| Event {
+            id: common::id_at(at),
+            timestamp: at,
             flow_run_id: Some(flow_run),
             task_run_id: Some(Uuid::now_v7()),
             kind: EventKind::StateChanged(StateChanged {

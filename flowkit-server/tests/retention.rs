@@ -12,19 +12,8 @@ use uuid::Uuid;
 /// The events of a flow run made `days_ago` days ago.
 fn flow_run(days_ago: i64) -> (Uuid, Vec<Event>) {
     let at = Utc::now() - Duration::days(days_ago);
-    let flow = Uuid::new_v7(uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        at.timestamp() as u64,
-        at.timestamp_subsec_nanos(),
-    ));
-    let id = |offset: i64| {
-        let t = at + Duration::milliseconds(offset);
-        Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            t.timestamp() as u64,
-            t.timestamp_subsec_nanos(),
-        ))
-    };
+    let flow = common::id_at(at);
+    let id = |offset: i64| common::id_at(at + Duration::milliseconds(offset));
     let created = Event {
         id: id(0),
         timestamp: at,

@@ -148,11 +148,9 @@ impl std::fmt::Debug for RunContext {
 
 /// Spawns a tokio task that carries the current run with it: inside it, `tracing` events are
 /// logged on this run, [`context`] answers, and tasks it calls belong to this run's flow run, as
-/// they would in the run's own body. Outside any run it is `tokio::spawn`. The current `tracing`
-/// span goes along too.
-///
-/// Await or abort the handle before the run ends: what the spawned task does after that is still
-/// attributed to the run, which has already reported its end.
+/// they would in the run's own body. Like a submitted task run, it is part of the flow run's
+/// work: the flow run ends only after it, and stops it when cancelled or timed out. Outside any
+/// run it is `tokio::spawn`. The current `tracing` span goes along too.
 ///
 /// ```
 /// use flowkit::{flow, task};
@@ -183,8 +181,42 @@ where
 {
     use tracing::Instrument;
     let future = future.in_current_span();
-    match current() {
-        Some(scope) => tokio::spawn(CURRENT.scope(scope, future)),
-        None => tokio::spawn(future),
+    let Some(scope) = current() else {
+        return tokio::spawn(future);
+    };
+    let flow = scope.flow().cloned();
+    let counted = Counted::new(flow.clone());
+    let join = tokio::spawn(CURRENT.scope(scope, async move {
+        let _counted = counted;
+        future.await
+    }));
+    if let Some(flow) = flow {
+        flow.detach(join.abort_handle());
+    }
+    join
+}
+
+/// Counts a spawned future in the live work of its flow run and every flow run above it, until
+/// it ends or is dropped (as `EndGuard` does for runs).
+struct Counted(Option<Arc<FlowRun>>);
+
+impl Counted {
+    fn new(flow: Option<Arc<FlowRun>>) -> Self {
+        let mut run = flow.as_deref();
+        while let Some(r) = run {
+            r.active.enter();
+            run = r.parent.as_deref();
+        }
+        Counted(flow)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut run = self.0.as_deref();
+        while let Some(r) = run {
+            r.active.leave();
+            run = r.parent.as_deref();
+        }
     }
 }

@@ -5,7 +5,7 @@ let prompt = null;
 // The key prompt cannot be dismissed with Escape: nothing works without the key.
 document.getElementById('key-dialog')?.addEventListener('cancel', (event) => event.preventDefault());
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, message) {
     super(message);
     this.status = status;
@@ -17,7 +17,7 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
-export function query(params) {
+function query(params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) if (v != null && v !== '') q.set(k, v);
   const text = q.toString();

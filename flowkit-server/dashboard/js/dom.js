@@ -91,7 +91,7 @@ export function errorState(error, retry) {
     retry ? h('div', { style: { marginTop: '8px' } }, h('button', { type: 'button', onclick: retry }, 'Try again')) : null);
 }
 
-/** Calls `fn` at most once per `ms`, with the latest arguments, trailing. */
+/** Calls `fn` at most once per `ms`, at the end of the wait (with the first call's arguments). */
 export function throttle(fn, ms) {
   let timer = null;
   let last = 0;

@@ -35,13 +35,19 @@ pub struct IngestAnswer {
 
 /// Why an event cannot be stored, if it cannot.
 fn check(event: &Event) -> Result<(), String> {
+    let Some(nanos) = crate::store::nanos(event.timestamp) else {
+        return Err("timestamp: out of range".into());
+    };
     // Ids sort by time: retention and the state history find events by id range.
     if event.id.get_version_num() != 7 {
         return Err("id: must be a UUID v7 (time-ordered), as flowkit makes them".into());
     }
-    let Some(_) = crate::store::nanos(event.timestamp) else {
-        return Err("timestamp: out of range".into());
-    };
+    if !crate::store::id_matches_time(event.id, nanos) {
+        return Err(format!(
+            "id: its time (UUID v7) must be within {} ms of `timestamp`, as flowkit makes them",
+            crate::store::ID_TIME_SLACK_NANOS / 1_000_000
+        ));
+    }
     if event.timestamp > Utc::now() + Duration::days(1) {
         return Err("timestamp: more than a day in the future".into());
     }

@@ -266,17 +266,14 @@ pub async fn get_logs(
     let id = run_id(&id)?;
     let q = query(params)?;
     let level = q.level.map(|l| log_level("level", &l)).transpose()?;
-    let at_least = q
-        .min_level
-        .map(|l| log_level("min_level", &l))
-        .transpose()?
-        .map(|min| {
-            LEVELS
-                .iter()
-                .skip_while(|l| **l != min)
-                .map(|l| l.to_string())
-                .collect()
-        });
+    let at_least = match q.min_level {
+        Some(min) => {
+            let min = log_level("min_level", &min)?;
+            let from = LEVELS.iter().position(|l| *l == min).unwrap_or(0);
+            Some(&LEVELS[from..])
+        }
+        None => None,
+    };
     let filter = LogFilter {
         level,
         at_least,

@@ -11,7 +11,9 @@
 /// - `id_hex`: `runs.id` as 32 lowercase hex digits, for searching by part of an id;
 /// - `task_index`, `parent_index`: index hints for the detail page's queries (or nothing);
 /// - `fresh_by_lookup`: whether the events a batch stores for the first time are found by looking
-///   their ids up before the insert (one writer at a time) rather than by `RETURNING` (many).
+///   their ids up before the insert (one writer at a time) rather than by `RETURNING` (many);
+/// - `begin`: how a write transaction starts (SQLite's `BEGIN IMMEDIATE` takes the write lock
+///   first, so a transaction that reads before it writes never has to give up).
 macro_rules! backend {
     (
         $name:ident, $db:ty, $row:ty,
@@ -20,7 +22,8 @@ macro_rules! backend {
         id_hex: $id_hex:expr,
         task_index: $task_index:expr,
         parent_index: $parent_index:expr,
-        fresh_by_lookup: $fresh_by_lookup:expr $(,)?
+        fresh_by_lookup: $fresh_by_lookup:expr,
+        begin: $begin:expr $(,)?
     ) => {
         /// A store over one database.
         #[derive(Clone)]
@@ -42,7 +45,7 @@ macro_rules! backend {
                 use $crate::store::{merge_changes, waves, Change, Created, EventRow, Ingested, ROWS_PER_STATEMENT};
 
                 let rows: Vec<EventRow<'_>> = events.iter().enumerate().filter_map(EventRow::new).collect();
-                let mut tx = self.writer.begin().await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let mut fresh: HashSet<Uuid> = HashSet::with_capacity(rows.len());
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     let mut insert = QueryBuilder::<$db>::new(
@@ -314,11 +317,11 @@ macro_rules! backend {
                 if let Some(level) = filter.level {
                     query.push(" AND level = ").push_bind(level);
                 }
-                if let Some(levels) = &filter.at_least {
+                if let Some(levels) = filter.at_least {
                     query.push(" AND level IN (");
                     let mut list = query.separated(", ");
                     for level in levels {
-                        list.push_bind(level.clone());
+                        list.push_bind(*level);
                     }
                     query.push(")");
                 }
@@ -382,14 +385,14 @@ macro_rules! backend {
                 let mut changes = Vec::with_capacity(rows.len());
                 for row in rows {
                     let body: String = row.try_get("body")?;
-                    let Ok(change) = serde_json::from_str::<$crate::store::StateBody>(&body) else {
+                    let Ok(flowkit::events::EventKind::StateChanged(change)) = serde_json::from_str(&body) else {
                         continue;
                     };
                     let task_run_id: Option<uuid::Uuid> = row.try_get("task_run_id")?;
                     changes.push($crate::store::StateChange {
                         run_id: task_run_id.unwrap_or(flow_run_id),
-                        state: change.state,
-                        attempt: change.attempt,
+                        state: change.state.as_str().to_string(),
+                        attempt: i64::from(change.attempt),
                         timestamp: $crate::store::time(row.try_get("ts")?),
                         message: change.message,
                     });
@@ -492,18 +495,26 @@ macro_rules! backend {
             }
 
             pub(crate) async fn delete_before(&self, cutoff: i64) -> Result<u64, $crate::store::StoreError> {
-                let mut tx = self.writer.begin().await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 // Event ids are UUID v7: every event made before the cutoff has a smaller id, so
                 // the primary key finds them without an index on time.
                 let first_kept = $crate::store::first_event_id_at(cutoff);
                 let mut events = sqlx::QueryBuilder::<$db>::new("DELETE FROM events WHERE id < ");
                 events.push_bind(first_kept);
                 events.build().execute(&mut *tx).await?;
-                let mut runs = sqlx::QueryBuilder::<$db>::new(
-                    "DELETE FROM runs WHERE run_type IN ('flow', 'task') AND created_ts < ",
-                );
-                runs.push_bind(cutoff);
-                let deleted = runs.build().execute(&mut *tx).await?.rows_affected();
+                // Through the indexes: the task runs of old flow runs, old task runs outside any
+                // flow, then the old flow runs.
+                let mut deleted = 0;
+                for (sql, close) in [
+                    ("DELETE FROM runs WHERE run_type = 'task' AND flow_run_id IN
+                         (SELECT id FROM runs WHERE run_type = 'flow' AND created_ts < ", ")"),
+                    ("DELETE FROM runs WHERE run_type = 'task' AND flow_run_id IS NULL AND created_ts < ", ""),
+                    ("DELETE FROM runs WHERE run_type = 'flow' AND created_ts < ", ""),
+                ] {
+                    let mut runs = sqlx::QueryBuilder::<$db>::new(sql);
+                    runs.push_bind(cutoff).push(close);
+                    deleted += runs.build().execute(&mut *tx).await?.rows_affected();
+                }
                 tx.commit().await?;
                 Ok(deleted)
             }

@@ -140,14 +140,6 @@ pub struct StateChange {
     pub message: Option<String>,
 }
 
-/// The stored body of a `state_changed` event, as far as the history needs it.
-#[derive(serde::Deserialize)]
-pub(crate) struct StateBody {
-    pub(crate) state: String,
-    pub(crate) attempt: i64,
-    pub(crate) message: Option<String>,
-}
-
 /// How many flow runs were created in each time bucket, by flow and state.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Activity {
@@ -165,6 +157,22 @@ pub struct FlowActivity {
     pub name: String,
     /// One map of state to count per bucket, oldest first.
     pub buckets: Vec<std::collections::BTreeMap<String, i64>>,
+}
+
+/// How far an event id's time (UUID v7, in milliseconds) may be from the event's timestamp.
+/// flowkit makes each id from its event's timestamp (a difference of 0); the state history reads
+/// a run's events by id range, widened by this much on each side.
+pub const ID_TIME_SLACK_NANOS: i64 = 2_000_000;
+
+/// True if `id` is a UUID v7 whose millisecond is within [`ID_TIME_SLACK_NANOS`] of the one of
+/// `nanos` (the event's timestamp).
+pub(crate) fn id_matches_time(id: Uuid, nanos: i64) -> bool {
+    let Some((secs, subsec)) = id.get_timestamp().map(|t| t.to_unix()) else {
+        return false;
+    };
+    let id_nanos = i128::from(secs) * 1_000_000_000 + i128::from(subsec);
+    let ms_nanos = i128::from(nanos - nanos.rem_euclid(1_000_000));
+    (id_nanos - ms_nanos).abs() <= i128::from(ID_TIME_SLACK_NANOS)
 }
 
 /// The smallest UUID v7 made at or after `nanos` (Unix time): event ids below it are older.
@@ -201,7 +209,7 @@ pub(crate) fn like_pattern(text: &str) -> String {
 pub struct LogFilter {
     pub level: Option<&'static str>,
     /// Only these levels (a minimum level and those above it).
-    pub at_least: Option<Vec<String>>,
+    pub at_least: Option<&'static [&'static str]>,
     pub task_run_id: Option<Uuid>,
     /// Keyset cursor: lines after this (ts, id).
     pub after: Option<(i64, Uuid)>,
@@ -460,17 +468,16 @@ impl Store {
         retried_only: bool,
     ) -> Result<Vec<StateChange>, StoreError> {
         // Its events were made during its life, and an event's id (UUID v7) carries the
-        // millisecond of its timestamp, so its state changes lie in a range of the primary key.
-        // Two milliseconds of slack cover producers that read the clock twice.
-        const SLACK: i64 = 2_000_000;
+        // millisecond of its timestamp (to within ID_TIME_SLACK_NANOS, checked at ingest), so
+        // its state changes lie in a range of the primary key.
         let Some(created) = flow_run.created.and_then(nanos) else {
             return Ok(Vec::new());
         };
-        let first = first_event_id_at(created.saturating_sub(SLACK));
+        let first = first_event_id_at(created.saturating_sub(ID_TIME_SLACK_NANOS));
         let after_last = flow_run
             .end
             .and_then(nanos)
-            .map(|end| first_event_id_at(end.saturating_add(SLACK)));
+            .map(|end| first_event_id_at(end.saturating_add(ID_TIME_SLACK_NANOS + 1_000_000)));
         dispatch!(self.state_changes(flow_run.id, (first, after_last), retried_only))
     }
 

@@ -14,6 +14,7 @@ backend!(
     task_index: "",
     parent_index: "",
     fresh_by_lookup: false,
+    begin: "BEGIN",
 );
 
 impl PgStore {

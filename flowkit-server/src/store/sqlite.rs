@@ -17,6 +17,7 @@ backend!(
     task_index: "INDEXED BY runs_by_flow_run",
     parent_index: "INDEXED BY runs_by_parent",
     fresh_by_lookup: true,
+    begin: "BEGIN IMMEDIATE",
 );
 
 impl SqliteStore {

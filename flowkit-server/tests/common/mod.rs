@@ -49,6 +49,15 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The id flowkit gives an event made at `at`: a UUID v7 of that millisecond.
+pub fn id_at(at: chrono::DateTime<chrono::Utc>) -> uuid::Uuid {
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at.timestamp() as u64,
+        at.timestamp_subsec_nanos(),
+    ))
+}
+
 /// The `RunCreated` kind of a run with this name and nothing else set.
 pub fn run_created(
     run_type: flowkit::events::RunType,
