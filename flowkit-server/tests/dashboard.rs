@@ -94,6 +94,22 @@ async fn live() {
     let _ = wait_for_gate().await;
 }
 
+/// Opened by the test once the page of `live_wide` is open.
+static WIDE_GATE: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+/// Ends over 3 seconds: time enough for a page that refetched on events to do it often.
+#[task]
+async fn staggered(i: u64) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(i % 40 * 75)).await;
+    i
+}
+
+#[flow(name = "browser-live-wide")]
+async fn live_wide() -> usize {
+    WIDE_GATE.notified().await;
+    flowkit::map(0..300u64, staggered).await.len()
+}
+
 #[task]
 async fn tiny(i: u32) -> u32 {
     i
@@ -636,12 +652,61 @@ async fn asks_for_the_api_key_once_then_updates_live() {
     );
     browser.full_page_screenshot("run-live-completed").await;
 
+    // A run with 300 task runs, followed live: its events update the page in place, without
+    // fetching the run again for each of them.
+    let wide = tokio::spawn({
+        let bus = bus.clone();
+        async move { live_wide().on(&bus).await }
+    });
+    let runs = api_until(&server, KEY, "/api/flow_runs?flow=browser-live-wide", |v| {
+        v["items"][0]["state"] == "Running"
+    })
+    .await;
+    let wide_id = runs["items"][0]["id"].as_str().unwrap().to_string();
+    browser
+        .goto(&format!("{}/#/runs/{wide_id}", server.url))
+        .await;
+    browser
+        .wait_until(
+            "the wide run's page",
+            "document.querySelector('[data-testid=no-tasks]')",
+        )
+        .await;
+    browser
+        .wait_until(
+            "its live stream",
+            "document.getElementById('live').dataset.status === 'live'",
+        )
+        .await;
+    WIDE_GATE.notify_one();
+    assert_eq!(wide.await.unwrap().unwrap(), 300);
+    bus.flush().await;
+    browser
+        .wait_until(
+            "300 completed task runs",
+            "window.flowkitTimeline.rows === 300 && \
+             [...document.querySelectorAll('[data-testid=state-chip]')].map(c => c.textContent).join() === 'Completed 300' && \
+             document.querySelector('.badge.big')?.dataset.state === 'Completed'",
+        )
+        .await;
+    let loads = browser
+        .eval(
+            &format!("return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/api/flow_runs/{wide_id}')).length"),
+            vec![],
+        )
+        .await;
+    assert!(
+        loads.as_u64().unwrap() <= 3,
+        "the first load, the final one, at most one more: {loads}"
+    );
+    browser.screenshot("run-live-wide").await;
+
     // The server goes away: the indicator says so, and a page that cannot load says what to do.
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
         .wait_until(
             "the list",
-            &format!("{COUNT}('[data-testid=run-row]').length === 1"),
+            &format!("{COUNT}('[data-testid=run-row]').length === 2"),
         )
         .await;
     server.kill().await;

@@ -197,9 +197,17 @@ export function runPage({ root, subscribe }, id) {
   // Loads may overlap while a run is live: an answer older than the one shown is dropped.
   let sent = 0;
   let shown = 0;
+  // Events that arrived while a load was in flight: applied again on top of its answer.
+  let inFlight = 0;
+  let sinceLoad = [];
+  let tasksById = new Map();
+  let changeKeys = new Set();
+  const keyOf = (c) => `${c.run_id} ${c.state} ${c.attempt} ${c.timestamp}`;
 
   async function load() {
     const mine = ++sent;
+    inFlight += 1;
+    if (inFlight === 1) sinceLoad = [];
     try {
       const [d, c] = await Promise.all([
         get(`/api/flow_runs/${id}`),
@@ -209,7 +217,10 @@ export function runPage({ root, subscribe }, id) {
       shown = mine;
       const { task_runs, child_flow_runs, ...run } = d;
       detail = { run, task_runs, child_flow_runs };
+      tasksById = new Map(task_runs.map((t) => [t.id, t]));
       changes = c;
+      changeKeys = new Set(c.map(keyOf));
+      for (const event of sinceLoad) apply(event);
       render();
     } catch (error) {
       if (stopped || mine < shown) return;
@@ -220,28 +231,90 @@ export function runPage({ root, subscribe }, id) {
       } else {
         head.replaceChildren(errorState(error, load));
       }
+    } finally {
+      inFlight -= 1;
     }
   }
 
+  /** A state change merged into a run by the server's rule: a terminal state beats any other,
+   * then the later attempt, then the later time. */
+  function mergeState(r, change, at) {
+    const ms = toMs(at);
+    const final = TERMINAL.has(change.state);
+    const wasFinal = TERMINAL.has(r.state);
+    const wins = (final && !wasFinal) || (final === wasFinal &&
+      (change.attempt > r.attempts || (change.attempt === r.attempts && ms >= (r.stateAt ?? 0))));
+    if (wins) {
+      r.state = change.state;
+      r.message = change.message ?? null;
+      r.stateAt = ms;
+    }
+    r.attempts = Math.max(r.attempts, change.attempt);
+    if (change.state === 'Running' && (!r.start || ms < toMs(r.start))) r.start = at;
+    if (final && (!r.end || ms > toMs(r.end))) r.end = at;
+    if (r.start && r.end) r.duration_ms = toMs(r.end) - toMs(r.start);
+  }
+
+  /**
+   * Applies a live event to the run shown, so a busy run is not fetched again for each event.
+   * Returns false when the event needs a full load (a state change of a run not seen yet).
+   */
+  function apply(event) {
+    const kind = event.kind;
+    if (!detail || !kind) return true;
+    const runId = event.task_run_id || id;
+    if (kind.type === 'run_created') {
+      if (event.task_run_id && !tasksById.has(runId)) {
+        const t = {
+          id: runId, run_type: 'task', name: kind.name, flow_run_id: id, parent_flow_run_id: null,
+          parent_task_run_id: kind.parent_task_run_id ?? null, state: 'Pending', message: null,
+          attempts: 0, created: event.timestamp, start: null, end: null, duration_ms: null,
+          parameters: kind.parameters ?? null, tags: kind.tags || [], upstream: kind.upstream || [],
+          map_index: kind.map_index ?? null, retries: kind.retries ?? 0,
+        };
+        detail.task_runs.push(t);
+        tasksById.set(runId, t);
+      }
+      return true;
+    }
+    if (kind.type !== 'state_changed') return true;
+    const run = event.task_run_id ? tasksById.get(runId) : detail.run;
+    if (!run) return false;
+    mergeState(run, kind, event.timestamp);
+    const change = { run_id: runId, state: kind.state, attempt: kind.attempt, timestamp: event.timestamp, message: kind.message ?? null };
+    if (!changeKeys.has(keyOf(change))) {
+      changeKeys.add(keyOf(change));
+      changes.push(change);
+    }
+    return true;
+  }
+
   const refresh = throttle(load, 1000);
+  const renderSoon = throttle(() => { if (!stopped && detail) render(); }, 250);
   load();
   const stop = subscribe({ flow_run_id: id }, (event) => {
     if (!event) {
       // Reconnected, or events were missed: catch up on everything.
       refresh();
       logs.reload();
-    } else if (event.kind?.type === 'log') {
-      logs.push(event);
-    } else {
-      refresh();
+      return;
     }
+    if (event.kind?.type === 'log') {
+      logs.push(event);
+      return;
+    }
+    if (inFlight) sinceLoad.push(event);
+    if (!apply(event)) refresh();
+    else renderSoon();
+    // The run ended: one full load for the server's final word.
+    if (!event.task_run_id && TERMINAL.has(event.kind?.state)) refresh();
   });
   // While it runs, its bars and durations grow (the rest of the page stays as it is).
   let ticks = 0;
   const tick = setInterval(() => {
     if (!detail || TERMINAL.has(detail.run.state)) return;
-    // Child flow runs send their events under their own id: look at them every 5 s.
-    if (++ticks % 5 === 0) refresh();
+    // Child flow runs send their events under their own id: look at them every 10 s.
+    if (++ticks % 10 === 0) refresh();
     renderHead(detail.run);
     lastRows = rowsOf(detail.run, Date.now());
     renderTimeline(lastRows, detail.run, Date.now());
