@@ -425,7 +425,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         .collect();
     assert_eq!(
         loads,
-        ["load", "load #2", "load #3", "load #4"],
+        ["load", "load#2", "load#3", "load#4"],
         "one per table"
     );
     browser.full_page_screenshot("run-example-daily-etl").await;

@@ -170,8 +170,8 @@ export function runPage({ root, subscribe }, id) {
 
   function render() {
     const run = detail.run;
-    // Labels as the console prints them: `name [i]` for a mapped run, `name #n` for the n-th
-    // call of a task called more than once.
+    // Labels as the console prints them: `name [i]` for a mapped run, `name#n` for the n-th
+    // call of a task called more than once (as the console labels them).
     const seen = new Map();
     for (const t of detail.task_runs) {
       if (t.map_index != null) {
@@ -180,7 +180,7 @@ export function runPage({ root, subscribe }, id) {
       }
       const n = (seen.get(t.name) || 0) + 1;
       seen.set(t.name, n);
-      names.set(t.id, n > 1 ? `${t.name} #${n}` : t.name);
+      names.set(t.id, n > 1 ? `${t.name}#${n}` : t.name);
     }
     renderHead(run);
     renderParams(run);
