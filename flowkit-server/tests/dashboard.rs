@@ -178,10 +178,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     // The run list: both runs, with their states.
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
-        .wait_until(
-            "three runs listed",
-            &format!("{COUNT}('[data-testid=run-row]').length === 3"),
-        )
+        .wait_for_count("three runs listed", "[data-testid=run-row]", 3)
         .await;
     let states = browser
         .eval(
@@ -220,10 +217,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     // Search narrows the list without a reload.
     browser.type_into("[data-testid=search]", "FAILING").await;
     browser
-        .wait_until(
-            "the search result",
-            &format!("{COUNT}('[data-testid=run-row]').length === 1"),
-        )
+        .wait_for_count("the search result", "[data-testid=run-row]", 1)
         .await;
     assert!(
         browser
@@ -261,10 +255,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     let id = runs["items"][0]["id"].as_str().unwrap().to_string();
     browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
     browser
-        .wait_until(
-            "the timeline",
-            &format!("{COUNT}('[data-testid=task-row]').length === 7"),
-        )
+        .wait_for_count("the timeline", "[data-testid=task-row]", 7)
         .await;
     assert!(
         browser
@@ -362,10 +353,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     // The level filter.
     browser.click_js("[data-testid=log-task] button").await;
     browser
-        .wait_until(
-            "all lines again",
-            &format!("{COUNT}('[data-testid=log-line]').length === 5"),
-        )
+        .wait_for_count("all lines again", "[data-testid=log-line]", 5)
         .await;
     browser
         .eval(
@@ -375,10 +363,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         )
         .await;
     browser
-        .wait_until(
-            "only the warning",
-            &format!("{COUNT}('[data-testid=log-line]').length === 1"),
-        )
+        .wait_for_count("only the warning", "[data-testid=log-line]", 1)
         .await;
     assert!(
         browser
@@ -433,10 +418,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     // Flows: health per flow, with runs by state over time.
     browser.goto(&format!("{}/#/flows", server.url)).await;
     browser
-        .wait_until(
-            "three flow cards",
-            &format!("{COUNT}('[data-testid=flow-card]').length === 3"),
-        )
+        .wait_for_count("three flow cards", "[data-testid=flow-card]", 3)
         .await;
     let etl_card = "[data-testid=flow-card][data-flow=browser-etl]";
     assert_eq!(
@@ -478,10 +460,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     browser.screenshot("flows-dark").await;
     browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
     browser
-        .wait_until(
-            "the timeline in dark",
-            &format!("{COUNT}('[data-testid=task-row]').length === 7"),
-        )
+        .wait_for_count("the timeline in dark", "[data-testid=task-row]", 7)
         .await;
     browser.full_page_screenshot("run-dark").await;
 
@@ -595,10 +574,7 @@ async fn asks_for_the_api_key_once_then_updates_live() {
         async move { live().on(&bus).await }
     });
     browser
-        .wait_until(
-            "the new run in the list",
-            &format!("{COUNT}('[data-testid=run-row]').length === 1"),
-        )
+        .wait_for_count("the new run in the list", "[data-testid=run-row]", 1)
         .await;
     assert_eq!(
         browser
@@ -704,10 +680,7 @@ async fn asks_for_the_api_key_once_then_updates_live() {
     // The server goes away: the indicator says so, and a page that cannot load says what to do.
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
-        .wait_until(
-            "the list",
-            &format!("{COUNT}('[data-testid=run-row]').length === 2"),
-        )
+        .wait_for_count("the list", "[data-testid=run-row]", 2)
         .await;
     server.kill().await;
     browser
@@ -897,10 +870,7 @@ async fn five_thousand_flow_runs_list_and_chart_quickly() {
     let browser = Browser::start().await;
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
-        .wait_until(
-            "the first page of runs",
-            &format!("{COUNT}('[data-testid=run-row]').length === 50"),
-        )
+        .wait_for_count("the first page of runs", "[data-testid=run-row]", 50)
         .await;
     let list_ms = browser
         .eval(
@@ -917,10 +887,7 @@ async fn five_thousand_flow_runs_list_and_chart_quickly() {
     browser.screenshot("runs-5000").await;
     browser.goto(&format!("{}/#/flows", server.url)).await;
     browser
-        .wait_until(
-            "20 flow cards",
-            &format!("{COUNT}('[data-testid=flow-card]').length === 20"),
-        )
+        .wait_for_count("20 flow cards", "[data-testid=flow-card]", 20)
         .await;
     let flows_ms = browser
         .eval(

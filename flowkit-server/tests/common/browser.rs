@@ -135,6 +135,12 @@ impl Browser {
         }
     }
 
+    /// Waits (like `wait_until`) until exactly `n` elements match `css`.
+    pub async fn wait_for_count(&self, what: &str, css: &str, n: usize) {
+        let expression = format!("document.querySelectorAll({css:?}).length === {n}");
+        self.wait_until(what, &expression).await;
+    }
+
     /// The text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
         self.client
