@@ -156,6 +156,17 @@ async fn api_until(
 
 const COUNT: &str = "document.querySelectorAll";
 
+/// The flow name and state badge of each table row matching `rows`, in order.
+async fn names_and_states(browser: &Browser, rows: &str) -> Value {
+    browser
+        .eval(
+            "return [...document.querySelectorAll(arguments[0])].map(r => \
+             [r.children[1].textContent, r.querySelector('.badge').dataset.state]);",
+            vec![Value::String(rows.to_string())],
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     let _one = ONE_BROWSER.lock().await;
@@ -175,18 +186,12 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     bus.flush().await;
 
     let browser = Browser::start().await;
-    // The run list: both runs, with their states.
+    // The run list: the three runs, with their states.
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
         .wait_for_count("three runs listed", "[data-testid=run-row]", 3)
         .await;
-    let states = browser
-        .eval(
-            "return [...document.querySelectorAll('[data-testid=run-row]')].map(r => \
-             [r.children[1].textContent, r.querySelector('.badge').dataset.state]);",
-            vec![],
-        )
-        .await;
+    let states = names_and_states(&browser, "[data-testid=run-row]").await;
     assert_eq!(
         states,
         json!([
@@ -473,18 +478,13 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         .goto(&format!("{}/#/runs/{parent}", server.url))
         .await;
     browser
-        .wait_until(
+        .wait_for_count(
             "the child flow runs",
-            "document.querySelectorAll('[data-testid=child-runs] tbody tr').length === 3",
+            "[data-testid=child-runs] tbody tr",
+            3,
         )
         .await;
-    let children = browser
-        .eval(
-            "return [...document.querySelectorAll('[data-testid=child-runs] tbody tr')].map(r => \
-             [r.children[1].textContent, r.querySelector('.badge').dataset.state]);",
-            vec![],
-        )
-        .await;
+    let children = names_and_states(&browser, "[data-testid=child-runs] tbody tr").await;
     assert_eq!(
         children,
         json!([
