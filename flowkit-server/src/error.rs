@@ -61,7 +61,13 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
-        let error = self.to_string();
+        let error = match &self {
+            // The operator must act on these: say what is wrong.
+            ApiError::Store(e @ (StoreError::FileGone(_) | StoreError::NotWritable(_))) => {
+                format!("the server cannot store events: {e}")
+            }
+            _ => self.to_string(),
+        };
         let field = match self {
             ApiError::BadRequest { field, .. } => field,
             _ => None,

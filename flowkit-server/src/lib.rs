@@ -140,13 +140,19 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Readiness: 200 `{"status":"ok"}` when the server can store events right now (the last write
+/// succeeded, the database file is the one opened, a small write succeeds), else 503 with why.
 async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::http::StatusCode {
-    if state.store.healthy().await {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.store.ready().await {
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(error) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "unavailable", "error": error })),
+        )
+            .into_response(),
     }
 }
 

@@ -4,6 +4,11 @@
 //! checked on its own: the valid ones are stored (once: an event sent again is counted as a
 //! duplicate) and each invalid one is reported with its index and the problem. The answer is
 //! 200 when at least one event was valid, else 400.
+//!
+//! **NUL characters.** PostgreSQL cannot store `\u0000` in text, SQLite can; so that both store
+//! the same thing, every NUL in a string (or a key) of an event is replaced by U+FFFD (`�`),
+//! the replacement character, before it is stored. A value the database still refuses makes
+//! that one event rejected, never the batch.
 
 use axum::Json;
 use axum::extract::State;
@@ -93,7 +98,8 @@ pub async fn ingest(
     }
     let mut events = Vec::with_capacity(values.len());
     let mut rejected = Vec::new();
-    for (index, value) in values.into_iter().enumerate() {
+    for (index, mut value) in values.into_iter().enumerate() {
+        replace_nul(&mut value);
         match serde_json::from_value::<Event>(value) {
             Ok(event) => match check(&event) {
                 Ok(()) => events.push(event),
@@ -126,9 +132,41 @@ pub async fn ingest(
         let fresh: Vec<_> = outcome.fresh.iter().map(|&i| events[i].clone()).collect();
         let _ = state.live.send(std::sync::Arc::new(fresh));
     }
+    // The database refused these (by position among the valid events).
+    let valid: Vec<usize> = (0..events.len() + rejected.len())
+        .filter(|i| !rejected.iter().any(|r| r.index == *i))
+        .collect();
+    for (position, error) in outcome.refused {
+        rejected.push(Rejected {
+            index: valid.get(position).copied().unwrap_or(position),
+            error,
+        });
+    }
+    rejected.sort_by_key(|r| r.index);
     Ok(Json(IngestAnswer {
         stored: outcome.stored,
         duplicates: outcome.duplicates,
         rejected,
     }))
+}
+
+/// Replaces each NUL character in the strings and keys of `value` by U+FFFD.
+fn replace_nul(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    const NUL: char = '\0';
+    match value {
+        Value::String(text) if text.contains(NUL) => *text = text.replace(NUL, "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(fields) => {
+            if fields.keys().any(|k| k.contains(NUL)) {
+                let old = std::mem::take(fields);
+                *fields = old
+                    .into_iter()
+                    .map(|(k, v)| (k.replace(NUL, "\u{FFFD}"), v))
+                    .collect();
+            }
+            fields.values_mut().for_each(replace_nul);
+        }
+        _ => {}
+    }
 }

@@ -32,11 +32,31 @@ macro_rules! backend {
             /// of meeting "database is locked").
             writer: sqlx::Pool<$db>,
             reader: sqlx::Pool<$db>,
+            /// Whether it can store events now.
+            health: std::sync::Arc<$crate::store::health::Health>,
         }
 
         impl $name {
+            /// Stores a batch in one transaction. A connection whose write failed is closed, not
+            /// reused: after a failed `COMMIT` (a full disk) SQLite may have ended the
+            /// transaction itself, and the connection would refuse every later `BEGIN`. The batch
+            /// is acknowledged only if the database file is still the one opened.
             pub(crate) async fn ingest(
                 &self,
+                events: &[flowkit::events::Event],
+            ) -> Result<$crate::store::Ingested, $crate::store::StoreError> {
+                let mut conn = self.writer.acquire().await?;
+                let result = Self::ingest_on(&mut conn, events).await;
+                if result.is_err() {
+                    conn.close_on_drop();
+                }
+                let result = result.and_then(|done| self.health.check_file().map(|()| done));
+                self.health.wrote(&result);
+                result
+            }
+
+            async fn ingest_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
                 events: &[flowkit::events::Event],
             ) -> Result<$crate::store::Ingested, $crate::store::StoreError> {
                 use std::collections::HashSet;
@@ -45,7 +65,7 @@ macro_rules! backend {
                 use $crate::store::{merge_changes, waves, Change, Created, EventRow, Ingested, ROWS_PER_STATEMENT};
 
                 let rows: Vec<EventRow<'_>> = events.iter().enumerate().filter_map(EventRow::new).collect();
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut tx = sqlx::Connection::begin_with(conn, $begin).await?;
                 let mut fresh: HashSet<Uuid> = HashSet::with_capacity(rows.len());
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     let mut insert = QueryBuilder::<$db>::new(
@@ -99,7 +119,10 @@ macro_rules! backend {
                         new_rows.push(row);
                     }
                 }
-                let created: Vec<Created<'_>> = new_rows.iter().filter_map(|r| Created::new(r)).collect();
+                // Runs are written in the order of their ids, so concurrent writers take their
+                // row locks in one order (PostgreSQL).
+                let mut created: Vec<Created<'_>> = new_rows.iter().filter_map(|r| Created::new(r)).collect();
+                created.sort_by_key(|c| c.id);
                 for wave in waves(&created, |c| c.id) {
                     let mut upsert = QueryBuilder::<$db>::new(
                         "INSERT INTO runs (id, run_type, name, flow_run_id, parent_flow_run_id,
@@ -132,7 +155,8 @@ macro_rules! backend {
                     upsert.build().execute(&mut *tx).await?;
                 }
                 let changes: Vec<Change<'_>> = new_rows.iter().filter_map(|r| Change::new(r)).collect();
-                let merged = merge_changes(&changes);
+                let mut merged = merge_changes(&changes);
+                merged.sort_by_key(|c| c.id);
                 for wave in merged.chunks(ROWS_PER_STATEMENT) {
                     let mut upsert = QueryBuilder::<$db>::new(
                         "INSERT INTO runs (id, run_type, flow_run_id, state, state_final, state_ts,
@@ -495,7 +519,19 @@ macro_rules! backend {
             }
 
             pub(crate) async fn delete_before(&self, cutoff: i64) -> Result<u64, $crate::store::StoreError> {
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut conn = self.writer.acquire().await?;
+                let result = Self::delete_before_on(&mut conn, cutoff).await;
+                if result.is_err() {
+                    conn.close_on_drop();
+                }
+                result
+            }
+
+            async fn delete_before_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                cutoff: i64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut tx = sqlx::Connection::begin_with(conn, $begin).await?;
                 // Event ids are UUID v7: every event made before the cutoff has a smaller id, so
                 // the primary key finds them without an index on time.
                 let first_kept = $crate::store::first_event_id_at(cutoff);
@@ -519,8 +555,25 @@ macro_rules! backend {
                 Ok(deleted)
             }
 
-            pub(crate) async fn healthy(&self) -> bool {
-                sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+            pub(crate) async fn ready(&self) -> Result<(), String> {
+                self.health.ready(self.probe()).await
+            }
+
+            /// A small real write: the one row of `server_health` records the time.
+            pub(crate) async fn probe(&self) -> Result<(), $crate::store::StoreError> {
+                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+                let mut conn = self.writer.acquire().await?;
+                let result = sqlx::query(
+                    "INSERT INTO server_health (id, checked_ts) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET checked_ts = excluded.checked_ts",
+                )
+                .bind(now)
+                .execute(&mut *conn)
+                .await;
+                if result.is_err() {
+                    conn.close_on_drop();
+                }
+                result.map(drop).map_err(Into::into)
             }
 
             fn run_from_row(row: &$row) -> Result<$crate::store::Run, $crate::store::StoreError> {

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod backend;
+mod health;
 pub mod postgres;
 pub mod sqlite;
 
@@ -27,6 +28,41 @@ pub enum StoreError {
     /// The database URL is not one this server supports.
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    /// The SQLite file was removed or replaced while the server ran: writes would be lost.
+    #[error(
+        "the database file {0} was removed or replaced while the server ran; restart the server"
+    )]
+    FileGone(String),
+    /// The database cannot be written (read-only file or directory, full disk).
+    #[error("the database cannot be written: {0}")]
+    NotWritable(String),
+}
+
+impl StoreError {
+    /// True if the database refused a value (an event's content), not the write itself:
+    /// PostgreSQL's data exceptions and program limits (SQLSTATE classes 22 and 54), SQLite's
+    /// "too big" and "mismatch".
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                error.code().is_some_and(|code| {
+                    code.starts_with("22") || code.starts_with("54") || code == "18" || code == "20"
+                })
+            }
+            _ => false,
+        }
+    }
+
+    /// True if the transaction lost a race with another one and can simply run again
+    /// (PostgreSQL's deadlock and serialization failures).
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The runs and events of a server, in SQLite (embedded, the default) or PostgreSQL (for
@@ -47,6 +83,9 @@ pub struct Ingested {
     /// The positions (in the batch) of the events stored for the first time.
     #[serde(skip)]
     pub fresh: Vec<usize>,
+    /// Events the database refused (by position in the batch), and why.
+    #[serde(skip)]
+    pub refused: Vec<(usize, String)>,
     /// How long each task run that ended in this batch took, in seconds.
     #[serde(skip)]
     pub task_durations: Vec<f64>,
@@ -426,9 +465,56 @@ impl Store {
     /// Stores a batch of valid events in one transaction, and updates the runs they are about.
     ///
     /// Statements carry many rows each, and only events stored for the first time update their
-    /// runs, so a batch sent twice changes nothing the second time.
+    /// runs, so a batch sent twice changes nothing the second time. A batch that loses a race
+    /// with another writer (a PostgreSQL deadlock) runs again. If the database refuses a value
+    /// inside the batch, the batch is split until the events it refuses are found: they are
+    /// reported in `refused`, and the others stored.
     pub async fn ingest(&self, events: &[Event]) -> Result<Ingested, StoreError> {
-        dispatch!(self.ingest(events))
+        let mut outcome = Ingested::default();
+        // Halves still to store, by their offset in the batch; the first half first.
+        let mut parts = vec![(0usize, events)];
+        while let Some((offset, part)) = parts.pop() {
+            match self.ingest_retrying(part).await {
+                Ok(done) => {
+                    outcome.stored += done.stored;
+                    outcome.duplicates += done.duplicates;
+                    outcome.fresh.extend(done.fresh.iter().map(|i| offset + i));
+                    outcome.task_durations.extend(done.task_durations);
+                }
+                Err(error) if error.is_data_error() => {
+                    if part.len() == 1 {
+                        tracing::warn!(%error, id = %part[0].id, "the database refused an event");
+                        outcome
+                            .refused
+                            .push((offset, format!("the database refused it: {error}")));
+                    } else {
+                        let middle = part.len() / 2;
+                        parts.push((offset + middle, &part[middle..]));
+                        parts.push((offset, &part[..middle]));
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// One transaction, run again (a few times, after a short random pause) when it loses a
+    /// race with another writer.
+    async fn ingest_retrying(&self, events: &[Event]) -> Result<Ingested, StoreError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = dispatch!(self.ingest(events));
+            match result {
+                Err(error) if error.is_conflict() && attempt < 8 => {
+                    tracing::debug!(%error, attempt, "ingest lost a race; running it again");
+                    let pause = fastrand::u64(1..=10 * u64::from(attempt));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Flow runs, newest first, filtered.
@@ -533,9 +619,10 @@ impl Store {
         dispatch!(self.delete_before(cutoff))
     }
 
-    /// True if the database answers.
-    pub async fn healthy(&self) -> bool {
-        dispatch!(self.healthy())
+    /// Whether events can be stored right now, and if not, why: the last write failed, the
+    /// database file is gone, or a small real write fails.
+    pub async fn ready(&self) -> Result<(), String> {
+        dispatch!(self.ready())
     }
 }
 

@@ -22,9 +22,15 @@ impl PgStore {
     pub(crate) async fn open(url: &str) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore {
+        let store = PgStore {
             writer: pool.clone(),
             reader: pool,
-        })
+            health: std::sync::Arc::new(super::health::Health::new(None)),
+        };
+        store
+            .probe()
+            .await
+            .map_err(|error| StoreError::NotWritable(error.to_string()))?;
+        Ok(store)
     }
 }

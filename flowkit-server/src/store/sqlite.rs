@@ -41,8 +41,20 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        let file = options.get_filename();
+        let file = (file != std::path::Path::new(":memory:")).then(|| file.to_path_buf());
+        let store = SqliteStore {
+            writer,
+            reader,
+            health: std::sync::Arc::new(super::health::Health::new(file)),
+        };
+        // A read-only file or directory opens and reads fine, then fails every write.
+        store
+            .probe()
+            .await
+            .map_err(|error| StoreError::NotWritable(error.to_string()))?;
+        Ok(store)
     }
 }

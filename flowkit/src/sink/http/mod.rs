@@ -1,0 +1,386 @@
+//! The HTTP sink: streams events to a flowkit server, and never loses them.
+//!
+//! Events are batched (by count, by bytes and by time) and posted by a thread of the sink's
+//! own, so a slow or absent server never blocks a task. Every batch is written to a spool on
+//! disk before it is posted and removed once the server acknowledges it: a program that ends
+//! while the server hangs or is down leaves its events there, and the next program that uses
+//! the same server URL delivers them. Batches are delivered oldest first, so each run's events
+//! arrive in order; the server ignores events it already has, so delivering twice is harmless.
+//!
+//! What the server cannot take is isolated, never allowed to block the rest: a batch answered
+//! `413` is split in halves; a batch that keeps failing with a server error while the server
+//! says it is healthy is split until the one bad event is found, which is moved to
+//! `refused/` with the reason. A single event too large to send has its long strings truncated
+//! with a marker.
+
+mod body;
+mod spool;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use self::spool::Spool;
+use super::EventSink;
+use crate::events::Event;
+
+/// How long an event waits for its batch to fill.
+const BATCH_WAIT: Duration = Duration::from_millis(200);
+/// Timeout of one request (connecting included).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of connecting to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Server errors in a row on one batch before the sink asks whether the server is healthy and,
+/// if it is, splits the batch to isolate the event it fails on.
+const FAILURES_BEFORE_SPLIT: u32 = 3;
+
+enum Command {
+    Events(Vec<Event>),
+    Flush(oneshot::Sender<usize>),
+}
+
+/// Sends events to a flowkit server (`FLOWKIT_API_URL`, `FLOWKIT_API_KEY`).
+///
+/// ```no_run
+/// use flowkit::{Config, HttpSink};
+///
+/// # #[tokio::main] async fn main() {
+/// let sink = HttpSink::builder("http://127.0.0.1:4200").api_key("secret").build();
+/// Config::from_env().sink(sink).init().expect("first init");
+/// # }
+/// ```
+pub struct HttpSink {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+/// Builds an [`HttpSink`].
+pub struct HttpSinkBuilder {
+    url: String,
+    api_key: Option<String>,
+    spool_dir: Option<PathBuf>,
+}
+
+impl HttpSinkBuilder {
+    /// Sends `Authorization: Bearer <key>`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Where undelivered events wait on disk (default: `FLOWKIT_SPOOL_DIR`, else
+    /// `$XDG_STATE_HOME/flowkit/spool/<server>` or `~/.local/state/flowkit/spool/<server>`).
+    pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// Starts the sink's sending thread.
+    pub fn build(self) -> HttpSink {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let base = self.url.trim_end_matches('/');
+        let server = Server {
+            events: format!("{base}/api/events"),
+            health: format!("{base}/healthz"),
+            api_key: self.api_key,
+        };
+        let spool_dir = self
+            .spool_dir
+            .unwrap_or_else(|| default_spool_dir(&self.url));
+        let spawned = std::thread::Builder::new()
+            .name("flowkit-http-sink".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "flowkit: the HTTP sink could not start");
+                        return;
+                    }
+                };
+                runtime.block_on(send_loop(rx, server, Spool::open(spool_dir)));
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "flowkit: the HTTP sink could not start its thread");
+        }
+        HttpSink { tx }
+    }
+}
+
+fn default_spool_dir(url: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLOWKIT_SPOOL_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    let server: String = url
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    base.join("flowkit").join("spool").join(server)
+}
+
+impl HttpSink {
+    /// A builder for a sink sending to the server at `url` (like `http://127.0.0.1:4200`).
+    pub fn builder(url: impl Into<String>) -> HttpSinkBuilder {
+        HttpSinkBuilder {
+            url: url.into(),
+            api_key: None,
+            spool_dir: None,
+        }
+    }
+}
+
+impl EventSink for HttpSink {
+    fn handle(&mut self, events: &[Event]) {
+        let _ = self.tx.send(Command::Events(events.to_vec()));
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, ()> {
+        let (done, wait) = oneshot::channel();
+        let sent = self.tx.send(Command::Flush(done)).is_ok();
+        Box::pin(async move {
+            if sent {
+                if let Ok(spooled) = wait.await {
+                    if spooled > 0 {
+                        tracing::warn!(
+                            spooled,
+                            "flowkit: the server is unreachable; events wait in the spool and \
+                             will be delivered when it is back (by this program or the next)"
+                        );
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Where and how to post.
+struct Server {
+    events: String,
+    health: String,
+    api_key: Option<String>,
+}
+
+/// How a post went.
+#[derive(Debug)]
+enum Posted {
+    Delivered,
+    /// Unreachable, timed out, busy or not authorized: the same batch later.
+    Unreachable(String),
+    /// The server failed on the batch (5xx); `healthy` is its own word on whether it can store
+    /// events right now, asked only when the batch is a suspect.
+    Failed {
+        why: String,
+        healthy: bool,
+    },
+    /// The batch is too large: split it.
+    TooLarge(String),
+    /// The server refused the batch itself: trying again would not help.
+    Refused(String),
+}
+
+impl Server {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+    ) -> reqwest::RequestBuilder {
+        let request = client.request(method, url).timeout(REQUEST_TIMEOUT);
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// Posts one body; when it fails with a server error and `ask_health`, asks `/healthz`.
+    async fn post(&self, client: &reqwest::Client, body: Vec<u8>, ask_health: bool) -> Posted {
+        let request = self
+            .request(client, reqwest::Method::POST, &self.events)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return Posted::Unreachable(error.to_string()),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Posted::Delivered;
+        }
+        let text = tokio::time::timeout(REQUEST_TIMEOUT, response.text())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let why = format!("server answered {status}: {}", text.trim());
+        use reqwest::StatusCode;
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Posted::TooLarge(why),
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN => Posted::Unreachable(why),
+            s if s.is_server_error() => {
+                let healthy = ask_health && self.healthy(client).await;
+                Posted::Failed { why, healthy }
+            }
+            _ => Posted::Refused(why),
+        }
+    }
+
+    /// Whether the server says it can store events right now.
+    async fn healthy(&self, client: &reqwest::Client) -> bool {
+        self.request(client, reqwest::Method::GET, &self.health)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+}
+
+/// Retry delays while the server is unreachable: 0.5 s doubling to 30 s, with jitter.
+fn backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut spool: Spool) {
+    let client = match reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "flowkit: the HTTP sink could not build its client");
+            return;
+        }
+    };
+    let mut delays = backoff();
+    let mut buffer: Vec<Event> = Vec::new();
+    // When the first event of the buffer came.
+    let mut oldest: Option<Instant> = None;
+    // No post before this (the server was unreachable).
+    let mut retry_at: Option<Instant> = None;
+    let mut in_flight: Option<BoxFuture<'_, Posted>> = None;
+    let mut flushes: Vec<oneshot::Sender<usize>> = Vec::new();
+    // Batches go to the spool (disk) before they are posted.
+    let ship = |buffer: &mut Vec<Event>, spool: &mut Spool| {
+        for body in body::bodies(buffer) {
+            spool.push(body);
+        }
+        buffer.clear();
+    };
+    loop {
+        // Post the oldest batch when nothing is in flight and no retry is pending.
+        if in_flight.is_none() && retry_at.is_none_or(|at| Instant::now() >= at) {
+            retry_at = None;
+            if let Some(bytes) = spool.read_front() {
+                let suspect = spool
+                    .front_mut()
+                    .is_some_and(|e| e.suspect || e.failures + 1 >= FAILURES_BEFORE_SPLIT);
+                in_flight = Some(Box::pin(server.post(&client, bytes, suspect)));
+            }
+        }
+        // A flush is answered once what came before it is delivered, or when delivery has to
+        // wait for a retry (then with the number of events left in the spool).
+        if !flushes.is_empty()
+            && buffer.is_empty()
+            && (spool.is_empty() || (in_flight.is_none() && retry_at.is_some()))
+        {
+            let waiting = spool.events();
+            for done in flushes.drain(..) {
+                let _ = done.send(waiting);
+            }
+        }
+        let batch_due = oldest.map(|t| t + BATCH_WAIT);
+        tokio::select! {
+            command = rx.recv() => match command {
+                None => {
+                    // The bus is gone: keep what is left for the next program.
+                    ship(&mut buffer, &mut spool);
+                    return;
+                }
+                Some(Command::Events(events)) => {
+                    if buffer.is_empty() {
+                        oldest = Some(Instant::now());
+                    }
+                    buffer.extend(events);
+                    if buffer.len() >= body::MAX_EVENTS {
+                        ship(&mut buffer, &mut spool);
+                        oldest = None;
+                    }
+                }
+                Some(Command::Flush(done)) => {
+                    ship(&mut buffer, &mut spool);
+                    oldest = None;
+                    flushes.push(done);
+                    // One try now, even if a retry was pending.
+                    retry_at = None;
+                }
+            },
+            posted = async { in_flight.as_mut().expect("guarded by the condition").await },
+                if in_flight.is_some() =>
+            {
+                in_flight = None;
+                match posted {
+                    Posted::Delivered => {
+                        spool.delivered();
+                        delays = backoff();
+                    }
+                    Posted::Unreachable(why) => {
+                        tracing::debug!(%why, "flowkit: server unreachable; events wait in the spool");
+                        retry_at = Some(Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)));
+                    }
+                    Posted::Failed { why, healthy } => {
+                        let Some(entry) = spool.front_mut() else { continue };
+                        entry.failures += 1;
+                        if healthy {
+                            // The server is fine but fails on this batch: isolate the event.
+                            isolate(&mut spool, &why);
+                        } else {
+                            tracing::debug!(%why, "flowkit: the server failed on a batch; retrying");
+                            retry_at = Some(Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)));
+                        }
+                    }
+                    Posted::TooLarge(why) => isolate(&mut spool, &why),
+                    Posted::Refused(why) => spool.set_aside(&why),
+                }
+            }
+            () = sleep_until(batch_due), if batch_due.is_some() => {
+                ship(&mut buffer, &mut spool);
+                oldest = None;
+            }
+            () = sleep_until(retry_at), if retry_at.is_some() && in_flight.is_none() => {}
+        }
+    }
+}
+
+/// Splits the oldest batch in halves, or sets it aside if it is a single event.
+fn isolate(spool: &mut Spool, why: &str) {
+    let halves = spool.read_front().and_then(|bytes| body::halves(&bytes));
+    match halves {
+        Some(halves) => {
+            tracing::debug!(%why, "flowkit: splitting a batch the server cannot take");
+            spool.split_front(halves);
+        }
+        None => spool.set_aside(why),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
