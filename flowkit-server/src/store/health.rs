@@ -22,8 +22,8 @@ pub(crate) struct Health {
     file: Option<DatabaseFile>,
     /// Why the last write failed, until one succeeds.
     write_error: Mutex<Option<String>>,
-    /// The last probe: when, and what it found.
-    probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The last probe (or successful write): when, and what it found.
+    probe: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 impl Health {
@@ -47,7 +47,11 @@ impl Health {
     pub(crate) fn wrote<T>(&self, result: &Result<T, StoreError>) {
         let mut error = self.write_error.lock().unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(_) => *error = None,
+            Ok(_) => {
+                *error = None;
+                *self.probe.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), Ok(())));
+            }
             // A value the database refuses says nothing about the database.
             Err(e) if e.is_data_error() => {}
             Err(e) => *error = Some(e.to_string()),
@@ -68,8 +72,7 @@ impl Health {
         {
             return Err(format!("the last write failed: {error}"));
         }
-        let mut last = self.probe.lock().await;
-        if let Some((at, answer)) = &*last {
+        if let Some((at, answer)) = &*self.probe.lock().unwrap_or_else(|e| e.into_inner()) {
             if at.elapsed() < PROBE_EVERY {
                 return answer.clone();
             }
@@ -79,7 +82,8 @@ impl Health {
             Ok(Err(error)) => Err(format!("cannot write: {error}")),
             Err(_) => Err("cannot write: the database did not answer within 5 s".into()),
         };
-        *last = Some((Instant::now(), answer.clone()));
+        *self.probe.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), answer.clone()));
         answer
     }
 }

@@ -141,6 +141,26 @@ impl Server {
         Server { url, port, child }
     }
 
+    /// Sends a signal (`"STOP"`, `"CONT"`, `"TERM"`...) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the server runs");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// `/healthz`: its status and body.
+    pub async fn health(&self) -> (u16, serde_json::Value) {
+        let response = reqwest::get(format!("{}/healthz", self.url))
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
