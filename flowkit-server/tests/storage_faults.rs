@@ -11,7 +11,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use common::{BACKENDS, Backend, Server, TempDir};
