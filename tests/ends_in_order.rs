@@ -7,58 +7,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::tree::{UNDER_TREE, branch, calls_a_flow, nap, root, tree, waits_on_a_subtask};
 use common::{assert_ends_in_order, created, events, only_run, recorder};
 use flowkit::{State, flow, task};
 use tokio::time::Instant;
-
-#[task]
-async fn nap(seconds: u64) -> u64 {
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    seconds
-}
-
-/// A task run with a task run under it.
-#[task]
-async fn waits_on_a_subtask(seconds: u64) -> u64 {
-    nap(seconds).submit().await.unwrap_or(0)
-}
-
-#[flow]
-async fn leaf(seconds: u64) -> u64 {
-    nap(seconds).await.unwrap_or(0)
-}
-
-/// A task run with a flow run under it.
-#[task]
-async fn calls_a_flow(seconds: u64) -> u64 {
-    leaf(seconds).await.unwrap_or(0)
-}
-
-/// A child flow: a detached task run, a task run with a sub-task, an inline task run.
-#[flow]
-async fn branch(seconds: u64) -> u64 {
-    nap(seconds).submit().detach();
-    let sub = waits_on_a_subtask(seconds).submit();
-    let inline = nap(seconds).await.unwrap_or(0);
-    inline + sub.await.unwrap_or(0)
-}
-
-/// The body of the top-level flows below: a detached child flow, a task run calling a flow, an
-/// inline child flow. 13 runs under the top-level one.
-async fn tree(seconds: u64) -> u64 {
-    branch(seconds).submit().detach();
-    let via_task = calls_a_flow(seconds).submit();
-    let inline = branch(seconds).await.unwrap_or(0);
-    inline + via_task.await.unwrap_or(0)
-}
-
-/// Runs under the top-level flow run in `tree`.
-const UNDER_TREE: usize = 13;
-
-#[flow]
-async fn root(seconds: u64) -> u64 {
-    tree(seconds).await
-}
 
 /// Checks the order, and that the top-level run `name` ended `root_state` with every run under
 /// it `Cancelled`; returns how many runs there were.

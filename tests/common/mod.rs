@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod tree;
+
 use flowkit::events::{Event, EventKind, RunCreated};
 use flowkit::{EventBus, MemorySink, State};
 use uuid::Uuid;
