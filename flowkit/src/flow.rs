@@ -372,8 +372,9 @@ impl<T, E> FlowHandle<T, E> {
         self.run.done.get()
     }
 
-    /// Asks the flow run to stop: its body and every task run still running are cancelled and
-    /// recorded `Cancelled`; awaiting the handle then gives [`RunError::Cancelled`].
+    /// Asks the flow run to stop: its body and every run still running under it (task runs,
+    /// child flow runs, detached ones) are cancelled and recorded `Cancelled`, each before the
+    /// run above it; awaiting the handle then gives [`RunError::Cancelled`].
     pub fn cancel(&self) {
         self.run.cancel.cancel();
     }
