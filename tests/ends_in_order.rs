@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::tree::{UNDER_TREE, branch, calls_a_flow, nap, root, tree, waits_on_a_subtask};
+use common::tree::{UNDER_TREE, branch, calls_a_flow, leaf, nap, root, tree, waits_on_a_subtask};
 use common::{assert_ends_in_order, created, events, only_run, recorder};
 use flowkit::{State, flow, task};
 use tokio::time::Instant;
@@ -293,4 +293,57 @@ async fn ends_stay_in_order_across_worker_threads() {
     let ends = assert_ends_in_order(&events);
     assert_eq!(ends.len(), 40 * (UNDER_TREE + 1));
     assert!(ends.values().all(|s| *s == State::Cancelled));
+}
+
+/// Detaches a sub-task and a child flow, then works for as long as they do.
+#[task]
+async fn detaches_and_works(seconds: u64) -> u64 {
+    nap(seconds).submit().detach();
+    leaf(seconds).submit().detach();
+    nap(seconds).await.unwrap_or(0)
+}
+
+#[task(timeout = "10s")]
+async fn detaches_and_times_out(seconds: u64) -> u64 {
+    detaches_and_works(seconds).await.unwrap_or(0)
+}
+
+#[flow]
+async fn stops_tasks_with_detached_runs() -> (bool, bool) {
+    let cancelled = detaches_and_works(3600).submit();
+    let dropped = detaches_and_works(3600).submit();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cancelled.cancel();
+    drop(dropped);
+    let timed_out = detaches_and_times_out(3600).await;
+    (
+        cancelled.await.is_err_and(|e| e.is_cancelled()),
+        timed_out.is_err_and(|e| e.is_timeout()),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_task_run_stops_the_runs_it_detached_and_ends_after_them() {
+    let (bus, memory) = recorder();
+    let start = Instant::now();
+    assert_eq!(
+        stops_tasks_with_detached_runs().on(&bus).await.unwrap(),
+        (true, true)
+    );
+    // Nothing waited out its hour: 10 s before the cancel, then the 10 s timeout.
+    assert_eq!(start.elapsed(), Duration::from_secs(20));
+    let events = events(&bus, &memory).await;
+    let ends = assert_ends_in_order(&events);
+    // 3 × (the task, 2 naps, leaf and its nap), the timed-out task and the flow run.
+    assert_eq!(ends.len(), 17);
+    let timed_out = only_run(&events, "detaches_and_times_out");
+    let flow_run = only_run(&events, "stops_tasks_with_detached_runs");
+    for (run, state) in &ends {
+        let expected = match *run {
+            run if run == timed_out => State::TimedOut,
+            run if run == flow_run => State::Completed,
+            _ => State::Cancelled,
+        };
+        assert_eq!(*state, expected);
+    }
 }

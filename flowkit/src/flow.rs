@@ -380,9 +380,13 @@ impl<T, E> FlowHandle<T, E> {
     }
 
     /// Lets the run go on after the handle is dropped. Its parent flow run, if any, still waits
-    /// for it before it ends, and still stops it if the parent is cancelled or times out.
+    /// for it before it ends, and still stops it if the parent is cancelled or times out; so
+    /// does the task run that submitted it, if a task did.
     pub fn detach(mut self) {
         if let Some(join) = self.join.take() {
+            if let Some(task) = &self.run.parent_task {
+                task.live.detach(join.abort_handle());
+            }
             if let Some(parent) = &self.run.parent {
                 parent.detach(join.abort_handle());
             }

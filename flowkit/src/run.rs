@@ -68,8 +68,17 @@ impl Completion {
 pub(crate) struct Live {
     /// [`SELF`] while the run has not ended, plus one per live run under it.
     count: AtomicUsize,
+    /// What only some runs need, allocated on first use.
+    rare: Mutex<Option<Box<Rare>>>,
+}
+
+/// The parts of [`Live`] that most runs never use.
+#[derive(Default)]
+struct Rare {
     /// The end of a run that ended while runs under it were still live.
-    held: Mutex<Option<Box<HeldEnd>>>,
+    end: Option<HeldEnd>,
+    /// Runs detached from their handles under a task run: stopped if it is.
+    detached: Vec<tokio::task::AbortHandle>,
 }
 
 /// The part of [`Live::count`] that stands for the run itself, until it ends.
@@ -85,7 +94,7 @@ impl Default for Live {
     fn default() -> Self {
         Live {
             count: AtomicUsize::new(SELF),
-            held: Mutex::new(None),
+            rare: Mutex::new(None),
         }
     }
 }
@@ -106,8 +115,27 @@ impl Live {
         self.count.load(Ordering::Acquire) & !SELF == 0
     }
 
-    fn hold(&self) -> std::sync::MutexGuard<'_, Option<Box<HeldEnd>>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    fn rare(&self) -> std::sync::MutexGuard<'_, Option<Box<Rare>>> {
+        self.rare.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps a run detached under this one, to stop it if this run is stopped.
+    pub(crate) fn detach(&self, run: tokio::task::AbortHandle) {
+        self.rare()
+            .get_or_insert_with(Default::default)
+            .detached
+            .push(run);
+    }
+
+    /// Stops the runs detached under this one.
+    pub(crate) fn abort_detached(&self) {
+        let detached = self
+            .rare()
+            .as_mut()
+            .map(|rare| std::mem::take(&mut rare.detached));
+        for run in detached.into_iter().flatten() {
+            run.abort();
+        }
     }
 }
 /// A cancellation request for a flow run.
@@ -278,11 +306,11 @@ pub(crate) trait Record {
             self.record_end(state, attempt, message);
             return;
         }
-        *live.hold() = Some(Box::new(HeldEnd {
+        live.rare().get_or_insert_with(Default::default).end = Some(HeldEnd {
             state,
             attempt,
             message,
-        }));
+        });
         // Whoever takes the count to zero records the end: us, if the runs under it ended
         // meanwhile, else the last of them (in `leave`).
         if live.count.fetch_sub(SELF, Ordering::AcqRel) == SELF {
@@ -300,7 +328,7 @@ pub(crate) trait Record {
     }
 
     fn record_held_end(&self) {
-        let held = self.live().hold().take();
+        let held = self.live().rare().as_mut().and_then(|rare| rare.end.take());
         if let Some(end) = held {
             self.record_end(end.state, end.attempt, end.message);
         }
@@ -446,6 +474,8 @@ impl<R: Record> Drop for EndGuard<R> {
             } else {
                 (State::Cancelled, "cancelled before it finished")
             };
+            // Stopped before it ended: so are the runs it detached.
+            record.live().abort_detached();
             record.end(state, record.attempt(), Some(message.into()));
         }
     }

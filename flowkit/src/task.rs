@@ -301,13 +301,18 @@ where
                     AssertUnwindSafe(start_attempt()).catch_unwind(),
                 )
                 .instrument(span);
+            // A timed-out attempt stops the runs it detached, as a flow's timeout does.
+            let timed = timeout.map(|limit| (limit, run.clone()));
             async move {
-                let outcome = match timeout {
+                let outcome = match timed {
                     // Boxed: a timer is large, and only runs with a timeout need one.
-                    Some(limit) => {
+                    Some((limit, run)) => {
                         match Box::pin(tokio::time::timeout(limit, attempt_future)).await {
                             Ok(outcome) => outcome,
-                            Err(_) => return Attempt::TimedOut(limit),
+                            Err(_) => {
+                                run.live.abort_detached();
+                                return Attempt::TimedOut(limit);
+                            }
                         }
                     }
                     None => attempt_future.await,
@@ -353,9 +358,13 @@ impl<T, E> TaskHandle<T, E> {
     }
 
     /// Lets the run go on after the handle is dropped. Its flow run still waits for it before
-    /// it ends, and still stops it if the flow run is cancelled or times out.
+    /// it ends, and still stops it if the flow run is cancelled or times out; so does the task
+    /// run that submitted it, if a task did (that task run is recorded as ended only after it).
     pub fn detach(mut self) {
         if let Some(join) = self.join.take() {
+            if let Some(task) = &self.run.parent_task {
+                task.live.detach(join.abort_handle());
+            }
             if let Some(flow) = &self.run.flow {
                 flow.detach(join.abort_handle());
             }
