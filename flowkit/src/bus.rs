@@ -36,7 +36,7 @@ enum Message {
     /// Deliver everything before this, flush the sinks (within the deadline, if any), answer
     /// whether that finished in time.
     Flush {
-        done: oneshot::Sender<bool>,
+        done: mpsc::SyncSender<bool>,
         deadline: Option<std::time::Instant>,
     },
 }
@@ -203,14 +203,26 @@ impl EventBus {
 
     /// Waits until every event emitted before this call has been handed to every sink and each
     /// sink has flushed.
+    ///
+    /// The wait is in real time, on a blocking thread of the runtime: under tokio's paused clock
+    /// (`#[tokio::test(start_paused = true)]`) a runtime that is waiting on a blocking thread
+    /// does not advance virtual time, so a flush takes no virtual time and other timers do not
+    /// fire early. With no sink, it returns at once.
     pub async fn flush(&self) {
         self.flush_until(None).await;
     }
 
     /// [`flush`](Self::flush) with a bounded wait for the sinks; true if it finished in time.
     ///
-    /// The limit is kept by the dispatcher thread in real time, so a paused tokio clock (in
-    /// tests) does not cut it short.
+    /// The limit is in real time, so a paused tokio clock (in tests) neither cuts it short nor
+    /// moves on while it runs.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bus = flowkit::EventBus::builder().sink(flowkit::MemorySink::new()).build();
+    /// assert!(bus.flush_timeout(std::time::Duration::from_secs(5)).await);
+    /// # }
+    /// ```
     pub async fn flush_timeout(&self, limit: Duration) -> bool {
         self.flush_until(Some(std::time::Instant::now() + limit))
             .await
@@ -220,28 +232,25 @@ impl EventBus {
         let Some(inner) = &self.inner else {
             return true;
         };
-        let (done, wait) = oneshot::channel();
+        let (done, answer) = mpsc::sync_channel(1);
         if inner.push(Message::Flush { done, deadline }).is_err() {
             return false;
         }
-        let Some(deadline) = deadline else {
-            return wait.await.unwrap_or(false);
+        // The limit is kept here too, in case the dispatcher itself is stuck (a sink that
+        // blocks).
+        let wait = move || match deadline {
+            Some(deadline) => answer
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or(false),
+            None => answer.recv().unwrap_or(false),
         };
-        // Also keep the limit here, in real time, in case the dispatcher itself is stuck (a
-        // sink that blocks): a thread timer, since a paused tokio clock would fire at once.
-        let (ring, alarm) = oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new()
-            .name("flowkit-flush-timer".into())
-            .spawn(move || {
-                std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()));
-                let _ = ring.send(());
-            });
-        if spawned.is_err() {
-            return wait.await.unwrap_or(false);
-        }
-        tokio::select! {
-            answer = wait => answer.unwrap_or(false),
-            _ = alarm => false,
+        // Waiting on a blocking thread keeps a paused clock still: tokio does not auto-advance
+        // time while a `spawn_blocking` task of a current-thread runtime runs, whereas awaiting
+        // an answer from another thread would leave the runtime idle, and the clock would jump
+        // to the next timer.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime.spawn_blocking(wait).await.unwrap_or(false),
+            Err(_) => wait_on_a_thread(wait).await,
         }
     }
 
@@ -254,6 +263,23 @@ impl EventBus {
                 high_water: inner.stats.high_water.load(Ordering::Relaxed),
             },
             None => BusStats::default(),
+        }
+    }
+}
+
+/// Outside any tokio runtime: waits on a thread of its own, without blocking the executor.
+async fn wait_on_a_thread(wait: impl FnOnce() -> bool + Send + 'static) -> bool {
+    let (done, answer) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("flowkit-flush".into())
+        .spawn(move || {
+            let _ = done.send(wait());
+        });
+    match spawned {
+        Ok(_) => answer.await.unwrap_or(false),
+        Err(error) => {
+            tracing::debug!(%error, "flowkit: could not start a thread to wait for a flush");
+            false
         }
     }
 }

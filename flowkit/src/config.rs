@@ -178,8 +178,9 @@ pub fn init() {
     let _ = Config::from_env().init();
 }
 
-/// Waits (at most 5 s) until the events emitted so far by runs on the global bus have reached
-/// its sinks. Top-level flow runs do this themselves when they end.
+/// Waits (at most 5 s of real time) until the events emitted so far by runs on the global bus
+/// have reached its sinks. Top-level flow runs do this themselves when they end. Under tokio's
+/// paused clock it takes no virtual time (see [`EventBus::flush`]).
 pub async fn flush() {
     if let Some(bus) = GLOBAL.get() {
         bus.flush_timeout(std::time::Duration::from_secs(5)).await;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use uuid::Uuid;
 
-use crate::run::{FlowRun, TaskRun};
+use crate::run::{FlowRun, Record, TaskRun};
 
 /// The run a piece of code runs in, set for the duration of each attempt.
 #[derive(Clone)]
@@ -204,7 +204,7 @@ impl Counted {
     fn new(flow: Option<Arc<FlowRun>>) -> Self {
         let mut run = flow.as_deref();
         while let Some(r) = run {
-            r.active.enter();
+            r.live.enter();
             run = r.parent.as_deref();
         }
         Counted(flow)
@@ -215,7 +215,7 @@ impl Drop for Counted {
     fn drop(&mut self) {
         let mut run = self.0.as_deref();
         while let Some(r) = run {
-            r.active.leave();
+            r.leave();
             run = r.parent.as_deref();
         }
     }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
-use crate::run::{Active, Attempt, Cancel, Completion, EndGuard, FlowRun, Record, drive};
+use crate::run::{Attempt, Cancel, Completion, EndGuard, FlowRun, Live, Record, drive};
 use crate::task::Outcome;
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
 use crate::{EventBus, FlowOptions, State};
@@ -128,7 +128,7 @@ where
     fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
         let parent_flow = scope.and_then(Scope::flow).cloned();
         let parent_task = match scope {
-            Some(Scope::Task(task)) => Some(task.id),
+            Some(Scope::Task(task)) => Some(task.clone()),
             _ => None,
         };
         let bus = match (self.bus, &parent_flow) {
@@ -148,7 +148,8 @@ where
             attempt: AtomicU32::new(0),
             parent: parent_flow.clone(),
             parent_task,
-            active: Active::default(),
+            live: Live::default(),
+            idle: Default::default(),
             cancel: Cancel::default(),
             done: Completion::default(),
             detached: Default::default(),
@@ -162,7 +163,7 @@ where
                 parameters: Some(run.parameters.clone()),
                 tags: run.options.tags.clone(),
                 parent_flow_run_id: run.parent.as_ref().map(|p| p.id),
-                parent_task_run_id: run.parent_task,
+                parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),
                 upstream: upstream_ids,
                 map_index: None,
                 retries: run.options.retry.retries,
@@ -254,8 +255,7 @@ where
         let waited = tokio::select! {
             waited = wait_all(&upstream) => waited,
             _ = run.cancel.cancelled() => {
-                run.emit_state(State::Cancelled, 0, Some("cancelled before it started".into()), None);
-                run.done.complete(State::Cancelled);
+                run.end(State::Cancelled, 0, Some("cancelled before it started".into()));
                 return Err(RunError::Cancelled {
                     run_type: RunType::Flow,
                     name: run.options.name.clone(),
@@ -271,8 +271,7 @@ where
                 upstream: upstream_id,
                 upstream_state,
             };
-            run.emit_state(State::Skipped, 0, Some(error.to_string()), None);
-            run.done.complete(State::Skipped);
+            run.end(State::Skipped, 0, Some(error.to_string()));
             return Err(error);
         }
         drop(upstream);
@@ -299,7 +298,7 @@ where
                 // The timeout covers the body and the runs it leaves behind (detached ones).
                 let body_and_runs = async {
                     let finished = (&mut body.join).await;
-                    run.active.wait_idle().await;
+                    run.wait_idle().await;
                     finished
                 };
                 let finished = tokio::select! {
@@ -332,7 +331,7 @@ where
                         let _ = (&mut body.join).await;
                     }
                 }
-                run.active.wait_idle().await;
+                run.wait_idle().await;
                 outcome
             }
         };
@@ -373,15 +372,25 @@ impl<T, E> FlowHandle<T, E> {
         self.run.done.get()
     }
 
-    /// Asks the flow run to stop: its body and every task run still running are cancelled and
-    /// recorded `Cancelled`; awaiting the handle then gives [`RunError::Cancelled`].
+    /// Asks the flow run to stop: its body and every run still running under it (task runs,
+    /// child flow runs, detached ones) are cancelled and recorded `Cancelled`, each before the
+    /// run above it; awaiting the handle then gives [`RunError::Cancelled`].
     pub fn cancel(&self) {
         self.run.cancel.cancel();
     }
 
-    /// Lets the run go on after the handle is dropped.
+    /// Lets the run go on after the handle is dropped. Its parent flow run, if any, still waits
+    /// for it before it ends, and still stops it if the parent is cancelled or times out; so
+    /// does the task run that submitted it, if a task did.
     pub fn detach(mut self) {
-        self.join = None;
+        if let Some(join) = self.join.take() {
+            if let Some(task) = &self.run.parent_task {
+                task.live.detach(join.abort_handle());
+            }
+            if let Some(parent) = &self.run.parent {
+                parent.detach(join.abort_handle());
+            }
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Logs: `tracing` events emitted inside runs become log events of those runs.
 
+use std::io::IsTerminal;
+
 use tracing::field::{Field, Visit};
 use tracing::{Event as TracingEvent, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
@@ -89,6 +91,19 @@ impl Visit for FieldVisitor {
     }
 }
 
+/// True if flowkit writes to stderr in color: only on a terminal, and not when `NO_COLOR` is set
+/// to a non-empty value (<https://no-color.org>). Lines written to a file or a pipe are plain.
+pub(crate) fn stderr_in_color() -> bool {
+    color_on(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+fn color_on(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 /// Installs the process's subscriber: `RUST_LOG` (default `info`), the run-log layer, and a
 /// terminal formatter. With the console sink on, the console shows the logs of runs (in order
 /// with their progress), so the formatter prints only logs emitted outside any run.
@@ -97,6 +112,7 @@ pub(crate) fn install(console: bool) {
     let outside_runs = filter::dynamic_filter_fn(move |_, _| !console || current().is_none());
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_in_color())
         .with_filter(outside_runs);
     let installed = tracing_subscriber::registry()
         .with(env_filter)
@@ -105,5 +121,21 @@ pub(crate) fn install(console: bool) {
         .try_init();
     if installed.is_err() {
         tracing::debug!("flowkit: a tracing subscriber was already installed; keeping it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::color_on;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn color_only_on_a_terminal_and_never_with_no_color() {
+        assert!(color_on(true, None));
+        assert!(!color_on(false, None), "a file or a pipe gets plain text");
+        assert!(!color_on(true, Some(OsStr::new("1"))));
+        assert!(!color_on(false, Some(OsStr::new("1"))));
+        // The convention: only a non-empty value turns color off.
+        assert!(color_on(true, Some(OsStr::new(""))));
     }
 }

@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -55,37 +55,89 @@ impl Completion {
     }
 }
 
-/// Counts a flow run's live task runs, so the flow ends only after all of them.
-#[derive(Default)]
-pub(crate) struct Active {
+/// The work under a run that is still live, and the run itself until it ends.
+///
+/// The invariant it keeps: **a run ends after everything under it.** A run's terminal event is
+/// recorded only once no run under it is live; a run that ends (or is dropped) while runs under
+/// it are still being stopped holds its end, and the last of them to end records it. Every path
+/// that ends a run goes through [`Record::end`], so cancels, dropped handles, timeouts and panics
+/// all keep the order, at any depth.
+///
+/// Flow runs count every run (and [`spawn`](crate::spawn)ed future) under them, at any depth, so
+/// that they can wait for all of it; task runs count the task runs and flow runs they called.
+pub(crate) struct Live {
+    /// [`SELF`] while the run has not ended, plus one per live run under it.
     count: AtomicUsize,
-    idle: Notify,
+    /// What only some runs need, allocated on first use.
+    rare: Mutex<Option<Box<Rare>>>,
 }
 
-impl Active {
+/// The parts of [`Live`] that most runs never use.
+#[derive(Default)]
+struct Rare {
+    /// The end of a run that ended while runs under it were still live.
+    end: Option<HeldEnd>,
+    /// Runs detached from their handles under a task run: stopped if it is.
+    detached: Vec<tokio::task::AbortHandle>,
+}
+
+/// The part of [`Live::count`] that stands for the run itself, until it ends.
+const SELF: usize = 1 << (usize::BITS - 1);
+
+struct HeldEnd {
+    state: State,
+    attempt: u32,
+    message: Option<String>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            count: AtomicUsize::new(SELF),
+            rare: Mutex::new(None),
+        }
+    }
+}
+
+impl Live {
+    /// One more live run under this one.
     pub(crate) fn enter(&self) {
         self.count.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn leave(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
-        }
+    /// True once the run has ended (or holds its end until the runs under it have ended).
+    fn ended(&self) -> bool {
+        self.count.load(Ordering::Acquire) & SELF == 0
     }
 
-    pub(crate) async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.count.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
+    /// True while no run under this one is live.
+    fn idle(&self) -> bool {
+        self.count.load(Ordering::Acquire) & !SELF == 0
+    }
+
+    fn rare(&self) -> std::sync::MutexGuard<'_, Option<Box<Rare>>> {
+        self.rare.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps a run detached under this one, to stop it if this run is stopped.
+    pub(crate) fn detach(&self, run: tokio::task::AbortHandle) {
+        self.rare()
+            .get_or_insert_with(Default::default)
+            .detached
+            .push(run);
+    }
+
+    /// Stops the runs detached under this one.
+    pub(crate) fn abort_detached(&self) {
+        let detached = self
+            .rare()
+            .as_mut()
+            .map(|rare| std::mem::take(&mut rare.detached));
+        for run in detached.into_iter().flatten() {
+            run.abort();
         }
     }
 }
-
 /// A cancellation request for a flow run.
 #[derive(Default)]
 pub(crate) struct Cancel {
@@ -126,8 +178,11 @@ pub(crate) struct FlowRun {
     pub(crate) attempt: AtomicU32,
     /// The flow run this one is a child of.
     pub(crate) parent: Option<Arc<FlowRun>>,
-    pub(crate) parent_task: Option<Uuid>,
-    pub(crate) active: Active,
+    /// The task run that called it, if a task did.
+    pub(crate) parent_task: Option<Arc<TaskRun>>,
+    pub(crate) live: Live,
+    /// Woken when the last run under it ends.
+    pub(crate) idle: Notify,
     pub(crate) cancel: Cancel,
     pub(crate) done: Completion,
     /// Task runs detached from their handles: still stopped when the flow run is.
@@ -135,6 +190,19 @@ pub(crate) struct FlowRun {
 }
 
 impl FlowRun {
+    /// Waits until no run (or spawned future) under this one is live.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live.idle() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     pub(crate) fn detach(&self, run: tokio::task::AbortHandle) {
         self.detached
             .lock()
@@ -162,12 +230,13 @@ pub(crate) struct TaskRun {
     /// The flow run it belongs to.
     pub(crate) flow: Option<Arc<FlowRun>>,
     /// The task run it was called from.
-    pub(crate) parent_task: Option<Uuid>,
+    pub(crate) parent_task: Option<Arc<TaskRun>>,
     /// The bus of a task run outside any flow (inside one, the flow's bus is used).
     pub(crate) own_bus: EventBus,
     pub(crate) attempt: AtomicU32,
     pub(crate) map_index: Option<u64>,
     pub(crate) done: Completion,
+    pub(crate) live: Live,
 }
 
 impl TaskRun {
@@ -190,8 +259,13 @@ pub(crate) trait Record {
     fn set_attempt(&self, attempt: u32);
     fn attempt(&self) -> u32;
     fn completion(&self) -> &Completion;
-    /// The flow run whose count of live runs includes this one.
-    fn counted_in(&self) -> Option<&FlowRun>;
+    fn live(&self) -> &Live;
+    /// Counts the run as live in every run above it that waits for it.
+    fn enter_owners(&self);
+    /// Leaves the count of every run above it, innermost first.
+    fn leave_owners(&self);
+    /// Called when the last run under this one has ended while it still runs.
+    fn became_idle(&self) {}
     /// True once the run was asked to stop (flow runs only).
     fn cancel_requested(&self) -> bool {
         false
@@ -217,6 +291,62 @@ pub(crate) trait Record {
                     next_attempt_at,
                 })
             });
+    }
+
+    /// Ends the run in `state`: recorded now if no run under it is live, else held until the
+    /// last of them ends (see [`Live`]). Called once per run.
+    fn end(&self, state: State, attempt: u32, message: Option<String>) {
+        let live = self.live();
+        // The common case, nothing under it: one atomic operation.
+        if live
+            .count
+            .compare_exchange(SELF, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.record_end(state, attempt, message);
+            return;
+        }
+        live.rare().get_or_insert_with(Default::default).end = Some(HeldEnd {
+            state,
+            attempt,
+            message,
+        });
+        // Whoever takes the count to zero records the end: us, if the runs under it ended
+        // meanwhile, else the last of them (in `leave`).
+        if live.count.fetch_sub(SELF, Ordering::AcqRel) == SELF {
+            self.record_held_end();
+        }
+    }
+
+    /// A run under this one has ended.
+    fn leave(&self) {
+        match self.live().count.fetch_sub(1, Ordering::AcqRel) {
+            1 => self.record_held_end(),
+            n if n == SELF + 1 => self.became_idle(),
+            _ => {}
+        }
+    }
+
+    fn record_held_end(&self) {
+        let held = self.live().rare().as_mut().and_then(|rare| rare.end.take());
+        if let Some(end) = held {
+            self.record_end(end.state, end.attempt, end.message);
+        }
+    }
+
+    /// Records the terminal state, wakes the runs waiting for it, and leaves the runs above it.
+    fn record_end(&self, state: State, attempt: u32, message: Option<String>) {
+        self.emit_state(state, attempt, message, None);
+        self.completion().complete(state);
+        self.leave_owners();
+    }
+}
+
+/// Calls `f` on `flow` and every flow run above it, innermost first.
+fn each_flow(mut flow: Option<&FlowRun>, mut f: impl FnMut(&FlowRun)) {
+    while let Some(run) = flow {
+        f(run);
+        flow = run.parent.as_deref();
     }
 }
 
@@ -248,8 +378,20 @@ impl Record for TaskRun {
     fn completion(&self) -> &Completion {
         &self.done
     }
-    fn counted_in(&self) -> Option<&FlowRun> {
-        self.flow.as_deref()
+    fn live(&self) -> &Live {
+        &self.live
+    }
+    fn enter_owners(&self) {
+        if let Some(task) = &self.parent_task {
+            task.live.enter();
+        }
+        each_flow(self.flow.as_deref(), |flow| flow.live.enter());
+    }
+    fn leave_owners(&self) {
+        if let Some(task) = &self.parent_task {
+            task.leave();
+        }
+        each_flow(self.flow.as_deref(), FlowRun::leave);
     }
 }
 
@@ -281,8 +423,23 @@ impl Record for FlowRun {
     fn completion(&self) -> &Completion {
         &self.done
     }
-    fn counted_in(&self) -> Option<&FlowRun> {
-        self.parent.as_deref()
+    fn live(&self) -> &Live {
+        &self.live
+    }
+    fn enter_owners(&self) {
+        if let Some(task) = &self.parent_task {
+            task.live.enter();
+        }
+        each_flow(self.parent.as_deref(), |flow| flow.live.enter());
+    }
+    fn leave_owners(&self) {
+        if let Some(task) = &self.parent_task {
+            task.leave();
+        }
+        each_flow(self.parent.as_deref(), FlowRun::leave);
+    }
+    fn became_idle(&self) {
+        self.idle.notify_waiters();
     }
     fn cancel_requested(&self) -> bool {
         self.cancel.is_requested()
@@ -292,22 +449,16 @@ impl Record for FlowRun {
     }
 }
 
-/// Ends a run: if its future is dropped (or aborted, even before its first poll) before it
-/// reached a terminal state, records `Cancelled`; then leaves the count of live runs of the
-/// flow run it belongs to.
+/// Ends a run whose future is dropped (or aborted, even before its first poll) before it reached
+/// a terminal state: `Cancelled`, recorded once the runs under it have ended.
 pub(crate) struct EndGuard<R: Record> {
     pub(crate) record: Arc<R>,
 }
 
 impl<R: Record> EndGuard<R> {
-    /// Counts the run in every flow run above it, so that each of them (a parent flow run
-    /// included) ends only after it.
+    /// Counts the run in every run above it, so that each of them ends only after it.
     pub(crate) fn new(record: Arc<R>) -> Self {
-        let mut flow = record.counted_in();
-        while let Some(run) = flow {
-            run.active.enter();
-            flow = run.parent.as_deref();
-        }
+        record.enter_owners();
         EndGuard { record }
     }
 }
@@ -315,7 +466,7 @@ impl<R: Record> EndGuard<R> {
 impl<R: Record> Drop for EndGuard<R> {
     fn drop(&mut self) {
         let record = &*self.record;
-        if record.completion().get().is_none() {
+        if !record.live().ended() {
             // A panic outside the caught region (in `retry_if`, an error's `Display`, an
             // argument's `Clone`) unwinds through here: that is a crash, not a cancellation.
             let (state, message) = if std::thread::panicking() {
@@ -323,13 +474,9 @@ impl<R: Record> Drop for EndGuard<R> {
             } else {
                 (State::Cancelled, "cancelled before it finished")
             };
-            record.emit_state(state, record.attempt(), Some(message.into()), None);
-            record.completion().complete(state);
-        }
-        let mut flow = record.counted_in();
-        while let Some(run) = flow {
-            run.active.leave();
-            flow = run.parent.as_deref();
+            // Stopped before it ended: so are the runs it detached.
+            record.live().abort_detached();
+            record.end(state, record.attempt(), Some(message.into()));
         }
     }
 }
@@ -428,8 +575,7 @@ where
             Err(RunError::TimedOut { after, .. }) => Some(timeout_message(*after)),
             Err(other) => Some(other.to_string()),
         };
-        record.emit_state(state, attempt, message, None);
-        record.completion().complete(state);
+        record.end(state, attempt, message);
         return result;
     }
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
-use crate::run::{Attempt, Completion, EndGuard, Record, TaskRun, drive};
+use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, drive};
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
 use crate::{EventBus, State, TaskOptions};
 
@@ -161,7 +161,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
     fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
         let (flow, parent_task) = match scope {
             Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
-            Some(Scope::Task(task)) => (task.flow.clone(), Some(task.id)),
+            Some(Scope::Task(task)) => (task.flow.clone(), Some(task.clone())),
             None => (None, None),
         };
         let own_bus = match (&flow, self.bus) {
@@ -179,6 +179,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             attempt: AtomicU32::new(0),
             map_index: self.map_index,
             done: Completion::default(),
+            live: Live::default(),
         });
         let upstream_ids: Vec<Uuid> = self.upstream.iter().map(Upstream::id).collect();
         run.bus().emit_at(now, run.flow_run_id(), Some(run.id), || {
@@ -189,7 +190,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
                 parameters: None,
                 tags: run.options.tags.clone(),
                 parent_flow_run_id: None,
-                parent_task_run_id: run.parent_task,
+                parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),
                 upstream: upstream_ids,
                 map_index: run.map_index,
                 retries: run.options.retry.retries,
@@ -273,8 +274,7 @@ where
                 upstream: upstream_id,
                 upstream_state,
             };
-            run.emit_state(State::Skipped, 0, Some(error.to_string()), None);
-            run.done.complete(State::Skipped);
+            run.end(State::Skipped, 0, Some(error.to_string()));
             return Err(error);
         }
         drop(upstream);
@@ -301,13 +301,18 @@ where
                     AssertUnwindSafe(start_attempt()).catch_unwind(),
                 )
                 .instrument(span);
+            // A timed-out attempt stops the runs it detached, as a flow's timeout does.
+            let timed = timeout.map(|limit| (limit, run.clone()));
             async move {
-                let outcome = match timeout {
+                let outcome = match timed {
                     // Boxed: a timer is large, and only runs with a timeout need one.
-                    Some(limit) => {
+                    Some((limit, run)) => {
                         match Box::pin(tokio::time::timeout(limit, attempt_future)).await {
                             Ok(outcome) => outcome,
-                            Err(_) => return Attempt::TimedOut(limit),
+                            Err(_) => {
+                                run.live.abort_detached();
+                                return Attempt::TimedOut(limit);
+                            }
                         }
                     }
                     None => attempt_future.await,
@@ -353,9 +358,13 @@ impl<T, E> TaskHandle<T, E> {
     }
 
     /// Lets the run go on after the handle is dropped. Its flow run still waits for it before
-    /// it ends, and still stops it if the flow run is cancelled or times out.
+    /// it ends, and still stops it if the flow run is cancelled or times out; so does the task
+    /// run that submitted it, if a task did (that task run is recorded as ended only after it).
     pub fn detach(mut self) {
         if let Some(join) = self.join.take() {
+            if let Some(task) = &self.run.parent_task {
+                task.live.detach(join.abort_handle());
+            }
             if let Some(flow) = &self.run.flow {
                 flow.detach(join.abort_handle());
             }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod tree;
+
 use flowkit::events::{Event, EventKind, RunCreated};
 use flowkit::{EventBus, MemorySink, State};
 use uuid::Uuid;
@@ -45,5 +47,77 @@ pub fn states(events: &[Event], run: Uuid) -> Vec<(State, u32)> {
             EventKind::StateChanged(s) => Some((s.state, s.attempt)),
             _ => None,
         })
+        .collect()
+}
+
+/// Checks the invariant "a run ends after everything under it" on a captured event list:
+/// every run created ends exactly once (one terminal state, nothing after it), and its terminal
+/// event comes after the terminal events of every run under it — its task runs, the task runs
+/// its task runs called, its child flow runs, and theirs. ("Under" is read from `RunCreated`:
+/// a task run is under its flow run and under the task run that called it; a flow run is under
+/// its parent flow run and the task run that called it. The order is transitive.)
+///
+/// Returns the terminal state of every run, by run id, for further checks.
+pub fn assert_ends_in_order(events: &[Event]) -> std::collections::HashMap<Uuid, State> {
+    use std::collections::HashMap;
+    use std::fmt::Write;
+
+    let mut names: HashMap<Uuid, String> = HashMap::new();
+    let mut parents: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    let mut order = Vec::new();
+    for event in events {
+        let EventKind::RunCreated(created) = &event.kind else {
+            continue;
+        };
+        let run = event.run_id().expect("a created run has an id");
+        let mut above = Vec::new();
+        match created.run_type {
+            flowkit::events::RunType::Flow => above.extend(created.parent_flow_run_id),
+            flowkit::events::RunType::Task => above.extend(event.flow_run_id),
+        }
+        above.extend(created.parent_task_run_id);
+        names.insert(run, created.name.to_string());
+        parents.insert(run, above);
+        order.push(run);
+    }
+    // The whole story, to print when the invariant does not hold.
+    let mut story = String::new();
+    for event in events {
+        if let (Some(state), Some(run)) = (event.state(), event.run_id()) {
+            let name = names.get(&run).map_or("?", String::as_str);
+            let _ = writeln!(story, "  {name} ({run}): {state}");
+        }
+    }
+    let mut ends: HashMap<Uuid, (usize, State)> = HashMap::new();
+    for (index, event) in events.iter().enumerate() {
+        let (Some(state), Some(run)) = (event.state(), event.run_id()) else {
+            continue;
+        };
+        let name = names.get(&run).map_or("?", String::as_str);
+        if let Some((_, end)) = ends.get(&run) {
+            panic!("{name} changed to {state} after it ended {end}:\n{story}");
+        }
+        if state.is_terminal() {
+            ends.insert(run, (index, state));
+        }
+    }
+    for run in &order {
+        let name = &names[run];
+        let Some(&(end, _)) = ends.get(run) else {
+            panic!("{name} ({run}) never ended:\n{story}");
+        };
+        for parent in &parents[run] {
+            let Some(&(parent_end, _)) = ends.get(parent) else {
+                continue; // reported above, as that run's own failure
+            };
+            let parent_name = names.get(parent).map_or("?", String::as_str);
+            assert!(
+                end < parent_end,
+                "{parent_name} ended before {name}, a run under it:\n{story}"
+            );
+        }
+    }
+    ends.into_iter()
+        .map(|(run, (_, state))| (run, state))
         .collect()
 }

@@ -16,7 +16,7 @@ use crate::events::{Event, EventKind, LogRecord, RunType};
 ///
 /// On by default (through [`init`](crate::init)); `FLOWKIT_CONSOLE=off` or
 /// `Config::console(false)` silences it. It writes to stderr, in color on a terminal unless
-/// `NO_COLOR` is set.
+/// `NO_COLOR` is set to a non-empty value; into a file or a pipe, plain.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -134,7 +134,7 @@ impl ConsoleSink {
     /// Writes to stderr; in color and with a live status line when stderr is a terminal.
     pub fn stderr() -> Self {
         let terminal = std::io::stderr().is_terminal();
-        let color = terminal && std::env::var_os("NO_COLOR").is_none();
+        let color = crate::logging::stderr_in_color();
         Self::new(Box::new(std::io::stderr()), color, terminal)
     }
 
