@@ -49,26 +49,48 @@ fn duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Completes on the first SIGTERM or SIGINT (Ctrl-C), naming it.
-async fn stop_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => return "SIGTERM",
-                _ = tokio::signal::ctrl_c() => return "SIGINT",
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot handle SIGTERM; only Ctrl-C stops gracefully")
+/// Handles SIGTERM and SIGINT (Ctrl-C) from now on: the future completes on the first one,
+/// naming it. (Handlers are installed here, not when the future is first polled, so a signal
+/// that comes right after the server says it listens is not missed.)
+#[cfg(unix)]
+fn stop_signal() -> impl Future<Output = &'static str> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let handle = |kind, name: &'static str| match signal(kind) {
+        Ok(signal) => Some((signal, name)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot handle {name}: it will stop the server at once");
+            None
+        }
+    };
+    let term = handle(SignalKind::terminate(), "SIGTERM");
+    let int = handle(SignalKind::interrupt(), "SIGINT");
+    let wait = |handled: Option<(Signal, &'static str)>| async move {
+        match handled {
+            Some((mut signal, name)) => {
+                signal.recv().await;
+                name
             }
+            None => std::future::pending().await,
+        }
+    };
+    async move {
+        tokio::select! {
+            name = wait(term) => name,
+            name = wait(int) => name,
         }
     }
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => "SIGINT",
-        Err(error) => {
-            tracing::warn!(%error, "cannot handle Ctrl-C either");
-            std::future::pending().await
+}
+
+/// Completes on the first Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> impl Future<Output = &'static str> {
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C",
+            Err(error) => {
+                tracing::warn!(%error, "cannot handle Ctrl-C: it will stop the server at once");
+                std::future::pending().await
+            }
         }
     }
 }
@@ -115,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
     if api_key.is_none() {
         tracing::warn!("no API key set: anyone who can reach {address} can read and write runs");
     }
+    let stop = stop_signal();
     tracing::info!(%address, database = %database_url, "flowkit-server listening");
     println!("flowkit-server listening on http://{address}");
     flowkit_server::spawn_retention(store.clone(), args.retention_days);
@@ -123,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            let signal = stop_signal().await;
+            let signal = stop.await;
             tracing::info!(signal, "stopping: finishing open requests");
             shutdown.trigger();
         }

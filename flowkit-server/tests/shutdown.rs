@@ -58,3 +58,15 @@ async fn sigterm_and_sigint_end_live_streams_and_exit_promptly() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_signal_right_after_start_is_a_graceful_stop() {
+    let dir = TempDir::new("shutdown-early");
+    let mut server = Server::start(dir.path(), 0, &[]).await;
+    server.signal("TERM");
+    let status = server
+        .exited_within(Duration::from_secs(10))
+        .await
+        .expect("stopped within 10 s");
+    assert!(status.success(), "{status}");
+}
