@@ -3,9 +3,11 @@
 //! server in-process as well as as a process.
 
 pub mod auth;
+pub mod body_limits;
 pub mod dashboard;
 pub mod error;
 pub mod routes;
+pub mod serve;
 pub mod store;
 
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
+pub use serve::{Limits, Shutdown, serve};
 pub use store::Store;
 
 /// The largest request body accepted (a full batch of large events fits).
@@ -28,6 +31,8 @@ pub struct AppState {
     pub live: routes::live::Live,
     /// Renders `/metrics` (absent when no recorder could be installed).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Triggered when the server stops: live streams end on it.
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
@@ -41,6 +46,7 @@ impl AppState {
             api_key: api_key.map(Into::into),
             live: tokio::sync::broadcast::channel(1024).0,
             metrics,
+            shutdown: Shutdown::new(),
         }
     }
 }
@@ -121,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         // After the key check, so outside it: the page asks for the key.
         .merge(dashboard::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(body_limits::refuse_oversized))
         // gzip when the client accepts it (the run detail of 10,000 task runs is 4.5 MB of
         // JSON, about a tenth of that compressed); never the live stream, which must not wait.
         .layer(

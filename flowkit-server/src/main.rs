@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use flowkit_server::{AppState, Store, app};
+use flowkit_server::{AppState, Limits, Shutdown, Store, app};
 
 /// Stores the run events of flowkit programs and answers queries about their runs.
 #[derive(Debug, Parser)]
@@ -26,6 +27,72 @@ struct Args {
     /// Listen on a non-loopback address without an API key.
     #[arg(long)]
     allow_public_without_key: bool,
+    /// How long a client may take to send a request's head ("10s", "500ms"); also how long an
+    /// idle keep-alive connection stays open.
+    #[arg(long, env = "FLOWKIT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    header_timeout: Duration,
+    /// How long a client may take to send a request's whole body (408 after that).
+    #[arg(long, env = "FLOWKIT_BODY_TIMEOUT", default_value = "30s", value_parser = duration)]
+    body_timeout: Duration,
+    /// How many connections may be open at once; more wait until one closes.
+    #[arg(long, env = "FLOWKIT_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+}
+
+/// A positive duration: "10s", "500ms", "2m".
+fn duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(error) => Err(format!("{error} (write it like 10s, 500ms or 2m)")),
+    }
+}
+
+/// Handles SIGTERM and SIGINT (Ctrl-C) from now on: the future completes on the first one,
+/// naming it. (Handlers are installed here, not when the future is first polled, so a signal
+/// that comes right after the server says it listens is not missed.)
+#[cfg(unix)]
+fn stop_signal() -> impl Future<Output = &'static str> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let handle = |kind, name: &'static str| match signal(kind) {
+        Ok(signal) => Some((signal, name)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot handle {name}: it will stop the server at once");
+            None
+        }
+    };
+    let term = handle(SignalKind::terminate(), "SIGTERM");
+    let int = handle(SignalKind::interrupt(), "SIGINT");
+    let wait = |handled: Option<(Signal, &'static str)>| async move {
+        match handled {
+            Some((mut signal, name)) => {
+                signal.recv().await;
+                name
+            }
+            None => std::future::pending().await,
+        }
+    };
+    async move {
+        tokio::select! {
+            name = wait(term) => name,
+            name = wait(int) => name,
+        }
+    }
+}
+
+/// Completes on the first Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> impl Future<Output = &'static str> {
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C",
+            Err(error) => {
+                tracing::warn!(%error, "cannot handle Ctrl-C: it will stop the server at once");
+                std::future::pending().await
+            }
+        }
+    }
 }
 
 fn default_database() -> anyhow::Result<String> {
@@ -70,14 +137,29 @@ async fn main() -> anyhow::Result<()> {
     if api_key.is_none() {
         tracing::warn!("no API key set: anyone who can reach {address} can read and write runs");
     }
+    let stop = stop_signal();
     tracing::info!(%address, database = %database_url, "flowkit-server listening");
     println!("flowkit-server listening on http://{address}");
     flowkit_server::spawn_retention(store.clone(), args.retention_days);
     let state = AppState::new(store, api_key);
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let shutdown: Shutdown = state.shutdown.clone();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let signal = stop.await;
+            tracing::info!(signal, "stopping: finishing open requests");
+            shutdown.trigger();
+        }
+    });
+    let limits = Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: flowkit_server::serve::fit_connections_to_file_limit(
+            args.max_connections as usize,
+        ),
+        ..Limits::default()
+    };
+    flowkit_server::serve(listener, app(state), &limits, shutdown).await?;
+    tracing::info!("stopped");
     Ok(())
 }

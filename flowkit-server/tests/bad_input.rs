@@ -151,3 +151,217 @@ async fn hostile(backend: common::Backend) {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// Times at the edges of what the server can store (nanoseconds since 1970 in an i64: from
+/// 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z), of what chrono can
+/// parse, and beyond both.
+const EDGE_TIMES: [&str; 21] = [
+    "1678-01-01T00:00:00Z",
+    "2262-01-01T00:00:00Z",
+    "1677-09-21T00:12:43.145224191Z",
+    "1677-09-21T00:12:43.145224192Z",
+    "2262-04-11T23:47:16.854775807Z",
+    "2262-04-11T23:47:16.854775808Z",
+    "0000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59.999999999Z",
+    "1970-01-01T00:00:00Z",
+    "2026-11-27T00:00:00+23:59",
+    "2026-11-27T00:00:00-23:59",
+    "+262143-12-31T23:59:59Z",
+    "-262143-01-01T00:00:00Z",
+    "2026-02-30T00:00:00Z",
+    "2026-11-27T24:00:00Z",
+    "2026-12-31T23:59:60Z",
+    "1e30",
+    "",
+    "now",
+    "2026-11-27",
+];
+
+const EDGE_NUMBERS: [&str; 20] = [
+    "0",
+    "-1",
+    "1",
+    "24",
+    "500",
+    "501",
+    "1000",
+    "1001",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "99999999999999999999999999",
+    "1e3",
+    "NaN",
+    "-0",
+    "+5",
+    "4294967296",
+    "",
+];
+
+fn time(rng: &mut fastrand::Rng) -> String {
+    if rng.bool() {
+        return EDGE_TIMES[rng.usize(..EDGE_TIMES.len())].to_string();
+    }
+    let offset = match rng.u8(0..3) {
+        0 => "Z".to_string(),
+        _ => format!(
+            "{}{:02}:{:02}",
+            if rng.bool() { '+' } else { '-' },
+            rng.u8(0..24),
+            rng.u8(0..60)
+        ),
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}{offset}",
+        rng.u16(0..10_000),
+        rng.u8(1..13),
+        rng.u8(1..29),
+        rng.u8(0..24),
+        rng.u8(0..60),
+        rng.u8(0..60),
+        rng.u32(0..1_000_000_000)
+    )
+}
+
+fn number(rng: &mut fastrand::Rng) -> String {
+    match rng.u8(0..3) {
+        0 => rng.i64(..).to_string(),
+        1 => rng.u64(..).to_string(),
+        _ => EDGE_NUMBERS[rng.usize(..EDGE_NUMBERS.len())].to_string(),
+    }
+}
+
+fn cursor(rng: &mut fastrand::Rng) -> String {
+    let ts = match rng.u8(0..3) {
+        0 => i64::MAX.to_string(),
+        1 => i64::MIN.to_string(),
+        _ => number(rng),
+    };
+    format!("{ts}_01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01")
+}
+
+/// `+` is a space in a query string.
+fn encode(value: &str) -> String {
+    value.replace('+', "%2B")
+}
+
+/// A query string of some of `params`, each with a hostile value.
+fn query_of(rng: &mut fastrand::Rng, params: &[&str]) -> String {
+    let mut pairs = Vec::new();
+    for param in params {
+        if rng.u8(0..4) == 0 {
+            continue;
+        }
+        let value = match *param {
+            "since" | "until" => time(rng),
+            "cursor" => cursor(rng),
+            _ => number(rng),
+        };
+        pairs.push(format!("{param}={}", encode(&value)));
+    }
+    pairs.join("&")
+}
+
+#[tokio::test]
+async fn hostile_times_and_numbers_in_queries_never_get_a_5xx() {
+    for backend in common::BACKENDS {
+        hostile_queries(backend).await;
+    }
+}
+
+async fn hostile_queries(backend: common::Backend) {
+    let dir = TempDir::new("bad-queries");
+    let database = backend.database_url(dir.path()).await;
+    let server = Server::start_with(&database, 0, &[]).await;
+    let client = reqwest::Client::new();
+    let stored = client
+        .post(format!("{}/api/events", server.url))
+        .header("content-type", "application/json")
+        .body(VALID)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    let run = "01936b2e-7b4c-7d2a-9c1e-3f2b6a1d9e01";
+
+    // The window of issue 8: wider than nanoseconds in an i64 can span.
+    let response = client
+        .get(format!(
+            "{}/api/flow_activity?since=1678-01-01T00:00:00Z&until=2262-01-01T00:00:00Z&buckets=500",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "{backend:?}: the widest window");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["field"], "since", "{body}");
+
+    // A bad number names its field, parsed or not.
+    for (path, field) in [
+        ("/api/flow_runs?limit=abc", "limit"),
+        ("/api/flow_runs?limit=99999999999999999999", "limit"),
+        (
+            "/api/flow_runs?until=2262-04-11T23:47:16.854775808Z",
+            "until",
+        ),
+        ("/api/flow_activity?buckets=-1", "buckets"),
+        ("/api/flow_activity?buckets=4294967296", "buckets"),
+        ("/api/flow_activity?until=-262143-01-01T00:00:00Z", "until"),
+        ("/api/flow_activity?since=yesterday", "since"),
+    ] {
+        let response = client
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{backend:?} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["field"], field, "{backend:?} {path}: {body}");
+    }
+
+    let routes: [(String, &[&str]); 3] = [
+        (
+            "/api/flow_runs".into(),
+            &["since", "until", "limit", "cursor"],
+        ),
+        (format!("/api/flow_runs/{run}/logs"), &["limit", "cursor"]),
+        ("/api/flow_activity".into(), &["since", "until", "buckets"]),
+    ];
+    let mut rng = fastrand::Rng::with_seed(8_2026_1127);
+    let mut answered = [0usize; 2];
+    for round in 0..600 {
+        let (route, params) = &routes[round % routes.len()];
+        let path = format!("{route}?{}", query_of(&mut rng, params));
+        let response = client
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?} {path}: no answer: {e}"));
+        let status = response.status();
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "{backend:?} {path}: {status}"
+        );
+        answered[usize::from(status.is_client_error())] += 1;
+        if status.is_client_error() {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert!(body["error"].is_string(), "{path}: no message in {body}");
+        }
+    }
+    // Both kinds were tried, not only hopeless ones.
+    assert!(
+        answered[0] > 30 && answered[1] > 30,
+        "{backend:?}: {answered:?}"
+    );
+    let health = client
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -2,7 +2,8 @@
 //!
 //! Fed by a broadcast channel: each client reads at its own pace, and a client that falls too
 //! far behind is told how many events it missed (an `lagged` event) instead of slowing the
-//! others or the ingest.
+//! others or the ingest. Every stream ends when the server shuts down, so a connected client
+//! never holds up a shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use flowkit::events::Event;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -86,5 +87,6 @@ pub async fn stream(
             }
         },
     );
+    let stream = stream.take_until(state.shutdown.triggered());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

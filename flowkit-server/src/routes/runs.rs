@@ -64,12 +64,26 @@ impl<T> Page<T> {
 }
 
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query
-        .map(|Query(q)| q)
-        .map_err(|rejection| ApiError::BadRequest {
-            field: None,
-            message: format!("bad query string: {}", rejection.body_text()),
-        })
+    query.map(|Query(q)| q).map_err(|rejection| {
+        let text = rejection.body_text();
+        ApiError::BadRequest {
+            field: rejected_field(&text).map(str::to_string),
+            message: format!("bad query string: {text}"),
+        }
+    })
+}
+
+/// The parameter a query-string rejection blames: axum words them "Failed to deserialize query
+/// string: limit: invalid digit found in string" (the path of `serde_path_to_error`).
+fn rejected_field(text: &str) -> Option<&str> {
+    let (field, _) = text
+        .strip_prefix("Failed to deserialize query string: ")?
+        .split_once(": ")?;
+    let is_name = !field.is_empty()
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    is_name.then_some(field)
 }
 
 fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
@@ -93,11 +107,22 @@ fn cursor(field: &str, text: Option<&str>) -> Result<Option<(i64, Uuid)>, ApiErr
 }
 
 fn nanos(field: &str, time: Option<DateTime<Utc>>) -> Result<Option<i64>, ApiError> {
-    time.map(|t| {
-        t.timestamp_nanos_opt()
-            .ok_or_else(|| ApiError::bad(field, "out of range"))
+    time.map(|t| stored_nanos(field, t)).transpose()
+}
+
+/// `time` in nanoseconds since 1970, as the store keeps times, or a 400 naming `field`.
+fn stored_nanos(field: &str, time: DateTime<Utc>) -> Result<i64, ApiError> {
+    time.timestamp_nanos_opt().ok_or_else(|| {
+        ApiError::bad(
+            field,
+            format!(
+                "{} is out of range: times from {} to {} can be stored",
+                time.to_rfc3339(),
+                DateTime::from_timestamp_nanos(i64::MIN).to_rfc3339(),
+                DateTime::from_timestamp_nanos(i64::MAX).to_rfc3339()
+            ),
+        )
     })
-    .transpose()
 }
 
 const STATES: [&str; 11] = [
@@ -319,12 +344,21 @@ pub async fn flow_activity(
 ) -> Result<Json<Activity>, ApiError> {
     let q = query(params)?;
     let until = q.until.unwrap_or_else(Utc::now);
+    let until_ns = stored_nanos("until", until)?;
+    // 24 hours before a time the store can hold is a time chrono can hold.
     let since = q.since.unwrap_or(until - chrono::Duration::hours(24));
+    let since_ns = stored_nanos("since", since)?;
     if since >= until {
         return Err(ApiError::bad("since", "must be before until"));
     }
-    nanos("since", Some(since))?;
-    nanos("until", Some(until))?;
+    // The window's width in nanoseconds must fit in an i64, like the times themselves.
+    if until_ns.checked_sub(since_ns).is_none() {
+        let years = (until - since).num_days() / 365;
+        return Err(ApiError::bad(
+            "since",
+            format!("the window from since to until spans {years} years; at most 292 are allowed"),
+        ));
+    }
     let buckets = q.buckets.unwrap_or(24);
     if !(1..=500).contains(&buckets) {
         return Err(ApiError::bad(
@@ -335,4 +369,29 @@ pub async fn flow_activity(
     Ok(Json(
         state.store.flow_activity(since, until, buckets).await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the wording of axum's query rejections that `rejected_field` reads.
+    #[test]
+    fn a_query_rejection_names_its_field() {
+        for (uri, field) in [
+            ("/api/flow_runs?limit=abc", Some("limit")),
+            ("/api/flow_runs?since=yesterday", Some("since")),
+            ("/api/flow_runs?parent=123", Some("parent")),
+            ("/api/flow_runs?nope=1", Some("nope")),
+        ] {
+            let uri: axum::http::Uri = uri.parse().expect("a URI");
+            let error = query(Query::<FlowRunsQuery>::try_from_uri(&uri)).expect_err("rejected");
+            match error {
+                ApiError::BadRequest { field: got, .. } => {
+                    assert_eq!(got.as_deref(), field, "{uri}")
+                }
+                other => panic!("{uri}: {other:?}"),
+            }
+        }
+    }
 }

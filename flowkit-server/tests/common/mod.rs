@@ -107,9 +107,28 @@ impl Server {
     /// Starts the server binary on `port` (0: any) with the database at `database`: the one
     /// cargo built for these tests, or `FLOWKIT_TEST_SERVER` (say, a release build).
     pub async fn start_with(database: &str, port: u16, extra: &[&str]) -> Server {
-        let binary = std::env::var_os("FLOWKIT_TEST_SERVER")
+        Self::start_under(&[], database, port, extra).await
+    }
+
+    /// Like `start_with`, with the binary run by `wrapper` (say `["prlimit", "--nofile=1024",
+    /// "--"]`), which must exec it so the process is the server.
+    pub async fn start_under(
+        wrapper: &[&str],
+        database: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Server {
+        let binary: std::ffi::OsString = std::env::var_os("FLOWKIT_TEST_SERVER")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_flowkit-server").into());
-        let mut child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
             .args([
                 "--bind",
                 &format!("127.0.0.1:{port}"),
@@ -141,15 +160,27 @@ impl Server {
         Server { url, port, child }
     }
 
-    /// Sends a signal (`"STOP"`, `"CONT"`, `"TERM"`...) to the server process.
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
+    /// Sends `signal` (a name `kill` knows: TERM, INT, …) to the server.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("the server runs");
         let status = std::process::Command::new("kill")
             .arg(format!("-{signal}"))
-            .arg(pid.to_string())
+            .arg(self.pid().to_string())
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Waits up to `limit` for the server to exit: its status, or None if it still runs.
+    pub async fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("waiting for the server"))
     }
 
     /// `/healthz`: its status and body.
