@@ -44,7 +44,7 @@ impl AppState {
         AppState {
             store,
             api_key: api_key.map(Into::into),
-            live: tokio::sync::broadcast::channel(1024).0,
+            live: routes::live::channel(),
             metrics,
             shutdown: Shutdown::new(),
         }

@@ -132,6 +132,12 @@ impl RunContext {
     pub fn parameters(&self) -> Option<&serde_json::Value> {
         self.scope.flow().map(|f| &f.parameters)
     }
+
+    /// The scheduled run of a [`Deployment`](crate::serve::Deployment) this run belongs to: when
+    /// it was due and its data interval. `None` for a flow called directly.
+    pub fn scheduled(&self) -> Option<&crate::serve::ScheduledRun> {
+        self.scope.flow().and_then(|f| f.scheduled.as_deref())
+    }
 }
 
 impl std::fmt::Debug for RunContext {

@@ -89,6 +89,7 @@ pub struct FlowCall<B> {
     body: B,
     upstream: Vec<Upstream>,
     bus: Option<EventBus>,
+    scheduled: Option<Arc<crate::serve::ScheduledRun>>,
 }
 
 impl<B: FlowBody> FlowCall<B>
@@ -104,7 +105,16 @@ where
             body,
             upstream: Vec::new(),
             bus: None,
+            scheduled: None,
         }
+    }
+
+    /// Runs the flow as the scheduled run `run` (what a [`Deployment`](crate::serve::Deployment)
+    /// does): [`RunContext::scheduled`](crate::RunContext::scheduled) gives it inside the run,
+    /// and inside its child flows and tasks.
+    pub fn scheduled(mut self, run: crate::serve::ScheduledRun) -> Self {
+        self.scheduled = Some(Arc::new(run));
+        self
     }
 
     /// Waits for these runs to end before starting (see [`TaskCall::wait_for`](crate::TaskCall::wait_for)).
@@ -140,6 +150,9 @@ where
             id: crate::ids::new_id(chrono::Utc::now()),
             options: self.options,
             parameters: self.parameters,
+            scheduled: self
+                .scheduled
+                .or_else(|| parent_flow.as_ref().and_then(|p| p.scheduled.clone())),
             bus,
             limiter: self
                 .options

@@ -54,6 +54,7 @@ mod map;
 mod options;
 mod retry;
 mod run;
+pub mod serve;
 mod sink;
 mod state;
 mod task;

@@ -173,6 +173,8 @@ pub(crate) struct FlowRun {
     pub(crate) id: Uuid,
     pub(crate) options: &'static FlowOptions,
     pub(crate) parameters: serde_json::Value,
+    /// The deployment's scheduled run this flow run is (or is under).
+    pub(crate) scheduled: Option<Arc<crate::serve::ScheduledRun>>,
     pub(crate) bus: EventBus,
     pub(crate) limiter: Option<Semaphore>,
     pub(crate) attempt: AtomicU32,

@@ -128,10 +128,10 @@ pub async fn ingest(
     for seconds in &outcome.task_durations {
         metrics::histogram!("flowkit_task_run_duration_seconds").record(*seconds);
     }
-    if !outcome.fresh.is_empty() && state.live.receiver_count() > 0 {
-        let fresh: Vec<_> = outcome.fresh.iter().map(|&i| events[i].clone()).collect();
-        let _ = state.live.send(std::sync::Arc::new(fresh));
-    }
+    crate::routes::live::publish(
+        &state.live,
+        outcome.fresh.iter().map(|&i| events[i].clone()),
+    );
     // The database refused these (by position among the valid events).
     let valid: Vec<usize> = (0..events.len() + rejected.len())
         .filter(|i| !rejected.iter().any(|r| r.index == *i))

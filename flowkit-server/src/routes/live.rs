@@ -24,6 +24,86 @@ use crate::error::ApiError;
 /// Batches of newly stored events, as ingested.
 pub type Live = broadcast::Sender<Arc<Vec<Event>>>;
 
+/// Batches the live channel keeps for clients that are behind. A broadcast channel keeps its last
+/// values whether or not anyone still has to read them, so this, with [`CHUNK`] and
+/// [`MAX_STRING`], bounds the memory it holds: at most 256 × 64 events of at most a few
+/// strings of 8 KiB each (a few MB with ordinary events).
+pub const CAPACITY: usize = 256;
+/// Events per batch on the live channel, at most.
+pub const CHUNK: usize = 64;
+/// The longest string an event keeps on the live channel (the API has the whole text).
+const MAX_STRING: usize = 8 * 1024;
+
+/// A channel for the live stream.
+pub fn channel() -> Live {
+    broadcast::channel(CAPACITY).0
+}
+
+/// Publishes newly stored events to the live stream's clients, in chunks, with long strings cut.
+pub fn publish(live: &Live, events: impl Iterator<Item = Event>) {
+    if live.receiver_count() == 0 {
+        return;
+    }
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for event in events {
+        chunk.push(bounded(event));
+        if chunk.len() == CHUNK {
+            let _ = live.send(Arc::new(std::mem::replace(
+                &mut chunk,
+                Vec::with_capacity(CHUNK),
+            )));
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = live.send(Arc::new(chunk));
+    }
+}
+
+/// `event` with each string longer than [`MAX_STRING`] cut, and marked.
+fn bounded(mut event: Event) -> Event {
+    use flowkit::events::EventKind;
+    fn cut(text: &mut String) {
+        if text.len() > MAX_STRING {
+            let mut end = MAX_STRING;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let total = text.len();
+            text.truncate(end);
+            text.push_str(&format!(
+                "… [{total} bytes: the run's logs have the whole text]"
+            ));
+        }
+    }
+    fn cut_value(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => cut(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(cut_value),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(cut_value),
+            _ => {}
+        }
+    }
+    match &mut event.kind {
+        EventKind::Log(log) if log.message.len() > MAX_STRING || !log.fields.is_empty() => {
+            let log = Arc::make_mut(log);
+            cut(&mut log.message);
+            log.fields.values_mut().for_each(cut_value);
+        }
+        EventKind::StateChanged(change) => {
+            if let Some(message) = &mut change.message {
+                cut(message);
+            }
+        }
+        EventKind::RunCreated(created) if created.parameters.is_some() => {
+            if let Some(parameters) = &mut Arc::make_mut(created).parameters {
+                cut_value(parameters);
+            }
+        }
+        _ => {}
+    }
+    event
+}
+
 /// Which events to follow.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,338 @@
+//! Serving deployments: flows run on schedules, in this program.
+//!
+//! [`serve`] runs each [`Deployment`]'s schedules in-process: when a time is due, the deployment's
+//! flow runs (at most `max_active_runs` at once, oldest first), with the [`ScheduledRun`] in its
+//! context. The last scheduled time of each deployment is kept in a small state file, so a
+//! program restarted after downtime runs what it missed (`catchup`), or just the latest missed
+//! time.
+//!
+//! ```no_run
+//! use flowkit::flow;
+//! use flowkit::serve::{Deployment, serve};
+//!
+//! #[flow]
+//! async fn daily_etl(day: chrono::NaiveDate) -> anyhow::Result<usize> { Ok(0) }
+//!
+//! # #[tokio::main] async fn main() -> anyhow::Result<()> {
+//! flowkit::init();
+//! serve([Deployment::new("nightly", |run| daily_etl(run.logical_date()))
+//!     .cron("0 2 * * *")
+//!     .time_zone("Europe/Madrid")
+//!     .catchup(true)])
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+mod deployment;
+mod schedule;
+mod state;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+pub use deployment::{Deployment, ScheduledRun};
+pub use schedule::{Schedule, ScheduleError};
+
+use self::state::SchedulerState;
+
+/// Why serving could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A deployment's schedule is invalid.
+    #[error("deployment {deployment:?}: {error}")]
+    Schedule {
+        /// The deployment.
+        deployment: String,
+        /// What is wrong with its schedule.
+        error: ScheduleError,
+    },
+    /// Two deployments have the same name.
+    #[error("two deployments are named {0:?}: names must be unique")]
+    DuplicateName(String),
+    /// Nothing to serve.
+    #[error("no deployment to serve")]
+    Empty,
+}
+
+/// Serves `deployments` until the program ends (or the returned future is dropped).
+///
+/// Equivalent to `Server::new(deployments).run()`.
+pub async fn serve(deployments: impl IntoIterator<Item = Deployment>) -> Result<(), ServeError> {
+    Server::new(deployments).run().await
+}
+
+/// Serves deployments, with settings: where the state file is, and which clock to follow.
+///
+/// ```
+/// use flowkit::flow;
+/// use flowkit::serve::{Deployment, Server};
+///
+/// #[flow]
+/// async fn tick() {}
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// # flowkit::Config::new().console(false).init().ok();
+/// # let dir = std::env::temp_dir().join(format!("flowkit-doc-{}", std::process::id()));
+/// let server = Server::new([Deployment::new("ticks", |_| tick()).every("1m")])
+///     .state_file(dir.join("serve.json"))
+///     // Under tokio's paused clock, scheduled times follow tokio's time from here.
+///     .virtual_time_from("2026-11-27T00:00:30Z".parse().unwrap());
+/// // Three minutes of virtual time: runs at 00:01, 00:02 and 00:03.
+/// let _ = tokio::time::timeout(std::time::Duration::from_secs(180), server.run()).await;
+/// # std::fs::remove_dir_all(dir).ok();
+/// # }
+/// ```
+pub struct Server {
+    deployments: Vec<Deployment>,
+    state_file: Option<PathBuf>,
+    clock: Clock,
+}
+
+impl Server {
+    /// Serves these deployments.
+    pub fn new(deployments: impl IntoIterator<Item = Deployment>) -> Server {
+        Server {
+            deployments: deployments.into_iter().collect(),
+            state_file: None,
+            clock: Clock::Wall,
+        }
+    }
+
+    /// Keeps the scheduler's state in `path` (default: `FLOWKIT_STATE_DIR`, else
+    /// `~/.local/state/flowkit`, in `serve-<program>.json`).
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    /// Reads "now" as `start` plus the tokio time elapsed since this call, instead of the
+    /// system's clock: with tokio's paused clock, tests see days of schedules in milliseconds.
+    pub fn virtual_time_from(mut self, start: DateTime<Utc>) -> Self {
+        self.clock = Clock::Virtual {
+            start,
+            at: tokio::time::Instant::now(),
+        };
+        self
+    }
+
+    /// Serves until the program ends (or this future is dropped, which cancels the runs).
+    pub async fn run(self) -> Result<(), ServeError> {
+        if self.deployments.is_empty() {
+            return Err(ServeError::Empty);
+        }
+        let mut served = Vec::with_capacity(self.deployments.len());
+        for deployment in self.deployments {
+            if served
+                .iter()
+                .any(|(d, _): &(Deployment, _)| d.name == deployment.name)
+            {
+                return Err(ServeError::DuplicateName(deployment.name));
+            }
+            let schedules =
+                deployment
+                    .checked_schedules()
+                    .map_err(|error| ServeError::Schedule {
+                        deployment: deployment.name.clone(),
+                        error,
+                    })?;
+            served.push((deployment, schedules));
+        }
+        let path = self.state_file.unwrap_or_else(state::default_path);
+        let state = Arc::new(StateFile {
+            state: Mutex::new(SchedulerState::load(&path)),
+            path,
+        });
+        let mut tasks = JoinSet::new();
+        for (deployment, schedules) in served {
+            if deployment.paused {
+                tracing::info!(deployment = %deployment.name, "flowkit: deployment paused; nothing scheduled");
+                continue;
+            }
+            tasks.spawn(serve_one(
+                deployment,
+                schedules,
+                self.clock.clone(),
+                state.clone(),
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+        std::future::pending().await
+    }
+}
+
+/// The state and where it is saved.
+struct StateFile {
+    path: PathBuf,
+    state: Mutex<SchedulerState>,
+}
+
+impl StateFile {
+    fn last(&self, deployment: &str) -> Option<DateTime<Utc>> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.last_scheduled.get(deployment).copied()
+    }
+
+    /// Records that the run due at `at` started.
+    fn started(&self, deployment: &str, at: DateTime<Utc>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let last = state
+            .last_scheduled
+            .entry(deployment.to_string())
+            .or_insert(at);
+        if *last < at {
+            *last = at;
+        }
+        if let Err(error) = state.save(&self.path) {
+            tracing::warn!(%error, file = %self.path.display(),
+                "flowkit: could not save the scheduler's state; a restart may repeat or miss runs");
+        }
+    }
+}
+
+/// Where "now" comes from.
+#[derive(Clone)]
+enum Clock {
+    /// The system's clock.
+    Wall,
+    /// `start` plus tokio's time since `at`.
+    Virtual {
+        start: DateTime<Utc>,
+        at: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::Wall => Utc::now(),
+            Clock::Virtual { start, at } => {
+                *start + chrono::TimeDelta::from_std(at.elapsed()).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Sleeps until `when`. On the system's clock, at most a minute at a time, so a clock that
+    /// jumps (a laptop waking up, a time sync) is noticed.
+    async fn sleep_until(&self, when: DateTime<Utc>) {
+        loop {
+            let left = (when - self.now()).to_std().unwrap_or_default();
+            if left.is_zero() {
+                return;
+            }
+            let step = match self {
+                Clock::Wall => left.min(Duration::from_secs(60)),
+                Clock::Virtual { .. } => left,
+            };
+            tokio::time::sleep(step).await;
+        }
+    }
+}
+
+/// The first time after `after` on any of `schedules`, with the schedule's own previous time.
+fn next_due(
+    schedules: &[Schedule],
+    after: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+    schedules
+        .iter()
+        .filter_map(|s| s.next_after(after).map(|at| (at, s)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(at, schedule)| (at, schedule.previous_before(at)))
+}
+
+/// At most this many missed runs are caught up at once.
+const MAX_CATCHUP: usize = 10_000;
+
+/// Schedules one deployment: finds due times, and starts their runs in order.
+async fn serve_one(
+    deployment: Deployment,
+    schedules: Vec<Schedule>,
+    clock: Clock,
+    state: Arc<StateFile>,
+) {
+    let name: Arc<str> = deployment.name.as_str().into();
+    let (due_tx, mut due_rx) = mpsc::unbounded_channel::<ScheduledRun>();
+    // Starts due runs in order, at most `max_active_runs` at once.
+    let starter = {
+        let (start, state, name) = (deployment.start.clone(), state.clone(), name.clone());
+        let slots = Arc::new(Semaphore::new(deployment.max_active_runs));
+        async move {
+            let mut runs = JoinSet::new();
+            while let Some(run) = due_rx.recv().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                state.started(&name, run.scheduled_at());
+                tracing::debug!(deployment = %name, at = %run.scheduled_at(), "flowkit: starting a scheduled run");
+                let start = start.clone();
+                runs.spawn(async move {
+                    let ended = start(run).await;
+                    drop(slot);
+                    ended
+                });
+                while runs.try_join_next().is_some() {}
+            }
+            while runs.join_next().await.is_some() {}
+        }
+    };
+    let due = |at: DateTime<Utc>, previous: Option<DateTime<Utc>>| {
+        let run = ScheduledRun::new(&name, at);
+        let run = match previous {
+            Some(start) => run.with_interval(start, at),
+            None => run,
+        };
+        let _ = due_tx.send(run);
+    };
+    let scheduler = async {
+        let now = clock.now();
+        let mut cursor = now;
+        // Missed while no program served the deployment.
+        if let Some(last) = state.last(&name) {
+            let mut missed = VecDeque::new();
+            let mut at = last;
+            while let Some((next, previous)) = next_due(&schedules, at).filter(|(n, _)| *n <= now) {
+                missed.push_back((next, previous));
+                if missed.len() > MAX_CATCHUP || (!deployment.catchup && missed.len() > 1) {
+                    missed.pop_front();
+                }
+                at = next;
+            }
+            if !missed.is_empty() {
+                tracing::info!(deployment = %name, runs = missed.len(),
+                    "flowkit: running scheduled times missed while not served");
+            }
+            for (at, previous) in missed {
+                due(at, previous);
+            }
+        }
+        loop {
+            let Some((at, previous)) = next_due(&schedules, cursor) else {
+                // No schedule has a time left.
+                return;
+            };
+            clock.sleep_until(at).await;
+            // Woken late (the clock jumped): times passed meanwhile follow `catchup`.
+            let now = clock.now();
+            let mut passed = VecDeque::from([(at, previous)]);
+            let mut last = at;
+            while let Some(next) = next_due(&schedules, last).filter(|(n, _)| *n <= now) {
+                last = next.0;
+                passed.push_back(next);
+                if passed.len() > MAX_CATCHUP || (!deployment.catchup && passed.len() > 1) {
+                    passed.pop_front();
+                }
+            }
+            for (at, previous) in passed {
+                cursor = at;
+                due(at, previous);
+            }
+        }
+    };
+    tokio::join!(scheduler, starter);
+}

@@ -1,0 +1,229 @@
+//! Deployments served in-process, on tokio's paused clock: schedules, catchup after downtime,
+//! `max_active_runs`, the data interval in the run context, and the state file across restarts.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flowkit::flow;
+use flowkit::serve::{Deployment, ScheduledRun, ServeError, Server};
+
+/// What the runs of each deployment saw: their scheduled run, and how many ran at once.
+#[derive(Default)]
+struct Seen {
+    runs: Vec<ScheduledRun>,
+    active: usize,
+    most_active: usize,
+}
+
+static SEEN: Mutex<Option<HashMap<String, Seen>>> = Mutex::new(None);
+
+fn with_seen<R>(deployment: &str, f: impl FnOnce(&mut Seen) -> R) -> R {
+    let mut seen = SEEN.lock().unwrap();
+    f(seen
+        .get_or_insert_with(HashMap::new)
+        .entry(deployment.to_string())
+        .or_default())
+}
+
+/// Records its scheduled run, then works for `work_secs` (virtual) seconds.
+#[flow]
+async fn record(work_secs: u64) {
+    let ctx = flowkit::context().expect("inside a flow");
+    let run = ctx.scheduled().expect("a scheduled run").clone();
+    let name = run.deployment().to_string();
+    with_seen(&name, |s| {
+        s.runs.push(run);
+        s.active += 1;
+        s.most_active = s.most_active.max(s.active);
+    });
+    tokio::time::sleep(Duration::from_secs(work_secs)).await;
+    with_seen(&name, |s| s.active -= 1);
+}
+
+fn utc(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn state_file(tag: &str) -> PathBuf {
+    std::env::temp_dir()
+        .join(format!("flowkit-serve-test-{tag}-{}", uuid::Uuid::now_v7()))
+        .join("serve.json")
+}
+
+/// Serves `deployment` from `start` for `for_secs` seconds of virtual time.
+async fn serve_for(deployment: Deployment, state: &PathBuf, start: &str, for_secs: u64) {
+    let server = Server::new([deployment])
+        .state_file(state)
+        .virtual_time_from(utc(start));
+    let served = tokio::time::timeout(Duration::from_secs(for_secs), server.run()).await;
+    assert!(served.is_err(), "serving goes on until stopped: {served:?}");
+}
+
+fn scheduled_times(deployment: &str) -> Vec<String> {
+    with_seen(deployment, |s| {
+        s.runs
+            .iter()
+            .map(|r| r.scheduled_at().format("%H:%M").to_string())
+            .collect()
+    })
+}
+
+/// Writes a state file saying `deployment` last ran at `at`.
+fn last_ran(state: &PathBuf, deployment: &str, at: &str) {
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::write(
+        state,
+        format!(r#"{{"last_scheduled": {{"{deployment}": "{at}"}}}}"#),
+    )
+    .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_start_when_due_with_their_data_interval() {
+    let state = state_file("due");
+    let deployment = Deployment::new("due", |_| record(0)).every("15m");
+    serve_for(deployment, &state, "2026-11-27T10:05:00Z", 50 * 60).await;
+    assert_eq!(scheduled_times("due"), ["10:15", "10:30", "10:45"]);
+    let first = with_seen("due", |s| s.runs[0].clone());
+    assert_eq!(
+        first.interval(),
+        Some((utc("2026-11-27T10:00:00Z"), utc("2026-11-27T10:15:00Z")))
+    );
+    assert_eq!(first.logical_date().to_string(), "2026-11-27");
+    // The state file remembers the last one.
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(saved.contains("2026-11-27T10:45:00Z"), "{saved}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn catchup_runs_exactly_the_missed_intervals_oldest_first_within_max_active_runs() {
+    let state = state_file("catchup");
+    // The program last ran the 10:00 run, then was down for three intervals.
+    last_ran(&state, "catchup", "2026-11-27T10:00:00Z");
+    let deployment = Deployment::new("catchup", |_| record(60))
+        .every("15m")
+        .catchup(true)
+        .max_active_runs(2);
+    // Back at 10:50: 10:15, 10:30 and 10:45 were missed; 11:00 comes on time.
+    serve_for(deployment, &state, "2026-11-27T10:50:00Z", 11 * 60).await;
+    assert_eq!(
+        scheduled_times("catchup"),
+        ["10:15", "10:30", "10:45", "11:00"]
+    );
+    assert_eq!(
+        with_seen("catchup", |s| s.most_active),
+        2,
+        "never more than 2 at once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_catchup_only_the_latest_missed_interval_runs() {
+    let state = state_file("latest");
+    last_ran(&state, "latest", "2026-11-27T10:00:00Z");
+    let deployment = Deployment::new("latest", |_| record(0)).every("15m");
+    serve_for(deployment, &state, "2026-11-27T10:50:00Z", 60).await;
+    assert_eq!(scheduled_times("latest"), ["10:45"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_due_run_waits_for_the_one_before_it_with_one_active_run() {
+    let state = state_file("serial");
+    // Each run takes 20 minutes; one runs at a time, so they start late but in order.
+    let deployment = Deployment::new("serial", |_| record(20 * 60)).every("15m");
+    serve_for(deployment, &state, "2026-11-27T10:00:30Z", 61 * 60).await;
+    assert_eq!(scheduled_times("serial"), ["10:15", "10:30", "10:45"]);
+    assert_eq!(with_seen("serial", |s| s.most_active), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_program_catches_up_from_its_state_file() {
+    let state = state_file("restart");
+    let deployment = || {
+        Deployment::new("restart", |_| record(0))
+            .every("1h")
+            .catchup(true)
+    };
+    serve_for(deployment(), &state, "2026-11-27T09:30:00Z", 45 * 60).await;
+    assert_eq!(scheduled_times("restart"), ["10:00"]);
+    // Down from 10:15 to 13:30; started again, it runs 11:00, 12:00 and 13:00.
+    serve_for(deployment(), &state, "2026-11-27T13:30:00Z", 60).await;
+    assert_eq!(
+        scheduled_times("restart"),
+        ["10:00", "11:00", "12:00", "13:00"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_state_file_is_a_fresh_start() {
+    let state = state_file("corrupt");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::write(&state, "{ half a file").unwrap();
+    let deployment = Deployment::new("corrupt", |_| record(0))
+        .every("15m")
+        .catchup(true);
+    serve_for(deployment, &state, "2026-11-27T10:50:00Z", 11 * 60).await;
+    assert_eq!(scheduled_times("corrupt"), ["11:00"], "nothing to catch up");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cron_in_a_time_zone_runs_at_local_times() {
+    let state = state_file("cron");
+    let deployment = Deployment::new("cron", |_| record(0))
+        .cron("0 2 * * *")
+        .time_zone("Europe/Madrid");
+    // Three days, across the end of summer time (25 October 2026).
+    serve_for(deployment, &state, "2026-10-23T23:00:00Z", 3 * 24 * 3600).await;
+    let runs: Vec<String> = with_seen("cron", |s| {
+        s.runs
+            .iter()
+            .map(|r| r.scheduled_at().to_rfc3339())
+            .collect()
+    });
+    assert_eq!(
+        runs,
+        [
+            "2026-10-24T00:00:00+00:00", // 02:00 CEST
+            "2026-10-25T00:00:00+00:00", // 02:00 CEST, the first of two
+            "2026-10-26T01:00:00+00:00", // 02:00 CET
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_deployments_are_refused_at_start_naming_the_deployment() {
+    let error = Server::new([Deployment::new("typo", |_| record(0)).cron("0 2 * *")])
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(&error, ServeError::Schedule { deployment, .. } if deployment == "typo"));
+    assert!(
+        error
+            .to_string()
+            .starts_with("deployment \"typo\": invalid cron expression"),
+        "{error}"
+    );
+    let error = Server::new([Deployment::new("tz", |_| record(0))
+        .cron("0 2 * * *")
+        .time_zone("Europe/Atlantis")])
+    .run()
+    .await
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("unknown time zone \"Europe/Atlantis\""),
+        "{error}"
+    );
+    let error = Server::new([
+        Deployment::new("twice", |_| record(0)).every("1h"),
+        Deployment::new("twice", |_| record(0)).every("2h"),
+    ])
+    .run()
+    .await
+    .unwrap_err();
+    assert!(matches!(error, ServeError::DuplicateName(name) if name == "twice"));
+}
