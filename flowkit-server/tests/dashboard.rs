@@ -16,8 +16,8 @@ use tracing_subscriber::prelude::*;
 
 /// The README's main job, as it is, run against the server.
 #[allow(dead_code)]
-#[path = "../../examples/daily_etl.rs"]
-mod daily_etl;
+#[path = "../../examples/etl/mod.rs"]
+mod etl;
 
 /// A flow that calls child flows, one of them cancelled.
 #[allow(dead_code)]
@@ -179,7 +179,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     assert!(failing().on(&bus).await.is_err());
     let warehouse = TempDir::new("dash-warehouse");
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
-    daily_etl::daily_etl(day, warehouse.path().to_path_buf())
+    etl::daily_etl(day, warehouse.path().to_path_buf())
         .on(&bus)
         .await
         .unwrap();
