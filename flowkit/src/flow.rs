@@ -352,7 +352,7 @@ where
         if root && !run.bus.flush_timeout(FLUSH_LIMIT).await {
             tracing::warn!(
                 flow = %run.options.name,
-                "flowkit: events were still being delivered when the flow run ended"
+                "flowkit: the event sinks had not finished delivering when the flow run ended (the HTTP sink keeps what the server has not acknowledged in its spool)"
             );
         }
         result
