@@ -54,6 +54,7 @@ fn created(run_type: RunType, name: &'static str, map_index: Option<u64>) -> Eve
         upstream: Vec::new(),
         map_index,
         retries: 0,
+        scheduled: None,
     }))
 }
 

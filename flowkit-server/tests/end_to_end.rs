@@ -328,3 +328,44 @@ async fn the_openapi_document_describes_every_api_route() {
     assert!(run["state"].is_object() && run["attempts"].is_object());
     assert_eq!(document["info"]["title"], "flowkit-server");
 }
+
+#[flow(name = "scheduled-etl")]
+async fn scheduled_etl() -> u32 {
+    let run = flowkit::context()
+        .and_then(|c| c.scheduled().cloned())
+        .expect("a scheduled run");
+    run.logical_date().to_string().len() as u32
+}
+
+#[tokio::test]
+async fn a_deployment_run_is_recorded_with_its_schedule_and_interval() {
+    for backend in BACKENDS {
+        let dir = TempDir::new("scheduled");
+        let database = backend.database_url(dir.path()).await;
+        let server = Server::start_with(&database, 0, &[]).await;
+        let spool = TempDir::new("scheduled-spool");
+        let (bus, _) = http_bus(&server.url, &spool);
+        let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let run = flowkit::serve::ScheduledRun::new("nightly", at("2026-11-27T02:00:00Z"))
+            .with_interval(at("2026-11-26T02:00:00Z"), at("2026-11-27T02:00:00Z"));
+        assert_eq!(scheduled_etl().scheduled(run).on(&bus).await.unwrap(), 10);
+        bus.flush().await;
+
+        let runs = server.get("/api/flow_runs?deployment=nightly").await;
+        let items = runs["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{backend:?}: {runs}");
+        let run = &items[0];
+        assert_eq!(run["deployment"], "nightly");
+        assert_eq!(run["scheduled"], "2026-11-27T02:00:00Z");
+        assert_eq!(run["interval_start"], "2026-11-26T02:00:00Z");
+        assert_eq!(run["interval_end"], "2026-11-27T02:00:00Z");
+        let found = server.get("/api/flow_runs?q=NIGHT").await;
+        assert_eq!(
+            found["items"].as_array().unwrap().len(),
+            1,
+            "{backend:?}: searched by deployment"
+        );
+        let none = server.get("/api/flow_runs?deployment=weekly").await;
+        assert_eq!(none["items"].as_array().unwrap().len(), 0);
+    }
+}

@@ -107,6 +107,32 @@ pub struct RunCreated {
     /// How many retries the run may make after its first attempt.
     #[serde(default)]
     pub retries: u32,
+    /// For a flow run a deployment started: which, when it was due, and its data interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<Box<Scheduled>>,
+}
+
+/// A deployment's run, as recorded with the flow run it started.
+///
+/// ```
+/// use flowkit::events::Scheduled;
+/// let json = r#"{"deployment":"nightly","scheduled_at":"2026-11-27T02:00:00Z",
+///   "interval_start":"2026-11-26T02:00:00Z","interval_end":"2026-11-27T02:00:00Z"}"#;
+/// let scheduled: Scheduled = serde_json::from_str(json).unwrap();
+/// assert_eq!(scheduled.deployment, "nightly");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduled {
+    /// The deployment's name.
+    pub deployment: String,
+    /// When the run was due.
+    pub scheduled_at: DateTime<Utc>,
+    /// The start of the data interval the run is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_start: Option<DateTime<Utc>>,
+    /// The end of the data interval (usually the scheduled time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_end: Option<DateTime<Utc>>,
 }
 
 /// A run's move to a new state.

@@ -146,6 +146,15 @@ where
             (None, Some(parent)) => parent.bus.clone(),
             (None, None) => crate::config::global_bus().clone(),
         };
+        // Recorded on the run a deployment started, not on the child flows that inherit it.
+        let scheduled_event = self.scheduled.as_deref().map(|run| {
+            Box::new(crate::events::Scheduled {
+                deployment: run.deployment().to_string(),
+                scheduled_at: run.scheduled_at(),
+                interval_start: run.interval().map(|(start, _)| start),
+                interval_end: run.interval().map(|(_, end)| end),
+            })
+        });
         let run = Arc::new(FlowRun {
             id: crate::ids::new_id(chrono::Utc::now()),
             options: self.options,
@@ -180,6 +189,7 @@ where
                 upstream: upstream_ids,
                 map_index: None,
                 retries: run.options.retry.retries,
+                scheduled: scheduled_event,
             }))
         });
         Prepared {

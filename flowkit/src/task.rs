@@ -194,6 +194,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
                 upstream: upstream_ids,
                 map_index: run.map_index,
                 retries: run.options.retry.retries,
+                scheduled: None,
             }))
         });
         let guard = EndGuard::new(run.clone());

@@ -31,7 +31,9 @@ pub struct FlowRunsQuery {
     tag: Option<String>,
     /// Only child runs of this flow run.
     parent: Option<Uuid>,
-    /// Text in the flow's name or the tags (case-insensitive), or a run id.
+    /// Only runs started by this deployment.
+    deployment: Option<String>,
+    /// Text in the flow's name, the tags or the deployment (case-insensitive), or a run id.
     q: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -161,6 +163,7 @@ pub async fn list_flow_runs(
         since: nanos("since", q.since)?,
         until: nanos("until", q.until)?,
         tag: q.tag,
+        deployment: q.deployment,
         parent: q.parent,
         search: q.q.filter(|text| !text.trim().is_empty()),
         before: cursor("cursor", q.cursor.as_deref())?,

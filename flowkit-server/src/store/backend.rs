@@ -126,7 +126,8 @@ macro_rules! backend {
                 for wave in waves(&created, |c| c.id) {
                     let mut upsert = QueryBuilder::<$db>::new(
                         "INSERT INTO runs (id, run_type, name, flow_run_id, parent_flow_run_id,
-                             parent_task_run_id, created_ts, parameters, tags, upstream, map_index, retries) ",
+                             parent_task_run_id, created_ts, parameters, tags, upstream, map_index, retries,
+                             deployment, scheduled_ts, interval_start_ts, interval_end_ts) ",
                     );
                     upsert.push_values(wave, |mut row, c| {
                         row.push_bind(c.id)
@@ -141,6 +142,11 @@ macro_rules! backend {
                             .push_bind(serde_json::to_string(&c.created.upstream).unwrap_or_default())
                             .push_bind(c.created.map_index.map(|i| i as i64))
                             .push_bind(i64::from(c.created.retries));
+                        let scheduled = c.created.scheduled.as_deref();
+                        row.push_bind(scheduled.map(|s| s.deployment.clone()))
+                            .push_bind(scheduled.and_then(|s| $crate::store::nanos(s.scheduled_at)))
+                            .push_bind(scheduled.and_then(|s| s.interval_start.and_then($crate::store::nanos)))
+                            .push_bind(scheduled.and_then(|s| s.interval_end.and_then($crate::store::nanos)));
                     });
                     upsert.push(
                         " ON CONFLICT (id) DO UPDATE SET
@@ -150,7 +156,10 @@ macro_rules! backend {
                              parent_task_run_id = excluded.parent_task_run_id,
                              created_ts = excluded.created_ts, parameters = excluded.parameters,
                              tags = excluded.tags, upstream = excluded.upstream,
-                             map_index = excluded.map_index, retries = excluded.retries",
+                             map_index = excluded.map_index, retries = excluded.retries,
+                             deployment = excluded.deployment, scheduled_ts = excluded.scheduled_ts,
+                             interval_start_ts = excluded.interval_start_ts,
+                             interval_end_ts = excluded.interval_end_ts",
                     );
                     upsert.build().execute(&mut *tx).await?;
                 }
@@ -254,6 +263,9 @@ macro_rules! backend {
                 if let Some(tag) = &filter.tag {
                     query.push(" AND ").push($tag_filter).push_bind(tag.clone()).push(")");
                 }
+                if let Some(deployment) = &filter.deployment {
+                    query.push(" AND deployment = ").push_bind(deployment.clone());
+                }
                 if let Some(parent) = filter.parent {
                     query.push(" AND parent_flow_run_id = ").push_bind(parent);
                 }
@@ -263,6 +275,8 @@ macro_rules! backend {
                         .push(concat!(" AND (name ", $like, " "))
                         .push_bind(pattern.clone())
                         .push(concat!(" ESCAPE '\\' OR tags ", $like, " "))
+                        .push_bind(pattern.clone())
+                        .push(concat!(" ESCAPE '\\' OR deployment ", $like, " "))
                         .push_bind(pattern)
                         .push(" ESCAPE '\\'");
                     if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
@@ -609,6 +623,10 @@ macro_rules! backend {
                         .unwrap_or_default(),
                     map_index: row.try_get("map_index")?,
                     retries: row.try_get("retries")?,
+                    deployment: row.try_get("deployment")?,
+                    scheduled: $crate::store::time(row.try_get("scheduled_ts")?),
+                    interval_start: $crate::store::time(row.try_get("interval_start_ts")?),
+                    interval_end: $crate::store::time(row.try_get("interval_end_ts")?),
                 })
             }
         }

@@ -135,6 +135,14 @@ pub struct Run {
     pub upstream: Vec<Uuid>,
     pub map_index: Option<i64>,
     pub retries: Option<i64>,
+    /// For a flow run a deployment started: its name.
+    pub deployment: Option<String>,
+    /// When that run was due.
+    pub scheduled: Option<DateTime<Utc>>,
+    /// The data interval it is for: its start (the logical date) …
+    pub interval_start: Option<DateTime<Utc>>,
+    /// … and its end.
+    pub interval_end: Option<DateTime<Utc>>,
 }
 
 /// A log line of a run.
@@ -159,8 +167,10 @@ pub struct RunFilter {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub tag: Option<String>,
+    /// Only runs of this deployment.
+    pub deployment: Option<String>,
     pub parent: Option<Uuid>,
-    /// Text in the flow's name or the tags (case-insensitive), or a run id.
+    /// Text in the flow's name, the tags or the deployment (case-insensitive), or a run id.
     pub search: Option<String>,
     /// Keyset cursor: runs created before this (created_ts, id).
     pub before: Option<(i64, Uuid)>,
@@ -255,7 +265,7 @@ pub struct LogFilter {
     pub limit: i64,
 }
 
-/// Rows per multi-row statement (SQLite allows 32,766 bound values; the widest row has 12).
+/// Rows per multi-row statement (SQLite allows 32,766 bound values; the widest row has 16).
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 /// An event ready to store.

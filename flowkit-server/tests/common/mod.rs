@@ -75,6 +75,7 @@ pub fn run_created(
         upstream: vec![],
         map_index: None,
         retries,
+        scheduled: None,
     }))
 }
 
