@@ -65,3 +65,22 @@ async fn a_flow_shows_progress_retries_map_counts_and_a_summary() {
         "{last}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_run_says_which_deployment_and_when_it_was_due() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let bus = EventBus::builder()
+        .sink(ConsoleSink::to_writer(out.clone()))
+        .build();
+    let due = "2026-11-27T02:00:00Z".parse().unwrap();
+    let run = flowkit::serve::ScheduledRun::new("nightly", due);
+    demo("2026-11-26".into()).scheduled(run).on(&bus).await.unwrap();
+    bus.flush().await;
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("flow console-demo run ")
+            && first.contains(" · nightly due 2026-11-27 02:00:00 UTC day=\"2026-11-26\""),
+        "{first}"
+    );
+}

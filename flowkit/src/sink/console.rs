@@ -213,7 +213,15 @@ impl ConsoleSink {
                     parent.children += 1;
                 }
                 let title = self.paint(BOLD, &format!("flow {}", created.name));
-                let text = format!("{title} run {short}{params}");
+                // A deployment's run says which, and when it was due.
+                let scheduled = created.scheduled.as_deref().map_or(String::new(), |s| {
+                    format!(
+                        " · {} due {}",
+                        s.deployment,
+                        s.scheduled_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    )
+                });
+                let text = format!("{title} run {short}{scheduled}{params}");
                 self.line(event.timestamp, depth, &text);
             }
             RunType::Task => {
