@@ -74,7 +74,11 @@ async fn a_deployment_run_says_which_deployment_and_when_it_was_due() {
         .build();
     let due = "2026-11-27T02:00:00Z".parse().unwrap();
     let run = flowkit::serve::ScheduledRun::new("nightly", due);
-    demo("2026-11-26".into()).scheduled(run).on(&bus).await.unwrap();
+    demo("2026-11-26".into())
+        .scheduled(run)
+        .on(&bus)
+        .await
+        .unwrap();
     bus.flush().await;
     let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
     let first = text.lines().next().unwrap();

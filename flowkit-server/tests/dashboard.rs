@@ -161,7 +161,8 @@ async fn names_and_states(browser: &Browser, rows: &str) -> Value {
     browser
         .eval(
             "return [...document.querySelectorAll(arguments[0])].map(r => \
-             [r.children[1].textContent, r.querySelector('.badge').dataset.state]);",
+             [(r.children[1].querySelector('a') || r.children[1]).textContent, \
+             r.querySelector('.badge').dataset.state]);",
             vec![Value::String(rows.to_string())],
         )
         .await
@@ -179,7 +180,12 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     assert!(failing().on(&bus).await.is_err());
     let warehouse = TempDir::new("dash-warehouse");
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    // Run as a deployment's scheduled run: the list says which, and for which day.
+    let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let scheduled = flowkit::serve::ScheduledRun::new("nightly-etl", at("2026-11-27T02:00:00Z"))
+        .with_interval(at("2026-11-26T02:00:00Z"), at("2026-11-27T02:00:00Z"));
     etl::daily_etl(day, warehouse.path().to_path_buf())
+        .scheduled(scheduled)
         .on(&bus)
         .await
         .unwrap();
@@ -204,6 +210,11 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     assert!(
         browser.text("[data-testid=runs]").await.contains("nightly"),
         "tags are shown"
+    );
+    assert_eq!(
+        browser.text("[data-testid=deployment]").await,
+        "nightly-etl · for 2026-11-26",
+        "a deployment's run says which deployment, and its day"
     );
     browser.screenshot("runs").await;
     let unversioned = browser

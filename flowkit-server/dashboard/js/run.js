@@ -41,6 +41,11 @@ export function runPage({ root, subscribe }, id) {
       ['Attempts', String(run.attempts || 0)],
       ['Tags', run.tags.length ? run.tags.map((t) => h('span', { class: 'tag' }, t)) : '—'],
     ];
+    if (run.deployment) {
+      meta.push(['Deployment', h('a', { href: `#/runs?q=${encodeURIComponent(run.deployment)}`, 'data-testid': 'run-deployment' }, run.deployment)]);
+      meta.push(['Scheduled for', time(run.scheduled)]);
+      if (run.interval_start) meta.push(['Data interval', h('span', { 'data-testid': 'run-interval' }, `${run.interval_start} → ${run.interval_end || '—'}`)]);
+    }
     if (run.parent_flow_run_id) meta.push(['Parent flow run', h('a', { href: `#/runs/${run.parent_flow_run_id}` }, shortId(run.parent_flow_run_id))]);
     head.replaceChildren(
       h('div', { class: 'crumbs' }, h('a', { href: '#/runs' }, 'Runs'), ' / ', h('a', { href: `#/runs?flow=${encodeURIComponent(run.name || '')}` }, run.name)),

@@ -49,11 +49,19 @@ export function runsPage({ root, params, subscribe }) {
   function row(run, fresh) {
     return h('tr', { class: fresh ? 'link fresh' : 'link', 'data-run-id': run.id, 'data-testid': 'run-row', onclick: (event) => openRow(event, run.id) },
       h('td', {}, badge(run.state)),
-      h('td', {}, h('a', { href: `#/runs/${run.id}` }, run.name || '(unnamed)')),
+      h('td', {}, h('a', { href: `#/runs/${run.id}` }, run.name || '(unnamed)'), deployment(run)),
       h('td', { class: 'mono muted' }, shortId(run.id)),
       h('td', { title: run.start || run.created || '' }, time(run.start || run.created), h('div', { class: 'muted', style: { fontSize: '12px' } }, relative(run.start || run.created))),
       h('td', { class: 'num' }, duration(elapsed(run))),
       h('td', {}, run.tags.map((t) => h('span', { class: 'tag' }, t))));
+  }
+
+  /** Which deployment started the run, and the day its data interval starts (Airflow's `ds`). */
+  function deployment(run) {
+    if (!run.deployment) return null;
+    const day = (run.interval_start || run.scheduled || '').slice(0, 10);
+    return h('div', { class: 'muted', style: { fontSize: '12px' }, 'data-testid': 'deployment' },
+      `${run.deployment}${day ? ` · for ${day}` : ''}`);
   }
 
   function render(previous = new Set()) {
