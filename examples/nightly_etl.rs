@@ -8,14 +8,17 @@
 //! ```text
 //! cargo run --example nightly_etl                  # every 20 s
 //! cargo run --example nightly_etl -- "0 2 * * *"   # every night at 02:00, Europe/Madrid
+//! cargo run --example nightly_etl -- backfill 2026-11-01 2026-11-08 [7d]   # past nights, then a report
 //! ```
 
 mod etl;
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+use chrono::{NaiveDate, TimeZone as _};
 use etl::daily_etl;
-use flowkit::serve::{Deployment, serve};
+use flowkit::serve::{Backfill, Deployment, serve};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,7 +30,26 @@ async fn main() -> anyhow::Result<()> {
     })
     .catchup(true)
     .max_active_runs(1);
-    let deployment = match std::env::args().nth(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("backfill") {
+        // The nights from the first day to the last (exclusive), four at a time.
+        let day = |i: usize| -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+            let text = args
+                .get(i)
+                .context("usage: backfill FIRST-DAY END-DAY [CHUNK]")?;
+            let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .with_context(|| format!("expected a day like 2026-11-01, got {text:?}"))?;
+            Ok(chrono::Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN)))
+        };
+        let mut backfill =
+            Backfill::new(deployment.cron("0 0 * * *"), day(1)?, day(2)?).max_active(4);
+        if let Some(chunk) = args.get(3) {
+            backfill = backfill.chunk(chunk);
+        }
+        print!("{}", backfill.run().await?);
+        return Ok(());
+    }
+    let deployment = match args.first() {
         Some(cron) => deployment.cron(cron).time_zone("Europe/Madrid"),
         None => deployment.every("20s"),
     };

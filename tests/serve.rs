@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flowkit::flow;
-use flowkit::serve::{Deployment, ScheduledRun, ServeError, Server};
+use flowkit::serve::{Backfill, Deployment, ScheduledRun, ServeError, Server};
 
 /// What the runs of each deployment saw: their scheduled run, and how many ran at once.
 #[derive(Default)]
@@ -226,4 +226,97 @@ async fn bad_deployments_are_refused_at_start_naming_the_deployment() {
     .await
     .unwrap_err();
     assert!(matches!(error, ServeError::DuplicateName(name) if name == "twice"));
+}
+
+/// Fails the run whose interval starts on `fail_on`.
+#[flow]
+async fn fails_on(fail_on: String) -> Result<(), String> {
+    let run = flowkit::context().unwrap().scheduled().unwrap().clone();
+    record(0).await.map_err(|e| e.to_string())?;
+    if run.logical_date().to_string() == fail_on {
+        return Err(format!("source empty for {fail_on}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backfill_of_2024_in_weekly_chunks_tiles_the_year_exactly() {
+    let daily = Deployment::new("chunks", |_| record(0)).cron("0 0 * * *");
+    let backfill = Backfill::new(
+        daily,
+        utc("2024-01-01T00:00:00Z"),
+        utc("2025-01-01T00:00:00Z"),
+    )
+    .chunk("7d")
+    .max_active(8);
+    let plan = backfill.plan().unwrap();
+    assert_eq!(plan.len(), 53, "52 weeks and 2 days");
+    let intervals: Vec<_> = plan.iter().map(|r| r.interval().unwrap()).collect();
+    assert_eq!(intervals[0].0, utc("2024-01-01T00:00:00Z"));
+    assert!(
+        intervals.windows(2).all(|w| w[0].1 == w[1].0),
+        "no gap, no overlap"
+    );
+    assert!(
+        intervals[..52]
+            .iter()
+            .all(|(s, e)| *e - *s == chrono::TimeDelta::days(7))
+    );
+    assert_eq!(
+        intervals[52],
+        (utc("2024-12-30T00:00:00Z"), utc("2025-01-01T00:00:00Z")),
+        "the last chunk is short"
+    );
+    let report = backfill.run().await.unwrap();
+    assert_eq!(report.runs().len(), 53);
+    assert_eq!(with_seen("chunks", |s| s.runs.len()), 53);
+    assert!(with_seen("chunks", |s| s.most_active) <= 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daily_backfill_runs_each_day_oldest_first_and_reports_the_failures() {
+    let daily = Deployment::new("days", |_| fails_on("2024-02-29".into()))
+        .cron("0 0 * * *")
+        .max_active_runs(3);
+    let backfill = Backfill::new(
+        daily,
+        utc("2024-02-01T00:00:00Z"),
+        utc("2024-03-01T00:00:00Z"),
+    );
+    let report = backfill.run().await.unwrap();
+    assert_eq!(report.runs().len(), 29, "February 2024");
+    let days = with_seen("days", |s| {
+        s.runs
+            .iter()
+            .map(|r| r.logical_date().to_string())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(days.first().map(String::as_str), Some("2024-02-01"));
+    assert_eq!(days.last().map(String::as_str), Some("2024-02-29"));
+    assert!(days.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    let failed: Vec<String> = report
+        .failed()
+        .map(|(run, _)| run.logical_date().to_string())
+        .collect();
+    assert_eq!(failed, ["2024-02-29"]);
+    let text = report.to_string();
+    assert!(
+        text.starts_with(
+            "backfill days 2024-02-01 00:00 → 2024-03-01 00:00: 29 runs, 28 completed, 1 failed"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("2024-02-29 00:00 → 2024-03-01 00:00  failed:"),
+        "{text}"
+    );
+    assert!(text.contains("source empty for 2024-02-29"), "{text}");
+}
+
+#[tokio::test]
+async fn an_empty_backfill_range_is_an_error() {
+    let daily = Deployment::new("empty", |_| record(0)).cron("0 0 * * *");
+    let at = utc("2024-02-01T00:00:00Z");
+    let error = Backfill::new(daily, at, at).plan().unwrap_err();
+    assert!(matches!(error, ServeError::EmptyRange { .. }), "{error}");
 }

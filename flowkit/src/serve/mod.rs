@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backfill;
 mod deployment;
 mod schedule;
 mod state;
@@ -36,6 +37,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+pub use backfill::{Backfill, BackfillReport};
 pub use deployment::{Deployment, ScheduledRun};
 pub use schedule::{Schedule, ScheduleError};
 
@@ -58,6 +60,14 @@ pub enum ServeError {
     /// Nothing to serve.
     #[error("no deployment to serve")]
     Empty,
+    /// A backfill's range is empty.
+    #[error("the range {start} → {end} is empty: its end must come after its start")]
+    EmptyRange {
+        /// The range's start.
+        start: DateTime<Utc>,
+        /// Its end.
+        end: DateTime<Utc>,
+    },
 }
 
 /// Serves `deployments` until the program ends (or the returned future is dropped).
