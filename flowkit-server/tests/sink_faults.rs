@@ -92,30 +92,21 @@ async fn a_hung_server_loses_no_event() {
 
 /// A log line event of a run, carrying `message`.
 fn log_line(flow_run: Uuid, message: String) -> Event {
-    let at = chrono::Utc::now();
-    Event {
-        id: common::id_at(at),
-        timestamp: at,
-        flow_run_id: Some(flow_run),
-        task_run_id: None,
-        kind: EventKind::Log(Arc::new(LogRecord {
-            level: LogLevel::Info,
-            target: "sink_faults".into(),
-            message,
-            fields: Default::default(),
-        })),
-    }
+    let log = LogRecord {
+        level: LogLevel::Info,
+        target: "sink_faults".into(),
+        message,
+        fields: Default::default(),
+    };
+    common::event_now(flow_run, None, EventKind::Log(Arc::new(log)))
 }
 
 fn flow_created(flow_run: Uuid) -> Event {
-    let at = chrono::Utc::now();
-    Event {
-        id: common::id_at(at),
-        timestamp: at,
-        flow_run_id: Some(flow_run),
-        task_run_id: None,
-        kind: common::run_created(RunType::Flow, "faults", 0),
-    }
+    common::event_now(
+        flow_run,
+        None,
+        common::run_created(RunType::Flow, "faults", 0),
+    )
 }
 
 /// A proxy to `upstream` that answers `fault(body)` instead of forwarding, when it says so.

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use chrono::Utc;
 use common::{BACKENDS, Backend, Server, TempDir};
 use flowkit::State;
 use flowkit::events::{Event, EventKind, LogLevel, LogRecord, RunType, StateChanged};
@@ -58,13 +57,13 @@ impl Drop for Tmpfs {
 
 /// Log line events of one flow run (its creation first), 2 KB each.
 fn batch(flow_run: Uuid, size: usize) -> Vec<Event> {
-    let mut events = vec![event(
+    let mut events = vec![common::event_now(
         flow_run,
         None,
         common::run_created(RunType::Flow, "storage", 0),
     )];
     events.extend((1..size).map(|i| {
-        event(
+        common::event_now(
             flow_run,
             None,
             EventKind::Log(Arc::new(LogRecord {
@@ -76,17 +75,6 @@ fn batch(flow_run: Uuid, size: usize) -> Vec<Event> {
         )
     }));
     events
-}
-
-fn event(flow_run: Uuid, task_run: Option<Uuid>, kind: EventKind) -> Event {
-    let at = Utc::now();
-    Event {
-        id: common::id_at(at),
-        timestamp: at,
-        flow_run_id: Some(flow_run),
-        task_run_id: task_run,
-        kind,
-    }
 }
 
 async fn post(client: &reqwest::Client, server: &Server, events: &[Event]) -> (u16, String) {
@@ -239,13 +227,13 @@ async fn nul_characters_are_stored_alike_on_both_databases() {
         let mut fields = serde_json::Map::new();
         fields.insert("key\0".into(), serde_json::json!(["a\0b"]));
         let events = vec![
-            event(flow_run, None, common::run_created(RunType::Flow, "nul", 0)),
-            event(
+            common::event_now(flow_run, None, common::run_created(RunType::Flow, "nul", 0)),
+            common::event_now(
                 flow_run,
                 Some(task_run),
                 common::run_created(RunType::Task, "nul-task", 0),
             ),
-            event(
+            common::event_now(
                 flow_run,
                 Some(task_run),
                 EventKind::StateChanged(StateChanged {
@@ -255,7 +243,7 @@ async fn nul_characters_are_stored_alike_on_both_databases() {
                     next_attempt_at: None,
                 }),
             ),
-            event(
+            common::event_now(
                 flow_run,
                 Some(task_run),
                 EventKind::Log(Arc::new(LogRecord {
@@ -297,7 +285,7 @@ async fn a_value_the_database_refuses_is_one_rejected_event_not_a_failed_batch()
         .expect("the store opens");
     let flow_run = Uuid::now_v7();
     let mut events = batch(flow_run, 40);
-    events[23] = event(
+    events[23] = common::event_now(
         flow_run,
         Some(Uuid::now_v7()),
         EventKind::StateChanged(StateChanged {
@@ -329,7 +317,7 @@ async fn overlapping_concurrent_batches_never_fail_on_postgres() {
     let database = Backend::Postgres.database_url(dir.path()).await;
     let server = Arc::new(Server::start_with(&database, 0, &[]).await);
     let flow_run = Uuid::now_v7();
-    let created = event(
+    let created = common::event_now(
         flow_run,
         None,
         common::run_created(RunType::Flow, "overlap", 0),
@@ -352,7 +340,7 @@ async fn overlapping_concurrent_batches_never_fail_on_postgres() {
                     let events: Vec<Event> = order
                         .iter()
                         .map(|run| {
-                            event(
+                            common::event_now(
                                 flow_run,
                                 Some(*run),
                                 EventKind::StateChanged(StateChanged {

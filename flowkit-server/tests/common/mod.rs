@@ -58,6 +58,22 @@ pub fn id_at(at: chrono::DateTime<chrono::Utc>) -> uuid::Uuid {
     ))
 }
 
+/// An event of `kind` made now, of `flow_run` (and `task_run`), with the id flowkit would give it.
+pub fn event_now(
+    flow_run: uuid::Uuid,
+    task_run: Option<uuid::Uuid>,
+    kind: flowkit::events::EventKind,
+) -> flowkit::events::Event {
+    let at = chrono::Utc::now();
+    flowkit::events::Event {
+        id: id_at(at),
+        timestamp: at,
+        flow_run_id: Some(flow_run),
+        task_run_id: task_run,
+        kind,
+    }
+}
+
 /// The `RunCreated` kind of a run with this name and nothing else set.
 pub fn run_created(
     run_type: flowkit::events::RunType,
