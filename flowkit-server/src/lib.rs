@@ -86,6 +86,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::runs::flow_activity))
         .routes(routes!(routes::runs::list_flows))
         .routes(routes!(routes::live::stream))
+        .routes(routes!(routes::deployments::list_deployments))
+        .routes(routes!(routes::deployments::put_deployment))
         .routes(routes!(stats))
         .split_for_parts()
 }

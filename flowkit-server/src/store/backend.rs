@@ -569,6 +569,45 @@ macro_rules! backend {
                 Ok(deleted)
             }
 
+            pub(crate) async fn put_deployment(
+                &self,
+                name: &str,
+                flow: &str,
+                spec: &str,
+                updated_ts: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut conn = self.writer.acquire().await?;
+                let result = sqlx::query(
+                    "INSERT INTO deployments (name, flow, spec, updated_ts) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (name) DO UPDATE SET flow = excluded.flow, spec = excluded.spec,
+                         updated_ts = excluded.updated_ts",
+                )
+                .bind(name)
+                .bind(flow)
+                .bind(spec)
+                .bind(updated_ts)
+                .execute(&mut *conn)
+                .await;
+                if result.is_err() {
+                    conn.close_on_drop();
+                }
+                let result = result.map(drop).map_err(Into::into);
+                self.health.wrote(&result);
+                result
+            }
+
+            pub(crate) async fn deployments(
+                &self,
+            ) -> Result<Vec<(String, i64)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT spec, updated_ts FROM deployments ORDER BY name")
+                    .fetch_all(&self.reader)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("spec")?, r.try_get("updated_ts")?)))
+                    .collect()
+            }
+
             pub(crate) async fn ready(&self) -> Result<(), String> {
                 self.health.ready(self.probe()).await
             }

@@ -609,6 +609,22 @@ impl Store {
         })
     }
 
+    /// Stores (or replaces) a deployment's spec, as JSON.
+    pub async fn put_deployment(
+        &self,
+        name: &str,
+        flow: &str,
+        spec: &str,
+        updated_ts: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.put_deployment(name, flow, spec, updated_ts))
+    }
+
+    /// Every deployment's spec (JSON) and when it was last registered, by name.
+    pub async fn deployments(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self.deployments())
+    }
+
     /// How many events and runs are stored.
     pub async fn counts(&self) -> Result<Counts, StoreError> {
         dispatch!(self.counts())

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
 use super::schedule::{Schedule, ScheduleError};
+use super::spec::{DeploymentSpec, ScheduleSpec};
 use crate::error::RunError;
 use crate::flow::{FlowBody, FlowCall};
 use crate::task::Outcome;
@@ -95,19 +96,14 @@ pub(crate) type Starter = Arc<dyn Fn(ScheduledRun) -> BoxFuture<'static, Ended> 
 /// ```
 pub struct Deployment {
     pub(crate) name: String,
+    /// The name of the flow its runs call.
+    pub(crate) flow: String,
     pub(crate) schedules: Vec<ScheduleSpec>,
     pub(crate) time_zone: String,
     pub(crate) catchup: bool,
     pub(crate) max_active_runs: usize,
     pub(crate) paused: bool,
     pub(crate) start: Starter,
-}
-
-/// A schedule as given, checked when serving starts (so the error can name the deployment).
-pub(crate) enum ScheduleSpec {
-    Cron(String),
-    Every(String),
-    Ready(Schedule),
 }
 
 impl Deployment {
@@ -119,6 +115,12 @@ impl Deployment {
         <B::Output as Outcome>::Ok: Send + 'static,
         <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
     {
+        let name = name.into();
+        // A call made only to read the flow's name; it never runs.
+        let flow_name = flow(&ScheduledRun::new(&name, Utc::now()))
+            .options()
+            .name
+            .to_string();
         let start: Starter = Arc::new(move |run: ScheduledRun| {
             let call = flow(&run).scheduled(run);
             Box::pin(async move {
@@ -128,7 +130,8 @@ impl Deployment {
             })
         });
         Deployment {
-            name: name.into(),
+            name,
+            flow: flow_name,
             schedules: Vec::new(),
             time_zone: "UTC".into(),
             catchup: false,
@@ -145,20 +148,25 @@ impl Deployment {
 
     /// Adds a 5-field cron schedule (`"0 2 * * *"`), read in the deployment's time zone.
     pub fn cron(mut self, expression: impl Into<String>) -> Self {
-        self.schedules.push(ScheduleSpec::Cron(expression.into()));
+        self.schedules.push(ScheduleSpec::Cron {
+            cron: expression.into(),
+        });
         self
     }
 
     /// Adds an interval schedule (`"15m"`, `"1h"`, `"1d"`), at multiples of it since the Unix
     /// epoch.
     pub fn every(mut self, period: impl Into<String>) -> Self {
-        self.schedules.push(ScheduleSpec::Every(period.into()));
+        self.schedules.push(ScheduleSpec::Every {
+            every: period.into(),
+            anchor: None,
+        });
         self
     }
 
     /// Adds a ready-made schedule (an interval with an anchor, say).
     pub fn schedule(mut self, schedule: Schedule) -> Self {
-        self.schedules.push(ScheduleSpec::Ready(schedule));
+        self.schedules.push(ScheduleSpec::from(&schedule));
         self
     }
 
@@ -188,15 +196,21 @@ impl Deployment {
         self
     }
 
+    /// The deployment as data (what a serving program registers with the server).
+    pub fn spec(&self) -> DeploymentSpec {
+        DeploymentSpec {
+            name: self.name.clone(),
+            flow: self.flow.clone(),
+            schedules: self.schedules.clone(),
+            time_zone: self.time_zone.clone(),
+            catchup: self.catchup,
+            max_active_runs: self.max_active_runs,
+            paused: self.paused,
+        }
+    }
+
     /// The schedules, checked.
     pub(crate) fn checked_schedules(&self) -> Result<Vec<Schedule>, ScheduleError> {
-        self.schedules
-            .iter()
-            .map(|spec| match spec {
-                ScheduleSpec::Cron(expression) => Schedule::cron(expression, &self.time_zone),
-                ScheduleSpec::Every(period) => Schedule::every(period),
-                ScheduleSpec::Ready(schedule) => Ok(schedule.clone()),
-            })
-            .collect()
+        self.spec().schedules().map_err(|(_, error)| error)
     }
 }

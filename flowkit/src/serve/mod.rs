@@ -26,6 +26,7 @@
 mod backfill;
 mod deployment;
 mod schedule;
+mod spec;
 mod state;
 
 use std::collections::VecDeque;
@@ -40,6 +41,7 @@ use tokio::task::JoinSet;
 pub use backfill::{Backfill, BackfillReport};
 pub use deployment::{Deployment, ScheduledRun};
 pub use schedule::{Schedule, ScheduleError};
+pub use spec::{DeploymentSpec, ScheduleSpec};
 
 use self::state::SchedulerState;
 
@@ -102,6 +104,7 @@ pub struct Server {
     deployments: Vec<Deployment>,
     state_file: Option<PathBuf>,
     clock: Clock,
+    api: Option<(String, Option<String>)>,
 }
 
 impl Server {
@@ -111,7 +114,26 @@ impl Server {
             deployments: deployments.into_iter().collect(),
             state_file: None,
             clock: Clock::Wall,
+            api: std::env::var("FLOWKIT_API_URL")
+                .ok()
+                .filter(|url| !url.is_empty())
+                .map(|url| {
+                    (
+                        url,
+                        std::env::var("FLOWKIT_API_KEY")
+                            .ok()
+                            .filter(|k| !k.is_empty()),
+                    )
+                }),
         }
+    }
+
+    /// Registers the deployments with the flowkit server at `url` (default: `FLOWKIT_API_URL`,
+    /// with `FLOWKIT_API_KEY`), so its API and dashboard list them with their next runs. In the
+    /// background, retried until the server answers; a server that is down never stops serving.
+    pub fn register_with(mut self, url: impl Into<String>, api_key: Option<String>) -> Self {
+        self.api = Some((url.into(), api_key));
+        self
     }
 
     /// Keeps the scheduler's state in `path` (default: `FLOWKIT_STATE_DIR`, else
@@ -153,6 +175,10 @@ impl Server {
                     })?;
             served.push((deployment, schedules));
         }
+        if let Some((url, key)) = self.api {
+            let specs = served.iter().map(|(d, _)| d.spec()).collect();
+            tokio::spawn(register(url, key, specs));
+        }
         let path = self.state_file.unwrap_or_else(state::default_path);
         let state = Arc::new(StateFile {
             state: Mutex::new(SchedulerState::load(&path)),
@@ -173,6 +199,48 @@ impl Server {
         }
         while tasks.join_next().await.is_some() {}
         std::future::pending().await
+    }
+}
+
+/// Registers `specs` with the server at `url`, retrying (every 30 s at most) until it answers.
+async fn register(url: String, api_key: Option<String>, specs: Vec<DeploymentSpec>) {
+    let client = reqwest::Client::new();
+    for spec in specs {
+        let endpoint = format!(
+            "{}/api/deployments/{}",
+            url.trim_end_matches('/'),
+            spec.name
+        );
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let mut request = client
+                .put(&endpoint)
+                .json(&spec)
+                .timeout(Duration::from_secs(10));
+            if let Some(key) = &api_key {
+                request = request.bearer_auth(key);
+            }
+            match request.send().await {
+                Ok(response) if response.status().is_success() => break,
+                Ok(response) if response.status().is_client_error() => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    tracing::warn!(deployment = %spec.name, %status, %text,
+                        "flowkit: the server refused the deployment");
+                    break;
+                }
+                Ok(response) => {
+                    tracing::debug!(deployment = %spec.name, status = %response.status(),
+                        "flowkit: could not register the deployment yet");
+                }
+                Err(error) => {
+                    tracing::debug!(deployment = %spec.name, %error,
+                        "flowkit: could not register the deployment yet");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
     }
 }
 
