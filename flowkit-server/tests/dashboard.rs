@@ -934,3 +934,64 @@ async fn five_thousand_flow_runs_list_and_chart_quickly() {
     .unwrap();
     browser.close().await;
 }
+
+#[flow(name = "deployed-load")]
+async fn deployed_load() -> Result<(), String> {
+    let run = flowkit::context().unwrap().scheduled().unwrap().clone();
+    if run.logical_date().to_string() == "2026-11-25" {
+        return Err("the source had no file for 2026-11-25".into());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_show_their_schedule_next_runs_and_last_runs() {
+    let _one = ONE_BROWSER.lock().await;
+    let dir = TempDir::new("dash-deployments");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    let spool = TempDir::new("dash-deployments-spool");
+    let registered = reqwest::Client::new()
+        .put(format!("{}/api/deployments/nightly-load", server.url))
+        .json(&json!({"name": "nightly-load", "flow": "deployed-load",
+            "schedules": [{"cron": "0 2 * * *"}], "time_zone": "Europe/Madrid", "catchup": true}))
+        .send()
+        .await
+        .expect("registered");
+    assert!(registered.status().is_success());
+    let bus = bus(&server, None, &spool);
+    for day in ["2026-11-24", "2026-11-25", "2026-11-26"] {
+        let start: chrono::DateTime<chrono::Utc> = format!("{day}T01:00:00Z").parse().unwrap();
+        let run = flowkit::serve::ScheduledRun::new("nightly-load", start + chrono::Days::new(1))
+            .with_interval(start, start + chrono::Days::new(1));
+        let _ = deployed_load().scheduled(run).on(&bus).await;
+    }
+    bus.flush().await;
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/#/deployments", server.url)).await;
+    browser
+        .wait_for_count("one deployment", "[data-testid=deployment-row]", 1)
+        .await;
+    let schedule = browser.text("[data-testid=schedule]").await;
+    assert!(schedule.contains("0 2 * * * (Europe/Madrid)"), "{schedule}");
+    assert!(schedule.contains("catchup"), "{schedule}");
+    assert!(browser.text("[data-testid=next-run]").await.contains("in "));
+    let strip = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=last-runs] .cell')]\
+             .map(c => [c.title, c.dataset.state]);",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        strip,
+        json!([
+            ["2026-11-24 · Completed", "Completed"],
+            ["2026-11-25 · Failed", "Failed"],
+            ["2026-11-26 · Completed", "Completed"]
+        ]),
+        "oldest on the left, each with its day and state"
+    );
+    browser.screenshot("deployments").await;
+    browser.close().await;
+}

@@ -69,6 +69,12 @@ export function clock(iso) {
 export function relative(iso) {
   if (!iso) return 'never';
   const sec = (Date.now() - new Date(iso).getTime()) / 1000;
+  if (sec < -45) {
+    const ahead = -sec;
+    if (ahead < 3600) return `in ${Math.round(ahead / 60)} min`;
+    if (ahead < 86400) return `in ${Math.round(ahead / 3600)} h`;
+    return `in ${Math.round(ahead / 86400)} d`;
+  }
   if (sec < 45) return 'just now';
   if (sec < 3600) return `${Math.round(sec / 60)} min ago`;
   if (sec < 86400) return `${Math.round(sec / 3600)} h ago`;

@@ -1,9 +1,10 @@
-// The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/flows`), the live indicator, the theme.
+// The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/flows`, `#/deployments`), the live indicator, the theme.
 
 import { follow } from './api.js';
 import { runsPage } from './runs.js';
 import { runPage } from './run.js';
 import { flowsPage } from './flows.js';
+import { deploymentsPage } from './deployments.js';
 
 const page = document.getElementById('page');
 const live = document.getElementById('live');
@@ -38,6 +39,9 @@ function route() {
   } else if (parts[0] === 'flows') {
     section = 'flows';
     unmount = flowsPage(ctx);
+  } else if (parts[0] === 'deployments') {
+    section = 'deployments';
+    unmount = deploymentsPage(ctx);
   } else {
     unmount = runsPage(ctx);
   }
