@@ -144,7 +144,7 @@ where
         let bus = match (self.bus, &parent_flow) {
             (Some(bus), _) => bus,
             (None, Some(parent)) => parent.bus.clone(),
-            (None, None) => crate::config::global_bus().clone(),
+            (None, None) => crate::context::default_bus(scope),
         };
         let run = Arc::new(FlowRun {
             id: crate::ids::new_id(chrono::Utc::now()),
