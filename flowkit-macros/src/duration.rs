@@ -1,43 +1,95 @@
 //! Durations written in options: seconds as a number (`60`, `0.5`), or a string (`"30s"`,
-//! `"5m"`, `"1h 30m"`, `"250ms"`), checked here at compile time.
+//! `"5m"`, `"1h 30m"`, `"250ms"`, `"1d"`), checked here at compile time.
+//!
+//! Strings are read by `humantime`, but its error messages are not shown: they list units
+//! (months, years) that flowkit does not document. Every error here names the option and the
+//! forms the README documents.
 
 use std::time::Duration;
 
-use syn::{Expr, ExprLit, Lit, spanned::Spanned};
+use syn::{Expr, ExprLit, ExprUnary, Lit, UnOp, spanned::Spanned};
 
-pub(crate) fn parse(expr: &Expr) -> syn::Result<Duration> {
-    let Expr::Lit(ExprLit { lit, .. }) = expr else {
-        return Err(syn::Error::new(
-            expr.span(),
-            "expected a duration: seconds as a number (`60`) or a string like \"30s\", \"5m\", \"2h\"",
-        ));
+/// The forms a duration may take, as the README documents them.
+const FORMS: &str = "seconds as a number (`60`, `0.5`) or a string of numbers with units `ms`, `s`, `m`, `h` or `d`, like \"30s\", \"5m\", \"1h 30m\" or \"250ms\"";
+
+fn expected(option: &str) -> String {
+    format!("`{option}` expects a duration: {FORMS}")
+}
+
+fn negative(option: &str) -> String {
+    format!("`{option}` cannot be negative; it expects a duration: {FORMS}")
+}
+
+/// Parses the duration given to `option`.
+pub(crate) fn parse(expr: &Expr, option: &str) -> syn::Result<Duration> {
+    let lit = match expr {
+        Expr::Lit(ExprLit { lit, .. }) => lit,
+        // `-5` written where syn does not fold the sign into the literal.
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr: inner,
+            ..
+        }) if matches!(
+            &**inner,
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(_) | Lit::Float(_),
+                ..
+            })
+        ) =>
+        {
+            return Err(syn::Error::new(expr.span(), negative(option)));
+        }
+        other => return Err(syn::Error::new(other.span(), expected(option))),
     };
     match lit {
         Lit::Int(int) => {
-            let seconds: u64 = int.base10_parse()?;
+            if int.base10_digits().starts_with('-') {
+                return Err(syn::Error::new(int.span(), negative(option)));
+            }
+            let seconds: u64 = int.base10_parse().map_err(|_| {
+                syn::Error::new(
+                    int.span(),
+                    format!("`{option}`: this number of seconds is too large"),
+                )
+            })?;
             Ok(Duration::from_secs(seconds))
         }
         Lit::Float(float) => {
-            let seconds: f64 = float.base10_parse()?;
-            if !seconds.is_finite() || seconds < 0.0 {
-                return Err(syn::Error::new(float.span(), "a duration cannot be negative"));
+            let seconds: f64 = float
+                .base10_parse()
+                .map_err(|_| syn::Error::new(float.span(), expected(option)))?;
+            if seconds.is_sign_negative() {
+                return Err(syn::Error::new(float.span(), negative(option)));
             }
-            Duration::try_from_secs_f64(seconds)
-                .map_err(|_| syn::Error::new(float.span(), "this duration is too long"))
+            if !seconds.is_finite() {
+                return Err(syn::Error::new(float.span(), expected(option)));
+            }
+            Duration::try_from_secs_f64(seconds).map_err(|_| {
+                syn::Error::new(
+                    float.span(),
+                    format!("`{option}`: this number of seconds is too large"),
+                )
+            })
         }
-        Lit::Str(text) => humantime::parse_duration(text.value().trim()).map_err(|error| {
-            syn::Error::new(
-                text.span(),
-                format!(
-                    "invalid duration \"{}\": {error}; write it like \"30s\", \"5m\", \"2h\" or \"1h 30m\"",
-                    text.value()
-                ),
-            )
-        }),
-        other => Err(syn::Error::new(
-            other.span(),
-            "expected a duration: seconds as a number (`60`) or a string like \"30s\", \"5m\", \"2h\"",
-        )),
+        Lit::Str(text) => {
+            let value = text.value();
+            let trimmed = value.trim();
+            if trimmed.parse::<f64>().is_ok() {
+                return Err(syn::Error::new(
+                    text.span(),
+                    format!(
+                        "`{option}`: the duration \"{value}\" needs a unit, like \"{trimmed}s\" (or write the number of seconds without quotes: `{trimmed}`)"
+                    ),
+                ));
+            }
+            humantime::parse_duration(trimmed).map_err(|_| {
+                syn::Error::new(
+                    text.span(),
+                    format!("`{option}`: invalid duration \"{value}\"; write {FORMS}"),
+                )
+            })
+        }
+        other => Err(syn::Error::new(other.span(), expected(option))),
     }
 }
 
@@ -53,7 +105,10 @@ mod tests {
     use super::*;
 
     fn parse_str(source: &str) -> syn::Result<Duration> {
-        parse(&syn::parse_str::<Expr>(source).expect("an expression"))
+        parse(
+            &syn::parse_str::<Expr>(source).expect("an expression"),
+            "timeout",
+        )
     }
 
     #[test]
@@ -64,6 +119,7 @@ mod tests {
         assert_eq!(parse_str("\"5m\"").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_str("\"1h 30m\"").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_str("\"250ms\"").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_str("\"1d\"").unwrap(), Duration::from_secs(86_400));
     }
 
     #[test]
@@ -72,5 +128,18 @@ mod tests {
         assert!(parse_str("\"5\"").is_err());
         assert!(parse_str("true").is_err());
         assert!(parse_str("some_const").is_err());
+        assert!(parse_str("-5").is_err());
+        assert!(parse_str("-0.5").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_option_and_only_documented_units() {
+        for source in ["\"soon\"", "\"5 minutes please\"", "true", "-5", "\"5\""] {
+            let message = parse_str(source).unwrap_err().to_string();
+            assert!(message.contains("`timeout`"), "{source}: {message}");
+            for undocumented in ["month", "year", "week", "nsec"] {
+                assert!(!message.contains(undocumented), "{source}: {message}");
+            }
+        }
     }
 }

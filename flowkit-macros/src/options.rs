@@ -7,7 +7,7 @@ use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, Lit, MetaNameValue, Token};
+use syn::{Expr, ExprLit, ExprUnary, Lit, Meta, Token, UnOp};
 
 use crate::duration;
 use crate::expand::Kind;
@@ -58,6 +58,24 @@ pub(crate) struct Options {
     pub(crate) concurrency_limit: Option<usize>,
 }
 
+/// How an option is written, for error messages.
+fn example(option: &str) -> &'static str {
+    match option {
+        "name" => "name = \"daily-etl\"",
+        "description" => "description = \"Loads the day's orders\"",
+        "retries" => "retries = 3",
+        "retry_delay" => "retry_delay = \"30s\"",
+        "backoff" => "backoff = \"exponential\"",
+        "max_retry_delay" => "max_retry_delay = \"10m\"",
+        "retry_jitter" => "retry_jitter = 0.2",
+        "retry_if" => "retry_if = is_transient",
+        "timeout" => "timeout = \"2m\"",
+        "tags" => "tags = [\"api\", \"daily\"]",
+        "concurrency_limit" => "concurrency_limit = 8",
+        _ => "option = value",
+    }
+}
+
 fn expected_list(allowed: &[&str]) -> String {
     allowed
         .iter()
@@ -66,7 +84,8 @@ fn expected_list(allowed: &[&str]) -> String {
         .join(", ")
 }
 
-fn lit_str(expr: &Expr, what: &str) -> syn::Result<String> {
+/// A string literal given to `option`; `example` shows one.
+fn lit_str(expr: &Expr, option: &str, example: &str) -> syn::Result<String> {
     match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Str(text),
@@ -74,25 +93,63 @@ fn lit_str(expr: &Expr, what: &str) -> syn::Result<String> {
         }) => Ok(text.value()),
         other => Err(syn::Error::new(
             other.span(),
-            format!("expected {what} as a string literal"),
+            format!("`{option}` expects a string literal, like `{example}`"),
         )),
     }
 }
 
-fn lit_int<T>(expr: &Expr, what: &str) -> syn::Result<T>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
+/// True for `-1`, whether syn folded the sign into the literal or not.
+fn is_negative_number(expr: &Expr) -> bool {
     match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Int(int), ..
-        }) => int.base10_parse::<T>(),
+        }) => int.base10_digits().starts_with('-'),
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(float),
+            ..
+        }) => float.base10_digits().starts_with('-'),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => matches!(
+            &**expr,
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(_) | Lit::Float(_),
+                ..
+            })
+        ),
+        _ => false,
+    }
+}
+
+/// A whole number given to `option`, which `expects` (e.g. "the number of retries after the
+/// first attempt, like `retries = 3`").
+fn lit_int(expr: &Expr, option: &str, expects: &str) -> syn::Result<u64> {
+    if is_negative_number(expr) {
+        return Err(syn::Error::new(
+            expr.span(),
+            format!("`{option}` cannot be negative; it expects {expects}"),
+        ));
+    }
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => int
+            .base10_parse::<u64>()
+            .map_err(|_| too_large(expr, option, u64::MAX)),
         other => Err(syn::Error::new(
             other.span(),
-            format!("expected {what} as a whole number"),
+            format!("`{option}` expects a whole number: {expects}"),
         )),
     }
+}
+
+fn too_large(expr: &Expr, option: &str, max: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new(
+        expr.span(),
+        format!("`{option}` is too large (at most {max})"),
+    )
 }
 
 pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
@@ -100,15 +157,15 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
         Kind::Task => TASK_OPTIONS,
         Kind::Flow => FLOW_OPTIONS,
     };
-    let pairs = Punctuated::<MetaNameValue, Token![,]>::parse_terminated.parse2(args)?;
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
     let mut options = Options::default();
     let mut seen = HashSet::new();
     let mut backoff_span: Option<Span> = None;
     let mut max_span: Option<Span> = None;
     let mut list_span: Option<Span> = None;
-    for pair in pairs {
-        let key = pair
-            .path
+    for meta in metas {
+        let path = meta.path();
+        let key = path
             .get_ident()
             .map(ToString::to_string)
             .unwrap_or_default();
@@ -126,32 +183,50 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
             if key == "retry_if" && kind == Kind::Flow {
                 message.push_str(" (`retry_if` is a task option)");
             }
-            return Err(syn::Error::new(pair.path.span(), message));
+            return Err(syn::Error::new(path.span(), message));
         }
         if !seen.insert(key.clone()) {
             return Err(syn::Error::new(
-                pair.path.span(),
+                path.span(),
                 format!("duplicate option `{key}`"),
             ));
         }
-        let value = &pair.value;
+        let value = match &meta {
+            Meta::NameValue(pair) => &pair.value,
+            Meta::Path(_) | Meta::List(_) => {
+                return Err(syn::Error::new(
+                    meta.span(),
+                    format!("`{key}` needs a value: `{}`", example(&key)),
+                ));
+            }
+        };
         match key.as_str() {
             "name" => {
-                let name = lit_str(value, "the name")?;
+                let name = lit_str(value, "name", example("name"))?;
                 if name.trim().is_empty() {
-                    return Err(syn::Error::new(value.span(), "the name cannot be empty"));
+                    return Err(syn::Error::new(value.span(), "`name` cannot be empty"));
                 }
                 options.name = Some(name);
             }
-            "description" => options.description = Some(lit_str(value, "the description")?),
-            "retries" => options.retries = lit_int(value, "the number of retries")?,
+            "description" => {
+                options.description = Some(lit_str(value, "description", example("description"))?)
+            }
+            "retries" => {
+                let retries = lit_int(
+                    value,
+                    "retries",
+                    "the number of retries after the first attempt, like `retries = 3` (`0` for none)",
+                )?;
+                options.retries =
+                    u32::try_from(retries).map_err(|_| too_large(value, "retries", u32::MAX))?;
+            }
             "retry_delay" => {
                 options.retry_delay = Some(match value {
                     Expr::Array(array) => {
                         if array.elems.is_empty() {
                             return Err(syn::Error::new(
                                 array.span(),
-                                "give at least one delay, or leave `retry_delay` out",
+                                "`retry_delay` expects at least one delay; give one, or leave `retry_delay` out",
                             ));
                         }
                         list_span = Some(array.span());
@@ -159,85 +234,101 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
                             array
                                 .elems
                                 .iter()
-                                .map(duration::parse)
+                                .map(|delay| duration::parse(delay, "retry_delay"))
                                 .collect::<syn::Result<_>>()?,
                         )
                     }
-                    other => RetryDelay::Fixed(duration::parse(other)?),
+                    other => RetryDelay::Fixed(duration::parse(other, "retry_delay")?),
                 })
             }
             "backoff" => {
-                let backoff = lit_str(value, "the backoff (\"exponential\" or \"fixed\")")?;
+                let backoff = match value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(text),
+                        ..
+                    }) => text.value(),
+                    _ => String::new(),
+                };
                 options.exponential = match backoff.as_str() {
                     "exponential" => true,
                     "fixed" => false,
-                    other => {
+                    _ => {
                         return Err(syn::Error::new(
                             value.span(),
-                            format!(
-                                "unknown backoff \"{other}\"; expected \"exponential\" or \"fixed\""
-                            ),
+                            "`backoff` expects \"exponential\" or \"fixed\"",
                         ));
                     }
                 };
                 backoff_span = Some(value.span());
             }
             "max_retry_delay" => {
-                options.max_retry_delay = Some(duration::parse(value)?);
-                max_span = Some(pair.path.span());
+                options.max_retry_delay = Some(duration::parse(value, "max_retry_delay")?);
+                max_span = Some(path.span());
             }
             "retry_jitter" => {
+                const EXPECTS: &str = "`retry_jitter` expects a fraction of the delay between 0.0 and 1.0, like `retry_jitter = 0.2`";
                 let jitter = match value {
                     Expr::Lit(ExprLit {
                         lit: Lit::Float(f), ..
-                    }) => f.base10_parse::<f64>()?,
+                    }) => f.base10_parse::<f64>().ok(),
                     Expr::Lit(ExprLit {
                         lit: Lit::Int(i), ..
-                    }) => i.base10_parse::<u32>()? as f64,
-                    other => {
-                        return Err(syn::Error::new(
-                            other.span(),
-                            "expected the jitter as a fraction, like `0.2`",
-                        ));
-                    }
+                    }) => i.base10_parse::<i64>().ok().map(|i| i as f64),
+                    _ => None,
                 };
-                if !(0.0..=1.0).contains(&jitter) {
-                    return Err(syn::Error::new(
-                        value.span(),
-                        "the jitter is a fraction of the delay between 0.0 and 1.0",
-                    ));
+                match jitter {
+                    Some(jitter) if (0.0..=1.0).contains(&jitter) && !is_negative_number(value) => {
+                        options.retry_jitter = jitter
+                    }
+                    _ => return Err(syn::Error::new(value.span(), EXPECTS)),
                 }
-                options.retry_jitter = jitter;
             }
             "retry_if" => match value {
                 Expr::Path(_) | Expr::Closure(_) => options.retry_if = Some(value.clone()),
                 other => {
                     return Err(syn::Error::new(
                         other.span(),
-                        "expected a function (`retry_if = is_transient`) taking `&E` and returning `bool`",
+                        "`retry_if` expects a function taking `&E` and returning `bool`, like `retry_if = is_transient` or `retry_if = |e| e.is_transient()`",
                     ));
                 }
             },
-            "timeout" => options.timeout = Some(duration::parse(value)?),
+            "timeout" => options.timeout = Some(duration::parse(value, "timeout")?),
             "tags" => {
+                let not_a_list = |span| {
+                    syn::Error::new(
+                        span,
+                        format!(
+                            "`tags` expects a list of strings, like `{}`",
+                            example("tags")
+                        ),
+                    )
+                };
                 let Expr::Array(array) = value else {
-                    return Err(syn::Error::new(
-                        value.span(),
-                        "expected a list of strings, like `tags = [\"api\", \"daily\"]`",
-                    ));
+                    return Err(not_a_list(value.span()));
                 };
                 for tag in &array.elems {
-                    options.tags.push(lit_str(tag, "each tag")?);
+                    match tag {
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Str(text),
+                            ..
+                        }) => options.tags.push(text.value()),
+                        other => return Err(not_a_list(other.span())),
+                    }
                 }
             }
             "concurrency_limit" => {
-                let limit: usize = lit_int(value, "the concurrency limit")?;
-                if limit == 0 || limit > (usize::MAX >> 4) {
+                const EXPECTS: &str = "how many task runs of the flow run may run at once, like `concurrency_limit = 8`";
+                let limit = lit_int(value, "concurrency_limit", EXPECTS)?;
+                if limit == 0 {
                     return Err(syn::Error::new(
                         value.span(),
-                        "the concurrency limit must be at least 1 (and not absurdly large)",
+                        format!("`concurrency_limit` must be at least 1; it expects {EXPECTS}"),
                     ));
                 }
+                let limit = usize::try_from(limit)
+                    .ok()
+                    .filter(|&limit| limit <= usize::MAX >> 4)
+                    .ok_or_else(|| too_large(value, "concurrency_limit", usize::MAX >> 4))?;
                 options.concurrency_limit = Some(limit);
             }
             _ => unreachable!("every allowed option is handled above"),

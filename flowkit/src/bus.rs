@@ -60,6 +60,9 @@ enum Message {
 #[derive(Clone, Default)]
 pub struct EventBus {
     inner: Option<Arc<Inner>>,
+    /// Set by [`crate::testing::capture`]: the `tracing` lines of runs on this bus become their
+    /// log events only, and are never printed.
+    captures_logs: bool,
 }
 
 struct Inner {
@@ -136,6 +139,7 @@ impl EventBusBuilder {
                     overflow,
                     stats,
                 })),
+                captures_logs: false,
             },
             Err(error) => {
                 tracing::error!(%error, "flowkit: could not start the event dispatcher; events are off");
@@ -153,7 +157,21 @@ impl EventBus {
 
     /// A bus that carries nothing.
     pub fn disabled() -> Self {
-        EventBus { inner: None }
+        EventBus {
+            inner: None,
+            captures_logs: false,
+        }
+    }
+
+    /// This bus, with the `tracing` lines of its runs kept as log events only (never printed).
+    pub(crate) fn capturing_logs(mut self) -> Self {
+        self.captures_logs = true;
+        self
+    }
+
+    /// True if the `tracing` lines of runs on this bus must not be printed.
+    pub(crate) fn captures_logs(&self) -> bool {
+        self.captures_logs
     }
 
     /// True if events emitted here reach a sink.

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use uuid::Uuid;
 
+use crate::EventBus;
 use crate::run::{FlowRun, Record, TaskRun};
 
 /// The run a piece of code runs in, set for the duration of each attempt.
@@ -16,6 +17,8 @@ pub(crate) enum Scope {
 
 tokio::task_local! {
     pub(crate) static CURRENT: Scope;
+    /// The bus set by [`EventBus::scope`] for runs started outside any flow.
+    static DEFAULT_BUS: EventBus;
 }
 
 pub(crate) fn current() -> Option<Scope> {
@@ -31,7 +34,60 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Scope>) -> R) -> R {
     }
 }
 
+/// The bus of a run started outside any flow run: that of the standalone task run it is started
+/// in, else the one set by [`EventBus::scope`], else the global bus.
+pub(crate) fn default_bus(scope: Option<&Scope>) -> EventBus {
+    if let Some(scope) = scope {
+        return scope.bus().clone();
+    }
+    DEFAULT_BUS
+        .try_with(EventBus::clone)
+        .unwrap_or_else(|_| crate::config::global_bus().clone())
+}
+
+impl EventBus {
+    /// Runs the future that `start` returns with this bus as the default: runs started in it
+    /// outside any flow (task calls, [`map`](crate::map), submitted tasks, flows) send their
+    /// events here, as if each were called with `.on(&bus)`. Runs inside a flow keep using
+    /// their flow's bus.
+    ///
+    /// `start` is called inside the scope, so runs that start as soon as they are called
+    /// (`map`, `submit`) belong to it: write `bus.scope(|| flowkit::map(items, task))`, not
+    /// `bus.scope(|| handle)` with a handle made before.
+    ///
+    /// ```
+    /// use flowkit::{EventBus, MemorySink, task};
+    ///
+    /// #[task]
+    /// async fn double(x: u32) -> u32 { x * 2 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let memory = MemorySink::new();
+    /// let bus = EventBus::builder().sink(memory.clone()).build();
+    /// let doubled = bus.scope(|| flowkit::map([1, 2, 3], double)).await;
+    /// bus.flush().await;
+    /// assert_eq!(doubled.len(), 3);
+    /// assert_eq!(memory.runs_named("double").len(), 3);
+    /// # }
+    /// ```
+    pub fn scope<F: std::future::IntoFuture>(
+        &self,
+        start: impl FnOnce() -> F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        let future = DEFAULT_BUS.sync_scope(self.clone(), || start().into_future());
+        DEFAULT_BUS.scope(self.clone(), future)
+    }
+}
+
 impl Scope {
+    /// The bus the runs of this scope emit on.
+    pub(crate) fn bus(&self) -> &EventBus {
+        match self {
+            Scope::Flow(flow) => &flow.bus,
+            Scope::Task(task) => task.bus(),
+        }
+    }
+
     /// The flow run this scope belongs to.
     pub(crate) fn flow(&self) -> Option<&Arc<FlowRun>> {
         match self {
@@ -188,7 +244,10 @@ where
     use tracing::Instrument;
     let future = future.in_current_span();
     let Some(scope) = current() else {
-        return tokio::spawn(future);
+        return match DEFAULT_BUS.try_with(EventBus::clone) {
+            Ok(bus) => tokio::spawn(DEFAULT_BUS.scope(bus, future)),
+            Err(_) => tokio::spawn(future),
+        };
     };
     let flow = scope.flow().cloned();
     let counted = Counted::new(flow.clone());

@@ -107,6 +107,15 @@ pub enum RunError<E> {
     },
 }
 
+/// The parts of a [`RunError::Failed`].
+struct Failed<E> {
+    run_type: RunType,
+    name: Cow<'static, str>,
+    run_id: Uuid,
+    attempts: u32,
+    error: E,
+}
+
 fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -194,8 +203,27 @@ impl<E> RunError<E> {
         matches!(self, RunError::Cancelled { .. })
     }
 
-    /// Maps the task's own error, keeping every other case.
-    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> RunError<F> {
+    /// True if the run never started because a run it waited for did not complete.
+    pub fn is_upstream_failed(&self) -> bool {
+        matches!(self, RunError::UpstreamFailed { .. })
+    }
+
+    /// For [`RunError::UpstreamFailed`], the upstream run that did not complete and the state
+    /// it ended in.
+    pub fn upstream(&self) -> Option<(Uuid, State)> {
+        match self {
+            RunError::UpstreamFailed {
+                upstream,
+                upstream_state,
+                ..
+            } => Some((*upstream, *upstream_state)),
+            _ => None,
+        }
+    }
+
+    /// This error with another error type, when it holds no error value (every case but
+    /// `Failed`); the parts of `Failed` are given back.
+    fn without_error<F>(self) -> Result<RunError<F>, Failed<E>> {
         match self {
             RunError::Failed {
                 run_type,
@@ -203,59 +231,120 @@ impl<E> RunError<E> {
                 run_id,
                 attempts,
                 error,
-            } => RunError::Failed {
+            } => Err(Failed {
                 run_type,
                 name,
                 run_id,
                 attempts,
-                error: f(error),
-            },
+                error,
+            }),
             RunError::TimedOut {
                 run_type,
                 name,
                 run_id,
                 attempts,
                 after,
-            } => RunError::TimedOut {
+            } => Ok(RunError::TimedOut {
                 run_type,
                 name,
                 run_id,
                 attempts,
                 after,
-            },
+            }),
             RunError::Panicked {
                 run_type,
                 name,
                 run_id,
                 message,
-            } => RunError::Panicked {
+            } => Ok(RunError::Panicked {
                 run_type,
                 name,
                 run_id,
                 message,
-            },
+            }),
             RunError::Cancelled {
                 run_type,
                 name,
                 run_id,
-            } => RunError::Cancelled {
+            } => Ok(RunError::Cancelled {
                 run_type,
                 name,
                 run_id,
-            },
+            }),
             RunError::UpstreamFailed {
                 run_type,
                 name,
                 run_id,
                 upstream,
                 upstream_state,
-            } => RunError::UpstreamFailed {
+            } => Ok(RunError::UpstreamFailed {
                 run_type,
                 name,
                 run_id,
                 upstream,
                 upstream_state,
+            }),
+        }
+    }
+
+    /// Maps the task's own error, keeping every other case.
+    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> RunError<F> {
+        match self.without_error() {
+            Ok(other) => other,
+            Err(Failed {
+                run_type,
+                name,
+                run_id,
+                attempts,
+                error,
+            }) => RunError::Failed {
+                run_type,
+                name,
+                run_id,
+                attempts,
+                error: f(error),
             },
+        }
+    }
+}
+
+impl<E> RunError<RunError<E>> {
+    /// The error of a flow whose own error type is `RunError<E>` (its body used `?` on task
+    /// calls), one level down: the task run's (or child flow run's) error that the flow failed
+    /// with, or, when the flow ended for a reason of its own (it timed out, panicked, was
+    /// cancelled or skipped), the flow's error in the same case.
+    ///
+    /// After it, `run_id()` and `name()` are those of the run that failed: the task's, or the
+    /// flow's for its own reasons. Deeper nesting (a flow returning its child flow's error)
+    /// flattens one level per call.
+    ///
+    /// ```
+    /// use flowkit::{RunError, flow, task};
+    ///
+    /// #[task]
+    /// async fn extract() -> Result<u32, String> { Err("HTTP 503".into()) }
+    ///
+    /// #[task]
+    /// async fn load(rows: u32) -> Result<(), String> { Ok(()) }
+    ///
+    /// #[flow]
+    /// async fn etl() -> Result<(), RunError<String>> {
+    ///     let rows = extract().submit();
+    ///     load(0).wait_for([&rows]).await // skipped: `extract` failed
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (result, _) = flowkit::testing::capture(|| etl()).await;
+    /// // Without `flatten`: Err(RunError::Failed { error: RunError::UpstreamFailed { .. }, .. })
+    /// let error = result.map_err(RunError::flatten).unwrap_err();
+    /// assert!(error.is_upstream_failed());
+    /// assert_eq!(error.name(), "load");
+    /// # }
+    /// ```
+    pub fn flatten(self) -> RunError<E> {
+        match self.without_error() {
+            Ok(own) => own,
+            Err(failed) => failed.error,
         }
     }
 }

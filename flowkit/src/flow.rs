@@ -144,7 +144,7 @@ where
         let bus = match (self.bus, &parent_flow) {
             (Some(bus), _) => bus,
             (None, Some(parent)) => parent.bus.clone(),
-            (None, None) => crate::config::global_bus().clone(),
+            (None, None) => crate::context::default_bus(scope),
         };
         // Recorded on the run a deployment started, not on the child flows that inherit it.
         let scheduled_event = self.scheduled.as_deref().map(|run| {

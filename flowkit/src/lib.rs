@@ -58,6 +58,7 @@ pub mod serve;
 mod sink;
 mod state;
 mod task;
+pub mod testing;
 mod upstream;
 
 pub use bus::{BusStats, EventBus, EventBusBuilder};

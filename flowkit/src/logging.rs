@@ -106,14 +106,51 @@ fn color_on(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
 
 /// Installs the process's subscriber: `RUST_LOG` (default `info`), the run-log layer, and a
 /// terminal formatter. With the console sink on, the console shows the logs of runs (in order
-/// with their progress), so the formatter prints only logs emitted outside any run.
+/// with their progress), so the formatter prints only logs emitted outside any run. Logs of runs
+/// on a bus of [`crate::testing::capture`] are never printed: they are that run's events.
 pub(crate) fn install(console: bool) {
-    let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let outside_runs = filter::dynamic_filter_fn(move |_, _| !console || current().is_none());
+    let printed = filter::dynamic_filter_fn(move |_, _| match current() {
+        None => true,
+        Some(scope) => !console && !scope.bus().captures_logs(),
+    });
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(stderr_in_color())
-        .with_filter(outside_runs);
+        .with_filter(printed);
+    try_install(terminal);
+}
+
+/// The subscriber of [`crate::testing::capture`], when the process has none: the run-log layer,
+/// and lines outside captured runs printed through libtest's capture (shown for failing tests).
+pub(crate) fn install_for_tests() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if tracing::dispatcher::has_been_set() {
+            return;
+        }
+        let printed = filter::dynamic_filter_fn(|_, _| {
+            current().is_none_or(|scope| !scope.bus().captures_logs())
+        });
+        let terminal = tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_ansi(false)
+            .with_filter(printed);
+        try_install(terminal);
+    });
+}
+
+fn try_install<L>(terminal: L)
+where
+    L: Layer<
+            tracing_subscriber::layer::Layered<
+                RunLogLayer,
+                tracing_subscriber::layer::Layered<EnvFilter, tracing_subscriber::Registry>,
+            >,
+        > + Send
+        + Sync
+        + 'static,
+{
+    let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let installed = tracing_subscriber::registry()
         .with(env_filter)
         .with(RunLogLayer)

@@ -167,7 +167,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         let own_bus = match (&flow, self.bus) {
             (Some(_), _) => EventBus::disabled(),
             (None, Some(bus)) => bus,
-            (None, None) => crate::config::global_bus().clone(),
+            (None, None) => crate::context::default_bus(scope),
         };
         let now = chrono::Utc::now();
         let run = Arc::new(TaskRun {

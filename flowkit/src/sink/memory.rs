@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::EventSink;
 use crate::State;
-use crate::events::{Event, EventKind};
+use crate::events::{Event, EventKind, LogRecord};
 
 /// Keeps every event in memory, for tests and for programs that inspect their own runs.
 ///
@@ -22,7 +22,7 @@ use crate::events::{Event, EventKind};
 /// hello().on(&bus).await.unwrap();
 /// bus.flush().await;
 /// let run = memory.events()[0].run_id().unwrap();
-/// assert_eq!(memory.states_of(run), [State::Running, State::Completed]);
+/// assert_eq!(memory.states(run), [State::Running, State::Completed]);
 /// # }
 /// ```
 #[derive(Clone, Default)]
@@ -66,7 +66,11 @@ impl MemorySink {
     }
 
     /// The states run `run_id` went through, in order.
-    pub fn states_of(&self, run_id: Uuid) -> Vec<State> {
+    ///
+    /// A run's id: [`runs_named`](Self::runs_named) for a flow or task by name,
+    /// [`task_runs_of`](Self::task_runs_of) for the task runs of a flow run, or
+    /// `TaskHandle::id`, `FlowHandle::id` and `RunError::run_id`.
+    pub fn states(&self, run_id: Uuid) -> Vec<State> {
         self.lock()
             .iter()
             .flatten()
@@ -75,13 +79,80 @@ impl MemorySink {
             .collect()
     }
 
-    /// The ids of the runs created with this name, in creation order.
+    /// The same as [`states`](Self::states).
+    #[doc(hidden)]
+    pub fn states_of(&self, run_id: Uuid) -> Vec<State> {
+        self.states(run_id)
+    }
+
+    /// The ids of the runs (flow runs and task runs) created with this name, in creation order.
     pub fn runs_named(&self, name: &str) -> Vec<Uuid> {
         self.lock()
             .iter()
             .flatten()
             .filter_map(|e| match &e.kind {
                 EventKind::RunCreated(created) if created.name == name => e.run_id(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many attempts run `run_id` made (the attempt of its last `Running`); `0` if it never
+    /// ran (skipped, or cancelled before it started).
+    pub fn attempts(&self, run_id: Uuid) -> u32 {
+        self.lock()
+            .iter()
+            .flatten()
+            .filter(|e| e.run_id() == Some(run_id))
+            .filter_map(|e| match &e.kind {
+                EventKind::StateChanged(change) if change.state == State::Running => {
+                    Some(change.attempt)
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The log lines run `run_id` emitted through `tracing`, in order (a flow run's own, not
+    /// those of its task runs).
+    ///
+    /// ```
+    /// use flowkit::task;
+    ///
+    /// #[task]
+    /// async fn load(rows: u32) {
+    ///     tracing::info!(rows, "loaded");
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (_, events) = flowkit::testing::capture(|| load(3)).await;
+    /// let logs = events.logs(events.runs_named("load")[0]);
+    /// assert_eq!(logs[0].message, "loaded");
+    /// assert_eq!(logs[0].fields["rows"], 3);
+    /// # }
+    /// ```
+    pub fn logs(&self, run_id: Uuid) -> Vec<Arc<LogRecord>> {
+        self.lock()
+            .iter()
+            .flatten()
+            .filter(|e| e.run_id() == Some(run_id))
+            .filter_map(|e| match &e.kind {
+                EventKind::Log(record) => Some(record.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The ids of the task runs of flow run `flow_run_id`, in creation order (tasks called from
+    /// its tasks included; its child flow runs' task runs not).
+    pub fn task_runs_of(&self, flow_run_id: Uuid) -> Vec<Uuid> {
+        self.lock()
+            .iter()
+            .flatten()
+            .filter(|e| e.flow_run_id == Some(flow_run_id))
+            .filter_map(|e| match &e.kind {
+                EventKind::RunCreated(_) => e.task_run_id,
                 _ => None,
             })
             .collect()
