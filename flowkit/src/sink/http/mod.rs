@@ -152,8 +152,9 @@ impl EventSink for HttpSink {
                     if spooled > 0 {
                         tracing::warn!(
                             spooled,
-                            "flowkit: the server is unreachable; events wait in the spool and \
-                             will be delivered when it is back (by this program or the next)"
+                            "flowkit: the server has not taken every event yet (unreachable or \
+                             failing); they wait in the spool and will be delivered when it does \
+                             (by this program or the next)"
                         );
                     }
                 }
