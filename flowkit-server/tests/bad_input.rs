@@ -301,6 +301,21 @@ async fn hostile_queries(backend: common::Backend) {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["field"], "since", "{body}");
 
+    // A NUL in a text filter is searched as stored (U+FFFD), never sent to the database.
+    for path in [
+        "/api/flow_runs?flow=%00",
+        "/api/flow_runs?q=a%00b",
+        "/api/flow_runs?tag=%00",
+        "/api/flow_runs?deployment=x%00",
+    ] {
+        let response = client
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{backend:?} {path}");
+    }
+
     // A bad number names its field, parsed or not.
     for (path, field) in [
         ("/api/flow_runs?limit=abc", "limit"),

@@ -88,6 +88,18 @@ fn rejected_field(text: &str) -> Option<&str> {
     is_name.then_some(field)
 }
 
+/// A text filter as the store holds text: NUL as U+FFFD (see `routes::events`), so searching for
+/// it finds what was stored, and PostgreSQL is never sent a NUL.
+fn stored_text(text: Option<String>) -> Option<String> {
+    text.map(|t| {
+        if t.contains('\0') {
+            t.replace('\0', "\u{FFFD}")
+        } else {
+            t
+        }
+    })
+}
+
 fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit.unwrap_or(DEFAULT_LIMIT) {
         n if (1..=MAX_LIMIT).contains(&n) => Ok(n),
@@ -158,14 +170,14 @@ pub async fn list_flow_runs(
         }
     }
     let filter = RunFilter {
-        flow: q.flow,
+        flow: stored_text(q.flow),
         state: q.state,
         since: nanos("since", q.since)?,
         until: nanos("until", q.until)?,
-        tag: q.tag,
-        deployment: q.deployment,
+        tag: stored_text(q.tag),
+        deployment: stored_text(q.deployment),
         parent: q.parent,
-        search: q.q.filter(|text| !text.trim().is_empty()),
+        search: stored_text(q.q).filter(|text| !text.trim().is_empty()),
         before: cursor("cursor", q.cursor.as_deref())?,
         limit: limit(q.limit)?,
     };
