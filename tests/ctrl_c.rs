@@ -64,21 +64,10 @@ async fn child_process() {
 
 /// Runs the child test with `console` on or off, its stderr into a pipe.
 fn run_child(console: bool, no_color: Option<&str>) -> Output {
-    let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+    let mut command = common::child_test(CHILD);
     command
-        .args([
-            CHILD,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--color",
-            "never",
-        ])
         .env("FLOWKIT_CONSOLE", if console { "on" } else { "off" })
-        .env("RUST_LOG", "info")
-        .env_remove("FLOWKIT_API_URL")
         .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(value) = no_color {

@@ -1,6 +1,6 @@
 //! Testing helpers: `flowkit::testing::capture`, the `MemorySink` queries, `EventBus::scope`.
 
-use std::process::{Command, Stdio};
+mod common;
 
 use flowkit::{EventBus, MemorySink, State, flow, task};
 
@@ -159,18 +159,7 @@ async fn child_logs_in_and_out_of_capture() {
 
 #[test]
 fn capture_prints_nothing() {
-    let output = Command::new(std::env::current_exe().expect("the test binary"))
-        .args([
-            CHILD,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--color",
-            "never",
-        ])
-        .env("RUST_LOG", "info")
-        .env_remove("FLOWKIT_API_URL")
-        .stdin(Stdio::null())
+    let output = common::child_test(CHILD)
         .output()
         .expect("the child process runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -7,6 +7,26 @@ use flowkit::events::{Event, EventKind, RunCreated};
 use flowkit::{EventBus, MemorySink, State};
 use uuid::Uuid;
 
+/// A command that runs the ignored test `name` of this test binary in a child process (so a
+/// test can watch a real process: its signals, its stderr), with `RUST_LOG=info`, no server, and
+/// stdin closed.
+pub fn child_test(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+    command
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--color",
+            "never",
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("FLOWKIT_API_URL")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
 /// A bus that records into memory.
 pub fn recorder() -> (EventBus, MemorySink) {
     let memory = MemorySink::new();
