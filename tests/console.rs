@@ -56,7 +56,12 @@ async fn a_flow_shows_progress_retries_map_counts_and_a_summary() {
     assert!(text.contains("map noop 1000 runs: 1000 completed"));
     assert!(lines.len() < 20, "{} lines", lines.len());
     // A failed mapped run is shown on its own, with its error.
-    assert!(text.contains("task bad[7] Failed in 0ms: row 7 is malformed"));
+    // (Its duration is real time: any number of milliseconds on a busy machine.)
+    let failed = lines
+        .iter()
+        .find(|l| l.contains("task bad[7] Failed in "))
+        .expect("the failed mapped run's line");
+    assert!(failed.ends_with("ms: row 7 is malformed"), "{failed}");
     assert!(text.contains("map bad 10 runs: 9 completed · 1 failed"));
     let last = lines.last().unwrap();
     assert!(last.contains("flow console-demo Completed in"), "{last}");
