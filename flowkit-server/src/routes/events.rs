@@ -98,11 +98,16 @@ pub async fn ingest(
     }
     let mut events = Vec::with_capacity(values.len());
     let mut rejected = Vec::new();
+    // The batch position of each valid event.
+    let mut positions = Vec::with_capacity(values.len());
     for (index, mut value) in values.into_iter().enumerate() {
         replace_nul(&mut value);
         match serde_json::from_value::<Event>(value) {
             Ok(event) => match check(&event) {
-                Ok(()) => events.push(event),
+                Ok(()) => {
+                    events.push(event);
+                    positions.push(index);
+                }
                 Err(error) => rejected.push(Rejected { index, error }),
             },
             Err(error) => rejected.push(Rejected {
@@ -133,16 +138,15 @@ pub async fn ingest(
         outcome.fresh.iter().map(|&i| events[i].clone()),
     );
     // The database refused these (by position among the valid events).
-    let valid: Vec<usize> = (0..events.len() + rejected.len())
-        .filter(|i| !rejected.iter().any(|r| r.index == *i))
-        .collect();
-    for (position, error) in outcome.refused {
-        rejected.push(Rejected {
-            index: valid.get(position).copied().unwrap_or(position),
-            error,
-        });
+    if !outcome.refused.is_empty() {
+        for (position, error) in outcome.refused {
+            rejected.push(Rejected {
+                index: positions.get(position).copied().unwrap_or(position),
+                error,
+            });
+        }
+        rejected.sort_by_key(|r| r.index);
     }
-    rejected.sort_by_key(|r| r.index);
     Ok(Json(IngestAnswer {
         stored: outcome.stored,
         duplicates: outcome.duplicates,

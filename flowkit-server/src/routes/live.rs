@@ -75,6 +75,14 @@ fn bounded(mut event: Event) -> Event {
             ));
         }
     }
+    fn too_long(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.len() > MAX_STRING,
+            serde_json::Value::Array(items) => items.iter().any(too_long),
+            serde_json::Value::Object(fields) => fields.values().any(too_long),
+            _ => false,
+        }
+    }
     fn cut_value(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::String(text) => cut(text),
@@ -84,7 +92,10 @@ fn bounded(mut event: Event) -> Event {
         }
     }
     match &mut event.kind {
-        EventKind::Log(log) if log.message.len() > MAX_STRING || !log.fields.is_empty() => {
+        // Copied (the event is shared with the ingest) only when something is too long.
+        EventKind::Log(log)
+            if log.message.len() > MAX_STRING || log.fields.values().any(too_long) =>
+        {
             let log = Arc::make_mut(log);
             cut(&mut log.message);
             log.fields.values_mut().for_each(cut_value);
@@ -94,7 +105,7 @@ fn bounded(mut event: Event) -> Event {
                 cut(message);
             }
         }
-        EventKind::RunCreated(created) if created.parameters.is_some() => {
+        EventKind::RunCreated(created) if created.parameters.as_ref().is_some_and(too_long) => {
             if let Some(parameters) = &mut Arc::make_mut(created).parameters {
                 cut_value(parameters);
             }
@@ -169,4 +180,60 @@ pub async fn stream(
     );
     let stream = stream.take_until(state.shutdown.triggered());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowkit::events::{EventKind, LogLevel, LogRecord};
+
+    fn log(message: String, field: &str) -> Event {
+        let mut fields = serde_json::Map::new();
+        fields.insert("rows".into(), serde_json::Value::String(field.into()));
+        Event {
+            id: Uuid::now_v7(),
+            timestamp: chrono::Utc::now(),
+            flow_run_id: Some(Uuid::now_v7()),
+            task_run_id: None,
+            kind: EventKind::Log(Arc::new(LogRecord {
+                level: LogLevel::Info,
+                target: "live".into(),
+                message,
+                fields,
+            })),
+        }
+    }
+
+    #[test]
+    fn long_strings_are_cut_and_short_events_are_not_copied() {
+        let short = log("fetched".into(), "226");
+        let EventKind::Log(before) = &short.kind else {
+            unreachable!()
+        };
+        let before = before.clone();
+        let kept = bounded(short);
+        let EventKind::Log(after) = &kept.kind else {
+            unreachable!()
+        };
+        assert!(
+            Arc::ptr_eq(&before, after),
+            "nothing to cut: shared, not copied"
+        );
+
+        let long = bounded(log("x".repeat(20_000), &"y".repeat(9_000)));
+        let EventKind::Log(cut) = &long.kind else {
+            unreachable!()
+        };
+        assert!(cut.message.starts_with(&"x".repeat(MAX_STRING)));
+        assert!(
+            cut.message
+                .ends_with("… [20000 bytes: the run's logs have the whole text]")
+        );
+        assert!(
+            cut.fields["rows"]
+                .as_str()
+                .unwrap()
+                .ends_with("… [9000 bytes: the run's logs have the whole text]")
+        );
+    }
 }
