@@ -4,9 +4,8 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use flowkit::serve::DeploymentSpec;
-use serde::Serialize;
-use uuid::Uuid;
+use flowkit_api::DeploymentSpec;
+pub use flowkit_api::work::{DeploymentRun, DeploymentView};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -16,40 +15,12 @@ use crate::store::RunFilter;
 const NEXT: usize = 5;
 const LAST: i64 = 10;
 
-/// A deployment as the API shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeploymentView {
-    pub name: String,
-    pub flow: String,
-    /// Each schedule in words: `"0 2 * * * (Europe/Madrid)"`, `"every 15m"`.
-    pub schedules: Vec<String>,
-    pub time_zone: String,
-    pub catchup: bool,
-    pub max_active_runs: usize,
-    pub paused: bool,
-    /// The next times a run is due (none while paused).
-    pub next_runs: Vec<DateTime<Utc>>,
-    /// Its latest runs, newest first.
-    pub last_runs: Vec<DeploymentRun>,
-    /// When a serving program last registered it.
-    pub registered: Option<DateTime<Utc>>,
-}
-
-/// One run of a deployment.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeploymentRun {
-    pub id: Uuid,
-    pub state: String,
-    pub scheduled: Option<DateTime<Utc>>,
-    pub interval_start: Option<DateTime<Utc>>,
-}
-
 /// Registers (or updates) a deployment: what `flowkit::serve` does at start when
 /// `FLOWKIT_API_URL` is set. The body is a `flowkit::serve::DeploymentSpec`.
 #[utoipa::path(put, path = "/api/deployments/{name}", tag = "deployments",
     params(("name" = String, Path, description = "The deployment's name")),
     request_body(content = Object, description = "A flowkit::serve::DeploymentSpec"),
-    responses((status = 200, body = DeploymentView), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn put_deployment(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -73,7 +44,7 @@ pub async fn put_deployment(
     }
     if let Err((index, error)) = spec.schedules() {
         let field = match error {
-            flowkit::serve::ScheduleError::TimeZone(_) => "time_zone".to_string(),
+            flowkit_api::ScheduleError::TimeZone(_) => "time_zone".to_string(),
             _ => format!("schedules[{index}]"),
         };
         return Err(ApiError::bad(field, error.to_string()));
@@ -90,7 +61,7 @@ pub async fn put_deployment(
 
 /// Every deployment, by name, with its next runs and its latest runs.
 #[utoipa::path(get, path = "/api/deployments", tag = "deployments",
-    responses((status = 200, body = Vec<DeploymentView>)))]
+    responses((status = 200, body = Vec<Object>)))]
 pub async fn list_deployments(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<DeploymentView>>, ApiError> {
@@ -141,6 +112,10 @@ async fn view(
         catchup: spec.catchup,
         max_active_runs: spec.max_active_runs,
         paused: spec.paused,
+        queue: spec.queue,
+        priority: spec.priority,
+        parameters: spec.parameters,
+        parameter_schema: spec.parameter_schema,
         next_runs,
         last_runs,
         registered,

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use super::schedule::{Schedule, ScheduleError};
-use super::spec::{DeploymentSpec, ScheduleSpec};
+use flowkit_api::{DeploymentSpec, Schedule, ScheduleError, ScheduleSpec};
 use crate::error::RunError;
 use crate::flow::{FlowBody, FlowCall};
 use crate::task::Outcome;
@@ -206,6 +205,10 @@ impl Deployment {
             catchup: self.catchup,
             max_active_runs: self.max_active_runs,
             paused: self.paused,
+            queue: flowkit_api::DEFAULT_QUEUE.into(),
+            priority: 0,
+            parameters: None,
+            parameter_schema: None,
         }
     }
 

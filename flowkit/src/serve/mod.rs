@@ -25,8 +25,6 @@
 
 mod backfill;
 mod deployment;
-mod schedule;
-mod spec;
 mod state;
 
 use std::collections::VecDeque;
@@ -40,8 +38,9 @@ use tokio::task::JoinSet;
 
 pub use backfill::{Backfill, BackfillReport};
 pub use deployment::{Deployment, ScheduledRun};
-pub use schedule::{Schedule, ScheduleError};
-pub use spec::{DeploymentSpec, ScheduleSpec};
+pub use flowkit_api::{DeploymentSpec, Schedule, ScheduleError, ScheduleSpec};
+
+use flowkit_api::next_due;
 
 use self::state::SchedulerState;
 
@@ -310,18 +309,6 @@ impl Clock {
             tokio::time::sleep(step).await;
         }
     }
-}
-
-/// The first time after `after` on any of `schedules`, with the schedule's own previous time.
-fn next_due(
-    schedules: &[Schedule],
-    after: DateTime<Utc>,
-) -> Option<(DateTime<Utc>, Option<DateTime<Utc>>)> {
-    schedules
-        .iter()
-        .filter_map(|s| s.next_after(after).map(|at| (at, s)))
-        .min_by_key(|(at, _)| *at)
-        .map(|(at, schedule)| (at, schedule.previous_before(at)))
 }
 
 /// At most this many missed runs are caught up at once.

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::schedule::{Schedule, ScheduleError};
+use crate::schedule::{Schedule, ScheduleError, next_due};
 
 /// A schedule as written: a cron expression (read in the deployment's time zone) or a period.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ impl From<&Schedule> for ScheduleSpec {
 /// A deployment as data: its name, its flow, its schedules and run policies.
 ///
 /// ```
-/// use flowkit::serve::DeploymentSpec;
+/// use flowkit_api::DeploymentSpec;
 /// let spec: DeploymentSpec = serde_json::from_str(r#"{"name": "nightly", "flow": "etl",
 ///     "schedules": [{"cron": "0 2 * * *"}], "time_zone": "Europe/Madrid"}"#).unwrap();
 /// let after = "2026-11-27T12:00:00Z".parse().unwrap();
@@ -90,6 +90,28 @@ pub struct DeploymentSpec {
     /// Whether nothing is scheduled.
     #[serde(default)]
     pub paused: bool,
+    /// The work queue its runs wait in (workers serve queues; default `"default"`).
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Within a queue, runs of higher priority are handed out first (default 0).
+    #[serde(default)]
+    pub priority: i32,
+    /// The parameters a run gets when none are given (a JSON object), merged under the ones a
+    /// triggered run gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// The JSON Schema of the parameters a triggered run may give; the server checks them
+    /// against it, and the dashboard draws its "Run" form from it. `None`: the deployment takes
+    /// no parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter_schema: Option<serde_json::Value>,
+}
+
+/// The queue a deployment's runs wait in unless it names one.
+pub const DEFAULT_QUEUE: &str = "default";
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.into()
 }
 
 fn utc() -> String {
@@ -123,7 +145,7 @@ impl DeploymentSpec {
         let mut times = Vec::with_capacity(n);
         let mut at = after;
         while times.len() < n {
-            let Some((next, _)) = super::next_due(&schedules, at) else {
+            let Some((next, _)) = next_due(&schedules, at) else {
                 break;
             };
             times.push(next);

@@ -64,7 +64,7 @@ impl Schedule {
     /// A 5-field cron schedule in `time_zone` (an IANA name such as `"Europe/Madrid"`).
     ///
     /// ```
-    /// use flowkit::serve::Schedule;
+    /// use flowkit_api::Schedule;
     /// let nightly = Schedule::cron("0 2 * * *", "Europe/Madrid").unwrap();
     /// let at = "2026-11-27T12:00:00Z".parse().unwrap();
     /// assert_eq!(nightly.next_after(at).unwrap().to_rfc3339(), "2026-11-28T01:00:00+00:00");
@@ -93,7 +93,7 @@ impl Schedule {
     /// epoch.
     ///
     /// ```
-    /// use flowkit::serve::Schedule;
+    /// use flowkit_api::Schedule;
     /// let quarterly = Schedule::every("15m").unwrap();
     /// let at = "2026-11-27T12:07:00Z".parse().unwrap();
     /// assert_eq!(quarterly.next_after(at).unwrap().to_rfc3339(), "2026-11-27T12:15:00+00:00");
@@ -229,6 +229,18 @@ fn checked(
         at += step;
     }
     None
+}
+
+/// The first time after `after` on any of `schedules`, with the schedule's own previous time.
+pub fn next_due(
+    schedules: &[Schedule],
+    after: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+    schedules
+        .iter()
+        .filter_map(|s| s.next_after(after).map(|at| (at, s)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(at, schedule)| (at, schedule.previous_before(at)))
 }
 
 #[cfg(test)]
