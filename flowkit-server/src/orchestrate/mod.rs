@@ -19,7 +19,7 @@ use flowkit::events::{Event, EventKind, StateChanged};
 use uuid::Uuid;
 
 pub use crashes::{flow_of, sweep_once};
-pub use scheduler::tick;
+pub use scheduler::{tick, tick_one};
 pub use wake::{CHANNEL, Wake};
 
 use crate::AppState;

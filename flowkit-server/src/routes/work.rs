@@ -271,10 +271,17 @@ pub async fn poll(
             .into(),
         })
         .await?;
-    let limits: HashMap<String, i64> = state
-        .store
-        .deployment_rows()
-        .await?
+    // The served deployments' `max_active_runs` (one query each for a few, one scan for many).
+    let rows = if request.deployments.len() <= 100 {
+        let mut rows = Vec::new();
+        for name in &request.deployments {
+            rows.extend(state.store.deployment_row(name).await?);
+        }
+        rows
+    } else {
+        state.store.deployment_rows().await?
+    };
+    let limits: HashMap<String, i64> = rows
         .into_iter()
         .filter_map(|(text, _, _)| serde_json::from_str::<DeploymentSpec>(&text).ok())
         .filter(|spec| request.deployments.contains(&spec.name))
