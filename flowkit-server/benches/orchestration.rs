@@ -326,13 +326,14 @@ async fn baseline_queue(database: &str, workers: usize) -> f64 {
                     if ids.is_empty() {
                         return;
                     }
+                    let mut done =
+                        sqlx::QueryBuilder::new("UPDATE bench_queue SET status = 'done' WHERE id IN (");
+                    let mut list = done.separated(", ");
                     for id in ids {
-                        sqlx::query("UPDATE bench_queue SET status = 'done' WHERE id = $1")
-                            .bind(id)
-                            .execute(&pool)
-                            .await
-                            .expect("done");
+                        list.push_bind(id);
                     }
+                    done.push(")");
+                    done.build().execute(&pool).await.expect("done");
                 }
             });
         }
