@@ -177,12 +177,12 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         inputs,
         json!([
             ["day", "input", "date", "", true],
+            ["dry_run", "input", "checkbox", "false", true],
             ["limit", "input", "number", "10", true],
             ["mode", "select", "select-one", "delta", true],
-            ["dry_run", "input", "checkbox", "false", true],
             ["tables", "textarea", "textarea", "[\n  \"orders\"\n]", true]
         ]),
-        "each parameter labelled, with an input for its type, filled from the defaults"
+        "each parameter labelled, with an input for its type, filled from the defaults, required first"
     );
 
     // A bad value: the server's message shows under the field it names, and no run is made.

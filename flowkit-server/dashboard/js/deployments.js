@@ -27,7 +27,7 @@ function upcoming(d, work) {
     waiting.slice(0, UPCOMING).map((w) => h('li', { 'data-testid': 'upcoming-run', 'data-run-id': w.id },
       h('a', { href: `#/runs/${w.id}`, title: `${w.origin} run ${shortId(w.id)}` }, time(w.scheduled_at)), ' ',
       isLate('Scheduled', w.scheduled_at, now) ? lateTag(w.scheduled_at) : h('span', { class: 'muted' }, relative(w.scheduled_at)),
-      w.origin !== 'schedule' ? h('span', { class: 'tag' }, w.origin) : null)),
+      w.origin !== 'schedule' ? [' ', h('span', { class: 'tag' }, w.origin)] : null)),
     waiting.length > UPCOMING
       ? h('li', {}, h('a', { href: `#/runs?q=${encodeURIComponent(d.name)}&state=Scheduled` }, `${waiting.length - UPCOMING} more`))
       : null);

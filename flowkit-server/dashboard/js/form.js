@@ -220,7 +220,10 @@ export function parameterFields(schema, defaults) {
     entries.push({ name: null, one, f: field('parameters', 'Parameters (JSON)', one.el, 'A JSON object.') });
   } else {
     const required = new Set(Array.isArray(root.required) ? root.required : []);
-    for (const [name, property] of Object.entries(properties)) {
+    // Required first (the server may not keep the schema's order of properties).
+    const names = Object.keys(properties).sort((a, b) => Number(required.has(b)) - Number(required.has(a)));
+    for (const name of names) {
+      const property = properties[name];
       const kind = kindOf(schema, property);
       const value = name in given ? given[name] : kind.node.default ?? property?.default;
       const one = input(name, kind, required.has(name), value);
