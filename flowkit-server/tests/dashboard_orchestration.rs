@@ -1,8 +1,9 @@
 //! The dashboard's orchestration pages in a real browser (Debian's headless Chromium) against a
 //! real server process: the "Run" form drawn from a deployment's parameter schema, the pause
 //! switch, upcoming and late runs, cancelling a run, the workers page, and backfills drawn as a
-//! calendar of their intervals. One server and one browser for every step: they take most of
-//! the time. Screenshots go to `target/tmp/dashboard-screenshots/`.
+//! calendar of their intervals. The server wants an API key, so every write the pages make
+//! carries it. One server and one browser for every step: they take most of the time.
+//! Screenshots go to `target/tmp/dashboard-screenshots/`.
 
 mod common;
 
@@ -15,10 +16,16 @@ use flowkit::State;
 use flowkit::events::{EventKind, RunType, StateChanged};
 use serde_json::{Value, json};
 
+const KEY: &str = "orchestration-key";
+
 async fn send(server: &Server, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .request(method, format!("{}{path}", server.url))
-        .json(&body)
+    let mut request = reqwest::Client::new()
+        .request(method.clone(), format!("{}{path}", server.url))
+        .bearer_auth(KEY);
+    if method != reqwest::Method::GET {
+        request = request.json(&body);
+    }
+    let response = request
         .timeout(Duration::from_secs(30))
         .send()
         .await
@@ -31,11 +38,22 @@ async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
     send(server, reqwest::Method::POST, path, body).await
 }
 
+async fn get(server: &Server, path: &str) -> Value {
+    let (status, body) = send(server, reqwest::Method::GET, path, Value::Null).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
 /// Reads `path` until `ready` holds for the answer (30 s at most), and returns it.
-async fn api_until(server: &Server, what: &str, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+async fn api_until(
+    server: &Server,
+    what: &str,
+    path: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let value = server.get(path).await;
+        let value = get(server, path).await;
         if ready(&value) {
             return value;
         }
@@ -112,7 +130,7 @@ async fn cells_and_counts(browser: &Browser) -> (Vec<String>, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     let dir = TempDir::new("dash-orchestration");
-    let server = Server::start(dir.path(), 0, &[]).await;
+    let server = Server::start(dir.path(), 0, &["--api-key", KEY]).await;
     // The schema schemars makes of `struct Params { day: NaiveDate, limit: Option<u32>,
     // mode: Mode, dry_run: bool, tables: Vec<String> }`, with defaults for some.
     let (status, body) = send(
@@ -120,21 +138,21 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         reqwest::Method::PUT,
         "/api/deployments/adhoc",
         json!({"name": "adhoc", "flow": "etl",
-            "parameters": {"limit": 10, "mode": "delta", "tables": ["orders"]},
-            "parameter_schema": {
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "type": "object",
-                "properties": {
-                    "day": {"type": "string", "format": "date", "description": "The day to load"},
-                    "limit": {"type": ["integer", "null"], "format": "uint32", "minimum": 0},
-                    "mode": {"$ref": "#/$defs/Mode"},
-                    "dry_run": {"type": "boolean", "default": false},
-                    "tables": {"type": "array", "items": {"type": "string"}}
-                },
-                "required": ["day"],
-                "additionalProperties": false,
-                "$defs": {"Mode": {"type": "string", "enum": ["full", "delta"]}}
-            }}),
+        "parameters": {"limit": 10, "mode": "delta", "tables": ["orders"]},
+        "parameter_schema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+                "day": {"type": "string", "format": "date", "description": "The day to load"},
+                "limit": {"type": ["integer", "null"], "format": "uint32", "minimum": 0},
+                "mode": {"$ref": "#/$defs/Mode"},
+                "dry_run": {"type": "boolean", "default": false},
+                "tables": {"type": "array", "items": {"type": "string"}}
+            },
+            "required": ["day"],
+            "additionalProperties": false,
+            "$defs": {"Mode": {"type": "string", "enum": ["full", "delta"]}}
+        }}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -149,6 +167,14 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
 
     let browser = Browser::start().await;
     browser.goto(&format!("{}/#/deployments", server.url)).await;
+    browser
+        .wait_until(
+            "the key prompt",
+            "document.getElementById('key-dialog').open",
+        )
+        .await;
+    browser.type_into("#key-input", KEY).await;
+    browser.click("#key-form button[type=submit]").await;
     browser
         .wait_for_count("two deployments", "[data-testid=deployment-row]", 2)
         .await;
@@ -215,7 +241,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         "only the limit is marked, nothing was created"
     );
     assert_eq!(
-        server.get("/api/deployments/adhoc/runs").await,
+        get(&server, "/api/deployments/adhoc/runs").await,
         json!([]),
         "no run for a refused form"
     );
@@ -233,7 +259,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         .as_str()
         .expect("a run id")
         .to_string();
-    let runs = server.get("/api/deployments/adhoc/runs").await;
+    let runs = get(&server, "/api/deployments/adhoc/runs").await;
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
     assert_eq!(runs[0]["id"], triggered.as_str());
     assert_eq!(
@@ -261,6 +287,13 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     browser
         .click("[data-testid=run-form] .actions button[type=button]")
         .await;
+    browser
+        .wait_until(
+            "the keyboard back on the Run button",
+            "!document.querySelector('[data-testid=run-dialog]').open\
+             && document.activeElement?.dataset.focus === 'run:adhoc'",
+        )
+        .await;
 
     // The new run is listed as upcoming on its deployment's row.
     browser
@@ -273,7 +306,10 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         .await;
 
     // Pause: the switch sets it on the server, and shows it.
-    assert_eq!(server.get("/api/deployments/daily").await["paused"], false);
+    assert_eq!(
+        get(&server, "/api/deployments/daily").await["paused"],
+        false
+    );
     browser
         .click_js("[data-name=daily] [data-testid=pause-toggle]")
         .await;
@@ -288,7 +324,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         )
         .await;
     assert_eq!(
-        server.get("/api/deployments/adhoc").await["paused"],
+        get(&server, "/api/deployments/adhoc").await["paused"],
         false,
         "only that one"
     );
@@ -394,7 +430,10 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    let taken = answer["runs"][0]["id"].as_str().unwrap_or_default().to_string();
+    let taken = answer["runs"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(taken, late, "the oldest due run: {answer}");
     browser.goto(&format!("{}/#/workers", server.url)).await;
     let row = browser
@@ -451,7 +490,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
             "(() => { const e = document.querySelector('[data-field=end] [data-testid=field-error]'); return e && !e.hidden && e.textContent; })()",
         )
         .await;
-    assert_eq!(server.get("/api/backfills").await, json!([]));
+    assert_eq!(get(&server, "/api/backfills").await, json!([]));
     set_value(&browser, "[data-testid=backfill-start]", "2024-01-01").await;
     set_value(&browser, "[data-testid=backfill-end]", "2024-01-11").await;
     fill(&browser, "[data-testid=backfill-chunk]", "7d").await;
@@ -468,7 +507,9 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     .await;
     assert_eq!(chunked[0]["chunk"], "7d");
     assert_eq!(chunked[0]["intervals"].as_array().map(Vec::len), Some(2));
-    let url_id = browser.eval("return location.hash.split('/')[2];", vec![]).await;
+    let url_id = browser
+        .eval("return location.hash.split('/')[2];", vec![])
+        .await;
     assert_eq!(url_id, chunked[0]["id"]);
 
     // A daily backfill made through the API: a calendar of 10 days, updated as runs end.
@@ -497,7 +538,10 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
             vec![],
         )
         .await;
-    let first_run = backfill["intervals"][0]["run"].as_str().unwrap().to_string();
+    let first_run = backfill["intervals"][0]["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         calendar,
         json!([true, "Jan 1", format!("#/runs/{first_run}")]),

@@ -40,6 +40,11 @@ export function deploymentsPage({ root, subscribe }) {
   const notice = h('div', { role: 'alert' });
   const dialog = h('dialog', { class: 'run-dialog', 'data-testid': 'run-dialog', 'aria-labelledby': 'run-dialog-title' });
   root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Deployments')), notice, body, dialog);
+  // Closed, the dialog gives the keyboard back to its deployment's Run button (redrawn since).
+  let opened = null;
+  dialog.addEventListener('close', () => {
+    if (opened) body.querySelector(`[data-focus="${CSS.escape(`run:${opened}`)}"]`)?.focus();
+  });
 
   async function setPaused(d, paused, button) {
     button.disabled = true;
@@ -116,6 +121,7 @@ export function deploymentsPage({ root, subscribe }) {
         submit.disabled = false;
       }
     });
+    opened = d.name;
     dialog.replaceChildren(form);
     dialog.showModal();
     (form.querySelector('input, select, textarea') || submit).focus();
