@@ -219,7 +219,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         .wait_until(
             "the limit's error",
             "(() => { const e = document.querySelector('[data-field=\"parameters.limit\"] [data-testid=field-error]');\
-             return e && !e.hidden && e.textContent; })()",
+             return e && e.offsetParent !== null && e.textContent; })()",
         )
         .await;
     assert!(
@@ -230,7 +230,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         .eval(
             "return [document.querySelector('[data-param=limit]').getAttribute('aria-invalid'),\
              document.querySelector('[data-param=day]').getAttribute('aria-invalid'),\
-             document.querySelectorAll('[data-testid=field-error]:not([hidden])').length,\
+             [...document.querySelectorAll('[data-testid=field-error]')].filter(e => e.offsetParent !== null).length,\
              !!document.querySelector('[data-testid=run-created]')];",
             vec![],
         )
@@ -277,7 +277,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     assert_eq!(
         browser
             .eval(
-                "return document.querySelectorAll('[data-testid=field-error]:not([hidden])').length;",
+                "return [...document.querySelectorAll('[data-testid=field-error]')].filter(e => e.offsetParent !== null).length;",
                 vec![]
             )
             .await,
@@ -398,9 +398,11 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         .wait_until(
             "the badge shows Cancelled and the button is gone",
             "document.querySelector('[data-testid=run-head] .badge')?.dataset.state === 'Cancelled'\
-             && document.querySelector('[data-testid=cancel-run]').hidden",
+             && document.querySelector('[data-testid=cancel-run]').offsetParent === null\
+             && document.querySelector('[data-testid=cancel-confirm]').offsetParent === null",
         )
         .await;
+    browser.screenshot("orchestration-run-cancelled").await;
     // A run that ended offers no cancel.
     let done = uuid::Uuid::now_v7();
     report(&server, done, &[State::Running, State::Completed]).await;
@@ -487,7 +489,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     browser
         .wait_until(
             "the range's error",
-            "(() => { const e = document.querySelector('[data-field=end] [data-testid=field-error]'); return e && !e.hidden && e.textContent; })()",
+            "(() => { const e = document.querySelector('[data-field=end] [data-testid=field-error]'); return e && e.offsetParent !== null && e.textContent; })()",
         )
         .await;
     assert_eq!(get(&server, "/api/backfills").await, json!([]));
@@ -507,6 +509,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     .await;
     assert_eq!(chunked[0]["chunk"], "7d");
     assert_eq!(chunked[0]["intervals"].as_array().map(Vec::len), Some(2));
+    browser.screenshot("orchestration-backfill-chunked").await;
     let url_id = browser
         .eval("return location.hash.split('/')[2];", vec![])
         .await;
@@ -586,7 +589,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         .wait_until(
             "the page shows it cancelled",
             "document.querySelector('[data-testid=backfill-status] .badge')?.textContent === 'cancelled'\
-             && document.querySelector('[data-testid=backfill-cancel]').hidden",
+             && document.querySelector('[data-testid=backfill-cancel]').offsetParent === null",
         )
         .await;
     browser

@@ -148,7 +148,8 @@ function grid(intervals) {
     const state = i.state || NOT_RUN;
     const label = daily
       ? (at.getUTCDate() === 1 || n === 0 ? `${MONTHS[at.getUTCMonth()]} ${at.getUTCDate()}` : String(at.getUTCDate()))
-      : length(i) >= DAY ? `${day(i.start)} → ${day(i.end)}` : `${day(i.start)} ${i.start.slice(11, 16)}`;
+      : length(i) >= DAY ? `${day(i.start)} → ${day(i.end).slice(i.start.slice(0, 4) === i.end.slice(0, 4) ? 5 : 0)}`
+        : `${day(i.start)} ${i.start.slice(11, 16)}`;
     const words = `${i.start} → ${i.end}: ${state}${i.runs > 1 ? `, ${i.runs} runs` : ''}`;
     const attrs = { class: 'bf-cell', style: { '--state': i.state ? stateColor(i.state) : 'transparent' }, 'data-state': state,
       'data-testid': 'interval', 'data-start': i.start, title: words, 'aria-label': words };

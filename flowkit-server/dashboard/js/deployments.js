@@ -13,6 +13,12 @@ function strip(runs) {
   }));
 }
 
+/** When an upcoming run is due, in words. */
+function due(iso) {
+  const words = relative(iso);
+  return words === 'just now' ? 'due now' : words;
+}
+
 /** How many upcoming runs a row lists before "more". */
 const UPCOMING = 3;
 
@@ -26,7 +32,7 @@ function upcoming(d, work) {
   return h('ul', { class: 'upcoming', 'data-testid': 'upcoming-runs' },
     waiting.slice(0, UPCOMING).map((w) => h('li', { 'data-testid': 'upcoming-run', 'data-run-id': w.id },
       h('a', { href: `#/runs/${w.id}`, title: `${w.origin} run ${shortId(w.id)}` }, time(w.scheduled_at)), ' ',
-      isLate('Scheduled', w.scheduled_at, now) ? lateTag(w.scheduled_at) : h('span', { class: 'muted' }, relative(w.scheduled_at)),
+      isLate('Scheduled', w.scheduled_at, now) ? lateTag(w.scheduled_at) : h('span', { class: 'muted' }, due(w.scheduled_at)),
       w.origin !== 'schedule' ? [' ', h('span', { class: 'tag' }, w.origin)] : null)),
     waiting.length > UPCOMING
       ? h('li', {}, h('a', { href: `#/runs?q=${encodeURIComponent(d.name)}&state=Scheduled` }, `${waiting.length - UPCOMING} more`))
@@ -60,10 +66,12 @@ export function deploymentsPage({ root, subscribe }) {
   function row(d, work) {
     const next = d.next_runs[0];
     const name = encodeURIComponent(d.name);
+    // A switch named for what "on" means; its state is the knob (and aria-checked), the
+    // Schedule column says "paused" in words.
     const toggle = h('button', { type: 'button', class: 'switch', role: 'switch', 'aria-checked': String(!d.paused),
-      'aria-label': `Schedules of ${d.name} active`, 'data-testid': 'pause-toggle', 'data-focus': `pause:${d.name}`,
-      title: d.paused ? 'Paused: its schedules make no runs. Click to resume.' : 'Active. Click to pause its schedules.' },
-    h('span', { class: 'knob', 'aria-hidden': 'true' }), d.paused ? 'Paused' : 'Active');
+      'aria-label': `Active: ${d.name}`, 'data-testid': 'pause-toggle', 'data-focus': `pause:${d.name}`,
+      title: d.paused ? 'Paused: its schedules make no runs. Switch on to resume.' : 'Active. Switch off to pause its schedules.' },
+    h('span', { class: 'knob', 'aria-hidden': 'true' }), 'Active');
     toggle.addEventListener('click', () => setPaused(d, !d.paused, toggle));
     return h('tr', { 'data-testid': 'deployment-row', 'data-name': d.name, 'data-paused': String(d.paused) },
       h('td', {}, h('a', { href: `#/runs?q=${name}` }, d.name),
