@@ -257,6 +257,8 @@ pub fn next_due(
 /// let daily = [Schedule::cron("0 0 * * *", "UTC").unwrap()];
 /// assert_eq!(intervals(&daily, start, end, None).unwrap().len(), 19);
 /// ```
+// Each interval is a (start, end) pair: a named type would add to the API for no reader's gain.
+#[allow(clippy::type_complexity)]
 pub fn intervals(
     schedules: &[Schedule],
     start: DateTime<Utc>,
