@@ -34,15 +34,17 @@ impl Beats {
         }
     }
 
-    /// Notes the flow runs that start and end in `events` (in the buffer, in order).
-    pub(super) fn seen(&mut self, events: &[Event]) {
+    /// Notes the flow runs that start and end in `events` (in the buffer, in order); whether a
+    /// run started.
+    pub(super) fn seen(&mut self, events: &[Event]) -> bool {
+        let mut started = false;
         for event in events {
             let (Some(flow_run), None) = (event.flow_run_id, event.task_run_id) else {
                 continue;
             };
             match &event.kind {
                 EventKind::RunCreated(created) if created.run_type == RunType::Flow => {
-                    self.live.insert(flow_run);
+                    started |= self.live.insert(flow_run);
                 }
                 EventKind::StateChanged(change) if change.state.is_terminal() => {
                     self.ending.push(flow_run);
@@ -50,6 +52,7 @@ impl Beats {
                 _ => {}
             }
         }
+        started
     }
 
     /// The buffer was shipped into the spool as `events` events.
@@ -139,17 +142,19 @@ mod tests {
         let (flow, task) = (Uuid::now_v7(), Uuid::now_v7());
         // Three events an earlier program left in the spool.
         let mut beats = Beats::new(3);
-        beats.seen(&[
+        let started = beats.seen(&[
             event(flow, None, created(RunType::Flow)),
             event(flow, Some(task), created(RunType::Task)),
             event(flow, Some(task), state(State::Completed)),
         ]);
+        assert!(started);
         assert_eq!(beats.runs(), [flow], "task runs are not heartbeated");
         beats.shipped(3);
-        beats.seen(&[
+        let started = beats.seen(&[
             event(flow, None, state(State::Running)),
             event(flow, None, state(State::Completed)),
         ]);
+        assert!(!started);
         assert!(beats.any(), "its end is not even shipped");
         beats.shipped(2);
         // The old events and the first batch are delivered: the end is not yet.

@@ -56,6 +56,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const FAILURES_BEFORE_SPLIT: u32 = 3;
 /// How often heartbeats go, until the server says otherwise.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// The least time between two heartbeats. A flow run that starts is heartbeated at once (the
+/// server learns it is alive, so a program killed right after is found out), but runs starting
+/// one after another share heartbeats, at most four a second.
+const MIN_BEAT_GAP: Duration = Duration::from_millis(250);
 
 enum Command {
     Events(Vec<Event>),
@@ -362,6 +366,7 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
     let mut beats = Beats::new(spool.events());
     let mut beat_every = DEFAULT_HEARTBEAT;
     let mut next_beat: Option<Instant> = None;
+    let mut last_beat: Option<Instant> = None;
     let mut beat_in_flight: Option<BoxFuture<'_, Option<HeartbeatResponse>>> = None;
     // Batches go to the spool (disk) before they are posted.
     let ship = |buffer: &mut Vec<Event>, spool: &mut Spool, beats: &mut Beats| {
@@ -413,7 +418,12 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                     if buffer.is_empty() {
                         oldest = Some(Instant::now());
                     }
-                    beats.seen(&events);
+                    if beats.seen(&events) {
+                        // A run started: heartbeat soon, not a whole period later.
+                        let now = Instant::now();
+                        let soon = last_beat.map_or(now, |last| (last + MIN_BEAT_GAP).max(now));
+                        next_beat = Some(next_beat.map_or(soon, |next| next.min(soon)));
+                    }
                     buffer.extend(events);
                     if buffer.len() >= body::MAX_EVENTS {
                         ship(&mut buffer, &mut spool, &mut beats);
@@ -460,10 +470,11 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                 ship(&mut buffer, &mut spool, &mut beats);
                 oldest = None;
             }
-            () = sleep_until(next_beat), if next_beat.is_some() => {
+            () = sleep_until(next_beat), if next_beat.is_some() && beat_in_flight.is_none() => {
                 next_beat = Some(Instant::now() + beat_every);
                 let runs = beats.runs();
-                if beat_in_flight.is_none() && !runs.is_empty() {
+                if !runs.is_empty() {
+                    last_beat = Some(Instant::now());
                     beat_in_flight = Some(Box::pin(server.heartbeat(&client, runs)));
                 }
             }
