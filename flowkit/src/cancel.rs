@@ -55,6 +55,16 @@ pub(crate) fn cancel_run(id: Uuid) -> bool {
     found.is_some()
 }
 
+/// Whether the top-level flow run `id` runs in this process and has not recorded its terminal
+/// state yet.
+pub(crate) fn is_running(id: Uuid) -> bool {
+    let roots = ROOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    roots
+        .iter()
+        .find(|run| run.id == id)
+        .is_some_and(|run| run.done.get().is_none())
+}
+
 /// How many workers handle Ctrl-C themselves right now (a graceful stop, not an immediate
 /// cancel).
 static SIGNALS_TAKEN: AtomicUsize = AtomicUsize::new(0);

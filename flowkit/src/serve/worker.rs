@@ -304,8 +304,15 @@ pub(crate) async fn work(
                             && answer.lost.is_empty();
                         for id in &answer.lost {
                             if let Some(run) = held.get_mut(id) {
-                                tracing::warn!(worker = %settings.name, run = %id,
-                                    "flowkit: the server no longer counts this run as ours; stopping it");
+                                // A run that ended here (its end reached the server before
+                                // this poll) is lost only in name.
+                                if crate::cancel::is_running(*id) {
+                                    tracing::warn!(worker = %settings.name, run = %id,
+                                        "flowkit: the server no longer counts this run as ours; stopping it");
+                                } else {
+                                    tracing::debug!(worker = %settings.name, run = %id,
+                                        "flowkit: the server has the run's end already");
+                                }
                                 run.lost = true;
                                 run.cancel();
                             }
