@@ -101,10 +101,11 @@ async fn worker_process() {
 #[ignore = "run as a child process by the tests below"]
 async fn plain_program() {
     flowkit::init();
-    appending(env_u64("WORKER_SLEEP_MS", 0))
-        .await
-        .expect("the flow completes");
-    eprintln!("program done");
+    match appending(env_u64("WORKER_SLEEP_MS", 0)).await {
+        Ok(()) => eprintln!("program done"),
+        Err(error) if error.is_cancelled() => std::process::exit(3),
+        Err(error) => panic!("{error}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -118,7 +119,10 @@ fn child(test: &str, urls: &str, dir: &Path, name: &str, env: &[(&str, String)])
         .env("FLOWKIT_API_URL", urls)
         .env("FLOWKIT_CONSOLE", "off")
         .env("FLOWKIT_SPOOL_DIR", dir.join(format!("spool-{name}")))
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("CHILD_LOG").unwrap_or("warn".into()),
+        )
         .env("WORKER_OUT", dir.join("runs.txt"))
         .env("WORKER_NAME", name)
         .stdin(Stdio::null())
@@ -313,12 +317,16 @@ async fn three_workers_and_two_servers_run_each_triggered_run_exactly_once() {
         p(1.0)
     );
 
-    // Many at once, on both servers.
+    // Many at once, on both servers; then one server is killed, and the rest go to the other.
     let mut triggered = vec![];
     let started = Instant::now();
-    for i in 0..200 {
+    for i in 0..100 {
         let server = if i % 2 == 0 { &one } else { &two };
         triggered.push(trigger(server, 0).await);
+    }
+    one.kill().await;
+    for _ in 0..100 {
+        triggered.push(trigger(&two, 0).await);
     }
     eventually(Duration::from_secs(40), "every run done", || async {
         lines(dir.path())
@@ -329,7 +337,7 @@ async fn three_workers_and_two_servers_run_each_triggered_run_exactly_once() {
     })
     .await;
     eprintln!(
-        "200 runs triggered and run by three workers in {:.2} s",
+        "200 runs triggered and run by three workers, one of two servers killed midway, in {:.2} s",
         started.elapsed().as_secs_f64()
     );
     // Give late duplicates a chance to show.
@@ -345,11 +353,10 @@ async fn three_workers_and_two_servers_run_each_triggered_run_exactly_once() {
     }
     let pids: std::collections::HashSet<u32> = done.values().flatten().copied().collect();
     assert!(pids.len() >= 2, "the work was shared: {pids:?}");
-    // None left unfinished: every run Completed, as both servers say.
-    for (i, run) in triggered.iter().enumerate() {
-        let server = if i % 2 == 0 { &two } else { &one };
-        eventually(Duration::from_secs(5), "the run Completed", || async {
-            run_state(server, *run).await == "Completed"
+    // None left unfinished: the sinks delivered every run's end through the other server.
+    for run in &triggered {
+        eventually(Duration::from_secs(10), "the run Completed", || async {
+            run_state(&two, *run).await == "Completed"
         })
         .await;
     }
@@ -362,7 +369,7 @@ async fn three_workers_and_two_servers_run_each_triggered_run_exactly_once() {
         let status = exited(worker, Duration::from_secs(15)).await;
         assert!(status.is_some_and(|s| s.success()), "{status:?}");
     }
-    let listed = get(&one, "/api/workers").await;
+    let listed = get(&two, "/api/workers").await;
     for name in names {
         let worker = listed
             .as_array()
@@ -485,6 +492,28 @@ async fn a_plain_program_killed_is_crashed_and_one_that_ends_is_never() {
         assert!(status.is_some_and(|s| s.success()), "{status:?}");
         finished.push(lines(dir.path()).last().expect("a line").run);
     }
+    // One that runs for more than twice the timeout, healthy: never Crashed meanwhile.
+    let mut long = child(
+        "plain_program",
+        &server.url,
+        dir.path(),
+        "long",
+        &[("WORKER_SLEEP_MS", "2500".into())],
+    );
+    eventually(Duration::from_secs(10), "its task to start", || async {
+        lines(dir.path()).len() > 2 * finished.len()
+    })
+    .await;
+    let long_run = lines(dir.path()).last().expect("its line").run;
+    let mut seen = Vec::new();
+    while long.try_wait().expect("wait").is_none() {
+        seen.push(run_state(&server, long_run).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(long.wait().expect("wait").success());
+    assert!(seen.iter().all(|s| s != "Crashed"), "{seen:?}");
+    assert_eq!(run_state(&server, long_run).await, "Completed");
+    finished.push(long_run);
     // One killed while its task sleeps.
     let mut killed = child(
         "plain_program",
@@ -498,6 +527,7 @@ async fn a_plain_program_killed_is_crashed_and_one_that_ends_is_never() {
     })
     .await;
     let run = lines(dir.path()).last().expect("its line").run;
+    assert!(!finished.contains(&run));
     eventually(Duration::from_secs(5), "its run Running", || async {
         run_state(&server, run).await == "Running"
     })
@@ -517,6 +547,50 @@ async fn a_plain_program_killed_is_crashed_and_one_that_ends_is_never() {
     for run in finished {
         assert_eq!(run_state(&server, run).await, "Completed", "{run}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_programs_run_is_cancelled_through_its_heartbeats() {
+    let dir = TempDir::new("workers-plain-cancel");
+    let server = Server::start(dir.path(), 0, &["--heartbeat-timeout", "3s"]).await;
+    let mut program = Reap(vec![child(
+        "plain_program",
+        &server.url,
+        dir.path(),
+        "cancelled",
+        &[("WORKER_SLEEP_MS", "60000".into())],
+    )]);
+    eventually(Duration::from_secs(10), "its task to start", || async {
+        !lines(dir.path()).is_empty()
+    })
+    .await;
+    let run = lines(dir.path())[0].run;
+    eventually(Duration::from_secs(5), "its run Running", || async {
+        run_state(&server, run).await == "Running"
+    })
+    .await;
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        &format!("{}/api/flow_runs/{run}/cancel", server.url),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["state"], "Cancelling", "its heartbeats keep it live");
+    // Told by the answer to its next heartbeat (every second with a 3 s timeout).
+    let took = eventually(Duration::from_secs(3), "the run Cancelled", || async {
+        run_state(&server, run).await == "Cancelled"
+    })
+    .await;
+    eprintln!(
+        "plain program: cancel → Cancelled in {} ms",
+        took.as_millis()
+    );
+    let detail = get(&server, &format!("/api/flow_runs/{run}")).await;
+    assert_eq!(detail["task_runs"][0]["state"], "Cancelled", "{detail}");
+    // The program's flow call returned `Cancelled` (the program exits with 3 on it).
+    let status = exited(&mut program.0[0], Duration::from_secs(10)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(3), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -356,6 +356,8 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
         }
     };
     let mut delays = backoff();
+    // Posts that failed in a row (the server unreachable or failing).
+    let mut failed_in_row: usize = 0;
     let mut buffer: Vec<Event> = Vec::new();
     // When the first event of the buffer came.
     let mut oldest: Option<Instant> = None;
@@ -446,10 +448,16 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                     Posted::Delivered => {
                         spool.delivered();
                         delays = backoff();
+                        failed_in_row = 0;
                     }
                     Posted::Unreachable(why) => {
                         tracing::debug!(%why, "flowkit: server unreachable; events wait in the spool");
-                        retry_at = Some(Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)));
+                        failed_in_row += 1;
+                        // With several servers, each is tried once at once before waiting.
+                        retry_at = Some(match failed_in_row % server.bases.len().max(1) {
+                            0 => Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)),
+                            _ => Instant::now(),
+                        });
                     }
                     Posted::Failed { why, healthy } => {
                         let Some(entry) = spool.front_mut() else { continue };
@@ -459,7 +467,11 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                             isolate(&mut spool, &why);
                         } else {
                             tracing::debug!(%why, "flowkit: the server failed on a batch; retrying");
-                            retry_at = Some(Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)));
+                            failed_in_row += 1;
+                            retry_at = Some(match failed_in_row % server.bases.len().max(1) {
+                                0 => Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)),
+                                _ => Instant::now(),
+                            });
                         }
                     }
                     Posted::TooLarge(why) => isolate(&mut spool, &why),
@@ -473,6 +485,7 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
             () = sleep_until(next_beat), if next_beat.is_some() && beat_in_flight.is_none() => {
                 next_beat = Some(Instant::now() + beat_every);
                 let runs = beats.runs();
+                tracing::debug!(runs = runs.len(), "flowkit: heartbeat");
                 if !runs.is_empty() {
                     last_beat = Some(Instant::now());
                     beat_in_flight = Some(Box::pin(server.heartbeat(&client, runs)));
@@ -483,9 +496,13 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
             {
                 beat_in_flight = None;
                 if let Some(answer) = answer {
+                    tracing::debug!(cancel = ?answer.cancel, every_ms = answer.heartbeat_ms, "flowkit: heartbeat answered");
                     if answer.heartbeat_ms > 0 {
                         beat_every = Duration::from_millis(answer.heartbeat_ms)
                             .clamp(Duration::from_millis(100), Duration::from_secs(300));
+                        // A shorter period applies from the heartbeat just sent.
+                        let due = last_beat.unwrap_or_else(Instant::now) + beat_every;
+                        next_beat = Some(next_beat.map_or(due, |next| next.min(due)));
                     }
                     for run in answer.cancel {
                         if crate::cancel::cancel_run(run) {
