@@ -158,8 +158,8 @@ impl Server {
 
     /// Serves for the flowkit server at `url` (default: `FLOWKIT_API_URL`, with
     /// `FLOWKIT_API_KEY`): the program registers its deployments (so the server's API and
-    /// dashboard list them; in the background, retried until the server answers) and becomes a
-    /// worker that runs what the server hands it, instead of scheduling in-process. `url` may
+    /// dashboard list them; retried until the server answers) and then becomes a worker that
+    /// runs what the server hands it, instead of scheduling in-process. `url` may
     /// list several servers sharing one database, comma-separated: the worker moves to the next
     /// when one is down or failing.
     ///
@@ -272,7 +272,6 @@ impl Server {
         if let (Some(urls), Some((_, key))) = (urls.filter(|u| !u.is_empty()), self.api) {
             let api = client::ApiClient::new(urls, key);
             let specs = served.iter().map(|(d, _)| d.spec()).collect();
-            let registering = tokio::spawn(register(api.clone(), specs));
             let settings = worker::Settings {
                 name: self
                     .worker_name
@@ -285,12 +284,20 @@ impl Server {
             let starters: HashMap<String, deployment::Starter> =
                 served.into_iter().map(|(d, _)| (d.name, d.start)).collect();
             let _signals_taken = crate::cancel::SignalsTaken::take();
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, mut rx) = mpsc::unbounded_channel();
             let listener = worker::listen_for_signals(tx);
-            let work = worker::HttpWork::new(api, &settings.name);
-            worker::work(Arc::new(work), starters, settings, rx).await;
+            // Registered before the first poll: a server answers a poll only for deployments
+            // it knows. A signal meanwhile stops the worker before it took anything.
+            tokio::select! {
+                () = register(api.clone(), specs) => {
+                    let work = worker::HttpWork::new(api, &settings.name);
+                    worker::work(Arc::new(work), starters, settings, rx).await;
+                }
+                _ = rx.recv() => {
+                    tracing::info!("flowkit: stopped before the deployments were registered");
+                }
+            }
             listener.abort();
-            registering.abort();
             return Ok(());
         }
         let path = self.state_file.unwrap_or_else(state::default_path);
@@ -316,11 +323,12 @@ impl Server {
     }
 }
 
-/// Registers `specs` with the server, retrying (every 30 s at most) until it answers.
+/// Registers `specs` with the server, retrying (every 5 s at most) until it answers.
 async fn register(api: client::ApiClient, specs: Vec<DeploymentSpec>) {
     for spec in specs {
         let path = format!("/api/deployments/{}", spec.name);
         let mut delay = Duration::from_millis(250);
+        let mut said = false;
         loop {
             let sent = api
                 .send::<_, serde_json::Value>(
@@ -337,13 +345,18 @@ async fn register(api: client::ApiClient, specs: Vec<DeploymentSpec>) {
                         "flowkit: the server refused the deployment");
                     break;
                 }
+                Err(error) if !said => {
+                    said = true;
+                    tracing::warn!(deployment = %spec.name, %error,
+                        "flowkit: cannot register the deployment yet; retrying until the server answers");
+                }
                 Err(error) => {
                     tracing::debug!(deployment = %spec.name, %error,
                         "flowkit: could not register the deployment yet");
                 }
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 }
