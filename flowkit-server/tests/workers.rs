@@ -627,9 +627,16 @@ async fn sigterm_lets_runs_finish_within_the_grace_period_then_hands_back_the_re
     assert!(!lines.iter().any(|l| l.run == long && l.what == "done"));
     assert_eq!(run_state(&server, short).await, "Completed");
     assert_eq!(run_state(&server, long).await, "Cancelled");
-    // The worker told the server it stopped. (The server makes a handed-back run again only
-    // while its work is still `claimed`; the run's Cancelled events, delivered before the
-    // stop, have already settled it `done`: a server-side gap, reported.)
+    // The worker told the server it stopped, and the run it handed back is made again for
+    // another worker (a new run of the same deployment, origin `retry`, waiting).
     let listed = get(&server, "/api/workers").await;
     assert_eq!(listed[0]["state"], "stopped", "{listed}");
+    let runs = get(&server, "/api/deployments/append/runs").await;
+    let again: Vec<&serde_json::Value> = runs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["origin"] == "retry" && r["status"] == "scheduled")
+        .collect();
+    assert_eq!(again.len(), 1, "{runs}");
 }

@@ -668,7 +668,9 @@ macro_rules! work_store {
                     let mut query = sqlx::QueryBuilder::<$db>::new("UPDATE work SET status = ");
                     query.push_bind(status).push(" WHERE id = ").push_bind(id);
                     match worker {
-                        Some(worker) => query.push(" AND status = 'claimed' AND worker = ").push_bind(worker),
+                        // A worker handing a run back: its Cancelled events may have settled
+                        // it `done` already.
+                        Some(worker) => query.push(" AND status IN ('claimed', 'done') AND worker = ").push_bind(worker),
                         None => query.push(" AND status IN ('scheduled', 'claimed')"),
                     };
                     query.push(" RETURNING *");
