@@ -243,6 +243,55 @@ pub fn next_due(
         .map(|(at, schedule)| (at, schedule.previous_before(at)))
 }
 
+/// The intervals of a range `[start, end)`: with `chunk` (`"7d"`), consecutive chunks of that
+/// length tiling the range (the last one short); else one interval per scheduled time whose
+/// interval starts in the range, from that time to the next one (the last may end after `end`).
+///
+/// ```
+/// use flowkit_api::{Schedule, intervals};
+/// let start = "2024-01-01T00:00:00Z".parse().unwrap();
+/// let end = "2024-01-20T00:00:00Z".parse().unwrap();
+/// let weeks = intervals(&[], start, end, Some("7d")).unwrap();
+/// assert_eq!(weeks.len(), 3);
+/// assert_eq!(weeks[2].1, end); // the last chunk is short
+/// let daily = [Schedule::cron("0 0 * * *", "UTC").unwrap()];
+/// assert_eq!(intervals(&daily, start, end, None).unwrap().len(), 19);
+/// ```
+pub fn intervals(
+    schedules: &[Schedule],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    chunk: Option<&str>,
+) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, ScheduleError> {
+    let mut out = Vec::new();
+    match chunk {
+        Some(period) => {
+            let step = humantime::parse_duration(period.trim())
+                .ok()
+                .and_then(|p| TimeDelta::from_std(p).ok())
+                .filter(|p| *p >= TimeDelta::seconds(1))
+                .ok_or_else(|| ScheduleError::Period(period.to_string()))?;
+            let mut at = start;
+            while at < end {
+                let until = (at + step).min(end);
+                out.push((at, until));
+                at = until;
+            }
+        }
+        None => {
+            let mut at = start - TimeDelta::nanoseconds(1);
+            while let Some((open, _)) = next_due(schedules, at).filter(|(t, _)| *t < end) {
+                let Some((close, _)) = next_due(schedules, open) else {
+                    break;
+                };
+                out.push((open, close));
+                at = open;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,9 @@ pub struct TriggerRequest {
     /// The end of that interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_end: Option<DateTime<Utc>>,
+    /// The work queue it waits in (default: the deployment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 /// What the server answers a trigger, a cancel or a listing of the runs it owns.
@@ -280,6 +283,10 @@ pub struct BackfillRequest {
     /// Parameters for every run, over the deployment's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<serde_json::Value>,
+    /// The work queue its runs wait in (default `"backfill"`, so a worker can serve urgent
+    /// queues first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 /// A backfill: its range and, for each interval, its latest run.
@@ -299,6 +306,9 @@ pub struct BackfillView {
     pub max_active: u32,
     /// `running`, `done` or `cancelled`.
     pub status: String,
+    /// Its work queue.
+    #[serde(default)]
+    pub queue: String,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// Its intervals, oldest first.
@@ -316,6 +326,9 @@ pub struct IntervalView {
     pub run: Option<Uuid>,
     /// That run's state (`Completed`, `Failed`, `Scheduled`, …), if any.
     pub state: Option<String>,
+    /// How many runs it has had.
+    #[serde(default)]
+    pub runs: u32,
 }
 
 impl IntervalView {
@@ -325,7 +338,7 @@ impl IntervalView {
     }
 }
 
-/// The answer to `POST /api/runs/{id}/cancel`.
+/// The answer to `POST /api/flow_runs/{id}/cancel`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CancelResponse {
     /// The flow run.

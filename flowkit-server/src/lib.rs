@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body_limits;
 pub mod dashboard;
 pub mod error;
+pub mod orchestrate;
 pub mod routes;
 pub mod serve;
 pub mod store;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Triggered when the server stops: live streams end on it.
     pub shutdown: Shutdown,
+    /// Orchestration's settings and wake-ups.
+    pub orchestra: Arc<orchestrate::Orchestra>,
 }
 
 impl AppState {
@@ -47,7 +50,15 @@ impl AppState {
             live: routes::live::channel(),
             metrics,
             shutdown: Shutdown::new(),
+            orchestra: Arc::new(orchestrate::Orchestra::default()),
         }
+    }
+
+    /// The same state with orchestration's settings: how long a run's heartbeats may stop
+    /// before it is recorded Crashed, and how often the scheduler ticks.
+    pub fn with_orchestra(mut self, orchestra: orchestrate::Orchestra) -> AppState {
+        self.orchestra = Arc::new(orchestra);
+        self
     }
 }
 
@@ -88,6 +99,15 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::live::stream))
         .routes(routes!(routes::deployments::list_deployments))
         .routes(routes!(routes::deployments::put_deployment))
+        .routes(routes!(routes::deployments::get_deployment))
+        .routes(routes!(routes::deployments::patch_deployment))
+        .routes(routes!(routes::work::trigger))
+        .routes(routes!(routes::work::deployment_runs))
+        .routes(routes!(routes::work::cancel))
+        .routes(routes!(routes::work::poll))
+        .routes(routes!(routes::work::stop))
+        .routes(routes!(routes::work::heartbeats))
+        .routes(routes!(routes::work::workers))
         .routes(routes!(stats))
         .split_for_parts()
 }

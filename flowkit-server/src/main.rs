@@ -38,6 +38,14 @@ struct Args {
     #[arg(long, env = "FLOWKIT_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// A running flow run whose program stops sending heartbeats for this long is recorded
+    /// Crashed (and made again for another worker when its flow has retries left).
+    #[arg(long, env = "FLOWKIT_HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = duration)]
+    heartbeat_timeout: Duration,
+    /// How often the scheduler creates deployments' scheduled runs (they are made ten minutes
+    /// ahead; workers are handed each one the moment it is due, whatever the tick).
+    #[arg(long, env = "FLOWKIT_SCHEDULER_TICK", default_value = "5s", value_parser = duration)]
+    scheduler_tick: Duration,
 }
 
 /// A positive duration: "10s", "500ms", "2m".
@@ -141,7 +149,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%address, database = %database_url, "flowkit-server listening");
     println!("flowkit-server listening on http://{address}");
     flowkit_server::spawn_retention(store.clone(), args.retention_days);
-    let state = AppState::new(store, api_key);
+    let state = AppState::new(store, api_key).with_orchestra(flowkit_server::orchestrate::Orchestra::new(
+        args.heartbeat_timeout,
+        args.scheduler_tick,
+    ));
+    flowkit_server::orchestrate::spawn(&state);
     let shutdown: Shutdown = state.shutdown.clone();
     tokio::spawn({
         let shutdown = shutdown.clone();

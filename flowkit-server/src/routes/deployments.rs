@@ -5,7 +5,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use flowkit_api::DeploymentSpec;
-pub use flowkit_api::work::{DeploymentRun, DeploymentView};
+pub use flowkit_api::work::{DeploymentPatch, DeploymentRun, DeploymentView};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -49,14 +49,139 @@ pub async fn put_deployment(
         };
         return Err(ApiError::bad(field, error.to_string()));
     }
+    if spec.queue.trim().is_empty() || spec.queue.len() > 200 {
+        return Err(ApiError::bad("queue", "must be 1 to 200 characters"));
+    }
+    if let Some(parameters) = &spec.parameters {
+        if !parameters.is_object() {
+            return Err(ApiError::bad("parameters", "must be a JSON object"));
+        }
+    }
+    if let Some(schema) = &spec.parameter_schema {
+        let validator = jsonschema::validator_for(schema)
+            .map_err(|error| ApiError::bad("parameter_schema", error.to_string()))?;
+        if let Some(error) = spec
+            .parameters
+            .as_ref()
+            .and_then(|p| validator.iter_errors(p).next())
+        {
+            return Err(ApiError::bad(
+                parameter_field(&error),
+                format!("the default parameters do not fit the schema: {error}"),
+            ));
+        }
+    }
     let text = serde_json::to_string(&spec).map_err(|e| ApiError::bad("body", e.to_string()))?;
     let now = Utc::now();
     let ts = now.timestamp_nanos_opt().unwrap_or_default();
+    let before = spec_of(&state, &name).await?;
     state
         .store
         .put_deployment(&spec.name, &spec.flow, &text, ts)
         .await?;
-    Ok(Json(view(&state, spec, Some(now)).await?))
+    // A changed schedule replaces the runs made ahead from the old one.
+    let changed = before.as_ref().is_some_and(|(old, _)| {
+        old.schedules != spec.schedules
+            || old.time_zone != spec.time_zone
+            || old.queue != spec.queue
+            || old.parameters != spec.parameters
+    });
+    if changed {
+        state.store.drop_future_scheduled(&name, ts).await?;
+    }
+    if before.is_none() || changed {
+        crate::orchestrate::tick(&state, now).await?;
+    }
+    let paused = before.and_then(|(_, paused)| paused);
+    Ok(Json(view(&state, spec, paused, Some(now)).await?))
+}
+
+/// The field a schema error is about: `parameters`, or `parameters.day` for a property.
+pub fn parameter_field(error: &jsonschema::ValidationError<'_>) -> String {
+    let path = error.instance_path().to_string();
+    let mut field = String::from("parameters");
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        field.push('.');
+        field.push_str(part);
+    }
+    // A missing or unknown property is named by the error, not the path.
+    if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind() {
+        if let Some(name) = property.as_str() {
+            field.push('.');
+            field.push_str(name);
+        }
+    }
+    if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+        if let Some(name) = unexpected.first() {
+            field.push('.');
+            field.push_str(name);
+        }
+    }
+    field
+}
+
+/// A deployment's spec and its paused flag set from the API, if it is registered.
+pub async fn spec_of(
+    state: &AppState,
+    name: &str,
+) -> Result<Option<(DeploymentSpec, Option<bool>)>, ApiError> {
+    for (text, paused, _) in state.store.deployment_rows().await? {
+        if let Ok(spec) = serde_json::from_str::<DeploymentSpec>(&text) {
+            if spec.name == name {
+                return Ok(Some((spec, paused)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// One deployment, with its next runs and its latest runs.
+#[utoipa::path(get, path = "/api/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path, description = "The deployment's name")),
+    responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_deployment(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeploymentView>, ApiError> {
+    for (text, paused, updated) in state.store.deployment_rows().await? {
+        if let Ok(spec) = serde_json::from_str::<DeploymentSpec>(&text) {
+            if spec.name == name {
+                return Ok(Json(
+                    view(&state, spec, paused, crate::store::time(Some(updated))).await?,
+                ));
+            }
+        }
+    }
+    Err(ApiError::NotFound(format!("deployment {name:?}")))
+}
+
+/// Pauses or resumes a deployment's schedules (`{"paused": true}`). Pausing deletes the runs
+/// its schedules made that no worker took; resuming makes the next ones (and, with `catchup`,
+/// those missed while paused).
+#[utoipa::path(patch, path = "/api/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path, description = "The deployment's name")),
+    request_body(content = Object, description = "A flowkit_api::work::DeploymentPatch"),
+    responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn patch_deployment(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<DeploymentPatch>, JsonRejection>,
+) -> Result<Json<DeploymentView>, ApiError> {
+    let Json(patch) = body.map_err(|rejection| ApiError::Body {
+        status: rejection.status(),
+        message: format!("expected {{\"paused\": true|false}}: {}", rejection.body_text()),
+    })?;
+    if let Some(paused) = patch.paused {
+        if !state.store.set_paused(&name, paused).await? {
+            return Err(ApiError::NotFound(format!("deployment {name:?}")));
+        }
+        if paused {
+            state.store.drop_future_scheduled(&name, i64::MIN).await?;
+        } else {
+            crate::orchestrate::tick(&state, Utc::now()).await?;
+        }
+    }
+    get_deployment(State(state), Path(name)).await
 }
 
 /// Every deployment, by name, with its next runs and its latest runs.
@@ -66,13 +191,13 @@ pub async fn list_deployments(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<DeploymentView>>, ApiError> {
     let mut views = Vec::new();
-    for (text, updated) in state.store.deployments().await? {
+    for (text, paused, updated) in state.store.deployment_rows().await? {
         // A spec this server wrote; one it cannot read (a newer schema) is skipped, not fatal.
         let Ok(spec) = serde_json::from_str::<DeploymentSpec>(&text) else {
             tracing::warn!(spec = %text, "a stored deployment could not be read");
             continue;
         };
-        views.push(view(&state, spec, crate::store::time(Some(updated))).await?);
+        views.push(view(&state, spec, paused, crate::store::time(Some(updated))).await?);
     }
     Ok(Json(views))
 }
@@ -80,9 +205,11 @@ pub async fn list_deployments(
 async fn view(
     state: &AppState,
     spec: DeploymentSpec,
+    paused: Option<bool>,
     registered: Option<DateTime<Utc>>,
 ) -> Result<DeploymentView, ApiError> {
-    let next_runs = if spec.paused {
+    let paused = paused.unwrap_or(spec.paused);
+    let next_runs = if paused {
         Vec::new()
     } else {
         spec.next_runs(Utc::now(), NEXT).unwrap_or_default()
@@ -111,7 +238,7 @@ async fn view(
         time_zone: spec.time_zone,
         catchup: spec.catchup,
         max_active_runs: spec.max_active_runs,
-        paused: spec.paused,
+        paused,
         queue: spec.queue,
         priority: spec.priority,
         parameters: spec.parameters,

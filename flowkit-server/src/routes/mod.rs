@@ -4,3 +4,4 @@ pub mod deployments;
 pub mod events;
 pub mod live;
 pub mod runs;
+pub mod work;

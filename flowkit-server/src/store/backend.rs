@@ -218,7 +218,7 @@ macro_rules! backend {
                 // Durations of the task runs that ended now, for the metrics.
                 // Most runs start and end within one batch; ask the database only for the others.
                 let mut ended: Vec<Uuid> = Vec::new();
-                for c in merged.iter().filter(|c| c.run_type == "task" && c.state_final == 1) {
+                for c in merged.iter().filter(|c| c.run_type == "task" && c.state_final >= 1) {
                     match c.start_ts.zip(c.end_ts) {
                         Some((start, end)) => outcome.task_durations.push((end - start) as f64 / 1e9),
                         None => ended.push(c.id),
@@ -594,18 +594,6 @@ macro_rules! backend {
                 let result = result.map(drop).map_err(Into::into);
                 self.health.wrote(&result);
                 result
-            }
-
-            pub(crate) async fn deployments(
-                &self,
-            ) -> Result<Vec<(String, i64)>, $crate::store::StoreError> {
-                use sqlx::Row;
-                let rows = sqlx::query("SELECT spec, updated_ts FROM deployments ORDER BY name")
-                    .fetch_all(&self.reader)
-                    .await?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get("spec")?, r.try_get("updated_ts")?)))
-                    .collect()
             }
 
             pub(crate) async fn ready(&self) -> Result<(), String> {

@@ -3,8 +3,20 @@
 //! One implementation (`backend.rs`) is stamped out for each database; what differs between
 //! them (connecting, a few SQL spellings) lives in `sqlite.rs` and `postgres.rs`.
 
+/// Calls the same method on whichever backend holds the data.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
 #[macro_use]
 mod backend;
+#[macro_use]
+pub mod work;
 mod health;
 pub mod postgres;
 pub mod sqlite;
@@ -378,15 +390,27 @@ pub(crate) struct MergedChange {
     pub(crate) end_ts: Option<i64>,
 }
 
+/// A state's rank in the merge: 0 while in progress; 1 for `Crashed` (inferred by the server
+/// when heartbeats stop, or a panic); 2 for the other final states. A higher rank replaces a
+/// lower one whatever the order events arrive in, so a program's own late final state replaces
+/// a `Crashed` the server inferred, and nothing replaces a final state but a later one.
+pub(crate) fn state_rank(state: flowkit::State) -> i64 {
+    match state {
+        flowkit::State::Crashed => 1,
+        state if state.is_terminal() => 2,
+        _ => 0,
+    }
+}
+
 pub(crate) fn merge_changes(changes: &[Change<'_>]) -> Vec<MergedChange> {
     let mut merged: Vec<MergedChange> = Vec::with_capacity(changes.len());
     let mut at: std::collections::HashMap<Uuid, usize> =
         std::collections::HashMap::with_capacity(changes.len());
     for c in changes {
-        let state_final = i64::from(c.change.state.is_terminal());
+        let state_final = state_rank(c.change.state);
         let attempt = i64::from(c.change.attempt);
         let start = (c.change.state == flowkit::State::Running).then_some(c.ts);
-        let end = (state_final == 1).then_some(c.ts);
+        let end = (state_final >= 1).then_some(c.ts);
         match at.get(&c.id) {
             None => {
                 at.insert(c.id, merged.len());
@@ -449,16 +473,6 @@ pub(crate) fn waves<T>(rows: &[T], id: impl Fn(&T) -> Uuid) -> Vec<&[T]> {
     waves
 }
 
-/// Calls the same method on whichever backend holds the data.
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-            Store::Postgres(store) => store.$method($($arg),*).await,
-        }
-    };
-}
-
 impl Store {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `postgres://...`)
     /// and applies the migrations.
@@ -506,7 +520,22 @@ impl Store {
                 Err(error) => return Err(error),
             }
         }
+        // Flow runs that ended: their work is done, and they are no longer kept alive.
+        let ended: Vec<Uuid> = outcome
+            .fresh
+            .iter()
+            .filter_map(|&i| events.get(i))
+            .filter(|e| e.task_run_id.is_none())
+            .filter(|e| e.state().is_some_and(|s| s.is_terminal()))
+            .filter_map(|e| e.flow_run_id)
+            .collect();
+        self.finished(ended).await?;
         Ok(outcome)
+    }
+
+    /// Tells the other servers sharing the database that work changed (PostgreSQL).
+    pub async fn notify_work(&self) -> Result<(), StoreError> {
+        dispatch!(self.notify_work())
     }
 
     /// One transaction, run again (a few times, after a short random pause) when it loses a
@@ -618,11 +647,6 @@ impl Store {
         updated_ts: i64,
     ) -> Result<(), StoreError> {
         dispatch!(self.put_deployment(name, flow, spec, updated_ts))
-    }
-
-    /// Every deployment's spec (JSON) and when it was last registered, by name.
-    pub async fn deployments(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        dispatch!(self.deployments())
     }
 
     /// How many events and runs are stored.

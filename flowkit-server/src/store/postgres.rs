@@ -17,7 +17,30 @@ backend!(
     begin: "BEGIN",
 );
 
+work_store!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    lock: " FOR UPDATE",
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+    begin: "BEGIN",
+);
+
 impl PgStore {
+    /// The connection pool (for listening to other servers' notifications).
+    pub(crate) fn pool(&self) -> &sqlx::PgPool {
+        &self.writer
+    }
+
+    /// Tells every server listening on the database that work changed.
+    pub(crate) async fn notify_work(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(crate::orchestrate::CHANNEL)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Connects to the database at `url` and applies the migrations.
     pub(crate) async fn open(url: &str) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;

@@ -1,0 +1,420 @@
+//! The runs the server owns: triggering a deployment's run, cancelling a run, and the workers'
+//! side: long-polling for runs (`poll`), stopping, and heartbeats from any program.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use flowkit::State as RunState;
+use flowkit_api::DeploymentSpec;
+use flowkit_api::work::{
+    CancelResponse, Heartbeat, HeartbeatResponse, Origin, PollRequest, PollResponse,
+    StopRequest, TriggerRequest, WorkRun, WorkerView,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::deployments::{parameter_field, spec_of};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::orchestrate::{record_state, record_unstarted, wake_all};
+use crate::store::nanos;
+use crate::store::work::{ClaimRequest, NewWork, WorkerRow};
+
+fn body<T>(body: Result<Json<T>, JsonRejection>, what: &str) -> Result<T, ApiError> {
+    body.map(|Json(value)| value)
+        .map_err(|rejection| ApiError::Body {
+            status: rejection.status(),
+            message: format!("expected {what}: {}", rejection.body_text()),
+        })
+}
+
+/// The parameters of a run: `given` over the deployment's defaults, checked against its schema.
+pub fn merged_parameters(
+    spec: &DeploymentSpec,
+    given: Option<serde_json::Value>,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let given = match given {
+        None => None,
+        Some(serde_json::Value::Object(map)) => Some(map),
+        Some(_) => return Err(ApiError::bad("parameters", "must be a JSON object")),
+    };
+    let mut merged = match &spec.parameters {
+        Some(serde_json::Value::Object(defaults)) => Some(defaults.clone()),
+        _ => None,
+    };
+    if let Some(given) = given {
+        if spec.parameter_schema.is_none() && !given.is_empty() {
+            let name = given.keys().next().cloned().unwrap_or_default();
+            return Err(ApiError::bad(
+                format!("parameters.{name}"),
+                format!("deployment {:?} takes no parameters", spec.name),
+            ));
+        }
+        let target = merged.get_or_insert_with(Default::default);
+        for (key, value) in given {
+            target.insert(key, value);
+        }
+    }
+    let merged = merged.map(serde_json::Value::Object);
+    if let Some(schema) = &spec.parameter_schema {
+        let validator = jsonschema::validator_for(schema)
+            .map_err(|error| ApiError::bad("parameter_schema", error.to_string()))?;
+        let value = merged.clone().unwrap_or_else(|| serde_json::json!({}));
+        if let Some(error) = validator.iter_errors(&value).next() {
+            return Err(ApiError::bad(parameter_field(&error), error.to_string()));
+        }
+    }
+    Ok(merged)
+}
+
+/// Starts a run of a deployment now (or at `scheduled_at`), with parameters checked against
+/// its schema. The same `idempotency_key` twice gives the same run (200, `created: false`).
+#[utoipa::path(post, path = "/api/deployments/{name}/runs", tag = "orchestration",
+    params(("name" = String, Path, description = "The deployment's name")),
+    request_body(content = Object, description = "A flowkit_api::work::TriggerRequest"),
+    responses((status = 201, body = Object), (status = 200, body = Object),
+        (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn trigger(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request: Result<Json<TriggerRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<WorkRun>), ApiError> {
+    let request = body(request, "a trigger: {\"parameters\": {...}}")?;
+    let Some((spec, _)) = spec_of(&state, &name).await? else {
+        return Err(ApiError::NotFound(format!("deployment {name:?}")));
+    };
+    if let Some(key) = &request.idempotency_key {
+        if key.is_empty() || key.len() > 200 {
+            return Err(ApiError::bad("idempotency_key", "must be 1 to 200 characters"));
+        }
+        if let Some(existing) = state.store.work_by_key(&name, key).await? {
+            return Ok((StatusCode::OK, Json(existing.view(false))));
+        }
+    }
+    let interval = match (request.interval_start, request.interval_end) {
+        (None, None) => None,
+        (Some(start), Some(end)) if start < end => nanos(start).zip(nanos(end)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad("interval_end", "must come after interval_start"));
+        }
+        (Some(_), None) => return Err(ApiError::bad("interval_end", "is missing")),
+        (None, Some(_)) => return Err(ApiError::bad("interval_start", "is missing")),
+    };
+    if let Some(queue) = &request.queue {
+        if queue.trim().is_empty() || queue.len() > 200 {
+            return Err(ApiError::bad("queue", "must be 1 to 200 characters"));
+        }
+    }
+    let parameters = merged_parameters(&spec, request.parameters)?;
+    let now = Utc::now();
+    let at = request.scheduled_at.unwrap_or(now);
+    let scheduled_ts = nanos(at).ok_or_else(|| ApiError::bad("scheduled_at", "out of range"))?;
+    let id = Uuid::now_v7();
+    let work = NewWork {
+        id,
+        deployment: name.clone(),
+        flow: spec.flow.clone(),
+        queue: request.queue.unwrap_or_else(|| spec.queue.clone()),
+        priority: i64::from(spec.priority),
+        origin: Origin::Trigger,
+        scheduled_ts,
+        interval,
+        parameters: parameters.map(|p| p.to_string()),
+        idempotency_key: request.idempotency_key.clone(),
+        attempt: 1,
+        backfill_id: None,
+    };
+    let created = state
+        .store
+        .create_work(vec![work], nanos(now).unwrap_or(0))
+        .await?;
+    if created.is_empty() {
+        // Another request with the same key won the race.
+        if let Some(key) = &request.idempotency_key {
+            if let Some(existing) = state.store.work_by_key(&name, key).await? {
+                return Ok((StatusCode::OK, Json(existing.view(false))));
+            }
+        }
+        return Err(ApiError::bad("idempotency_key", "could not create the run"));
+    }
+    wake_all(&state).await;
+    let row = state
+        .store
+        .work(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id}")))?;
+    Ok((StatusCode::CREATED, Json(row.view(true))))
+}
+
+/// Query of the runs a deployment's server owns.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct WorkQuery {
+    /// At most this many, latest scheduled first (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// The runs the server made for a deployment (scheduled, triggered, backfilled), latest
+/// scheduled first: upcoming ones are `scheduled`.
+#[utoipa::path(get, path = "/api/deployments/{name}/runs", tag = "orchestration",
+    params(("name" = String, Path, description = "The deployment's name"), WorkQuery),
+    responses((status = 200, body = Vec<Object>)))]
+pub async fn deployment_runs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<WorkQuery>,
+) -> Result<Json<Vec<WorkRun>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state.store.work_list(Some(&name), None, limit).await?;
+    Ok(Json(rows.iter().map(|r| r.view(false)).collect()))
+}
+
+/// Cancels a flow run: one no worker took yet is `Cancelled` at once and never starts; a
+/// running one is cancelled by the program running it, told at its next poll or heartbeat
+/// (within a second of a worker's long poll); `Cancelling` until it reports.
+#[utoipa::path(post, path = "/api/flow_runs/{id}/cancel", tag = "orchestration",
+    params(("id" = Uuid, Path, description = "The flow run's id")),
+    responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad("id", "not a run id (a UUID)"))?;
+    let rank = state.store.run_rank(id).await?;
+    let Some((rank, _, current)) = rank else {
+        return Err(ApiError::NotFound(format!("flow run {id}")));
+    };
+    if rank == 2 {
+        return Ok(Json(CancelResponse { id, state: current }));
+    }
+    let (unclaimed, live) = state.store.request_cancel(id).await?;
+    let answer = if unclaimed.is_some() {
+        record_unstarted(&state.store, id, RunState::Cancelled, "cancelled before it started")
+            .await?;
+        "Cancelled"
+    } else if live {
+        wake_all(&state).await;
+        "Cancelling"
+    } else {
+        // No program keeps it alive: nobody to tell. Recorded Cancelled, with what is under it.
+        let unfinished = state.store.unfinished_under(id).await?;
+        record_state(
+            &state.store,
+            &unfinished,
+            RunState::Cancelled,
+            "cancelled from the API (no program was sending heartbeats for it)",
+        )
+        .await?;
+        state.store.finished(vec![id]).await?;
+        "Cancelled"
+    };
+    Ok(Json(CancelResponse {
+        id,
+        state: answer.into(),
+    }))
+}
+
+fn check_worker_name(worker: &str) -> Result<(), ApiError> {
+    if worker.trim().is_empty() || worker.len() > 200 {
+        return Err(ApiError::bad("worker", "must be 1 to 200 characters"));
+    }
+    Ok(())
+}
+
+/// A worker asks for runs and says which it holds (its heartbeat). Answers at once when it has
+/// runs for it or cancels to deliver, else as soon as some appear (on any server sharing the
+/// database), else after a third of the heartbeat timeout with nothing.
+#[utoipa::path(post, path = "/api/workers/{worker}/poll", tag = "orchestration",
+    params(("worker" = String, Path, description = "The worker's name")),
+    request_body(content = Object, description = "A flowkit_api::work::PollRequest"),
+    responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn poll(
+    State(state): State<AppState>,
+    Path(worker): Path<String>,
+    request: Result<Json<PollRequest>, JsonRejection>,
+) -> Result<Json<PollResponse>, ApiError> {
+    let request = body(request, "a poll")?;
+    check_worker_name(&worker)?;
+    if request.deployments.len() > 10_000 || request.running.len() > 100_000 {
+        return Err(ApiError::bad("deployments", "too many"));
+    }
+    let mut rx = state.orchestra.wake.subscribe();
+    let now = Utc::now();
+    state
+        .store
+        .worker_seen(WorkerRow {
+            name: worker.clone(),
+            host: request.host.clone(),
+            queues: serde_json::to_string(&request.queues).unwrap_or_default(),
+            deployments: serde_json::to_string(&request.deployments).unwrap_or_default(),
+            last_seen_ts: nanos(now).unwrap_or(0),
+            state: if request.stopping { "stopping" } else { "online" }.into(),
+        })
+        .await?;
+    let limits: HashMap<String, i64> = state
+        .store
+        .deployment_rows()
+        .await?
+        .into_iter()
+        .filter_map(|(text, _, _)| serde_json::from_str::<DeploymentSpec>(&text).ok())
+        .filter(|spec| request.deployments.contains(&spec.name))
+        .map(|spec| (spec.name, spec.max_active_runs as i64))
+        .collect();
+    let wait = state.orchestra.poll_wait();
+    let deadline = tokio::time::Instant::now() + wait;
+    let heartbeat_ms = u64::try_from(wait.as_millis()).unwrap_or(10_000);
+    loop {
+        rx.mark_unchanged();
+        let now = nanos(Utc::now()).unwrap_or(0);
+        let (cancel, lost) = state
+            .store
+            .heartbeat(Some(worker.clone()), request.running.clone(), now)
+            .await?;
+        let capacity = if request.stopping {
+            0
+        } else {
+            request.capacity as usize
+        };
+        let runs = state
+            .store
+            .claim(&ClaimRequest {
+                worker: &worker,
+                deployments: &limits,
+                queues: &request.queues,
+                capacity,
+                now,
+            })
+            .await?;
+        if !runs.is_empty() || !cancel.is_empty() || !lost.is_empty() {
+            return Ok(Json(PollResponse {
+                runs: runs.iter().map(|r| r.claimed()).collect(),
+                cancel,
+                lost,
+                heartbeat_ms,
+            }));
+        }
+        // Nothing yet: wait for a wake-up, the next run's time, or the deadline.
+        let mut until = deadline;
+        if capacity > 0 {
+            let names: Vec<String> = limits.keys().cloned().collect();
+            if let Some(next) = state.store.next_due(&names, &request.queues).await? {
+                let left = Duration::from_nanos(u64::try_from(next - now).unwrap_or(0));
+                until = until.min(tokio::time::Instant::now() + left);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Json(PollResponse {
+                heartbeat_ms,
+                ..PollResponse::default()
+            }));
+        }
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = state.shutdown.triggered() => {
+                return Ok(Json(PollResponse { heartbeat_ms, ..PollResponse::default() }));
+            }
+        }
+    }
+}
+
+/// A worker stops: the runs it hands back (which it cancelled) are made again for another
+/// worker, and it shows as stopped.
+#[utoipa::path(post, path = "/api/workers/{worker}/stop", tag = "orchestration",
+    params(("worker" = String, Path, description = "The worker's name")),
+    request_body(content = Object, description = "A flowkit_api::work::StopRequest"),
+    responses((status = 204), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn stop(
+    State(state): State<AppState>,
+    Path(worker): Path<String>,
+    request: Result<Json<StopRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let request = body(request, "a stop: {\"handed_back\": [...]}")?;
+    check_worker_name(&worker)?;
+    let now = nanos(Utc::now()).unwrap_or(0);
+    let mut made = false;
+    for id in request.handed_back {
+        if let Some(row) = state
+            .store
+            .settle(id, "cancelled", Some(worker.clone()))
+            .await?
+        {
+            let flow = crate::orchestrate::flow_of(&state, &row.deployment).await;
+            let again = row.again(row.attempt, &flow, now);
+            made |= !state.store.create_work(vec![again], now).await?.is_empty();
+        }
+    }
+    let seen = state
+        .store
+        .workers()
+        .await?
+        .into_iter()
+        .find(|(w, _)| w.name == worker);
+    if let Some((mut row, _)) = seen {
+        row.state = "stopped".into();
+        row.last_seen_ts = now;
+        state.store.worker_seen(row).await?;
+    }
+    if made {
+        wake_all(&state).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Any program streaming events says its flow runs are alive; the answer lists those to
+/// cancel. Runs whose heartbeats stop for the timeout are recorded `Crashed`.
+#[utoipa::path(post, path = "/api/heartbeats", tag = "orchestration",
+    request_body(content = Object, description = "A flowkit_api::work::Heartbeat"),
+    responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn heartbeats(
+    State(state): State<AppState>,
+    request: Result<Json<Heartbeat>, JsonRejection>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let request = body(request, "a heartbeat: {\"runs\": [...]}")?;
+    if request.runs.len() > 100_000 {
+        return Err(ApiError::bad("runs", "too many"));
+    }
+    let now = nanos(Utc::now()).unwrap_or(0);
+    let (cancel, _) = state.store.heartbeat(None, request.runs, now).await?;
+    Ok(Json(HeartbeatResponse {
+        cancel,
+        heartbeat_ms: u64::try_from(state.orchestra.poll_wait().as_millis()).unwrap_or(10_000),
+    }))
+}
+
+/// The workers that polled this server's database, with the runs each holds.
+#[utoipa::path(get, path = "/api/workers", tag = "orchestration",
+    responses((status = 200, body = Vec<Object>)))]
+pub async fn workers(State(state): State<AppState>) -> Result<Json<Vec<WorkerView>>, ApiError> {
+    let timeout = chrono::TimeDelta::from_std(state.orchestra.heartbeat_timeout)
+        .unwrap_or(chrono::TimeDelta::seconds(30));
+    let now = Utc::now();
+    let views = state
+        .store
+        .workers()
+        .await?
+        .into_iter()
+        .map(|(w, runs)| {
+            let last_seen = DateTime::from_timestamp_nanos(w.last_seen_ts);
+            let state = if w.state != "stopped" && now - last_seen > timeout {
+                "lost".to_string()
+            } else {
+                w.state
+            };
+            WorkerView {
+                name: w.name,
+                host: w.host,
+                queues: serde_json::from_str(&w.queues).unwrap_or_default(),
+                deployments: serde_json::from_str(&w.deployments).unwrap_or_default(),
+                runs,
+                last_seen,
+                state,
+            }
+        })
+        .collect();
+    Ok(Json(views))
+}
