@@ -47,13 +47,13 @@ impl Table {
         let mut out = String::new();
         for row in std::iter::once(&self.header).chain(&self.rows) {
             let mut line = String::new();
-            for c in 0..columns {
+            for (c, (column_width, right)) in widths.iter().zip(&self.right).enumerate() {
                 let text = cell(row, c);
-                let pad = widths[c] - width(text);
+                let pad = column_width - width(text);
                 if c > 0 {
                     line.push_str("  ");
                 }
-                if self.right[c] {
+                if *right {
                     line.extend(std::iter::repeat_n(' ', pad));
                     line.push_str(text);
                 } else {

@@ -33,6 +33,9 @@ pub struct BackfillArgs {
     pub rerun_failed: bool,
     #[command(flatten)]
     pub params: ParamArgs,
+    /// The work queue its runs wait in (the server's default: `backfill`).
+    #[arg(long)]
+    pub queue: Option<String>,
     /// Follow it until every interval ended, then print the gap report; exit 4 if some
     /// interval has no successful run.
     #[arg(long)]
@@ -40,13 +43,14 @@ pub struct BackfillArgs {
 }
 
 /// The fields of a backfill request the server may blame, and the options that set them.
-const OPTIONS: [(&str, &str); 6] = [
+const OPTIONS: [(&str, &str); 7] = [
     PARAMETER_OPTIONS,
     ("parameters", "--params/--param"),
     ("start", "--from"),
     ("end", "--to"),
     ("chunk", "--chunk"),
     ("max_active", "--max-active"),
+    ("queue", "--queue"),
 ];
 
 pub async fn start(client: &Client, args: BackfillArgs, json: bool) -> anyhow::Result<()> {
@@ -68,6 +72,7 @@ pub async fn start(client: &Client, args: BackfillArgs, json: bool) -> anyhow::R
         request.max_active = args.max_active;
         request.rerun_failed = args.rerun_failed;
         request.parameters = args.params.object();
+        request.queue = args.queue.clone();
         request
     };
     let answer = client
@@ -249,6 +254,7 @@ pub async fn show(client: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
         ("range", range(&b)),
         ("chunk", b.chunk.clone().unwrap_or_else(|| "-".into())),
         ("max active", b.max_active.to_string()),
+        ("queue", b.queue.clone()),
         ("status", b.status.clone()),
         ("created", time::show_relative(b.created_at, Utc::now())),
         ("intervals", summary(&b.intervals)),
@@ -263,11 +269,12 @@ pub async fn show(client: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
     let unfinished: Vec<&IntervalView> = b.intervals.iter().filter(|i| !i.succeeded()).collect();
     if !unfinished.is_empty() {
         output::line("");
-        let mut table = Table::new(&["INTERVAL", "STATE", "RUN"]);
+        let mut table = Table::new(&["INTERVAL", "STATE", "RUNS", "LATEST RUN"]).right(2);
         for i in unfinished {
             table.row(vec![
                 time::interval(i.start, i.end),
                 i.state.clone().unwrap_or_else(|| "no run".into()),
+                i.runs.to_string(),
                 i.run.map(|r| r.to_string()).unwrap_or_default(),
             ]);
         }

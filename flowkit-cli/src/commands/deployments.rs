@@ -1,7 +1,7 @@
 //! `flowkit deployments`, `flowkit deployment NAME`, `flowkit pause` and `flowkit resume`.
 
 use chrono::Utc;
-use flowkit_api::work::{DeploymentPatch, DeploymentView};
+use flowkit_api::work::{DeploymentPatch, DeploymentView, WorkRun, WorkStatus};
 use serde_json::Value;
 
 use crate::client::Client;
@@ -105,6 +105,35 @@ pub async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
     output::line("");
     output::text(parameters(&d));
     output::line("");
+    let owned = client
+        .get(
+            &["api", "deployments", name, "runs"],
+            &[("limit", "50".to_string())],
+        )
+        .await?;
+    let owned: Vec<WorkRun> = owned.parse()?;
+    let mut upcoming: Vec<&WorkRun> = owned
+        .iter()
+        .filter(|r| r.status == WorkStatus::Scheduled)
+        .collect();
+    upcoming.sort_by_key(|r| r.scheduled_at);
+    if !upcoming.is_empty() {
+        output::line("Upcoming runs:");
+        let mut table = Table::new(&["ID", "ORIGIN", "DUE", "INTERVAL"]);
+        for run in upcoming {
+            table.row(vec![
+                run.id.to_string(),
+                run.origin.as_str().to_string(),
+                time::show_relative(run.scheduled_at, now),
+                match (run.interval_start, run.interval_end) {
+                    (Some(start), Some(end)) => time::interval(start, end),
+                    _ => String::new(),
+                },
+            ]);
+        }
+        output::text(table.render());
+        output::line("");
+    }
     if d.last_runs.is_empty() {
         output::line("No runs yet.");
     } else {

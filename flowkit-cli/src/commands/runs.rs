@@ -126,7 +126,7 @@ pub async fn list(client: &Client, args: RunsArgs, json: bool) -> anyhow::Result
 pub async fn cancel(client: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
     let answer = client
         .post(
-            &["api", "runs", &id.to_string(), "cancel"],
+            &["api", "flow_runs", &id.to_string(), "cancel"],
             &serde_json::json!({}),
         )
         .await?;
@@ -136,7 +136,8 @@ pub async fn cancel(client: &Client, id: Uuid, json: bool) -> anyhow::Result<()>
     }
     let cancel: CancelResponse = answer.parse()?;
     let line = match cancel.state.as_str() {
-        "Cancelled" => format!("Cancelled run {}: it had not started.", cancel.id),
+        // Also the answer for a run cancelled before: the server does not tell them apart.
+        "Cancelled" => format!("Cancelled run {}.", cancel.id),
         "Cancelling" => format!(
             "Cancelling run {}: the program running it was asked to stop it.",
             cancel.id

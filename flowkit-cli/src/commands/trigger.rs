@@ -26,19 +26,23 @@ pub struct TriggerArgs {
     #[arg(long, value_name = "START..END", value_parser = time::parse_range,
           allow_hyphen_values = true)]
     pub interval: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The work queue it waits in (default: the deployment's).
+    #[arg(long)]
+    pub queue: Option<String>,
     /// Follow the run until it ends; exit 4 if it did not complete.
     #[arg(long)]
     pub wait: bool,
 }
 
 /// The fields of a trigger the server may blame, and the options that set them.
-const OPTIONS: [(&str, &str); 6] = [
+const OPTIONS: [(&str, &str); 7] = [
     PARAMETER_OPTIONS,
     ("parameters", "--params/--param"),
     ("scheduled_at", "--at"),
     ("idempotency_key", "--key"),
     ("interval_start", "--interval"),
     ("interval_end", "--interval"),
+    ("queue", "--queue"),
 ];
 
 pub async fn run(client: &Client, args: TriggerArgs, json: bool) -> anyhow::Result<()> {
@@ -51,6 +55,7 @@ pub async fn run(client: &Client, args: TriggerArgs, json: bool) -> anyhow::Resu
         request.idempotency_key = args.key.clone();
         request.interval_start = args.interval.map(|(start, _)| start);
         request.interval_end = args.interval.map(|(_, end)| end);
+        request.queue = args.queue.clone();
         request
     };
     let answer = client

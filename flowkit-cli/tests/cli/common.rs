@@ -11,6 +11,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{LazyLock, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use flowkit_server::orchestrate::Orchestra;
 use flowkit_server::{AppState, Limits, Store, app};
 
 /// The server process learns its directory (its database is there; it removes it when it
@@ -45,7 +46,11 @@ pub async fn serve_process() {
         let _ = std::fs::remove_dir_all(&dir);
         std::process::exit(0);
     });
-    let state = AppState::new(store, key);
+    // A short heartbeat timeout, so a worker's poll answers within a second when it has
+    // nothing, and a fast scheduler.
+    let orchestra = Orchestra::new(Duration::from_secs(3), Duration::from_secs(1));
+    let state = AppState::new(store, key).with_orchestra(orchestra);
+    flowkit_server::orchestrate::spawn(&state);
     let shutdown = state.shutdown.clone();
     println!("{LISTENING}http://{address}");
     flowkit_server::serve(listener, app(state), &Limits::default(), shutdown)
@@ -99,7 +104,8 @@ pub fn server() -> &'static Server {
 impl Server {
     fn start() -> Server {
         // The server process removes it when it exits (a static is never dropped).
-        let dir = std::env::temp_dir().join(format!("flowkit-cli-test-server-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("flowkit-cli-test-server-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("the server's directory");
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut child = Command::new(exe)
@@ -155,7 +161,11 @@ impl Server {
                 .expect("the server answers");
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
-            assert!(status.is_success(), "registering {}: {status} {text}", spec.name);
+            assert!(
+                status.is_success(),
+                "registering {}: {status} {text}",
+                spec.name
+            );
         });
     }
 }
@@ -212,7 +222,11 @@ impl Output {
             .enumerate()
             .map(|(n, &start)| {
                 let end = starts.get(n + 1).copied().unwrap_or(header.len());
-                header[start..end].iter().collect::<String>().trim().to_string()
+                header[start..end]
+                    .iter()
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
             })
             .collect();
         let column = titles
@@ -221,8 +235,16 @@ impl Output {
             .unwrap_or_else(|| panic!("no column {title:?} in {titles:?}:\n{self}"));
         let row: Vec<char> = self.row(first).chars().collect();
         let start = starts[column].min(row.len());
-        let end = starts.get(column + 1).copied().unwrap_or(row.len()).min(row.len());
-        row[start..end].iter().collect::<String>().trim().to_string()
+        let end = starts
+            .get(column + 1)
+            .copied()
+            .unwrap_or(row.len())
+            .min(row.len());
+        row[start..end]
+            .iter()
+            .collect::<String>()
+            .trim()
+            .to_string()
     }
 
     /// The line of stdout whose first column is `first`.
@@ -249,7 +271,10 @@ impl std::fmt::Display for Output {
 pub fn flowkit(args: &[&str]) -> Output {
     let server = server();
     flowkit_env(
-        &[("FLOWKIT_API_URL", &server.url), ("FLOWKIT_API_KEY", API_KEY)],
+        &[
+            ("FLOWKIT_API_URL", &server.url),
+            ("FLOWKIT_API_KEY", API_KEY),
+        ],
         args,
     )
 }
@@ -257,40 +282,83 @@ pub fn flowkit(args: &[&str]) -> Output {
 /// `flowkit ARGS` with only `env` of the FLOWKIT_ variables set; killed (and the test failed)
 /// if it takes more than a minute.
 pub fn flowkit_env(env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flowkit"));
-    command
-        .args(args)
-        .env_remove("FLOWKIT_API_URL")
-        .env_remove("FLOWKIT_API_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
+    Running::start(env, args).finish()
+}
+
+/// `flowkit ARGS` against the test server, started and left running.
+pub fn flowkit_start(args: &[&str]) -> Running {
+    let server = server();
+    Running::start(
+        &[
+            ("FLOWKIT_API_URL", &server.url),
+            ("FLOWKIT_API_KEY", API_KEY),
+        ],
+        args,
+    )
+}
+
+/// A `flowkit` command still running.
+pub struct Running {
+    args: Vec<String>,
+    child: Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+    deadline: Instant,
+}
+
+impl Running {
+    fn start(env: &[(&str, &str)], args: &[&str]) -> Running {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flowkit"));
+        command
+            .args(args)
+            .env_remove("FLOWKIT_API_URL")
+            .env_remove("FLOWKIT_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("flowkit starts");
+        let stdout = reader(child.stdout.take().expect("stdout"));
+        let stderr = reader(child.stderr.take().expect("stderr"));
+        Running {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child,
+            stdout,
+            stderr,
+            deadline: Instant::now() + COMMAND_DEADLINE,
+        }
     }
-    let mut child = command.spawn().expect("flowkit starts");
-    let stdout = reader(child.stdout.take().expect("stdout"));
-    let stderr = reader(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + COMMAND_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for flowkit") {
-            break status;
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for it to exit: what it did. Fails the test if it runs past its minute.
+    pub fn finish(mut self) -> Output {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for flowkit") {
+                break status;
+            }
+            if Instant::now() > self.deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "flowkit {:?} still ran after {COMMAND_DEADLINE:?}:\n--- stdout\n{}--- stderr\n{}",
+                    self.args,
+                    self.stdout.join().unwrap_or_default(),
+                    self.stderr.join().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Output {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join().unwrap_or_default(),
+            stderr: self.stderr.join().unwrap_or_default(),
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "flowkit {args:?} still ran after {COMMAND_DEADLINE:?}:\n--- stdout\n{}--- stderr\n{}",
-                stdout.join().unwrap_or_default(),
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        code: status.code().unwrap_or(-1),
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
     }
 }
 
@@ -308,17 +376,4 @@ pub fn closed_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-/// Polls `check` until it gives a value, failing the test after `limit`.
-#[track_caller]
-pub fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

@@ -19,9 +19,15 @@ fn deployments_shows_schedules_in_words_pauses_and_next_runs() {
 
     let out = flowkit(&["deployments"]).ok();
     assert_eq!(out.cell("cli-nightly", "FLOW"), "etl");
-    assert_eq!(out.cell("cli-nightly", "SCHEDULE"), "0 2 * * * (Europe/Madrid)");
+    assert_eq!(
+        out.cell("cli-nightly", "SCHEDULE"),
+        "0 2 * * * (Europe/Madrid)"
+    );
     assert_eq!(out.cell("cli-nightly", "PAUSED"), "no");
-    assert_eq!(out.cell("cli-hourly", "SCHEDULE"), "every 1h, 30 * * * * (UTC)");
+    assert_eq!(
+        out.cell("cli-hourly", "SCHEDULE"),
+        "every 1h, 30 * * * * (UTC)"
+    );
     assert_eq!(out.cell("cli-hourly", "PAUSED"), "yes");
     assert_eq!(out.cell("cli-hourly", "NEXT RUN"), "paused");
     assert_eq!(out.cell("cli-manual", "SCHEDULE"), "none (triggered only)");

@@ -3,8 +3,10 @@
 
 mod common;
 mod deployments;
+mod orchestration;
 mod runs;
 mod usage;
+mod worker;
 
 /// Not a test: the server process the other tests start (this binary, run again with an
 /// environment naming its directory). Without that environment it returns at once.

@@ -34,7 +34,10 @@ pub fn run_days(deployment: &str, days: &[(&str, bool)]) {
             let start: DateTime<Utc> = format!("{day}T00:00:00Z").parse().expect("a day");
             let end = start + TimeDelta::days(1);
             let run = ScheduledRun::new(deployment, end).with_interval(start, end);
-            let _ = cli_etl(run.logical_date(), *fail).scheduled(run).on(&bus).await;
+            let _ = cli_etl(run.logical_date(), *fail)
+                .scheduled(run)
+                .on(&bus)
+                .await;
         }
         bus.flush().await;
     });
@@ -42,18 +45,24 @@ pub fn run_days(deployment: &str, days: &[(&str, bool)]) {
 
 #[test]
 fn runs_lists_a_deployments_runs_newest_first_and_filters_by_state() {
-    server().put_deployment(json!({
-        "name": "cli-runs", "flow": "cli-etl", "schedules": [{"cron": "0 0 * * *"}],
-    }));
+    // No schedule: the server makes no runs of its own for it.
+    server().put_deployment(json!({"name": "cli-runs", "flow": "cli-etl"}));
     run_days(
         "cli-runs",
-        &[("2024-01-01", false), ("2024-01-02", true), ("2024-01-03", false)],
+        &[
+            ("2024-01-01", false),
+            ("2024-01-02", true),
+            ("2024-01-03", false),
+        ],
     );
 
     let out = flowkit(&["runs", "--deployment", "cli-runs"]).ok();
     let rows: Vec<&str> = out.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), 3, "{out}");
-    let ids: Vec<&str> = rows.iter().filter_map(|r| r.split_whitespace().next()).collect();
+    let ids: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.split_whitespace().next())
+        .collect();
     let cells: Vec<(String, String, String, String)> = ids
         .iter()
         .map(|id| {
@@ -73,14 +82,21 @@ fn runs_lists_a_deployments_runs_newest_first_and_filters_by_state() {
     for ((flow, deployment, state, interval), (want_state, want_day)) in cells.iter().zip(expected)
     {
         assert_eq!(
-            (flow.as_str(), deployment.as_str(), state.as_str(), interval.as_str()),
+            (
+                flow.as_str(),
+                deployment.as_str(),
+                state.as_str(),
+                interval.as_str()
+            ),
             ("cli-etl", "cli-runs", want_state, want_day),
             "{out}"
         );
     }
 
     // The same runs as the server's JSON.
-    let page = flowkit(&["--json", "runs", "--deployment", "cli-runs"]).ok().json();
+    let page = flowkit(&["--json", "runs", "--deployment", "cli-runs"])
+        .ok()
+        .json();
     let json_ids: Vec<&str> = page["items"]
         .as_array()
         .map(|items| items.iter().filter_map(|r| r["id"].as_str()).collect())
@@ -92,13 +108,20 @@ fn runs_lists_a_deployments_runs_newest_first_and_filters_by_state() {
     assert_eq!(failed.stdout.lines().count(), 2, "{failed}");
     assert_eq!(failed.cell(ids[1], "STATE"), "Failed");
     let one = flowkit(&["runs", "--deployment", "cli-runs", "--limit", "1"]).ok();
-    assert_eq!(one.stdout.lines().nth(1).map(|r| r.starts_with(ids[0])), Some(true), "{one}");
+    assert_eq!(
+        one.stdout.lines().nth(1).map(|r| r.starts_with(ids[0])),
+        Some(true),
+        "{one}"
+    );
     assert!(one.stdout.contains("--limit shows more"), "{one}");
 
     // The deployment's last runs, oldest to newest.
     let deployments = flowkit(&["deployments"]).ok();
     assert_eq!(deployments.cell("cli-runs", "LAST RUNS"), "✓✗✓");
-    assert!(deployments.stdout.contains("✓ completed  ✗ failed"), "{deployments}");
+    assert!(
+        deployments.stdout.contains("✓ completed  ✗ failed"),
+        "{deployments}"
+    );
 }
 
 #[test]

@@ -20,27 +20,53 @@ fn wrong_arguments_are_exit_2_naming_the_option_before_any_request() {
             "--interval",
         ),
         (
-            &["backfill", "nightly", "--from", "2024-01-02", "--to", "2024-01-01"],
+            &[
+                "backfill",
+                "nightly",
+                "--from",
+                "2024-01-02",
+                "--to",
+                "2024-01-01",
+            ],
             "--from",
         ),
         (&["backfill", "nightly", "--from", "2024-01-01"], "--to"),
         (
             &[
-                "backfill", "nightly", "--from", "2024-01-01", "--to", "2024-02-01",
-                "--max-active", "0",
+                "backfill",
+                "nightly",
+                "--from",
+                "2024-01-01",
+                "--to",
+                "2024-02-01",
+                "--max-active",
+                "0",
             ],
             "--max-active",
         ),
         (
-            &["gaps", "nightly", "--from", "2024-01-01", "--to", "2024-01-01"],
+            &[
+                "gaps",
+                "nightly",
+                "--from",
+                "2024-01-01",
+                "--to",
+                "2024-01-01",
+            ],
             "--from",
         ),
         (&["cancel", "not-a-run-id"], "RUN_ID"),
-        (&["--api-url", "ftp://example.com", "deployments"], "--api-url"),
+        (
+            &["--api-url", "ftp://example.com", "deployments"],
+            "--api-url",
+        ),
     ];
     for (args, names) in cases {
         let out = flowkit_env(&env, args).expect_code(2);
-        assert!(out.stderr.contains(names), "{args:?} should name {names}:\n{out}");
+        assert!(
+            out.stderr.contains(names),
+            "{args:?} should name {names}:\n{out}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}:\n{out}");
     }
 }
@@ -77,5 +103,9 @@ fn a_missing_or_wrong_key_is_exit_1_saying_which() {
     .expect_code(1);
     assert!(wrong.stderr.contains("is not the server's"), "{wrong}");
     // The option gives it as well as the environment.
-    flowkit_env(&[("FLOWKIT_API_URL", url)], &["--api-key", API_KEY, "deployments"]).ok();
+    flowkit_env(
+        &[("FLOWKIT_API_URL", url)],
+        &["--api-key", API_KEY, "deployments"],
+    )
+    .ok();
 }
