@@ -97,6 +97,15 @@ pub fn show(t: DateTime<Utc>) -> String {
     }
 }
 
+/// `2024-01-01` at midnight UTC, else the time.
+pub fn day_or_time(t: DateTime<Utc>) -> String {
+    if is_midnight(t) {
+        t.format("%Y-%m-%d").to_string()
+    } else {
+        show(t)
+    }
+}
+
 /// Whether `t` is midnight UTC.
 fn is_midnight(t: DateTime<Utc>) -> bool {
     t.time() == NaiveTime::MIN

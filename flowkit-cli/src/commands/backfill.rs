@@ -182,14 +182,11 @@ fn headline(b: &BackfillView) -> String {
 }
 
 fn range(b: &BackfillView) -> String {
-    let show = |t: DateTime<Utc>| {
-        if t.time() == chrono::NaiveTime::MIN {
-            t.format("%Y-%m-%d").to_string()
-        } else {
-            time::show(t)
-        }
-    };
-    format!("{} → {}", show(b.start), show(b.end))
+    format!(
+        "{} → {}",
+        time::day_or_time(b.start),
+        time::day_or_time(b.end)
+    )
 }
 
 pub async fn list(client: &Client, json: bool) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! `flowkit deployments`, `flowkit deployment NAME`, `flowkit pause` and `flowkit resume`.
 
-use chrono::Utc;
-use flowkit_api::work::{DeploymentPatch, DeploymentView, WorkRun, WorkStatus};
+use chrono::{DateTime, Utc};
+use flowkit_api::work::{DeploymentPatch, DeploymentRun, DeploymentView, WorkRun, WorkStatus};
 use serde_json::Value;
 
 use crate::client::Client;
@@ -37,9 +37,7 @@ pub async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
     let mut symbols = String::new();
     for d in &deployments {
         // Newest first from the server; a strip reads oldest to newest, left to right.
-        let strip: String = d
-            .last_runs
-            .iter()
+        let strip: String = past(&d.last_runs, now)
             .rev()
             .map(|r| states::symbol(&r.state))
             .collect();
@@ -134,19 +132,21 @@ pub async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
         output::text(table.render());
         output::line("");
     }
-    if d.last_runs.is_empty() {
+    let mut runs = Table::new(&["ID", "STATE", "SCHEDULED", "INTERVAL START"]);
+    for run in past(&d.last_runs, now) {
+        runs.row(vec![
+            run.id.to_string(),
+            run.state.clone(),
+            run.scheduled.map(time::show).unwrap_or_default(),
+            run.interval_start
+                .map(time::day_or_time)
+                .unwrap_or_default(),
+        ]);
+    }
+    if runs.is_empty() {
         output::line("No runs yet.");
     } else {
         output::line("Latest runs:");
-        let mut runs = Table::new(&["ID", "STATE", "SCHEDULED", "INTERVAL"]);
-        for run in &d.last_runs {
-            runs.row(vec![
-                run.id.to_string(),
-                run.state.clone(),
-                run.scheduled.map(time::show).unwrap_or_default(),
-                run.interval_start.map(time::show).unwrap_or_default(),
-            ]);
-        }
         output::text(runs.render());
     }
     Ok(())
@@ -179,6 +179,15 @@ pub async fn pause(client: &Client, name: &str, paused: bool, json: bool) -> any
         }
     }
     Ok(())
+}
+
+/// The runs of `runs` not waiting for a time still to come (those are upcoming, not last).
+fn past(
+    runs: &[DeploymentRun],
+    now: DateTime<Utc>,
+) -> impl DoubleEndedIterator<Item = &DeploymentRun> {
+    runs.iter()
+        .filter(move |r| !(r.state == "Scheduled" && r.scheduled.is_some_and(|at| at > now)))
 }
 
 fn schedules(d: &DeploymentView) -> String {
