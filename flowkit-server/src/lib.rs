@@ -108,6 +108,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::work::stop))
         .routes(routes!(routes::work::heartbeats))
         .routes(routes!(routes::work::workers))
+        .routes(routes!(routes::backfills::create_backfill))
+        .routes(routes!(routes::backfills::list_backfills))
+        .routes(routes!(routes::backfills::get_backfill))
+        .routes(routes!(routes::backfills::cancel_backfill))
+        .routes(routes!(routes::backfills::gaps))
         .routes(routes!(stats))
         .split_for_parts()
 }

@@ -149,10 +149,9 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%address, database = %database_url, "flowkit-server listening");
     println!("flowkit-server listening on http://{address}");
     flowkit_server::spawn_retention(store.clone(), args.retention_days);
-    let state = AppState::new(store, api_key).with_orchestra(flowkit_server::orchestrate::Orchestra::new(
-        args.heartbeat_timeout,
-        args.scheduler_tick,
-    ));
+    let state = AppState::new(store, api_key).with_orchestra(
+        flowkit_server::orchestrate::Orchestra::new(args.heartbeat_timeout, args.scheduler_tick),
+    );
     flowkit_server::orchestrate::spawn(&state);
     let shutdown: Shutdown = state.shutdown.clone();
     tokio::spawn({

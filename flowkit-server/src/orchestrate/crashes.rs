@@ -69,7 +69,10 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             if never_started || row.attempt <= retries {
                 let flow = flow_of(state, &row.deployment).await;
                 let again = row.again(attempt, &flow, crate::store::nanos(now).unwrap_or(0));
-                state.store.create_work(vec![again], crate::store::nanos(now).unwrap_or(0)).await?;
+                state
+                    .store
+                    .create_work(vec![again], crate::store::nanos(now).unwrap_or(0))
+                    .await?;
                 super::wake_all(state).await;
             }
         }

@@ -11,7 +11,6 @@ mod crashes;
 mod scheduler;
 mod wake;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

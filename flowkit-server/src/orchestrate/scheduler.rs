@@ -49,7 +49,8 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> Result<usize, StoreEr
         }
         items.extend(due(
             &spec,
-            last.get(&spec.name).map(|t| DateTime::from_timestamp_nanos(*t)),
+            last.get(&spec.name)
+                .map(|t| DateTime::from_timestamp_nanos(*t)),
             now,
         ));
     }
@@ -139,7 +140,10 @@ mod tests {
         let runs = due(&s, None, at("2026-01-01T00:00:30Z"));
         // 00:01 … 00:10: ten minutes ahead, nothing of the past.
         assert_eq!(runs.len(), 10);
-        assert_eq!(runs[0].scheduled_ts, crate::store::nanos(at("2026-01-01T00:01:00Z")).unwrap());
+        assert_eq!(
+            runs[0].scheduled_ts,
+            crate::store::nanos(at("2026-01-01T00:01:00Z")).unwrap()
+        );
         assert_eq!(
             runs[0].interval,
             Some((
@@ -154,13 +158,18 @@ mod tests {
         let s = spec(r#"{"name": "d", "flow": "f", "schedules": [{"cron": "0 2 * * *"}]}"#);
         let runs = due(&s, None, at("2026-01-01T12:00:00Z"));
         assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].scheduled_ts, crate::store::nanos(at("2026-01-02T02:00:00Z")).unwrap());
+        assert_eq!(
+            runs[0].scheduled_ts,
+            crate::store::nanos(at("2026-01-02T02:00:00Z")).unwrap()
+        );
     }
 
     #[test]
     fn catchup_runs_every_missed_time_and_without_it_only_the_latest() {
         let json = |catchup: bool| {
-            format!(r#"{{"name": "d", "flow": "f", "schedules": [{{"cron": "0 * * * *"}}], "catchup": {catchup}}}"#)
+            format!(
+                r#"{{"name": "d", "flow": "f", "schedules": [{{"cron": "0 * * * *"}}], "catchup": {catchup}}}"#
+            )
         };
         let last = Some(at("2026-01-01T00:00:00Z"));
         let now = at("2026-01-01T03:30:00Z");
@@ -173,7 +182,11 @@ mod tests {
         let with = due(&spec(&json(true)), last, now);
         assert_eq!(
             past(&with),
-            ["2026-01-01T01:00:00+00:00", "2026-01-01T02:00:00+00:00", "2026-01-01T03:00:00+00:00"]
+            [
+                "2026-01-01T01:00:00+00:00",
+                "2026-01-01T02:00:00+00:00",
+                "2026-01-01T03:00:00+00:00"
+            ]
         );
         let without = due(&spec(&json(false)), last, now);
         assert_eq!(past(&without), ["2026-01-01T03:00:00+00:00"]);
@@ -186,9 +199,17 @@ mod tests {
     fn runs_already_created_ahead_are_not_made_again() {
         let s = spec(r#"{"name": "d", "flow": "f", "schedules": [{"every": "1m"}]}"#);
         // The latest created is 00:10; at 00:00:30 nothing new is within ten minutes.
-        let runs = due(&s, Some(at("2026-01-01T00:10:00Z")), at("2026-01-01T00:00:30Z"));
+        let runs = due(
+            &s,
+            Some(at("2026-01-01T00:10:00Z")),
+            at("2026-01-01T00:00:30Z"),
+        );
         assert!(runs.is_empty(), "{runs:?}");
-        let runs = due(&s, Some(at("2026-01-01T00:10:00Z")), at("2026-01-01T00:02:30Z"));
+        let runs = due(
+            &s,
+            Some(at("2026-01-01T00:10:00Z")),
+            at("2026-01-01T00:02:30Z"),
+        );
         assert_eq!(runs.len(), 2); // 00:11 and 00:12
     }
 }

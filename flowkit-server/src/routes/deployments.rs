@@ -60,10 +60,17 @@ pub async fn put_deployment(
     if let Some(schema) = &spec.parameter_schema {
         let validator = jsonschema::validator_for(schema)
             .map_err(|error| ApiError::bad("parameter_schema", error.to_string()))?;
+        // Defaults may leave out what each run must give.
+        let required = |e: &jsonschema::ValidationError<'_>| {
+            matches!(
+                e.kind(),
+                jsonschema::error::ValidationErrorKind::Required { .. }
+            )
+        };
         if let Some(error) = spec
             .parameters
             .as_ref()
-            .and_then(|p| validator.iter_errors(p).next())
+            .and_then(|p| validator.iter_errors(p).find(|e| !required(e)))
         {
             return Err(ApiError::bad(
                 parameter_field(&error),
@@ -111,7 +118,9 @@ pub fn parameter_field(error: &jsonschema::ValidationError<'_>) -> String {
             field.push_str(name);
         }
     }
-    if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+    if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
+        error.kind()
+    {
         if let Some(name) = unexpected.first() {
             field.push('.');
             field.push_str(name);
@@ -169,7 +178,10 @@ pub async fn patch_deployment(
 ) -> Result<Json<DeploymentView>, ApiError> {
     let Json(patch) = body.map_err(|rejection| ApiError::Body {
         status: rejection.status(),
-        message: format!("expected {{\"paused\": true|false}}: {}", rejection.body_text()),
+        message: format!(
+            "expected {{\"paused\": true|false}}: {}",
+            rejection.body_text()
+        ),
     })?;
     if let Some(paused) = patch.paused {
         if !state.store.set_paused(&name, paused).await? {
@@ -216,6 +228,7 @@ async fn view(
     };
     let filter = RunFilter {
         deployment: Some(spec.name.clone()),
+        started_only: true,
         limit: LAST,
         ..RunFilter::default()
     };

@@ -1,5 +1,6 @@
 //! The HTTP routes, one module per resource.
 
+pub mod backfills;
 pub mod deployments;
 pub mod events;
 pub mod live;

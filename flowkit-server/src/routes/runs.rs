@@ -176,6 +176,7 @@ pub async fn list_flow_runs(
         until: nanos("until", q.until)?,
         tag: stored_text(q.tag),
         deployment: stored_text(q.deployment),
+        started_only: false,
         parent: q.parent,
         search: stored_text(q.q).filter(|text| !text.trim().is_empty()),
         before: cursor("cursor", q.cursor.as_deref())?,

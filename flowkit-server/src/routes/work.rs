@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use flowkit::State as RunState;
 use flowkit_api::DeploymentSpec;
 use flowkit_api::work::{
-    CancelResponse, Heartbeat, HeartbeatResponse, Origin, PollRequest, PollResponse,
-    StopRequest, TriggerRequest, WorkRun, WorkerView,
+    CancelResponse, Heartbeat, HeartbeatResponse, Origin, PollRequest, PollResponse, StopRequest,
+    TriggerRequest, WorkRun, WorkerView,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -90,7 +90,10 @@ pub async fn trigger(
     };
     if let Some(key) = &request.idempotency_key {
         if key.is_empty() || key.len() > 200 {
-            return Err(ApiError::bad("idempotency_key", "must be 1 to 200 characters"));
+            return Err(ApiError::bad(
+                "idempotency_key",
+                "must be 1 to 200 characters",
+            ));
         }
         if let Some(existing) = state.store.work_by_key(&name, key).await? {
             return Ok((StatusCode::OK, Json(existing.view(false))));
@@ -100,7 +103,10 @@ pub async fn trigger(
         (None, None) => None,
         (Some(start), Some(end)) if start < end => nanos(start).zip(nanos(end)),
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad("interval_end", "must come after interval_start"));
+            return Err(ApiError::bad(
+                "interval_end",
+                "must come after interval_start",
+            ));
         }
         (Some(_), None) => return Err(ApiError::bad("interval_end", "is missing")),
         (None, Some(_)) => return Err(ApiError::bad("interval_start", "is missing")),
@@ -193,8 +199,13 @@ pub async fn cancel(
     }
     let (unclaimed, live) = state.store.request_cancel(id).await?;
     let answer = if unclaimed.is_some() {
-        record_unstarted(&state.store, id, RunState::Cancelled, "cancelled before it started")
-            .await?;
+        record_unstarted(
+            &state.store,
+            id,
+            RunState::Cancelled,
+            "cancelled before it started",
+        )
+        .await?;
         "Cancelled"
     } else if live {
         wake_all(&state).await;
@@ -252,7 +263,12 @@ pub async fn poll(
             queues: serde_json::to_string(&request.queues).unwrap_or_default(),
             deployments: serde_json::to_string(&request.deployments).unwrap_or_default(),
             last_seen_ts: nanos(now).unwrap_or(0),
-            state: if request.stopping { "stopping" } else { "online" }.into(),
+            state: if request.stopping {
+                "stopping"
+            } else {
+                "online"
+            }
+            .into(),
         })
         .await?;
     let limits: HashMap<String, i64> = state

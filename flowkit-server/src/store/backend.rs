@@ -157,9 +157,10 @@ macro_rules! backend {
                              created_ts = excluded.created_ts, parameters = excluded.parameters,
                              tags = excluded.tags, upstream = excluded.upstream,
                              map_index = excluded.map_index, retries = excluded.retries,
-                             deployment = excluded.deployment, scheduled_ts = excluded.scheduled_ts,
-                             interval_start_ts = excluded.interval_start_ts,
-                             interval_end_ts = excluded.interval_end_ts",
+                             deployment = COALESCE(excluded.deployment, runs.deployment),
+                             scheduled_ts = COALESCE(excluded.scheduled_ts, runs.scheduled_ts),
+                             interval_start_ts = COALESCE(excluded.interval_start_ts, runs.interval_start_ts),
+                             interval_end_ts = COALESCE(excluded.interval_end_ts, runs.interval_end_ts)",
                     );
                     upsert.build().execute(&mut *tx).await?;
                 }
@@ -265,6 +266,9 @@ macro_rules! backend {
                 }
                 if let Some(deployment) = &filter.deployment {
                     query.push(" AND deployment = ").push_bind(deployment.clone());
+                }
+                if filter.started_only {
+                    query.push(" AND state <> 'Scheduled'");
                 }
                 if let Some(parent) = filter.parent {
                     query.push(" AND parent_flow_run_id = ").push_bind(parent);

@@ -181,6 +181,8 @@ pub struct RunFilter {
     pub tag: Option<String>,
     /// Only runs of this deployment.
     pub deployment: Option<String>,
+    /// Leave out the runs still `Scheduled` (made ahead by the server, not started).
+    pub started_only: bool,
     pub parent: Option<Uuid>,
     /// Text in the flow's name, the tags or the deployment (case-insensitive), or a run id.
     pub search: Option<String>,

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use flowkit_api::{DeploymentSpec, Schedule, ScheduleError, ScheduleSpec};
 use crate::error::RunError;
 use crate::flow::{FlowBody, FlowCall};
 use crate::task::Outcome;
+use flowkit_api::{DeploymentSpec, Schedule, ScheduleError, ScheduleSpec};
 
 /// The run a deployment starts: which deployment, when it was due, and the data interval it is
 /// for. Inside the run, [`RunContext::scheduled`](crate::RunContext::scheduled) gives it.

@@ -1,0 +1,770 @@
+//! Orchestration through the HTTP API, with real server processes and raw HTTP workers:
+//! triggered runs with checked parameters and idempotency keys, claims handed to exactly one
+//! worker within `max_active_runs`, queues in a worker's order, cancels, crashes detected from
+//! stopped heartbeats, scheduled runs made once per time across servers, backfills and gap
+//! reports.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Backend, Server, TempDir, event_now, run_created};
+use flowkit::State;
+use flowkit::events::{EventKind, RunType, StateChanged};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+async fn send(
+    method: reqwest::Method,
+    server: &Server,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.url));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
+    send(reqwest::Method::POST, server, path, Some(body)).await
+}
+
+async fn put(server: &Server, path: &str, body: Value) -> (u16, Value) {
+    send(reqwest::Method::PUT, server, path, Some(body)).await
+}
+
+async fn get(server: &Server, path: &str) -> Value {
+    send(reqwest::Method::GET, server, path, None).await.1
+}
+
+/// Registers a deployment with no schedule.
+async fn deployment(server: &Server, name: &str, extra: Value) {
+    let mut spec = json!({"name": name, "flow": "etl"});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let (status, body) = put(server, &format!("/api/deployments/{name}"), spec).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn trigger(server: &Server, name: &str, body: Value) -> (u16, Value) {
+    post(server, &format!("/api/deployments/{name}/runs"), body).await
+}
+
+/// One poll of worker `worker`: the ids handed to it, and the answer.
+async fn poll(server: &Server, worker: &str, request: Value) -> (Vec<Uuid>, Value) {
+    let (status, answer) = post(server, &format!("/api/workers/{worker}/poll"), request).await;
+    assert_eq!(status, 200, "{answer}");
+    let ids = answer["runs"]
+        .as_array()
+        .map(|runs| {
+            runs.iter()
+                .filter_map(|r| r["id"].as_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (ids, answer)
+}
+
+fn poll_body(deployments: &[&str], capacity: u32, running: &[Uuid]) -> Value {
+    json!({"host": "test", "deployments": deployments, "capacity": capacity, "running": running})
+}
+
+/// Reports a flow run's state as its program would.
+async fn report(server: &Server, run: Uuid, states: &[State], retries: u32) {
+    let mut events = vec![event_now(
+        run,
+        None,
+        run_created(RunType::Flow, "etl", retries),
+    )];
+    for state in states {
+        events.push(event_now(
+            run,
+            None,
+            EventKind::StateChanged(StateChanged {
+                state: *state,
+                attempt: 1,
+                message: None,
+                next_attempt_at: None,
+            }),
+        ));
+    }
+    let (status, body) = post(server, "/api/events", json!(events)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn run_state(server: &Server, run: Uuid) -> String {
+    get(server, &format!("/api/flow_runs/{run}")).await["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until `check` holds, or panics after `limit` naming `what`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn triggered_parameters_are_checked_against_the_schema_and_keys_give_one_run() {
+    let dir = TempDir::new("orch-trigger");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    // The schema schemars makes of `struct Params { day: NaiveDate, limit: Option<u32> }`
+    // with `deny_unknown_fields`.
+    deployment(
+        &server,
+        "adhoc",
+        json!({
+            "parameters": {"limit": 10},
+            "parameter_schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": {
+                    "day": {"type": "string", "format": "date"},
+                    "limit": {"type": ["integer", "null"], "format": "uint32", "minimum": 0}
+                },
+                "required": ["day"],
+                "additionalProperties": false
+            }
+        }),
+    )
+    .await;
+
+    let (status, run) = trigger(
+        &server,
+        "adhoc",
+        json!({"parameters": {"day": "2026-11-01"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "scheduled");
+    assert_eq!(run["origin"], "trigger");
+    assert_eq!(
+        run["parameters"],
+        json!({"day": "2026-11-01", "limit": 10}),
+        "merged over the defaults"
+    );
+    let id: Uuid = run["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        run_state(&server, id).await,
+        "Scheduled",
+        "shows at once, as upcoming"
+    );
+
+    for (parameters, field) in [
+        (
+            json!({"day": "2026-11-01", "limit": "ten"}),
+            "parameters.limit",
+        ),
+        (
+            json!({"day": "2026-11-01", "limit": -1}),
+            "parameters.limit",
+        ),
+        (json!({"limit": 3}), "parameters.day"),
+        (json!({"day": "2026-11-01", "bogus": 1}), "parameters.bogus"),
+    ] {
+        let (status, body) = trigger(&server, "adhoc", json!({"parameters": parameters})).await;
+        assert_eq!(status, 400, "{parameters} → {body}");
+        assert_eq!(body["field"], field, "{parameters} → {body}");
+    }
+    let (status, body) = trigger(&server, "adhoc", json!({"parameters": [1, 2]})).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("parameters")));
+    let (status, body) = trigger(&server, "nope", json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = trigger(&server, "adhoc", json!({"bogus": true})).await;
+    assert_eq!(
+        status, 422,
+        "an unknown field of the request itself: {body}"
+    );
+
+    // The same key twice: one run.
+    let body =
+        json!({"parameters": {"day": "2026-11-02"}, "idempotency_key": "nightly-2026-11-02"});
+    let (first_status, first) = trigger(&server, "adhoc", body.clone()).await;
+    let (second_status, second) = trigger(&server, "adhoc", body).await;
+    assert_eq!((first_status, second_status), (201, 200));
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(
+        (first["created"].as_bool(), second["created"].as_bool()),
+        (Some(true), Some(false))
+    );
+
+    // A deployment without a schema takes no parameters.
+    deployment(&server, "plain", json!({})).await;
+    let (status, body) = trigger(&server, "plain", json!({"parameters": {"x": 1}})).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("parameters.x")),
+        "{body}"
+    );
+    let (status, _) = trigger(&server, "plain", json!({})).await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn each_run_goes_to_exactly_one_worker_across_two_servers() {
+    let database = Backend::Postgres.database_url(Path::new("/")).await;
+    let args = ["--heartbeat-timeout", "3s"];
+    let a = Server::start_with(&database, 0, &args).await;
+    let b = Server::start_with(&database, 0, &args).await;
+    deployment(&a, "many", json!({"max_active_runs": 10_000})).await;
+    const RUNS: usize = 300;
+    for _ in 0..RUNS {
+        let (status, body) = trigger(&a, "many", json!({})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Six workers, three on each server, poll until nothing is left.
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let server_url = if w % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
+        workers.push(tokio::spawn(async move {
+            let server = ServerUrl(server_url);
+            let mut got = Vec::new();
+            let mut empty = 0;
+            while empty < 2 {
+                // Its runs in hand are in every poll: their heartbeats.
+                let running: Vec<Uuid> = got
+                    .iter()
+                    .filter_map(|id: &String| id.parse().ok())
+                    .collect();
+                let (status, answer) = server
+                    .post(
+                        &format!("/api/workers/w{w}/poll"),
+                        poll_body(&["many"], 7, &running),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{answer}");
+                let runs = answer["runs"].as_array().cloned().unwrap_or_default();
+                if runs.is_empty() {
+                    empty += 1;
+                }
+                got.extend(
+                    runs.iter()
+                        .filter_map(|r| r["id"].as_str().map(String::from)),
+                );
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.expect("a worker"));
+    }
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), RUNS, "every run handed out");
+    assert_eq!(distinct.len(), RUNS, "none twice");
+}
+
+/// A server by URL, for tasks that outlive a borrow.
+struct ServerUrl(String);
+
+impl ServerUrl {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.0))
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn max_active_runs_holds_and_a_finished_run_frees_its_slot() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let dir = TempDir::new("orch-max");
+        let database = backend.database_url(dir.path()).await;
+        let server = Server::start_with(&database, 0, &["--heartbeat-timeout", "3s"]).await;
+        deployment(&server, "two", json!({"max_active_runs": 2})).await;
+        for _ in 0..6 {
+            trigger(&server, "two", json!({})).await;
+        }
+        let (first, _) = poll(&server, "a", poll_body(&["two"], 5, &[])).await;
+        let (second, _) = poll(&server, "b", poll_body(&["two"], 5, &[])).await;
+        assert_eq!((first.len(), second.len()), (2, 0), "{backend:?}");
+        report(&server, first[0], &[State::Running, State::Completed], 0).await;
+        let (third, _) = poll(&server, "b", poll_body(&["two"], 5, &[])).await;
+        assert_eq!(
+            third.len(),
+            1,
+            "the finished run's slot is free ({backend:?})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_worker_serves_its_first_queue_first() {
+    let dir = TempDir::new("orch-queues");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    deployment(
+        &server,
+        "daily",
+        json!({"schedules": [{"cron": "0 0 * * *"}], "max_active_runs": 1}),
+    )
+    .await;
+    let (status, backfill) = post(
+        &server,
+        "/api/deployments/daily/backfills",
+        json!({"start": "2024-01-01T00:00:00Z", "end": "2024-04-10T00:00:00Z", "max_active": 1}),
+    )
+    .await;
+    assert_eq!(status, 201, "{backfill}");
+    assert_eq!(backfill["intervals"].as_array().map(Vec::len), Some(100));
+    assert_eq!(backfill["queue"], "backfill");
+    let queues = json!(["urgent", "backfill"]);
+    let request = |running: &[Uuid]| json!({"host": "h", "deployments": ["daily"], "queues": queues, "capacity": 1, "running": running});
+    // The worker is busy with the oldest backfill run.
+    let (busy, answer) = poll(&server, "w", request(&[])).await;
+    assert_eq!(busy.len(), 1);
+    assert_eq!(
+        answer["runs"][0]["interval_start"], "2024-01-01T00:00:00Z",
+        "oldest first"
+    );
+    let (status, urgent) = trigger(&server, "daily", json!({"queue": "urgent"})).await;
+    assert_eq!(status, 201);
+    report(&server, busy[0], &[State::Running, State::Completed], 0).await;
+    let (next, _) = poll(&server, "w", request(&[])).await;
+    assert_eq!(
+        next,
+        [urgent["id"].as_str().unwrap().parse::<Uuid>().unwrap()],
+        "the urgent run next"
+    );
+}
+
+#[tokio::test]
+async fn cancels_reach_a_waiting_worker_at_once_and_an_unclaimed_run_never_starts() {
+    let dir = TempDir::new("orch-cancel");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    deployment(&server, "c", json!({"max_active_runs": 5})).await;
+
+    // Not yet claimed: Cancelled, and never handed out.
+    let (_, queued) = trigger(
+        &server,
+        "c",
+        json!({"scheduled_at": "2100-01-01T00:00:00Z"}),
+    )
+    .await;
+    let queued: Uuid = queued["id"].as_str().unwrap().parse().unwrap();
+    let (status, answer) = post(
+        &server,
+        &format!("/api/flow_runs/{queued}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["state"].as_str()),
+        (200, Some("Cancelled")),
+        "{answer}"
+    );
+    assert_eq!(run_state(&server, queued).await, "Cancelled");
+
+    // Claimed and running: the worker's waiting poll answers within a second.
+    let (_, running) = trigger(&server, "c", json!({})).await;
+    let running: Uuid = running["id"].as_str().unwrap().parse().unwrap();
+    let (claimed, _) = poll(&server, "w", poll_body(&["c"], 1, &[])).await;
+    assert_eq!(claimed, [running], "only the run that is due");
+    report(&server, running, &[State::Running], 0).await;
+    let url = server.url.clone();
+    let waiting = tokio::spawn(async move {
+        let started = Instant::now();
+        let answer = ServerUrl(url)
+            .post("/api/workers/w/poll", poll_body(&["c"], 0, &[running]))
+            .await;
+        (answer, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    let (status, answer) = post(
+        &server,
+        &format!("/api/flow_runs/{running}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["state"].as_str()),
+        (200, Some("Cancelling")),
+        "{answer}"
+    );
+    let ((status, answer), _) = waiting.await.expect("the poll");
+    assert_eq!(status, 200);
+    assert_eq!(answer["cancel"], json!([running]), "{answer}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "delivered in {:?}",
+        asked.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_run_whose_heartbeats_stop_is_crashed_and_made_again_for_another_worker() {
+    let dir = TempDir::new("orch-crash");
+    let server = Server::start(dir.path(), 0, &["--heartbeat-timeout", "1s"]).await;
+    deployment(&server, "flaky", json!({"max_active_runs": 5})).await;
+    let (_, run) = trigger(&server, "flaky", json!({})).await;
+    let run: Uuid = run["id"].as_str().unwrap().parse().unwrap();
+    let (claimed, answer) = poll(&server, "doomed", poll_body(&["flaky"], 1, &[])).await;
+    assert_eq!(claimed, [run]);
+    assert_eq!(
+        answer["heartbeat_ms"], 333,
+        "polls come at least every third of the timeout"
+    );
+    // The flow has a retry; one task is running when the worker dies.
+    report(&server, run, &[State::Running], 1).await;
+    let task = Uuid::now_v7();
+    let (status, _) = post(
+        &server,
+        "/api/events",
+        json!([
+            event_now(run, Some(task), run_created(RunType::Task, "load", 0)),
+            event_now(
+                run,
+                Some(task),
+                EventKind::StateChanged(StateChanged {
+                    state: State::Running,
+                    attempt: 1,
+                    message: None,
+                    next_attempt_at: None,
+                })
+            ),
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let killed = Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "the run recorded Crashed",
+        || async { run_state(&server, run).await == "Crashed" },
+    )
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "not before the timeout: {took:?}"
+    );
+    let detail = get(&server, &format!("/api/flow_runs/{run}")).await;
+    assert_eq!(detail["task_runs"][0]["state"], "Crashed", "{detail}");
+    assert!(
+        detail["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("doomed"),
+        "the message names the worker: {detail}"
+    );
+    // Made again, for another worker, as attempt 2.
+    let (again, answer) = poll(&server, "healthy", poll_body(&["flaky"], 1, &[])).await;
+    assert_eq!(again.len(), 1, "{answer}");
+    assert_ne!(again[0], run);
+    assert_eq!(answer["runs"][0]["attempt"], 2);
+    // The dead worker, back, learns it lost the run.
+    let (_, answer) = poll(&server, "doomed", poll_body(&["flaky"], 0, &[run])).await;
+    assert_eq!(answer["lost"], json!([run]));
+    // No more retries: the second crash is the last.
+    report(&server, again[0], &[State::Running], 1).await;
+    eventually(
+        Duration::from_secs(5),
+        "the retry recorded Crashed",
+        || async { run_state(&server, again[0]).await == "Crashed" },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (none, _) = poll(&server, "healthy", poll_body(&["flaky"], 1, &[])).await;
+    assert!(none.is_empty(), "no third attempt");
+}
+
+#[tokio::test]
+async fn a_program_that_ends_normally_is_never_crashed() {
+    let dir = TempDir::new("orch-heartbeats");
+    let server = Server::start(dir.path(), 0, &["--heartbeat-timeout", "500ms"]).await;
+    // Ten programs heartbeat, finish and exit at once; one is killed while running.
+    let mut finished = Vec::new();
+    for _ in 0..10 {
+        let run = Uuid::now_v7();
+        let (status, answer) = post(&server, "/api/heartbeats", json!({"runs": [run]})).await;
+        assert_eq!(status, 200, "{answer}");
+        report(&server, run, &[State::Running, State::Completed], 0).await;
+        // A heartbeat sent concurrently with the end, arriving after it.
+        post(&server, "/api/heartbeats", json!({"runs": [run]})).await;
+        finished.push(run);
+    }
+    let killed = Uuid::now_v7();
+    post(&server, "/api/heartbeats", json!({"runs": [killed]})).await;
+    report(&server, killed, &[State::Running], 0).await;
+    eventually(
+        Duration::from_secs(5),
+        "the killed program's run Crashed",
+        || async { run_state(&server, killed).await == "Crashed" },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for run in finished {
+        assert_eq!(run_state(&server, run).await, "Completed");
+    }
+    // Its own final state, arriving late (from a spool), replaces the inferred crash.
+    report(&server, killed, &[State::Completed], 0).await;
+    assert_eq!(run_state(&server, killed).await, "Completed");
+}
+
+#[tokio::test]
+async fn scheduled_runs_are_made_once_per_time_by_two_servers_and_a_restart() {
+    let database = Backend::Postgres.database_url(Path::new("/")).await;
+    let args = ["--scheduler-tick", "50ms"];
+    let a = Server::start_with(&database, 0, &args).await;
+    let b = Server::start_with(&database, 0, &args).await;
+    deployment(&a, "often", json!({"schedules": [{"every": "1s"}]})).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // One server killed mid-tick and started again.
+    a.kill().await;
+    let a = Server::start_with(&database, 0, &args).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs = get(&a, "/api/deployments/often/runs?limit=1000").await;
+    let times: Vec<&str> = runs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|r| r["scheduled_at"].as_str())
+        .collect();
+    let distinct: HashSet<&&str> = times.iter().collect();
+    assert!(times.len() >= 100, "made ahead: {}", times.len());
+    assert_eq!(distinct.len(), times.len(), "no time twice");
+    drop(b);
+}
+
+#[tokio::test]
+async fn a_run_triggered_for_later_is_handed_out_at_its_time() {
+    let dir = TempDir::new("orch-due");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    deployment(&server, "later", json!({})).await;
+    let at = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
+    let (_, run) = trigger(&server, "later", json!({"scheduled_at": at})).await;
+    let (ids, _) = poll(&server, "w", poll_body(&["later"], 1, &[])).await;
+    let late = chrono::Utc::now() - at;
+    assert_eq!(ids.len(), 1, "handed out within one poll: {run}");
+    assert!(late >= chrono::TimeDelta::zero(), "not early: {late}");
+    assert!(
+        late < chrono::TimeDelta::milliseconds(300),
+        "on time: {late}"
+    );
+}
+
+#[tokio::test]
+async fn backfills_tile_the_range_rerun_failed_days_and_report_gaps() {
+    let dir = TempDir::new("orch-backfill");
+    let server = Server::start(dir.path(), 0, &["--heartbeat-timeout", "3s"]).await;
+    deployment(
+        &server,
+        "daily",
+        json!({"schedules": [{"cron": "0 0 * * *"}], "max_active_runs": 10}),
+    )
+    .await;
+    let range = json!({"start": "2024-01-01T00:00:00Z", "end": "2024-01-11T00:00:00Z"});
+
+    // Chunked by 7 days: two runs, the last short, tiling the range.
+    let (status, chunked) = post(
+        &server,
+        "/api/deployments/daily/backfills",
+        json!({"start": "2024-01-01T00:00:00Z", "end": "2024-01-11T00:00:00Z", "chunk": "7d"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{chunked}");
+    let bounds: Vec<(&str, &str)> = chunked["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["start"].as_str().unwrap(), i["end"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        bounds,
+        [
+            ("2024-01-01T00:00:00Z", "2024-01-08T00:00:00Z"),
+            ("2024-01-08T00:00:00Z", "2024-01-11T00:00:00Z")
+        ]
+    );
+    let chunked_id = chunked["id"].as_str().unwrap().to_string();
+    let (status, cancelled) = post(
+        &server,
+        &format!("/api/backfills/{chunked_id}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+
+    // Daily, at most 3 at once whatever the deployment allows.
+    let mut body = range.clone();
+    body["max_active"] = json!(3);
+    let (status, daily) = post(&server, "/api/deployments/daily/backfills", body).await;
+    assert_eq!(status, 201, "{daily}");
+    assert_eq!(daily["intervals"].as_array().map(Vec::len), Some(10));
+    let (first, answer) = poll(&server, "w", poll_body(&["daily"], 10, &[])).await;
+    assert_eq!(first.len(), 3, "the backfill's own limit: {answer}");
+    // Run the backfill to its end: the 2nd and 5th days fail.
+    let mut done = 0;
+    let mut claimed = first;
+    while !claimed.is_empty() {
+        for id in &claimed {
+            let interval = get(&server, &format!("/api/flow_runs/{id}")).await["interval_start"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let fails = interval.starts_with("2024-01-02") || interval.starts_with("2024-01-05");
+            let end = if fails {
+                State::Failed
+            } else {
+                State::Completed
+            };
+            report(&server, *id, &[State::Running, end], 0).await;
+            done += 1;
+        }
+        claimed = poll(&server, "w", poll_body(&["daily"], 10, &[])).await.0;
+    }
+    assert_eq!(done, 10);
+    let id = daily["id"].as_str().unwrap();
+    let view = get(&server, &format!("/api/backfills/{id}")).await;
+    assert_eq!(view["status"], "done");
+
+    let gaps = get(
+        &server,
+        "/api/deployments/daily/gaps?start=2024-01-01T00:00:00Z&end=2024-01-13T00:00:00Z",
+    )
+    .await;
+    let not_done: Vec<(&str, Option<&str>)> = gaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| !matches!(i["state"].as_str(), Some("Completed")))
+        .map(|i| (&i["start"].as_str().unwrap()[..10], i["state"].as_str()))
+        .collect();
+    assert_eq!(
+        not_done,
+        [
+            ("2024-01-02", Some("Failed")),
+            ("2024-01-05", Some("Failed")),
+            ("2024-01-11", None),
+            ("2024-01-12", None)
+        ],
+        "exactly the days with no successful run"
+    );
+
+    // Rerun the failed: only those two days.
+    let mut body = range.clone();
+    body["rerun_failed"] = json!(true);
+    let (status, rerun) = post(&server, "/api/deployments/daily/backfills", body).await;
+    assert_eq!(status, 201, "{rerun}");
+    let days: Vec<&str> = rerun["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["start"].as_str().unwrap()[..10])
+        .collect();
+    assert_eq!(days, ["2024-01-02", "2024-01-05"]);
+
+    let (status, body) = post(
+        &server,
+        "/api/deployments/daily/backfills",
+        json!({"start": "2024-01-11T00:00:00Z", "end": "2024-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("end")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn pausing_drops_upcoming_runs_and_resuming_makes_them_again() {
+    let dir = TempDir::new("orch-pause");
+    let server = Server::start(dir.path(), 0, &[]).await;
+    deployment(
+        &server,
+        "hourly",
+        json!({"schedules": [{"cron": "0 * * * *"}]}),
+    )
+    .await;
+    let upcoming = |runs: Value| {
+        runs.as_array()
+            .map(|r| r.iter().filter(|r| r["status"] == "scheduled").count())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        upcoming(get(&server, "/api/deployments/hourly/runs").await),
+        1,
+        "the next hour"
+    );
+    let (status, view) = send(
+        reqwest::Method::PATCH,
+        &server,
+        "/api/deployments/hourly",
+        Some(json!({"paused": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, view["paused"].as_bool()),
+        (200, Some(true)),
+        "{view}"
+    );
+    assert_eq!(view["next_runs"], json!([]));
+    assert_eq!(
+        upcoming(get(&server, "/api/deployments/hourly/runs").await),
+        0
+    );
+    // A program registering it again does not resume it.
+    deployment(
+        &server,
+        "hourly",
+        json!({"schedules": [{"cron": "0 * * * *"}]}),
+    )
+    .await;
+    assert_eq!(
+        get(&server, "/api/deployments/hourly").await["paused"],
+        true
+    );
+    let (_, view) = send(
+        reqwest::Method::PATCH,
+        &server,
+        "/api/deployments/hourly",
+        Some(json!({"paused": false})),
+    )
+    .await;
+    assert_eq!(view["paused"], false);
+    assert_eq!(
+        upcoming(get(&server, "/api/deployments/hourly/runs").await),
+        1
+    );
+    let (status, _) = send(
+        reqwest::Method::PATCH,
+        &server,
+        "/api/deployments/nope",
+        Some(json!({"paused": true})),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
