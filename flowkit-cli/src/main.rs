@@ -17,13 +17,14 @@
 //!   else as a string. The same `--key` twice gives the same run. `--wait` follows the run
 //!   until it ends.
 //! - `flowkit runs [--deployment D] [--state S] [--flow F] [--limit N]`: flow runs, newest first.
-//! - `flowkit cancel RUN_ID`: cancel a run (before it starts, or ask its worker to stop it).
+//! - `flowkit cancel RUN_ID`: cancel a run (before it starts, or ask its worker to stop it);
+//!   `flowkit cancel --backfill ID`: cancel a backfill's runs that have not started.
 //! - `flowkit backfill NAME --from DATE|TIME --to DATE|TIME [--chunk 7d] [--max-active N]
 //!   [--rerun-failed] [--wait]`: run a deployment once per interval of a past range; `--wait`
 //!   follows it until every interval ended, then prints the gap report.
 //! - `flowkit backfills [ID]`: the backfills, or one with a grid of its intervals' states.
-//! - `flowkit gaps NAME --from --to`: the intervals of a range without a successful run, and a
-//!   count by outcome.
+//! - `flowkit gaps NAME --from --to [--chunk 1d]`: the intervals of a range (by the deployment's
+//!   schedules, or by chunk) without a successful run, and a count by outcome.
 //! - `flowkit workers`: the workers, their queues, the runs they hold and when they were seen.
 //!
 //! Times: `2024-01-01` (midnight UTC), `2024-01-01T06:00` (UTC), RFC 3339 with an offset,
@@ -92,10 +93,15 @@ enum Command {
     Trigger(commands::trigger::TriggerArgs),
     /// List flow runs, newest first.
     Runs(commands::runs::RunsArgs),
-    /// Cancel a run.
+    /// Cancel a run, or with --backfill a backfill's runs that have not started.
+    #[command(group = clap::ArgGroup::new("what").required(true))]
     Cancel {
         /// The flow run's id.
-        run_id: uuid::Uuid,
+        #[arg(group = "what")]
+        run_id: Option<uuid::Uuid>,
+        /// Cancel this backfill instead: its runs no worker took yet (those running finish).
+        #[arg(long, value_name = "ID", group = "what")]
+        backfill: Option<uuid::Uuid>,
     },
     /// Run a deployment once per interval of a past range.
     Backfill(commands::backfill::BackfillArgs),
@@ -120,7 +126,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resume { name } => commands::deployments::pause(&client, &name, false, json).await,
         Command::Trigger(args) => commands::trigger::run(&client, args, json).await,
         Command::Runs(args) => commands::runs::list(&client, args, json).await,
-        Command::Cancel { run_id } => commands::runs::cancel(&client, run_id, json).await,
+        Command::Cancel {
+            run_id: Some(run_id),
+            ..
+        } => commands::runs::cancel(&client, run_id, json).await,
+        Command::Cancel {
+            backfill: Some(id), ..
+        } => commands::backfill::cancel(&client, id, json).await,
+        Command::Cancel { .. } => {
+            Err(Failure::Usage("give a RUN_ID or --backfill ID".into()).into())
+        }
         Command::Backfill(args) => commands::backfill::start(&client, args, json).await,
         Command::Backfills { id: None } => commands::backfill::list(&client, json).await,
         Command::Backfills { id: Some(id) } => commands::backfill::show(&client, id, json).await,

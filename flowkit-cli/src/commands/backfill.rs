@@ -96,7 +96,14 @@ pub async fn start(client: &Client, args: BackfillArgs, json: bool) -> anyhow::R
         output::json(&value);
     } else {
         output::line("");
-        let gaps = super::gaps::fetch(client, &ended.deployment, ended.start, ended.end).await?;
+        let gaps = super::gaps::fetch(
+            client,
+            &ended.deployment,
+            ended.start,
+            ended.end,
+            ended.chunk.as_deref(),
+        )
+        .await?;
         let intervals: Vec<IntervalView> = gaps.parse()?;
         output::text(super::gaps::report(&intervals));
     }
@@ -170,12 +177,13 @@ fn headline(b: &BackfillView) -> String {
         .as_ref()
         .map(|c| format!(" in chunks of {c}"))
         .unwrap_or_default();
+    let n = b.intervals.len();
+    let intervals = if n == 1 { "interval" } else { "intervals" };
     format!(
-        "Backfill {} of {}: {}{chunk}, {} intervals, at most {} at once ({}).",
+        "Backfill {} of {}: {}{chunk}, {n} {intervals}, at most {} at once ({}).",
         b.id,
         b.deployment,
         range(b),
-        b.intervals.len(),
         b.max_active,
         b.status
     )
@@ -277,6 +285,28 @@ pub async fn show(client: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
         }
         output::text(table.render());
     }
+    Ok(())
+}
+
+/// `flowkit cancel --backfill ID`.
+pub async fn cancel(client: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
+    let answer = client
+        .post(
+            &["api", "backfills", &id.to_string(), "cancel"],
+            &serde_json::json!({}),
+        )
+        .await?;
+    if json {
+        output::json(&answer.value);
+        return Ok(());
+    }
+    let b: BackfillView = answer.parse()?;
+    output::line(format!(
+        "Cancelled backfill {} of {}: its runs that had not started will not; those running \
+         finish.",
+        b.id, b.deployment
+    ));
+    output::line(summary(&b.intervals));
     Ok(())
 }
 

@@ -17,6 +17,10 @@ pub struct GapsArgs {
     /// The range's end (excluded).
     #[arg(long, value_name = "DATE|TIME", value_parser = time::parse, allow_hyphen_values = true)]
     pub to: DateTime<Utc>,
+    /// Cut the range in chunks of this length (7d, 12h) instead of by the deployment's
+    /// schedules (a deployment without schedules needs it).
+    #[arg(long, value_name = "PERIOD")]
+    pub chunk: Option<String>,
 }
 
 pub async fn run(client: &Client, args: GapsArgs, json: bool) -> anyhow::Result<()> {
@@ -28,7 +32,14 @@ pub async fn run(client: &Client, args: GapsArgs, json: bool) -> anyhow::Result<
         ))
         .into());
     }
-    let answer = fetch(client, &args.name, args.from, args.to).await?;
+    let answer = fetch(
+        client,
+        &args.name,
+        args.from,
+        args.to,
+        args.chunk.as_deref(),
+    )
+    .await?;
     if json {
         output::json(&answer.value);
         return Ok(());
@@ -38,21 +49,25 @@ pub async fn run(client: &Client, args: GapsArgs, json: bool) -> anyhow::Result<
     Ok(())
 }
 
-/// `GET /api/deployments/{name}/gaps` for `[start, end)`.
+/// `GET /api/deployments/{name}/gaps` for `[start, end)`, cut by the schedules or `chunk`.
 pub async fn fetch(
     client: &Client,
     name: &str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    chunk: Option<&str>,
 ) -> Result<crate::client::Answer, Failure> {
-    let query = [
+    let mut query = vec![
         ("start", start.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
         ("end", end.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
     ];
+    if let Some(chunk) = chunk {
+        query.push(("chunk", chunk.to_string()));
+    }
     client
         .get(&["api", "deployments", name, "gaps"], &query)
         .await
-        .map_err(|f| f.with_options(&[("start", "--from"), ("end", "--to")]))
+        .map_err(|f| f.with_options(&[("start", "--from"), ("end", "--to"), ("chunk", "--chunk")]))
 }
 
 /// The gap report: a line per interval without a successful run, then the counts.

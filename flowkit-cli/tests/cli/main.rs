@@ -1,6 +1,7 @@
 //! The real `flowkit` binary against a real flowkit-server (a process on a free port, with a
 //! SQLite database), one server for the whole test binary.
 
+mod backfills;
 mod common;
 mod deployments;
 mod orchestration;
