@@ -2,8 +2,9 @@
 //!
 //! It is a client of the server's HTTP API (the types of `flowkit-api`); it finds the server at
 //! `--api-url` (`FLOWKIT_API_URL`, default `http://127.0.0.1:4200`) and sends `--api-key`
-//! (`FLOWKIT_API_KEY`) as `Authorization: Bearer <key>`. Every command prints a text table, or
-//! with `--json` the server's JSON as it came.
+//! (`FLOWKIT_API_KEY`) as `Authorization: Bearer <key>`. Every command prints text (aligned
+//! tables), or with `--json` the server's JSON as it came: with `--wait`, its last answer (the
+//! flow run as it ended, the backfill with every interval ended), progress going to stderr.
 //!
 //! The commands:
 //! - `flowkit deployments`: every deployment with its flow, its schedules in words, whether it
@@ -77,16 +78,19 @@ enum Command {
     /// Show one deployment in detail, with its parameters.
     Deployment {
         /// The deployment's name.
+        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         name: String,
     },
     /// Pause a deployment's schedules: they create no runs until it is resumed.
     Pause {
         /// The deployment's name.
+        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         name: String,
     },
     /// Resume a paused deployment's schedules.
     Resume {
         /// The deployment's name.
+        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         name: String,
     },
     /// Start a run of a deployment, now or at a time.

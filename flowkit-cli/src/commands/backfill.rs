@@ -15,6 +15,7 @@ use crate::{output, states, time};
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
     /// The deployment's name.
+    #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub name: String,
     /// The range's start (included): 2024-01-01 (midnight UTC), 2024-01-01T06:00, -30d, …
     #[arg(long, value_name = "DATE|TIME", value_parser = time::parse, allow_hyphen_values = true)]
@@ -317,12 +318,17 @@ fn symbol(interval: &IntervalView) -> char {
         .map_or(states::MISSING, states::symbol)
 }
 
-/// The intervals' states as a grid: for intervals of whole days, a calendar (a line per
-/// month, a column per day of the month); else a line per day, its intervals in order.
+/// The intervals' states as a grid: for intervals of a day or more (at most one starting on
+/// each UTC date: daily schedules in any time zone, weekly chunks), a calendar with a line per
+/// month and a column per day of the month; else a line per day, its intervals in order.
 pub fn grid(intervals: &[IntervalView]) -> String {
-    let whole_days = intervals.iter().all(|i| {
-        i.start.time() == chrono::NaiveTime::MIN && i.end - i.start >= chrono::TimeDelta::days(1)
-    });
+    // 23 hours: a day in a time zone that springs forward.
+    let long = intervals
+        .iter()
+        .all(|i| i.end - i.start >= chrono::TimeDelta::hours(23));
+    let dates: std::collections::BTreeSet<NaiveDate> =
+        intervals.iter().map(|i| i.start.date_naive()).collect();
+    let whole_days = long && dates.len() == intervals.len();
     let mut out = String::new();
     if whole_days {
         let mut months: BTreeMap<(i32, u32), [char; 31]> = BTreeMap::new();
@@ -392,6 +398,33 @@ mod tests {
         assert_eq!(lines[0], "         1234567890123456789012345678901");
         assert_eq!(lines[1], format!("2024-01  {}✓✗", " ".repeat(29)));
         assert_eq!(lines[2], "2024-02  _▸");
+    }
+
+    #[test]
+    fn days_of_a_time_zone_make_a_calendar_across_its_clock_change() {
+        // 02:00 in Madrid: 00:00 UTC in summer, 01:00 UTC in winter; the change day is 25 h.
+        let intervals = [
+            interval(
+                "2026-10-24T00:00:00Z",
+                "2026-10-25T00:00:00Z",
+                Some("Completed"),
+            ),
+            interval(
+                "2026-10-25T00:00:00Z",
+                "2026-10-26T01:00:00Z",
+                Some("Completed"),
+            ),
+            interval(
+                "2026-10-26T01:00:00Z",
+                "2026-10-27T01:00:00Z",
+                Some("Failed"),
+            ),
+        ];
+        let text = grid(&intervals);
+        assert_eq!(
+            text.lines().nth(1),
+            Some(format!("2026-10  {}✓✓✗", " ".repeat(23)).as_str())
+        );
     }
 
     #[test]

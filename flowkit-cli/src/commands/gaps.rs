@@ -10,6 +10,7 @@ use crate::{output, states, time};
 #[derive(Debug, clap::Args)]
 pub struct GapsArgs {
     /// The deployment's name.
+    #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub name: String,
     /// The range's start (included): 2024-01-01, 2024-01-01T06:00, -30d, …
     #[arg(long, value_name = "DATE|TIME", value_parser = time::parse, allow_hyphen_values = true)]

@@ -13,6 +13,7 @@ use crate::{output, states, time};
 #[derive(Debug, clap::Args)]
 pub struct TriggerArgs {
     /// The deployment's name.
+    #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub name: String,
     #[command(flatten)]
     pub params: ParamArgs,

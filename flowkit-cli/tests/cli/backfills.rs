@@ -193,9 +193,16 @@ fn a_cancelled_backfill_runs_nothing_more() {
         "2d",
     ])
     .ok();
-    assert_eq!(gaps.cell("2024-02-03", "INTERVAL"), "2024-02-03 → 2024-02-05");
+    assert_eq!(
+        gaps.cell("2024-02-03", "INTERVAL"),
+        "2024-02-03 → 2024-02-05"
+    );
     assert_eq!(gaps.cell("2024-02-03", "STATE"), "Cancelled");
-    assert!(gaps.stdout.ends_with("3 intervals: 0 completed, 3 cancelled\n"), "{gaps}");
+    assert!(
+        gaps.stdout
+            .ends_with("3 intervals: 0 completed, 3 cancelled\n"),
+        "{gaps}"
+    );
 
     // Without a schedule or a chunk there are no intervals: the server says which option.
     let no_chunk = flowkit(&[

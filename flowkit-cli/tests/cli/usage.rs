@@ -8,8 +8,9 @@ fn wrong_arguments_are_exit_2_naming_the_option_before_any_request() {
     // Nothing listens there: an exit 2 means the command never tried to reach it.
     let url = format!("http://127.0.0.1:{}", closed_port());
     let env = [("FLOWKIT_API_URL", url.as_str())];
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 14] = [
         (&[], "Usage: flowkit"),
+        (&["deployment", ""], "<NAME>"),
         (&["nope"], "nope"),
         (&["trigger", "nightly", "--param", "days"], "--param"),
         (&["trigger", "nightly", "--param", "=3"], "--param"),
