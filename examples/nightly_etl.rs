@@ -9,6 +9,7 @@
 //! cargo run --example nightly_etl                  # every 20 s
 //! cargo run --example nightly_etl -- "0 2 * * *"   # every night at 02:00, Europe/Madrid
 //! cargo run --example nightly_etl -- backfill 2026-11-01 2026-11-08 [7d]   # past nights, then a report
+//! FLOWKIT_API_URL=http://127.0.0.1:4200 cargo run --example nightly_etl  # a worker for the server
 //! ```
 
 mod etl;
@@ -53,6 +54,10 @@ async fn main() -> anyhow::Result<()> {
         Some(cron) => deployment.cron(cron).time_zone("Europe/Madrid"),
         None => deployment.every("20s"),
     };
+    if std::env::var_os("FLOWKIT_API_URL").is_some() {
+        // A worker for the server: it returns after a graceful stop (SIGTERM or Ctrl-C).
+        return Ok(serve([deployment]).await?);
+    }
     tokio::select! {
         served = serve([deployment]) => served?,
         _ = tokio::signal::ctrl_c() => {}

@@ -243,6 +243,9 @@ pub fn next_due(
         .map(|(at, schedule)| (at, schedule.previous_before(at)))
 }
 
+/// A data interval `[start, end)`.
+pub type Interval = (DateTime<Utc>, DateTime<Utc>);
+
 /// The intervals of a range `[start, end)`: with `chunk` (`"7d"`), consecutive chunks of that
 /// length tiling the range (the last one short); else one interval per scheduled time whose
 /// interval starts in the range, from that time to the next one (the last may end after `end`).
@@ -257,12 +260,13 @@ pub fn next_due(
 /// let daily = [Schedule::cron("0 0 * * *", "UTC").unwrap()];
 /// assert_eq!(intervals(&daily, start, end, None).unwrap().len(), 19);
 /// ```
+// Each interval is a (start, end) pair: a named type would add to the API for no reader's gain.
 pub fn intervals(
     schedules: &[Schedule],
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     chunk: Option<&str>,
-) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, ScheduleError> {
+) -> Result<Vec<Interval>, ScheduleError> {
     let mut out = Vec::new();
     match chunk {
         Some(period) => {

@@ -90,6 +90,8 @@ pub struct FlowCall<B> {
     upstream: Vec<Upstream>,
     bus: Option<EventBus>,
     scheduled: Option<Arc<crate::serve::ScheduledRun>>,
+    /// Whether the options' retries are ignored (a run refused before it started).
+    no_retries: bool,
 }
 
 impl<B: FlowBody> FlowCall<B>
@@ -106,12 +108,40 @@ where
             upstream: Vec::new(),
             bus: None,
             scheduled: None,
+            no_retries: false,
         }
+    }
+
+    /// The bus set with [`on`](Self::on), if any.
+    pub(crate) fn bus(&self) -> Option<&EventBus> {
+        self.bus.as_ref()
+    }
+
+    /// The same call, making one attempt whatever its options say.
+    pub(crate) fn without_retries(mut self) -> Self {
+        self.no_retries = true;
+        self
     }
 
     /// Runs the flow as the scheduled run `run` (what a [`Deployment`](crate::serve::Deployment)
     /// does): [`RunContext::scheduled`](crate::RunContext::scheduled) gives it inside the run,
-    /// and inside its child flows and tasks.
+    /// and inside its child flows and tasks. If the run has an id (the server's, see
+    /// [`ScheduledRun::id`](crate::serve::ScheduledRun::id)), the flow run takes it, so its
+    /// events update the server's run.
+    ///
+    /// ```
+    /// use flowkit::{flow, serve::ScheduledRun};
+    ///
+    /// #[flow]
+    /// async fn nightly() -> Option<uuid::Uuid> { flowkit::context()?.flow_run_id() }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # flowkit::Config::new().console(false).init().ok();
+    /// let id = uuid::Uuid::now_v7();
+    /// let run = ScheduledRun::new("nightly", chrono::Utc::now()).with_id(id);
+    /// assert_eq!(nightly().scheduled(run).await.unwrap(), Some(id));
+    /// # }
+    /// ```
     pub fn scheduled(mut self, run: crate::serve::ScheduledRun) -> Self {
         self.scheduled = Some(Arc::new(run));
         self
@@ -155,8 +185,13 @@ where
                 interval_end: run.interval().map(|(_, end)| end),
             })
         });
+        let id = self
+            .scheduled
+            .as_deref()
+            .and_then(crate::serve::ScheduledRun::id)
+            .unwrap_or_else(|| crate::ids::new_id(chrono::Utc::now()));
         let run = Arc::new(FlowRun {
-            id: crate::ids::new_id(chrono::Utc::now()),
+            id,
             options: self.options,
             parameters: self.parameters,
             scheduled: self
@@ -193,6 +228,7 @@ where
             }))
         });
         Prepared {
+            no_retries: self.no_retries,
             root: parent_flow.is_none(),
             guard: EndGuard::new(run.clone()),
             run,
@@ -229,6 +265,7 @@ where
 }
 
 struct Prepared<B> {
+    no_retries: bool,
     run: Arc<FlowRun>,
     body: B,
     upstream: Vec<Upstream>,
@@ -266,6 +303,7 @@ where
 {
     async fn run_to_end(self) -> FlowResult<B> {
         let Prepared {
+            no_retries,
             run,
             mut body,
             upstream,
@@ -358,7 +396,12 @@ where
                 outcome
             }
         };
-        let result = drive(&*run, &run.options.retry, start, |_| true).await;
+        let policy = if no_retries {
+            &crate::RetryPolicy::NONE
+        } else {
+            &run.options.retry
+        };
+        let result = drive(&*run, policy, start, |_| true).await;
         if root && !run.bus.flush_timeout(FLUSH_LIMIT).await {
             tracing::warn!(
                 flow = %run.options.name,

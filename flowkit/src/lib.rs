@@ -41,6 +41,10 @@
 //! [`allow_failure`], [`context`], [`RunError`], the [`events`] schema, the [`EventBus`] and its
 //! sinks ([`ConsoleSink`], [`MemorySink`], your own [`EventSink`]), and [`init`].
 
+// The macros expand to `::flowkit::…`: let the crate's own unit tests use them.
+#[cfg(test)]
+extern crate self as flowkit;
+
 mod bus;
 mod cancel;
 mod config;
@@ -60,6 +64,12 @@ mod state;
 mod task;
 pub mod testing;
 mod upstream;
+
+/// The `schemars` crate (1.x), which derives the JSON Schema of a deployment's parameters (see
+/// [`Deployment::with_parameters`](serve::Deployment::with_parameters)). With
+/// `use flowkit::schemars;` in scope, `#[derive(schemars::JsonSchema)]` needs no dependency of
+/// your own; chrono and uuid types are supported.
+pub use schemars;
 
 pub use bus::{BusStats, EventBus, EventBusBuilder};
 pub use cancel::cancel_all;

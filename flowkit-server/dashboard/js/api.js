@@ -1,4 +1,4 @@
-// The server's API: JSON reads with the session's API key, and the live event stream.
+// The server's API: JSON reads and writes with the session's API key, and the live event stream.
 
 const KEY = 'flowkit.apiKey';
 let prompt = null;
@@ -6,9 +6,11 @@ let prompt = null;
 document.getElementById('key-dialog')?.addEventListener('cancel', (event) => event.preventDefault());
 
 class ApiError extends Error {
-  constructor(status, message) {
+  /** `field` names the part of the request the server blamed (`parameters.day`), if any. */
+  constructor(status, message, field = null) {
     super(message);
     this.status = status;
+    this.field = field;
   }
 }
 
@@ -48,13 +50,14 @@ function askForKey() {
   return prompt;
 }
 
-/** GET a JSON document of the API. A 401 asks for the key and tries again. */
-export async function get(path, params) {
-  const url = path + query(params);
+/** One request; a 401 asks for the key and tries again. Answers the JSON body (null if none). */
+async function request(method, url, body) {
   for (;;) {
     let response;
     try {
-      response = await fetch(url, { headers: authHeaders() });
+      response = await fetch(url, body === undefined
+        ? { method, headers: authHeaders() }
+        : { method, headers: { ...authHeaders(), 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
     } catch (error) {
       throw new ApiError(0, `The server did not answer (${error.message}). Is flowkit-server still running?`);
     }
@@ -64,11 +67,27 @@ export async function get(path, params) {
     }
     if (!response.ok) {
       let message = response.statusText;
-      try { message = (await response.json()).error || message; } catch { /* not JSON */ }
-      throw new ApiError(response.status, message);
+      let field = null;
+      try {
+        const answer = await response.json();
+        message = answer.error || message;
+        field = answer.field || null;
+      } catch { /* not JSON */ }
+      throw new ApiError(response.status, message, field);
     }
-    return response.json();
+    const text = await response.text();
+    return text ? JSON.parse(text) : null;
   }
+}
+
+/** GET a JSON document of the API. */
+export function get(path, params) {
+  return request('GET', path + query(params));
+}
+
+/** POST, PATCH… a JSON body; answers the server's JSON. An error carries the server's `field`. */
+export function send(method, path, body = {}) {
+  return request(method, path, body);
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -113,3 +113,24 @@ export function openRow(event, id) {
   if (event.target.closest('a') || event.ctrlKey || event.metaKey || event.shiftKey) return;
   location.hash = `#/runs/${id}`;
 }
+
+/** A pill in a state's color with words of its own: `pill('online', 'Completed')`. */
+export function pill(label, state) {
+  return h('span', { class: 'badge', style: { '--state': stateColor(state) }, 'data-state': state, 'data-status': label }, label);
+}
+
+/** A `Scheduled` run this long past its time is late: no worker has taken it. */
+export const LATE_AFTER_MS = 5000;
+
+export function isLate(state, scheduled, now = Date.now()) {
+  return state === 'Scheduled' && !!scheduled && now - new Date(scheduled).getTime() > LATE_AFTER_MS;
+}
+
+/** The "late" mark of a run, saying by how much. */
+export function lateTag(scheduled) {
+  return h('span', { class: 'tag late', 'data-testid': 'late', title: `Due ${time(scheduled)}; no worker has started it` }, 'late');
+}
+
+let lastId = 0;
+/** An id unique in the page, to tie a label or a message to its input. */
+export const uid = (prefix) => `${prefix}-${++lastId}`;

@@ -1,10 +1,13 @@
-// The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/flows`, `#/deployments`), the live indicator, the theme.
+// The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/flows`, `#/deployments`, `#/backfills`,
+// `#/backfills/<id>`, `#/workers`), the live indicator, the theme.
 
 import { follow } from './api.js';
 import { runsPage } from './runs.js';
 import { runPage } from './run.js';
 import { flowsPage } from './flows.js';
 import { deploymentsPage } from './deployments.js';
+import { backfillPage, backfillsPage } from './backfills.js';
+import { workersPage } from './workers.js';
 
 const page = document.getElementById('page');
 const live = document.getElementById('live');
@@ -42,11 +45,19 @@ function route() {
   } else if (parts[0] === 'deployments') {
     section = 'deployments';
     unmount = deploymentsPage(ctx);
+  } else if (parts[0] === 'backfills') {
+    section = 'backfills';
+    unmount = parts[1] ? backfillPage(ctx, parts[1]) : backfillsPage(ctx);
+  } else if (parts[0] === 'workers') {
+    section = 'workers';
+    unmount = workersPage(ctx);
   } else {
     unmount = runsPage(ctx);
   }
   for (const link of document.querySelectorAll('[data-nav]')) {
     link.classList.toggle('active', link.dataset.nav === section);
+    if (link.dataset.nav === section) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
   }
 }
 

@@ -1,7 +1,7 @@
 // One flow run: what it was given, how it went, its task runs on a timeline, its logs.
 
-import { get } from './api.js';
-import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, openRow, shortId, throttle, time, toMs } from './dom.js';
+import { get, send } from './api.js';
+import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, isLate, lateTag, openRow, shortId, throttle, time, toMs } from './dom.js';
 import { logsPanel } from './logs.js';
 import { segmentsOf, timeline } from './timeline.js';
 
@@ -32,6 +32,53 @@ export function runPage({ root, subscribe }, id) {
   const logs = logsPanel(id, nameOf);
   root.append(head, problem, h('div', { class: 'columns' }, params, history), tasks, children, logs.el);
 
+  // Cancel: asked once more before it is sent; the server's answer stays shown.
+  const cancelAnswer = h('span', { role: 'status', class: 'muted', 'data-testid': 'cancel-answer' });
+  const cancelButton = h('button', { type: 'button', class: 'danger', 'data-testid': 'cancel-run' }, 'Cancel run');
+  const confirmButton = h('button', { type: 'button', class: 'danger', 'data-testid': 'cancel-confirm' }, 'Yes, cancel it');
+  const keepButton = h('button', { type: 'button', 'data-testid': 'cancel-keep' }, 'Keep it');
+  const confirm = h('span', { class: 'confirm', role: 'group', 'aria-label': 'Cancel this run?' },
+    h('span', {}, 'Cancel this run?'), confirmButton, keepButton);
+  confirm.hidden = true;
+  const actions = h('div', { class: 'run-actions' }, cancelButton, confirm, cancelAnswer);
+  cancelButton.addEventListener('click', () => {
+    cancelButton.hidden = true;
+    confirm.hidden = false;
+    confirmButton.focus();
+  });
+  keepButton.addEventListener('click', () => {
+    confirm.hidden = true;
+    cancelButton.hidden = false;
+    cancelButton.focus();
+  });
+  confirmButton.addEventListener('click', async () => {
+    confirmButton.disabled = true;
+    cancelAnswer.textContent = 'Cancelling…';
+    try {
+      const answer = await send('POST', `/api/flow_runs/${id}/cancel`);
+      cancelAnswer.dataset.state = answer.state;
+      cancelAnswer.textContent = answer.state === 'Cancelled' ? 'Cancelled.'
+        : answer.state === 'Cancelling' ? 'Cancelling: the program running it was asked to stop.'
+          : `Nothing to cancel: the run had already ended ${answer.state}.`;
+      confirm.hidden = true;
+      refresh();
+    } catch (error) {
+      cancelAnswer.textContent = `Could not cancel: ${error.message}`;
+      confirm.hidden = true;
+      cancelButton.hidden = false;
+    } finally {
+      confirmButton.disabled = false;
+    }
+  });
+
+  /** Only a run that has not ended can be cancelled. */
+  function renderActions(run) {
+    const open = !TERMINAL.has(run.state);
+    if (!open) { cancelButton.hidden = true; confirm.hidden = true; }
+    else if (confirm.hidden && !cancelAnswer.dataset.state) cancelButton.hidden = false;
+    actions.hidden = !open && !cancelAnswer.textContent;
+  }
+
   function renderHead(run) {
     const meta = [
       ['Run id', h('span', { class: 'mono' }, run.id)],
@@ -43,13 +90,15 @@ export function runPage({ root, subscribe }, id) {
     ];
     if (run.deployment) {
       meta.push(['Deployment', h('a', { href: `#/runs?q=${encodeURIComponent(run.deployment)}`, 'data-testid': 'run-deployment' }, run.deployment)]);
-      meta.push(['Scheduled for', time(run.scheduled)]);
+      meta.push(['Scheduled for', h('span', {}, time(run.scheduled), isLate(run.state, run.scheduled) && !run.start ? [' ', lateTag(run.scheduled)] : null)]);
       if (run.interval_start) meta.push(['Data interval', h('span', { 'data-testid': 'run-interval' }, `${run.interval_start} → ${run.interval_end || '—'}`)]);
     }
     if (run.parent_flow_run_id) meta.push(['Parent flow run', h('a', { href: `#/runs/${run.parent_flow_run_id}` }, shortId(run.parent_flow_run_id))]);
+    renderActions(run);
     head.replaceChildren(
       h('div', { class: 'crumbs' }, h('a', { href: '#/runs' }, 'Runs'), ' / ', h('a', { href: `#/runs?flow=${encodeURIComponent(run.name || '')}` }, run.name)),
-      h('div', { class: 'page-head', style: { marginTop: '8px' } }, h('h1', { 'data-testid': 'run-name' }, run.name || '(unnamed)'), badge(run.state, true)),
+      h('div', { class: 'page-head', style: { marginTop: '8px' } }, h('h1', { 'data-testid': 'run-name' }, run.name || '(unnamed)'), badge(run.state, true),
+        h('span', { class: 'spacer' }), actions),
       h('dl', { class: 'meta' }, meta.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))));
     const failed = run.message && !['Completed', 'Cached', 'Running', 'Pending'].includes(run.state);
     problem.replaceChildren(failed

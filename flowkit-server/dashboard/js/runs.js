@@ -1,7 +1,7 @@
 // The runs page: flow runs newest first, filtered and searched, kept current by live events.
 
 import { get } from './api.js';
-import { STATES, badge, duration, elapsed, errorState, h, openRow, relative, shortId, throttle, time } from './dom.js';
+import { STATES, badge, duration, elapsed, errorState, h, isLate, lateTag, openRow, relative, shortId, throttle, time } from './dom.js';
 
 const RANGES = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
 const PAGE = 50;
@@ -46,13 +46,23 @@ export function runsPage({ root, params, subscribe }) {
     if (location.hash !== hash) history.replaceState(null, '', hash);
   }
 
-  function row(run, fresh) {
-    return h('tr', { class: fresh ? 'link fresh' : 'link', 'data-run-id': run.id, 'data-testid': 'run-row', onclick: (event) => openRow(event, run.id) },
+  function row(run, fresh, now) {
+    // A run the server made ahead, not started: when it is due, and whether it is late.
+    const upcoming = run.state === 'Scheduled' && !run.start && run.scheduled;
+    const late = upcoming && isLate(run.state, run.scheduled, now);
+    const classes = ['link', fresh ? 'fresh' : null, upcoming ? 'upcoming' : null, late ? 'is-late' : null].filter(Boolean).join(' ');
+    const when = upcoming ? run.scheduled : run.start || run.created;
+    const due = relative(run.scheduled);
+    return h('tr', { class: classes, 'data-run-id': run.id, 'data-testid': 'run-row', 'data-upcoming': upcoming ? (late ? 'late' : 'due') : null,
+      onclick: (event) => openRow(event, run.id) },
       h('td', {}, badge(run.state)),
       h('td', {}, h('a', { href: `#/runs/${run.id}` }, run.name || '(unnamed)'), deployment(run)),
       h('td', { class: 'mono muted' }, shortId(run.id)),
-      h('td', { title: run.start || run.created || '' }, time(run.start || run.created), h('div', { class: 'muted', style: { fontSize: '12px' } }, relative(run.start || run.created))),
-      h('td', { class: 'num' }, duration(elapsed(run))),
+      h('td', { title: when || '' }, time(when), h('div', { class: 'muted small' },
+        late ? [lateTag(run.scheduled), ` due ${due}`]
+          : upcoming ? h('span', { 'data-testid': 'upcoming' }, due === 'just now' ? 'due now' : `upcoming · ${due}`)
+            : relative(when))),
+      h('td', { class: 'num' }, upcoming ? '—' : duration(elapsed(run))),
       h('td', {}, run.tags.map((t) => h('span', { class: 'tag' }, t))));
   }
 
@@ -60,7 +70,7 @@ export function runsPage({ root, params, subscribe }) {
   function deployment(run) {
     if (!run.deployment) return null;
     const day = (run.interval_start || run.scheduled || '').slice(0, 10);
-    return h('div', { class: 'muted', style: { fontSize: '12px' }, 'data-testid': 'deployment' },
+    return h('div', { class: 'muted small', 'data-testid': 'deployment' },
       `${run.deployment}${day ? ` · for ${day}` : ''}`);
   }
 
@@ -75,9 +85,10 @@ export function runsPage({ root, params, subscribe }) {
           h('pre', {}, `FLOWKIT_API_URL=${location.origin} cargo run --example daily_etl`)));
       return;
     }
+    const now = Date.now();
     const table = h('table', { class: 'list' },
-      h('thead', {}, h('tr', {}, ['State', 'Flow', 'Run', 'Started', 'Duration', 'Tags'].map((c) => h('th', { class: c === 'Duration' ? 'num' : null }, c)))),
-      h('tbody', {}, items.map((run) => row(run, previous.size > 0 && !previous.has(run.id)))));
+      h('thead', {}, h('tr', {}, ['State', 'Flow', 'Run', 'Started / due', 'Duration', 'Tags'].map((c) => h('th', { class: c === 'Duration' ? 'num' : null }, c)))),
+      h('tbody', {}, items.map((run) => row(run, previous.size > 0 && !previous.has(run.id), now))));
     body.replaceChildren(table);
     if (cursor) body.append(h('div', { class: 'more' }, h('button', { type: 'button', onclick: more, 'data-testid': 'more' }, 'Load more')));
   }

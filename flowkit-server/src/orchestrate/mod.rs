@@ -19,7 +19,7 @@ use flowkit::events::{Event, EventKind, StateChanged};
 use uuid::Uuid;
 
 pub use crashes::{flow_of, sweep_once};
-pub use scheduler::tick;
+pub use scheduler::{tick, tick_one};
 pub use wake::{CHANNEL, Wake};
 
 use crate::AppState;
@@ -34,6 +34,9 @@ pub struct Orchestra {
     pub heartbeat_timeout: Duration,
     /// How often the scheduler looks for schedules' runs to create.
     pub tick: Duration,
+    /// When each worker's poll was last written down, and in what state: a worker polling
+    /// many times a second is written at most once a second.
+    seen: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, bool)>>,
 }
 
 impl Orchestra {
@@ -43,6 +46,27 @@ impl Orchestra {
             wake: Wake::new(),
             heartbeat_timeout,
             tick,
+            seen: Default::default(),
+        }
+    }
+
+    /// Whether a poll of `worker` (stopping or not) should be written down now.
+    pub fn note_poll(&self, worker: &str, stopping: bool) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match seen.get(worker) {
+            Some((at, was))
+                if *was == stopping && now.duration_since(*at) < Duration::from_secs(1) =>
+            {
+                false
+            }
+            _ => {
+                if seen.len() > 100_000 {
+                    seen.clear();
+                }
+                seen.insert(worker.to_string(), (now, stopping));
+                true
+            }
         }
     }
 

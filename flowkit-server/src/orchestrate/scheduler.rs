@@ -35,15 +35,44 @@ pub(super) async fn run(state: AppState) {
     }
 }
 
-/// One tick at `now`: creates the runs due by the deployments' schedules; how many.
+/// One tick at `now`: creates the runs due by the deployments' schedules (or only `only`'s);
+/// how many.
 pub async fn tick(state: &AppState, now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let deployments = state.store.deployment_rows().await?;
-    let last = state.store.last_scheduled().await?;
+    tick_some(state, now, None).await
+}
+
+/// A tick for one deployment (just registered, changed or resumed).
+pub async fn tick_one(
+    state: &AppState,
+    now: DateTime<Utc>,
+    name: &str,
+) -> Result<usize, StoreError> {
+    tick_some(state, now, Some(name)).await
+}
+
+async fn tick_some(
+    state: &AppState,
+    now: DateTime<Utc>,
+    only: Option<&str>,
+) -> Result<usize, StoreError> {
+    let deployments = match only {
+        Some(name) => state
+            .store
+            .deployment_row(name)
+            .await?
+            .into_iter()
+            .collect(),
+        None => state.store.deployment_rows().await?,
+    };
+    let last = state.store.last_scheduled(only).await?;
     let mut items = Vec::new();
     for (text, paused, _) in deployments {
         let Ok(spec) = serde_json::from_str::<DeploymentSpec>(&text) else {
             continue;
         };
+        if only.is_some_and(|only| only != spec.name) {
+            continue;
+        }
         if paused.unwrap_or(spec.paused) {
             continue;
         }

@@ -97,7 +97,7 @@ pub async fn put_deployment(
         state.store.drop_future_scheduled(&name, ts).await?;
     }
     if before.is_none() || changed {
-        crate::orchestrate::tick(&state, now).await?;
+        crate::orchestrate::tick_one(&state, now, &name).await?;
     }
     let paused = before.and_then(|(_, paused)| paused);
     Ok(Json(view(&state, spec, paused, Some(now)).await?))
@@ -134,14 +134,15 @@ pub async fn spec_of(
     state: &AppState,
     name: &str,
 ) -> Result<Option<(DeploymentSpec, Option<bool>)>, ApiError> {
-    for (text, paused, _) in state.store.deployment_rows().await? {
-        if let Ok(spec) = serde_json::from_str::<DeploymentSpec>(&text) {
-            if spec.name == name {
-                return Ok(Some((spec, paused)));
-            }
-        }
-    }
-    Ok(None)
+    Ok(state
+        .store
+        .deployment_row(name)
+        .await?
+        .and_then(|(text, paused, _)| {
+            serde_json::from_str::<DeploymentSpec>(&text)
+                .ok()
+                .map(|spec| (spec, paused))
+        }))
 }
 
 /// One deployment, with its next runs and its latest runs.
@@ -152,13 +153,11 @@ pub async fn get_deployment(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<DeploymentView>, ApiError> {
-    for (text, paused, updated) in state.store.deployment_rows().await? {
+    if let Some((text, paused, updated)) = state.store.deployment_row(&name).await? {
         if let Ok(spec) = serde_json::from_str::<DeploymentSpec>(&text) {
-            if spec.name == name {
-                return Ok(Json(
-                    view(&state, spec, paused, crate::store::time(Some(updated))).await?,
-                ));
-            }
+            return Ok(Json(
+                view(&state, spec, paused, crate::store::time(Some(updated))).await?,
+            ));
         }
     }
     Err(ApiError::NotFound(format!("deployment {name:?}")))
@@ -190,7 +189,7 @@ pub async fn patch_deployment(
         if paused {
             state.store.drop_future_scheduled(&name, i64::MIN).await?;
         } else {
-            crate::orchestrate::tick(&state, Utc::now()).await?;
+            crate::orchestrate::tick_one(&state, Utc::now(), &name).await?;
         }
     }
     get_deployment(State(state), Path(name)).await

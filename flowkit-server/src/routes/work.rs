@@ -255,9 +255,8 @@ pub async fn poll(
     }
     let mut rx = state.orchestra.wake.subscribe();
     let now = Utc::now();
-    state
-        .store
-        .worker_seen(WorkerRow {
+    if state.orchestra.note_poll(&worker, request.stopping) {
+        let seen = WorkerRow {
             name: worker.clone(),
             host: request.host.clone(),
             queues: serde_json::to_string(&request.queues).unwrap_or_default(),
@@ -269,12 +268,20 @@ pub async fn poll(
                 "online"
             }
             .into(),
-        })
-        .await?;
-    let limits: HashMap<String, i64> = state
-        .store
-        .deployment_rows()
-        .await?
+        };
+        state.store.worker_seen(seen).await?;
+    }
+    // The served deployments' `max_active_runs` (one query each for a few, one scan for many).
+    let rows = if request.deployments.len() <= 100 {
+        let mut rows = Vec::new();
+        for name in &request.deployments {
+            rows.extend(state.store.deployment_row(name).await?);
+        }
+        rows
+    } else {
+        state.store.deployment_rows().await?
+    };
+    let limits: HashMap<String, i64> = rows
         .into_iter()
         .filter_map(|(text, _, _)| serde_json::from_str::<DeploymentSpec>(&text).ok())
         .filter(|spec| request.deployments.contains(&spec.name))

@@ -240,6 +240,30 @@ macro_rules! backend {
                         .task_durations
                         .extend(nanos.into_iter().map(|n| n as f64 / 1e9));
                 }
+                // Flow runs that ended: their work is done, they are no longer kept alive.
+                let ended: Vec<Uuid> = merged
+                    .iter()
+                    .filter(|c| c.run_type == "flow" && c.state_final >= 1)
+                    .map(|c| c.id)
+                    .collect();
+                for chunk in ended.chunks(ROWS_PER_STATEMENT) {
+                    let mut update = QueryBuilder::<$db>::new(
+                        "UPDATE work SET status = 'done' WHERE status IN ('scheduled', 'claimed') AND id IN (",
+                    );
+                    let mut ids = update.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(*id);
+                    }
+                    update.push(")");
+                    update.build().execute(&mut *tx).await?;
+                    let mut delete = QueryBuilder::<$db>::new("DELETE FROM live_runs WHERE run_id IN (");
+                    let mut ids = delete.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(*id);
+                    }
+                    delete.push(")");
+                    delete.build().execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(outcome)
             }

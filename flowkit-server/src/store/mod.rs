@@ -522,16 +522,6 @@ impl Store {
                 Err(error) => return Err(error),
             }
         }
-        // Flow runs that ended: their work is done, and they are no longer kept alive.
-        let ended: Vec<Uuid> = outcome
-            .fresh
-            .iter()
-            .filter_map(|&i| events.get(i))
-            .filter(|e| e.task_run_id.is_none())
-            .filter(|e| e.state().is_some_and(|s| s.is_terminal()))
-            .filter_map(|e| e.flow_run_id)
-            .collect();
-        self.finished(ended).await?;
         Ok(outcome)
     }
 

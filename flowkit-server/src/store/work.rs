@@ -668,7 +668,9 @@ macro_rules! work_store {
                     let mut query = sqlx::QueryBuilder::<$db>::new("UPDATE work SET status = ");
                     query.push_bind(status).push(" WHERE id = ").push_bind(id);
                     match worker {
-                        Some(worker) => query.push(" AND status = 'claimed' AND worker = ").push_bind(worker),
+                        // A worker handing a run back: its Cancelled events may have settled
+                        // it `done` already.
+                        Some(worker) => query.push(" AND status IN ('claimed', 'done') AND worker = ").push_bind(worker),
                         None => query.push(" AND status IN ('scheduled', 'claimed')"),
                     };
                     query.push(" RETURNING *");
@@ -829,11 +831,15 @@ macro_rules! work_store {
             /// program last registered it.
             pub(crate) async fn deployment_rows(
                 &self,
+                only: Option<String>,
             ) -> Result<Vec<(String, Option<bool>, i64)>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let rows = sqlx::query("SELECT spec, paused, updated_ts FROM deployments ORDER BY name")
-                    .fetch_all(&self.reader)
-                    .await?;
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT spec, paused, updated_ts FROM deployments");
+                if let Some(only) = only {
+                    query.push(" WHERE name = ").push_bind(only);
+                }
+                query.push(" ORDER BY name");
+                let rows = query.build().fetch_all(&self.writer).await?;
                 rows.iter()
                     .map(|r| {
                         let paused: Option<i64> = r.try_get("paused")?;
@@ -845,13 +851,17 @@ macro_rules! work_store {
             /// The latest time each deployment's schedules made a run for.
             pub(crate) async fn last_scheduled(
                 &self,
+                only: Option<String>,
             ) -> Result<std::collections::HashMap<String, i64>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let rows = sqlx::query(
-                    "SELECT deployment, MAX(scheduled_ts) AS last FROM work WHERE origin = 'schedule' GROUP BY deployment",
-                )
-                .fetch_all(&self.writer)
-                .await?;
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT deployment, MAX(scheduled_ts) AS last FROM work WHERE origin = 'schedule'",
+                );
+                if let Some(only) = only {
+                    query.push(" AND deployment = ").push_bind(only);
+                }
+                query.push(" GROUP BY deployment");
+                let rows = query.build().fetch_all(&self.writer).await?;
                 rows.iter()
                     .map(|r| Ok((r.try_get("deployment")?, r.try_get("last")?)))
                     .collect()
@@ -1133,12 +1143,25 @@ impl Store {
 
     /// Every deployment's spec, paused flag from the API, and registration time.
     pub async fn deployment_rows(&self) -> Result<Vec<(String, Option<bool>, i64)>, StoreError> {
-        dispatch!(self.deployment_rows())
+        dispatch!(self.deployment_rows(None))
+    }
+
+    /// One deployment's spec, paused flag from the API, and registration time.
+    pub async fn deployment_row(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, Option<bool>, i64)>, StoreError> {
+        Ok(dispatch!(self.deployment_rows(Some(name.to_string())))?
+            .into_iter()
+            .next())
     }
 
     /// The latest scheduled time of each deployment's schedule-made runs.
-    pub async fn last_scheduled(&self) -> Result<HashMap<String, i64>, StoreError> {
-        dispatch!(self.last_scheduled())
+    pub async fn last_scheduled(
+        &self,
+        only: Option<&str>,
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        dispatch!(self.last_scheduled(only.map(str::to_string)))
     }
 
     /// Pauses or resumes a deployment; whether it exists.

@@ -1,10 +1,18 @@
-//! Serving deployments: flows run on schedules, in this program.
+//! Serving deployments: flows run on schedules, in this program or for a flowkit server.
 //!
-//! [`serve`] runs each [`Deployment`]'s schedules in-process: when a time is due, the deployment's
-//! flow runs (at most `max_active_runs` at once, oldest first), with the [`ScheduledRun`] in its
-//! context. The last scheduled time of each deployment is kept in a small state file, so a
-//! program restarted after downtime runs what it missed (`catchup`), or just the latest missed
-//! time.
+//! Without a server (no `FLOWKIT_API_URL`), [`serve`] runs each [`Deployment`]'s schedules
+//! in-process: when a time is due, the deployment's flow runs (at most `max_active_runs` at
+//! once, oldest first), with the [`ScheduledRun`] in its context. The last scheduled time of each
+//! deployment is kept in a small state file, so a program restarted after downtime runs what it
+//! missed (`catchup`), or just the latest missed time.
+//!
+//! With a server (`FLOWKIT_API_URL`, or [`Server::register_with`]), the program is a **worker**:
+//! it registers its deployments, and the server owns their schedules, triggered runs and
+//! backfills. The worker long-polls the server for runs (at most [`Server::max_runs`] at once),
+//! runs each with the server's run id, parameters and attempt, delivers cancels from the API
+//! through the runtime's cancellation, and on SIGTERM or Ctrl-C stops gracefully (see
+//! [`Server::grace_period`]). Several programs serving the same deployments share the work: each
+//! run is handed to one of them.
 //!
 //! ```no_run
 //! use flowkit::flow;
@@ -24,10 +32,12 @@
 //! ```
 
 mod backfill;
+mod client;
 mod deployment;
 mod state;
+mod worker;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +51,9 @@ pub use deployment::{Deployment, ScheduledRun};
 pub use flowkit_api::{DeploymentSpec, Schedule, ScheduleError, ScheduleSpec};
 
 use flowkit_api::next_due;
+
+pub(crate) use client::urls as server_urls;
+pub(crate) use worker::is_held;
 
 use self::state::SchedulerState;
 
@@ -61,6 +74,14 @@ pub enum ServeError {
     /// Nothing to serve.
     #[error("no deployment to serve")]
     Empty,
+    /// A deployment's default parameters cannot be encoded as JSON.
+    #[error("deployment {deployment:?}: its default parameters cannot be encoded as JSON: {error}")]
+    Parameters {
+        /// The deployment.
+        deployment: String,
+        /// Why.
+        error: String,
+    },
     /// A backfill's range is empty.
     #[error("the range {start} → {end} is empty: its end must come after its start")]
     EmptyRange {
@@ -104,6 +125,10 @@ pub struct Server {
     state_file: Option<PathBuf>,
     clock: Clock,
     api: Option<(String, Option<String>)>,
+    worker_name: Option<String>,
+    queues: Vec<String>,
+    max_runs: usize,
+    grace_period: Duration,
 }
 
 impl Server {
@@ -124,14 +149,71 @@ impl Server {
                             .filter(|k| !k.is_empty()),
                     )
                 }),
+            worker_name: None,
+            queues: Vec::new(),
+            max_runs: 8,
+            grace_period: Duration::from_secs(30),
         }
     }
 
-    /// Registers the deployments with the flowkit server at `url` (default: `FLOWKIT_API_URL`,
-    /// with `FLOWKIT_API_KEY`), so its API and dashboard list them with their next runs. In the
-    /// background, retried until the server answers; a server that is down never stops serving.
+    /// Serves for the flowkit server at `url` (default: `FLOWKIT_API_URL`, with
+    /// `FLOWKIT_API_KEY`): the program registers its deployments (so the server's API and
+    /// dashboard list them; retried until the server answers) and then becomes a worker that
+    /// runs what the server hands it, instead of scheduling in-process. `url` may
+    /// list several servers sharing one database, comma-separated: the worker moves to the next
+    /// when one is down or failing.
+    ///
+    /// ```no_run
+    /// use flowkit::serve::{Deployment, Server};
+    /// # #[flowkit::flow] async fn etl() {}
+    /// # #[tokio::main] async fn main() {
+    /// Server::new([Deployment::new("etl", |_| etl()).every("1h")])
+    ///     .register_with("http://10.0.0.5:4200,http://10.0.0.6:4200", None)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// # }
+    /// ```
     pub fn register_with(mut self, url: impl Into<String>, api_key: Option<String>) -> Self {
         self.api = Some((url.into(), api_key));
+        self
+    }
+
+    /// The worker's name on the server (default `<hostname>-<pid>`): unique among the workers
+    /// of a server, shown on its workers page.
+    ///
+    /// ```
+    /// use flowkit::serve::{Deployment, Server};
+    /// # #[flowkit::flow] async fn etl() {}
+    /// let server = Server::new([Deployment::new("etl", |_| etl())])
+    ///     .worker_name("etl-box-1")
+    ///     .queues(["default", "urgent"])
+    ///     .max_runs(4)
+    ///     .grace_period(std::time::Duration::from_secs(60));
+    /// ```
+    pub fn worker_name(mut self, name: impl Into<String>) -> Self {
+        self.worker_name = Some(name.into());
+        self
+    }
+
+    /// The work queues the worker takes runs from (default: none named, meaning every queue).
+    /// A deployment names its queue with [`Deployment::queue`].
+    pub fn queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
+        self.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// At most this many runs at once in this worker, over all its deployments (default 8; at
+    /// least 1).
+    pub fn max_runs(mut self, runs: usize) -> Self {
+        self.max_runs = runs.max(1);
+        self
+    }
+
+    /// How long a stopping worker (SIGTERM, Ctrl-C) lets its runs finish before it cancels them
+    /// and hands them back to the server (default 30 s). A second signal cancels them at once.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
         self
     }
 
@@ -153,6 +235,12 @@ impl Server {
     }
 
     /// Serves until the program ends (or this future is dropped, which cancels the runs).
+    ///
+    /// A worker (with a server URL) returns once it stopped gracefully after SIGTERM or Ctrl-C:
+    /// while it runs, Ctrl-C stops it instead of cancelling every flow run at once (what
+    /// [`init`](crate::init) sets up otherwise). Once a worker has listened for SIGTERM, the
+    /// signal no longer ends the process by itself (tokio keeps its handler): programs return
+    /// from `main` after `run` returns.
     pub async fn run(self) -> Result<(), ServeError> {
         if self.deployments.is_empty() {
             return Err(ServeError::Empty);
@@ -172,11 +260,45 @@ impl Server {
                         deployment: deployment.name.clone(),
                         error,
                     })?;
+            if let Err(error) = &deployment.parameters {
+                return Err(ServeError::Parameters {
+                    deployment: deployment.name.clone(),
+                    error: error.clone(),
+                });
+            }
             served.push((deployment, schedules));
         }
-        if let Some((url, key)) = self.api {
+        let urls = self.api.as_ref().map(|(url, _)| client::urls(url));
+        if let (Some(urls), Some((_, key))) = (urls.filter(|u| !u.is_empty()), self.api) {
+            let api = client::ApiClient::new(urls, key);
             let specs = served.iter().map(|(d, _)| d.spec()).collect();
-            tokio::spawn(register(url, key, specs));
+            let settings = worker::Settings {
+                name: self
+                    .worker_name
+                    .unwrap_or_else(|| format!("{}-{}", worker::hostname(), std::process::id())),
+                host: worker::hostname(),
+                queues: self.queues,
+                max_runs: self.max_runs,
+                grace: self.grace_period,
+            };
+            let starters: HashMap<String, deployment::Starter> =
+                served.into_iter().map(|(d, _)| (d.name, d.start)).collect();
+            let _signals_taken = crate::cancel::SignalsTaken::take();
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let listener = worker::listen_for_signals(tx);
+            // Registered before the first poll: a server answers a poll only for deployments
+            // it knows. A signal meanwhile stops the worker before it took anything.
+            tokio::select! {
+                () = register(api.clone(), specs) => {
+                    let work = worker::HttpWork::new(api, &settings.name);
+                    worker::work(Arc::new(work), starters, settings, rx).await;
+                }
+                _ = rx.recv() => {
+                    tracing::info!("flowkit: stopped before the deployments were registered");
+                }
+            }
+            listener.abort();
+            return Ok(());
         }
         let path = self.state_file.unwrap_or_else(state::default_path);
         let state = Arc::new(StateFile {
@@ -201,36 +323,32 @@ impl Server {
     }
 }
 
-/// Registers `specs` with the server at `url`, retrying (every 30 s at most) until it answers.
-async fn register(url: String, api_key: Option<String>, specs: Vec<DeploymentSpec>) {
-    let client = reqwest::Client::new();
+/// Registers `specs` with the server, retrying (every 5 s at most) until it answers.
+async fn register(api: client::ApiClient, specs: Vec<DeploymentSpec>) {
     for spec in specs {
-        let endpoint = format!(
-            "{}/api/deployments/{}",
-            url.trim_end_matches('/'),
-            spec.name
-        );
-        let mut delay = Duration::from_secs(1);
+        let path = format!("/api/deployments/{}", spec.name);
+        let mut delay = Duration::from_millis(250);
+        let mut said = false;
         loop {
-            let mut request = client
-                .put(&endpoint)
-                .json(&spec)
-                .timeout(Duration::from_secs(10));
-            if let Some(key) = &api_key {
-                request = request.bearer_auth(key);
-            }
-            match request.send().await {
-                Ok(response) if response.status().is_success() => break,
-                Ok(response) if response.status().is_client_error() => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    tracing::warn!(deployment = %spec.name, %status, %text,
+            let sent = api
+                .send::<_, serde_json::Value>(
+                    reqwest::Method::PUT,
+                    &path,
+                    &spec,
+                    Duration::from_secs(10),
+                )
+                .await;
+            match sent {
+                Ok(_) => break,
+                Err(error @ client::ApiError::Refused { .. }) => {
+                    tracing::warn!(deployment = %spec.name, %error,
                         "flowkit: the server refused the deployment");
                     break;
                 }
-                Ok(response) => {
-                    tracing::debug!(deployment = %spec.name, status = %response.status(),
-                        "flowkit: could not register the deployment yet");
+                Err(error) if !said => {
+                    said = true;
+                    tracing::warn!(deployment = %spec.name, %error,
+                        "flowkit: cannot register the deployment yet; retrying until the server answers");
                 }
                 Err(error) => {
                     tracing::debug!(deployment = %spec.name, %error,
@@ -238,7 +356,7 @@ async fn register(url: String, api_key: Option<String>, specs: Vec<DeploymentSpe
                 }
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 }

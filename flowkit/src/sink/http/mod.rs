@@ -12,11 +12,25 @@
 //! says it is healthy is split until the one bad event is found, which is moved to
 //! `refused/` with the reason. A single event too large to send has its long strings truncated
 //! with a marker.
+//!
+//! **Heartbeats.** While flow runs that the sink has seen start have not ended (more exactly:
+//! while the server has not acknowledged the batch holding their terminal state), the sink
+//! sends `POST /api/heartbeats` with their ids every `heartbeat_ms` (10 s until the server says
+//! otherwise), so the server can tell a program that was killed (its runs are recorded
+//! `Crashed` once the heartbeats stop) from one that is still working. Heartbeats are requests
+//! of their own, beside the event posts: they never hold up delivery. Their answer's `cancel`
+//! ids cancel those runs here (a cancel from the API or the dashboard). Runs a worker of this
+//! program holds are left out: the worker's polls are their heartbeats.
+//!
+//! **Several servers.** The URL may list several servers sharing one database, separated by
+//! commas: a post that cannot connect or gets a server error moves the sink to the next one.
 
+mod beats;
 mod body;
 mod spool;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -24,6 +38,9 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use flowkit_api::work::{Heartbeat, HeartbeatResponse};
+
+use self::beats::Beats;
 use self::spool::Spool;
 use super::EventSink;
 use crate::events::Event;
@@ -37,13 +54,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Server errors in a row on one batch before the sink asks whether the server is healthy and,
 /// if it is, splits the batch to isolate the event it fails on.
 const FAILURES_BEFORE_SPLIT: u32 = 3;
+/// How often heartbeats go, until the server says otherwise.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// The least time between two heartbeats. A flow run that starts is heartbeated at once (the
+/// server learns it is alive, so a program killed right after is found out), but runs starting
+/// one after another share heartbeats, at most four a second.
+const MIN_BEAT_GAP: Duration = Duration::from_millis(250);
 
 enum Command {
     Events(Vec<Event>),
     Flush(oneshot::Sender<usize>),
 }
 
-/// Sends events to a flowkit server (`FLOWKIT_API_URL`, `FLOWKIT_API_KEY`).
+/// Sends events to a flowkit server (`FLOWKIT_API_URL`, `FLOWKIT_API_KEY`), and heartbeats for
+/// the flow runs it has seen start and not end (see the module's notes on the server side).
 ///
 /// ```no_run
 /// use flowkit::{Config, HttpSink};
@@ -81,10 +105,13 @@ impl HttpSinkBuilder {
     /// Starts the sink's sending thread.
     pub fn build(self) -> HttpSink {
         let (tx, rx) = mpsc::unbounded_channel();
-        let base = self.url.trim_end_matches('/');
+        let mut bases = crate::serve::server_urls(&self.url);
+        if bases.is_empty() {
+            bases.push(self.url.trim_end_matches('/').to_string());
+        }
         let server = Server {
-            events: format!("{base}/api/events"),
-            health: format!("{base}/healthz"),
+            bases,
+            current: AtomicUsize::new(0),
             api_key: self.api_key,
         };
         let spool_dir = self
@@ -128,7 +155,8 @@ fn default_spool_dir(url: &str) -> PathBuf {
 }
 
 impl HttpSink {
-    /// A builder for a sink sending to the server at `url` (like `http://127.0.0.1:4200`).
+    /// A builder for a sink sending to the server at `url` (like `http://127.0.0.1:4200`; or
+    /// several servers sharing one database, comma-separated).
     pub fn builder(url: impl Into<String>) -> HttpSinkBuilder {
         HttpSinkBuilder {
             url: url.into(),
@@ -165,8 +193,10 @@ impl EventSink for HttpSink {
 
 /// Where and how to post.
 struct Server {
-    events: String,
-    health: String,
+    /// The servers' base URLs.
+    bases: Vec<String>,
+    /// The one in use, as an index into `bases`.
+    current: AtomicUsize,
     api_key: Option<String>,
 }
 
@@ -189,6 +219,56 @@ enum Posted {
 }
 
 impl Server {
+    /// The server in use: its index and base URL.
+    fn base(&self) -> (usize, &str) {
+        let index = self.current.load(Ordering::Relaxed) % self.bases.len().max(1);
+        (index, self.bases.get(index).map_or("", String::as_str))
+    }
+
+    /// The server at `index` failed: move to the next (unless another request moved on).
+    fn failed(&self, index: usize) {
+        if self.bases.len() > 1 {
+            let next = (index + 1) % self.bases.len();
+            let _ =
+                self.current
+                    .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a heartbeat for `runs`; the answer, if there was one.
+    async fn heartbeat(
+        &self,
+        client: &reqwest::Client,
+        runs: Vec<uuid::Uuid>,
+    ) -> Option<HeartbeatResponse> {
+        let (index, base) = self.base();
+        let url = format!("{base}/api/heartbeats");
+        let sent = self
+            .request(client, reqwest::Method::POST, &url)
+            .json(&Heartbeat { runs })
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) if response.status().is_success() => response,
+            Ok(response) => {
+                if response.status().is_server_error() {
+                    self.failed(index);
+                }
+                tracing::debug!(status = %response.status(), "flowkit: heartbeat not taken");
+                return None;
+            }
+            Err(error) => {
+                self.failed(index);
+                tracing::debug!(%error, "flowkit: heartbeat not sent");
+                return None;
+            }
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, response.json::<HeartbeatResponse>()).await {
+            Ok(Ok(answer)) => Some(answer),
+            _ => None,
+        }
+    }
+
     fn request(
         &self,
         client: &reqwest::Client,
@@ -204,13 +284,18 @@ impl Server {
 
     /// Posts one body; when it fails with a server error and `ask_health`, asks `/healthz`.
     async fn post(&self, client: &reqwest::Client, body: Vec<u8>, ask_health: bool) -> Posted {
+        let (index, base) = self.base();
+        let events = format!("{base}/api/events");
         let request = self
-            .request(client, reqwest::Method::POST, &self.events)
+            .request(client, reqwest::Method::POST, &events)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         let response = match request.send().await {
             Ok(response) => response,
-            Err(error) => return Posted::Unreachable(error.to_string()),
+            Err(error) => {
+                self.failed(index);
+                return Posted::Unreachable(error.to_string());
+            }
         };
         let status = response.status();
         if status.is_success() {
@@ -230,7 +315,10 @@ impl Server {
             | StatusCode::UNAUTHORIZED
             | StatusCode::FORBIDDEN => Posted::Unreachable(why),
             s if s.is_server_error() => {
-                let healthy = ask_health && self.healthy(client).await;
+                let healthy = ask_health && self.healthy(client, base).await;
+                if !healthy {
+                    self.failed(index);
+                }
                 Posted::Failed { why, healthy }
             }
             _ => Posted::Refused(why),
@@ -238,8 +326,8 @@ impl Server {
     }
 
     /// Whether the server says it can store events right now.
-    async fn healthy(&self, client: &reqwest::Client) -> bool {
-        self.request(client, reqwest::Method::GET, &self.health)
+    async fn healthy(&self, client: &reqwest::Client, base: &str) -> bool {
+        self.request(client, reqwest::Method::GET, &format!("{base}/healthz"))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -268,6 +356,8 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
         }
     };
     let mut delays = backoff();
+    // Posts that failed in a row (the server unreachable or failing).
+    let mut failed_in_row: usize = 0;
     let mut buffer: Vec<Event> = Vec::new();
     // When the first event of the buffer came.
     let mut oldest: Option<Instant> = None;
@@ -275,14 +365,28 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
     let mut retry_at: Option<Instant> = None;
     let mut in_flight: Option<BoxFuture<'_, Posted>> = None;
     let mut flushes: Vec<oneshot::Sender<usize>> = Vec::new();
+    let mut beats = Beats::new(spool.events());
+    let mut beat_every = DEFAULT_HEARTBEAT;
+    let mut next_beat: Option<Instant> = None;
+    let mut last_beat: Option<Instant> = None;
+    let mut beat_in_flight: Option<BoxFuture<'_, Option<HeartbeatResponse>>> = None;
     // Batches go to the spool (disk) before they are posted.
-    let ship = |buffer: &mut Vec<Event>, spool: &mut Spool| {
+    let ship = |buffer: &mut Vec<Event>, spool: &mut Spool, beats: &mut Beats| {
+        let mut events = 0;
         for body in body::bodies(buffer) {
+            events += body.events;
             spool.push(body);
         }
         buffer.clear();
+        beats.shipped(events);
     };
     loop {
+        beats.acknowledged(spool.gone());
+        if !beats.any() {
+            next_beat = None;
+        } else if next_beat.is_none() {
+            next_beat = Some(Instant::now() + beat_every);
+        }
         // Post the oldest batch when nothing is in flight and no retry is pending.
         if in_flight.is_none() && retry_at.is_none_or(|at| Instant::now() >= at) {
             retry_at = None;
@@ -309,21 +413,27 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
             command = rx.recv() => match command {
                 None => {
                     // The bus is gone: keep what is left for the next program.
-                    ship(&mut buffer, &mut spool);
+                    ship(&mut buffer, &mut spool, &mut beats);
                     return;
                 }
                 Some(Command::Events(events)) => {
                     if buffer.is_empty() {
                         oldest = Some(Instant::now());
                     }
+                    if beats.seen(&events) {
+                        // A run started: heartbeat soon, not a whole period later.
+                        let now = Instant::now();
+                        let soon = last_beat.map_or(now, |last| (last + MIN_BEAT_GAP).max(now));
+                        next_beat = Some(next_beat.map_or(soon, |next| next.min(soon)));
+                    }
                     buffer.extend(events);
                     if buffer.len() >= body::MAX_EVENTS {
-                        ship(&mut buffer, &mut spool);
+                        ship(&mut buffer, &mut spool, &mut beats);
                         oldest = None;
                     }
                 }
                 Some(Command::Flush(done)) => {
-                    ship(&mut buffer, &mut spool);
+                    ship(&mut buffer, &mut spool, &mut beats);
                     oldest = None;
                     flushes.push(done);
                     // One try now, even if a retry was pending.
@@ -338,10 +448,16 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                     Posted::Delivered => {
                         spool.delivered();
                         delays = backoff();
+                        failed_in_row = 0;
                     }
                     Posted::Unreachable(why) => {
                         tracing::debug!(%why, "flowkit: server unreachable; events wait in the spool");
-                        retry_at = Some(Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)));
+                        failed_in_row += 1;
+                        // With several servers, each is tried once at once before waiting.
+                        retry_at = Some(match failed_in_row % server.bases.len().max(1) {
+                            0 => Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)),
+                            _ => Instant::now(),
+                        });
                     }
                     Posted::Failed { why, healthy } => {
                         let Some(entry) = spool.front_mut() else { continue };
@@ -351,7 +467,11 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                             isolate(&mut spool, &why);
                         } else {
                             tracing::debug!(%why, "flowkit: the server failed on a batch; retrying");
-                            retry_at = Some(Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)));
+                            failed_in_row += 1;
+                            retry_at = Some(match failed_in_row % server.bases.len().max(1) {
+                                0 => Instant::now() + delays.next().unwrap_or(Duration::from_secs(30)),
+                                _ => Instant::now(),
+                            });
                         }
                     }
                     Posted::TooLarge(why) => isolate(&mut spool, &why),
@@ -359,8 +479,37 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                 }
             }
             () = sleep_until(batch_due), if batch_due.is_some() => {
-                ship(&mut buffer, &mut spool);
+                ship(&mut buffer, &mut spool, &mut beats);
                 oldest = None;
+            }
+            () = sleep_until(next_beat), if next_beat.is_some() && beat_in_flight.is_none() => {
+                next_beat = Some(Instant::now() + beat_every);
+                let runs = beats.runs();
+                tracing::debug!(runs = runs.len(), "flowkit: heartbeat");
+                if !runs.is_empty() {
+                    last_beat = Some(Instant::now());
+                    beat_in_flight = Some(Box::pin(server.heartbeat(&client, runs)));
+                }
+            }
+            answer = async { beat_in_flight.as_mut().expect("guarded by the condition").await },
+                if beat_in_flight.is_some() =>
+            {
+                beat_in_flight = None;
+                if let Some(answer) = answer {
+                    tracing::debug!(cancel = ?answer.cancel, every_ms = answer.heartbeat_ms, "flowkit: heartbeat answered");
+                    if answer.heartbeat_ms > 0 {
+                        beat_every = Duration::from_millis(answer.heartbeat_ms)
+                            .clamp(Duration::from_millis(100), Duration::from_secs(300));
+                        // A shorter period applies from the heartbeat just sent.
+                        let due = last_beat.unwrap_or_else(Instant::now) + beat_every;
+                        next_beat = Some(next_beat.map_or(due, |next| next.min(due)));
+                    }
+                    for run in answer.cancel {
+                        if crate::cancel::cancel_run(run) {
+                            tracing::info!(%run, "flowkit: flow run cancelled from the server");
+                        }
+                    }
+                }
             }
             () = sleep_until(retry_at), if retry_at.is_some() && in_flight.is_none() => {}
         }

@@ -40,6 +40,8 @@ pub(super) struct Spool {
     sequence: u64,
     /// Whether the last write failed (said once, not for every batch).
     disk_failing: bool,
+    /// Events gone from the spool so far: delivered, set aside, or delivered by another program.
+    gone: u64,
 }
 
 impl Spool {
@@ -70,7 +72,15 @@ impl Spool {
                 .collect(),
             sequence: 0,
             disk_failing: false,
+            gone: 0,
         }
+    }
+
+    /// Events gone from the spool since it was opened (delivered, set aside, or delivered by
+    /// another program): with the events pushed, the position delivery has reached, since
+    /// batches leave in order.
+    pub(super) fn gone(&self) -> u64 {
+        self.gone
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -147,7 +157,9 @@ impl Spool {
             match read {
                 Ok(bytes) => return Some(bytes),
                 Err(_) => {
-                    self.queue.pop_front();
+                    if let Some(entry) = self.queue.pop_front() {
+                        self.gone += entry.events as u64;
+                    }
                 }
             }
         }
@@ -156,6 +168,7 @@ impl Spool {
     /// The oldest batch was delivered: forget it.
     pub(super) fn delivered(&mut self) {
         if let Some(entry) = self.queue.pop_front() {
+            self.gone += entry.events as u64;
             if let Stored::File { stem } = &entry.stored {
                 let _ = std::fs::remove_file(self.path(stem, entry.events));
             }
@@ -188,6 +201,7 @@ impl Spool {
         let Some(entry) = self.queue.pop_front() else {
             return;
         };
+        self.gone += entry.events as u64;
         let refused = self.dir.join("refused");
         let (name, moved) = match &entry.stored {
             Stored::File { stem } => {
