@@ -5,6 +5,7 @@ mod backfills;
 mod common;
 mod deployments;
 mod orchestration;
+mod real_worker;
 mod runs;
 mod usage;
 mod worker;
@@ -15,4 +16,12 @@ mod worker;
 #[ignore = "the server process of the other tests; they start it"]
 async fn serve_process() {
     common::serve_process().await;
+}
+
+/// Not a test: the worker process of `real_worker` (this binary, run again with an environment
+/// saying so). Without that environment it returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the worker process of real_worker; it starts it"]
+async fn worker_process() {
+    real_worker::serve().await;
 }
