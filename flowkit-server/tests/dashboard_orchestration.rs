@@ -472,6 +472,19 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         json!(1)
     );
     browser.screenshot("orchestration-workers").await;
+    // The run's page says how it was made and which worker took it.
+    browser
+        .goto(&format!("{}/#/runs/{taken}", server.url))
+        .await;
+    let made = browser
+        .wait_until(
+            "the run's worker",
+            "(() => { const w = document.querySelector('[data-testid=run-worker]');\
+             const o = document.querySelector('[data-testid=run-origin]');\
+             return w && o && [o.textContent, w.textContent]; })()",
+        )
+        .await;
+    assert_eq!(made, json!(["trigger", "w1"]));
 
     // The backfill form: a bad range is refused under its field; a good one opens its grid.
     browser

@@ -93,6 +93,8 @@ export function runPage({ root, subscribe }, id) {
       meta.push(['Scheduled for', h('span', {}, time(run.scheduled), isLate(run.state, run.scheduled) && !run.start ? [' ', lateTag(run.scheduled)] : null)]);
       if (run.interval_start) meta.push(['Data interval', h('span', { 'data-testid': 'run-interval' }, `${run.interval_start} → ${run.interval_end || '—'}`)]);
     }
+    if (run.origin) meta.push(['Made by', h('span', { 'data-testid': 'run-origin' }, run.origin)]);
+    if (run.worker) meta.push(['Worker', h('a', { href: '#/workers', 'data-testid': 'run-worker' }, run.worker)]);
     if (run.parent_flow_run_id) meta.push(['Parent flow run', h('a', { href: `#/runs/${run.parent_flow_run_id}` }, shortId(run.parent_flow_run_id))]);
     renderActions(run);
     head.replaceChildren(

@@ -195,6 +195,12 @@ pub struct FlowRunDetail {
     pub run: Run,
     pub task_runs: Vec<Run>,
     pub child_flow_runs: Vec<Run>,
+    /// For a run the server made (scheduled, triggered, backfilled, retried): how, and the
+    /// worker that took it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 async fn flow_run(state: &AppState, id: &str) -> Result<Run, ApiError> {
@@ -222,10 +228,13 @@ pub async fn get_flow_run(
     let run = flow_run(&state, &id).await?;
     let task_runs = state.store.task_runs(run.id).await?;
     let child_flow_runs = state.store.child_flow_runs(run.id).await?;
+    let work = state.store.work(run.id).await?.map(|w| w.view(false));
     Ok(Json(FlowRunDetail {
         run,
         task_runs,
         child_flow_runs,
+        origin: work.as_ref().map(|w| w.origin.as_str()),
+        worker: work.and_then(|w| w.worker),
     }))
 }
 
