@@ -14,6 +14,7 @@
 //! assert_eq!(spec.describe().unwrap(), ["every 1h"]);
 //! ```
 
+pub mod access;
 mod deployment;
 mod schedule;
 pub mod work;

@@ -19,12 +19,25 @@ pub enum ApiError {
     /// The body could not be read as JSON (too large, not JSON, wrong shape).
     #[error("{message}")]
     Body { status: StatusCode, message: String },
+    /// The request clashes with what exists (a name taken).
+    #[error("{message}")]
+    Conflict { field: String, message: String },
     /// No such run.
     #[error("{0} not found")]
     NotFound(String),
     /// No or wrong API key.
     #[error("missing or wrong API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// The key is known but lacks the scope the route needs.
+    #[error("the key {key:?} lacks the `{scope}` scope, which {route} needs")]
+    Forbidden {
+        key: String,
+        scope: flowkit_api::access::Scope,
+        route: String,
+    },
+    /// The server cannot do it now (not the client's fault, nor the store's).
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed; details go to the log, not to the client.
     #[error("the server could not complete the request")]
     Store(#[from] StoreError),
@@ -47,6 +60,9 @@ pub struct ErrorBody {
     /// The field to blame, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
+    /// For a 403: the scope the route needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'static str>,
 }
 
 impl IntoResponse for ApiError {
@@ -56,6 +72,9 @@ impl IntoResponse for ApiError {
             ApiError::Body { status, .. } => *status,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(error) => {
                 tracing::error!(%error, "request failed in the store");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -68,10 +87,23 @@ impl IntoResponse for ApiError {
             }
             _ => self.to_string(),
         };
-        let field = match self {
-            ApiError::BadRequest { field, .. } => field,
+        let scope = match &self {
+            ApiError::Forbidden { scope, .. } => Some(scope.as_str()),
             _ => None,
         };
-        (status, Json(ErrorBody { error, field })).into_response()
+        let field = match self {
+            ApiError::BadRequest { field, .. } => field,
+            ApiError::Conflict { field, .. } => Some(field),
+            _ => None,
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error,
+                field,
+                scope,
+            }),
+        )
+            .into_response()
     }
 }

@@ -27,7 +27,10 @@ pub const MAX_BODY: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The server's `--api-key` (every scope); without one, no key is checked.
     pub api_key: Option<Arc<str>>,
+    /// The keys made with the API that this server has found, and their revocations.
+    pub access: Arc<auth::Access>,
     /// Newly stored events, for the live stream.
     pub live: routes::live::Live,
     /// Renders `/metrics` (absent when no recorder could be installed).
@@ -45,6 +48,7 @@ impl AppState {
             .install_recorder()
             .ok();
         AppState {
+            access: Arc::new(auth::Access::new(&store)),
             store,
             api_key: api_key.map(Into::into),
             live: routes::live::channel(),
@@ -113,6 +117,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::backfills::get_backfill))
         .routes(routes!(routes::backfills::cancel_backfill))
         .routes(routes!(routes::backfills::gaps))
+        .routes(routes!(routes::keys::create_key, routes::keys::list_keys))
+        .routes(routes!(routes::keys::me))
+        .routes(routes!(routes::keys::revoke_key))
+        .routes(routes!(routes::audit::list_audit))
         .routes(routes!(stats))
         .split_for_parts()
 }

@@ -91,6 +91,11 @@ pub fn spawn(state: &AppState) {
     tokio::spawn(crashes::run(state.clone()));
     if let Store::Postgres(store) = &state.store {
         tokio::spawn(wake::listen(store.pool().clone(), orchestra));
+        // Not orchestration, but the same kind of loop: other servers' revoked keys.
+        tokio::spawn(crate::auth::listen(
+            store.pool().clone(),
+            state.access.clone(),
+        ));
     }
 }
 

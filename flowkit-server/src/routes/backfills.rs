@@ -7,13 +7,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use flowkit::State as RunState;
+use flowkit_api::access::AuditAction;
 use flowkit_api::work::{BackfillRequest, BackfillView, IntervalView, Origin};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::audit::{Touched, record};
 use super::deployments::spec_of;
 use super::work::merged_parameters;
 use crate::AppState;
+use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::orchestrate::{record_unstarted, wake_all};
 use crate::store::nanos;
@@ -128,6 +131,7 @@ async fn backfill_view(state: &AppState, row: BackfillRow) -> Result<BackfillVie
         (status = 404, body = crate::error::ErrorBody)))]
 pub async fn create_backfill(
     State(state): State<AppState>,
+    Actor(caller): Actor,
     Path(name): Path<String>,
     request: Result<Json<BackfillRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<BackfillView>), ApiError> {
@@ -198,6 +202,19 @@ pub async fn create_backfill(
         .collect();
     state.store.create_work(items, now).await?;
     wake_all(&state).await;
+    let detail = format!(
+        "{} to {}, {} interval(s)",
+        request.start.to_rfc3339(),
+        request.end.to_rfc3339(),
+        intervals.len()
+    );
+    let touched = Touched {
+        deployment: Some(name.clone()),
+        backfill_id: Some(id),
+        detail: Some(detail),
+        ..Touched::default()
+    };
+    record(&state, &caller, AuditAction::Backfill, touched).await;
     Ok((StatusCode::CREATED, Json(backfill_view(&state, row).await?)))
 }
 
@@ -243,6 +260,7 @@ pub async fn get_backfill(
     responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn cancel_backfill(
     State(state): State<AppState>,
+    Actor(caller): Actor,
     Path(id): Path<String>,
 ) -> Result<Json<BackfillView>, ApiError> {
     let row = one_backfill(&state, &id).await?;
@@ -256,6 +274,12 @@ pub async fn cancel_backfill(
         .await?;
     }
     let row = one_backfill(&state, &id).await?;
+    let touched = Touched {
+        deployment: Some(row.deployment.clone()),
+        backfill_id: Some(row.id),
+        ..Touched::default()
+    };
+    record(&state, &caller, AuditAction::BackfillCancel, touched).await;
     Ok(Json(backfill_view(&state, row).await?))
 }
 

@@ -5,9 +5,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use flowkit_api::DeploymentSpec;
+use flowkit_api::access::AuditAction;
 pub use flowkit_api::work::{DeploymentPatch, DeploymentRun, DeploymentView};
 
 use crate::AppState;
+use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::store::RunFilter;
 
@@ -172,6 +174,7 @@ pub async fn get_deployment(
     responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn patch_deployment(
     State(state): State<AppState>,
+    Actor(caller): Actor,
     Path(name): Path<String>,
     body: Result<Json<DeploymentPatch>, JsonRejection>,
 ) -> Result<Json<DeploymentView>, ApiError> {
@@ -191,6 +194,16 @@ pub async fn patch_deployment(
         } else {
             crate::orchestrate::tick_one(&state, Utc::now(), &name).await?;
         }
+        let action = if paused {
+            AuditAction::Pause
+        } else {
+            AuditAction::Resume
+        };
+        let touched = super::audit::Touched {
+            deployment: Some(name.clone()),
+            ..Default::default()
+        };
+        super::audit::record(&state, &caller, action, touched).await;
     }
     get_deployment(State(state), Path(name)).await
 }

@@ -1,8 +1,10 @@
 //! The HTTP routes, one module per resource.
 
+pub mod audit;
 pub mod backfills;
 pub mod deployments;
 pub mod events;
+pub mod keys;
 pub mod live;
 pub mod runs;
 pub mod work;

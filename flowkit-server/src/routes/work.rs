@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use flowkit::State as RunState;
 use flowkit_api::DeploymentSpec;
+use flowkit_api::access::AuditAction;
 use flowkit_api::work::{
     CancelResponse, Heartbeat, HeartbeatResponse, Origin, PollRequest, PollResponse, StopRequest,
     TriggerRequest, WorkRun, WorkerView,
@@ -19,7 +20,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::deployments::{parameter_field, spec_of};
+use super::audit::{Touched, record};
 use crate::AppState;
+use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::orchestrate::{record_state, record_unstarted, wake_all};
 use crate::store::nanos;
@@ -81,6 +84,7 @@ pub fn merged_parameters(
         (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn trigger(
     State(state): State<AppState>,
+    Actor(caller): Actor,
     Path(name): Path<String>,
     request: Result<Json<TriggerRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<WorkRun>), ApiError> {
@@ -154,6 +158,17 @@ pub async fn trigger(
         .work(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id}")))?;
+    record(
+        &state,
+        &caller,
+        AuditAction::Trigger,
+        Touched {
+            deployment: Some(name),
+            flow_run_id: Some(id),
+            ..Touched::default()
+        },
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(row.view(true))))
 }
 
@@ -187,6 +202,7 @@ pub async fn deployment_runs(
     responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
+    Actor(caller): Actor,
     Path(id): Path<String>,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad("id", "not a run id (a UUID)"))?;
@@ -197,6 +213,7 @@ pub async fn cancel(
     if rank == 2 {
         return Ok(Json(CancelResponse { id, state: current }));
     }
+    let deployment = state.store.work(id).await?.map(|row| row.deployment);
     let (unclaimed, live) = state.store.request_cancel(id).await?;
     let answer = if unclaimed.is_some() {
         record_unstarted(
@@ -223,6 +240,18 @@ pub async fn cancel(
         state.store.finished(vec![id]).await?;
         "Cancelled"
     };
+    record(
+        &state,
+        &caller,
+        AuditAction::Cancel,
+        Touched {
+            deployment,
+            flow_run_id: Some(id),
+            detail: Some(format!("was {current}")),
+            ..Touched::default()
+        },
+    )
+    .await;
     Ok(Json(CancelResponse {
         id,
         state: answer.into(),

@@ -17,6 +17,8 @@ macro_rules! dispatch {
 mod backend;
 #[macro_use]
 pub mod work;
+#[macro_use]
+pub mod access;
 mod health;
 pub mod postgres;
 pub mod sqlite;

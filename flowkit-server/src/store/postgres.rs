@@ -25,6 +25,8 @@ work_store!(
     skip_locked: " FOR UPDATE SKIP LOCKED",
     begin: "BEGIN",
 );
+access_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, notify: true);
+
 
 impl PgStore {
     /// The connection pool (for listening to other servers' notifications).

@@ -28,6 +28,8 @@ work_store!(
     skip_locked: "",
     begin: "BEGIN IMMEDIATE",
 );
+access_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, notify: false);
+
 
 impl SqliteStore {
     /// One server per SQLite file: nobody else to tell.
