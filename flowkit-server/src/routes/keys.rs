@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::audit::{Touched, record};
 use crate::AppState;
-use crate::auth::{API_KEY_NAME, ANONYMOUS, Actor, hash_key, new_key};
+use crate::auth::{ANONYMOUS, API_KEY_NAME, Actor, hash_key, new_key};
 use crate::error::ApiError;
 use crate::store::access::KeyRow;
 use crate::store::{Store, nanos};

@@ -19,8 +19,8 @@ use flowkit_api::work::{
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::deployments::{parameter_field, spec_of};
 use super::audit::{Touched, record};
+use super::deployments::{parameter_field, spec_of};
 use crate::AppState;
 use crate::auth::Actor;
 use crate::error::ApiError;

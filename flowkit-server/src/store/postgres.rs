@@ -27,7 +27,6 @@ work_store!(
 );
 access_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, notify: true);
 
-
 impl PgStore {
     /// The connection pool (for listening to other servers' notifications).
     pub(crate) fn pool(&self) -> &sqlx::PgPool {

@@ -30,7 +30,6 @@ work_store!(
 );
 access_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, notify: false);
 
-
 impl SqliteStore {
     /// One server per SQLite file: nobody else to tell.
     pub(crate) async fn notify_work(&self) -> Result<(), StoreError> {
