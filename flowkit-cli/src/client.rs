@@ -193,6 +193,11 @@ impl Client {
         self.send(Method::PATCH, segments, &[], Some(body)).await
     }
 
+    /// `DELETE` the path.
+    pub async fn delete(&self, segments: &[&str]) -> Result<Answer, Failure> {
+        self.send(Method::DELETE, segments, &[], None::<&()>).await
+    }
+
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();
         url.set_query(None);
@@ -243,7 +248,10 @@ impl Client {
         let message = if status == StatusCode::UNAUTHORIZED {
             let hint = match self.key {
                 None => "no key was given: set FLOWKIT_API_KEY or pass --api-key",
-                Some(_) => "the key given (FLOWKIT_API_KEY or --api-key) is not the server's",
+                Some(_) => {
+                    "the key given (FLOWKIT_API_KEY or --api-key) is not one the server knows: \
+                     mistyped, or revoked"
+                }
             };
             format!("{message} ({hint})")
         } else {

@@ -27,6 +27,10 @@
 //! - `flowkit gaps NAME --from --to [--chunk 1d]`: the intervals of a range (by the deployment's
 //!   schedules, or by chunk) without a successful run, and a count by outcome.
 //! - `flowkit workers`: the workers, their queues, the runs they hold and when they were seen.
+//! - `flowkit keys create --name NAME --scope read[,operate…]`: make a scoped API key (printed
+//!   once, alone on stdout); `flowkit keys list`; `flowkit keys revoke NAME`. Needs an admin key.
+//! - `flowkit audit [--deployment D] [--run ID] [--backfill ID] [--actor KEY]`: who triggered,
+//!   cancelled, paused, backfilled or changed keys, and when.
 //!
 //! Times: `2024-01-01` (midnight UTC), `2024-01-01T06:00` (UTC), RFC 3339 with an offset,
 //! `now`, `today`, or relative to now: `+2h`, `-7d`.
@@ -118,6 +122,11 @@ enum Command {
     Gaps(commands::gaps::GapsArgs),
     /// List the workers.
     Workers,
+    /// Make, list and revoke the server's API keys (needs an admin key).
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
+    /// Who did what: operators' actions, newest first, with the key that did each.
+    Audit(commands::keys::AuditArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -145,6 +154,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backfills { id: Some(id) } => commands::backfill::show(&client, id, json).await,
         Command::Gaps(args) => commands::gaps::run(&client, args, json).await,
         Command::Workers => commands::workers::list(&client, json).await,
+        Command::Keys(command) => commands::keys::run(&client, command, json).await,
+        Command::Audit(args) => commands::keys::audit(&client, args, json).await,
     }
 }
 

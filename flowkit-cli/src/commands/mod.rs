@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod deployments;
 pub mod gaps;
+pub mod keys;
 pub mod runs;
 pub mod trigger;
 pub mod workers;

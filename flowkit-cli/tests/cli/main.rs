@@ -4,6 +4,7 @@
 mod backfills;
 mod common;
 mod deployments;
+mod keys;
 mod orchestration;
 mod real_worker;
 mod runs;
