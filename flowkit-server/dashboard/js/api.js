@@ -1,4 +1,7 @@
 // The server's API: JSON reads and writes with the session's API key, and the live event stream.
+// Paths are given as `/api/...` and fetched relative to the page, so the dashboard works under
+// a prefix (`flowkit-server --base-path /flowkit` serves it at `/flowkit/`). After a change
+// (any request but GET) the window gets a `flowkit:acted` event; after a new key, `flowkit:key`.
 
 const KEY = 'flowkit.apiKey';
 let prompt = null;
@@ -13,6 +16,9 @@ class ApiError extends Error {
     this.field = field;
   }
 }
+
+/** `/api/x` as a URL relative to the page: `api/x`. */
+const relative = (path) => path.replace(/^\/+/, '');
 
 function authHeaders() {
   const key = sessionStorage.getItem(KEY);
@@ -42,6 +48,7 @@ function askForKey() {
       form.removeEventListener('submit', submit);
       dialog.close();
       prompt = null;
+      window.dispatchEvent(new Event('flowkit:key'));
       resolve();
     };
     form.addEventListener('submit', submit);
@@ -55,7 +62,7 @@ async function request(method, url, body) {
   for (;;) {
     let response;
     try {
-      response = await fetch(url, body === undefined
+      response = await fetch(relative(url), body === undefined
         ? { method, headers: authHeaders() }
         : { method, headers: { ...authHeaders(), 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
     } catch (error) {
@@ -76,6 +83,7 @@ async function request(method, url, body) {
       throw new ApiError(response.status, message, field);
     }
     const text = await response.text();
+    if (method !== 'GET') window.dispatchEvent(new Event('flowkit:acted'));
     return text ? JSON.parse(text) : null;
   }
 }
@@ -106,7 +114,7 @@ export function follow(params, onEvent, onStatus) {
     while (!stopped) {
       controller = new AbortController();
       try {
-        const response = await fetch(`/api/events/stream${query(params)}`, {
+        const response = await fetch(relative(`/api/events/stream${query(params)}`), {
           headers: { ...authHeaders(), Accept: 'text/event-stream' },
           signal: controller.signal,
         });

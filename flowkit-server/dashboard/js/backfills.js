@@ -59,7 +59,7 @@ export function backfillsPage({ root, params, subscribe }) {
   const general = h('p', { class: 'callout', role: 'alert', 'data-testid': 'form-error' });
   const shown = errors(fields, general);
   const submit = h('button', { type: 'submit', class: 'primary', 'data-testid': 'backfill-submit' }, 'Start backfill');
-  const form = h('form', { class: 'panel inline-form', novalidate: true, 'data-testid': 'backfill-form', 'aria-labelledby': 'backfill-form-title' },
+  const form = h('form', { class: 'panel inline-form', novalidate: true, 'data-testid': 'backfill-form', 'data-needs': 'operate', 'aria-labelledby': 'backfill-form-title' },
     h('h2', { id: 'backfill-form-title' }, 'New backfill'),
     h('div', { class: 'fields row' }, fields.map((f) => f.el)), general,
     h('div', { class: 'actions' }, submit));
@@ -169,7 +169,7 @@ export function backfillPage({ root, subscribe }, id) {
   const head = h('section', { class: 'panel', 'data-testid': 'backfill-head' }, h('div', { class: 'loading' }, 'Loading the backfill…'));
   const cells = h('section', { class: 'panel', 'data-testid': 'backfill-intervals' });
   const answer = h('span', { role: 'status', class: 'muted', 'data-testid': 'backfill-cancel-answer' });
-  const cancel = h('button', { type: 'button', class: 'danger', 'data-testid': 'backfill-cancel' }, 'Cancel backfill');
+  const cancel = h('button', { type: 'button', class: 'danger', 'data-testid': 'backfill-cancel', 'data-needs': 'operate' }, 'Cancel backfill');
   root.append(head, cells);
 
   cancel.addEventListener('click', async () => {

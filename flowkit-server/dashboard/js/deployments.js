@@ -68,7 +68,7 @@ export function deploymentsPage({ root, subscribe }) {
     const name = encodeURIComponent(d.name);
     // A switch named for what "on" means; its state is the knob (and aria-checked), the
     // Schedule column says "paused" in words.
-    const toggle = h('button', { type: 'button', class: 'switch', role: 'switch', 'aria-checked': String(!d.paused),
+    const toggle = h('button', { type: 'button', class: 'switch', role: 'switch', 'aria-checked': String(!d.paused), 'data-needs': 'operate',
       'aria-label': `Active: ${d.name}`, 'data-testid': 'pause-toggle', 'data-focus': `pause:${d.name}`,
       title: d.paused ? 'Paused: its schedules make no runs. Switch on to resume.' : 'Active. Switch off to pause its schedules.' },
     h('span', { class: 'knob', 'aria-hidden': 'true' }), 'Active');
@@ -86,10 +86,11 @@ export function deploymentsPage({ root, subscribe }) {
       h('td', {}, d.last_runs.length ? strip(d.last_runs) : h('span', { class: 'muted' }, 'no runs yet')),
       h('td', { class: 'num' }, String(d.max_active_runs)),
       h('td', { class: 'actions-cell' },
-        h('button', { type: 'button', class: 'primary', 'data-testid': 'run-button', 'data-focus': `run:${d.name}`,
+        h('button', { type: 'button', class: 'primary', 'data-testid': 'run-button', 'data-focus': `run:${d.name}`, 'data-needs': 'operate',
           'aria-haspopup': 'dialog', onclick: () => openRun(d) }, 'Run'),
         toggle,
-        h('a', { href: `#/backfills?deployment=${name}`, class: 'small' }, 'Backfill')));
+        h('a', { href: `#/backfills?deployment=${name}`, class: 'small', 'data-needs': 'operate' }, 'Backfill'),
+        h('a', { href: `#/audit?deployment=${name}`, class: 'small', 'data-testid': 'deployment-audit' }, 'Who did what')));
   }
 
   /** The "Run" dialog of `d`: its parameters as a form, filled with its defaults. */

@@ -1,5 +1,6 @@
 // The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/flows`, `#/deployments`, `#/backfills`,
-// `#/backfills/<id>`, `#/workers`), the live indicator, the theme.
+// `#/backfills/<id>`, `#/workers`, `#/audit`), the live indicator, the theme, and what the key
+// may do (`scopes.js`).
 
 import { follow } from './api.js';
 import { runsPage } from './runs.js';
@@ -8,6 +9,8 @@ import { flowsPage } from './flows.js';
 import { deploymentsPage } from './deployments.js';
 import { backfillPage, backfillsPage } from './backfills.js';
 import { workersPage } from './workers.js';
+import { auditPage } from './audit.js';
+import { loadScopes } from './scopes.js';
 
 const page = document.getElementById('page');
 const live = document.getElementById('live');
@@ -48,6 +51,9 @@ function route() {
   } else if (parts[0] === 'backfills') {
     section = 'backfills';
     unmount = parts[1] ? backfillPage(ctx, parts[1]) : backfillsPage(ctx);
+  } else if (parts[0] === 'audit') {
+    section = 'audit';
+    unmount = auditPage(ctx);
   } else if (parts[0] === 'workers') {
     section = 'workers';
     unmount = workersPage(ctx);
@@ -76,4 +82,5 @@ document.getElementById('theme').addEventListener('click', () => {
 });
 
 window.addEventListener('hashchange', route);
+loadScopes();
 route();

@@ -3,6 +3,7 @@
 import { get, send } from './api.js';
 import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, isLate, lateTag, openRow, shortId, throttle, time, toMs } from './dom.js';
 import { logsPanel } from './logs.js';
+import { auditPanel } from './audit.js';
 import { segmentsOf, timeline } from './timeline.js';
 
 export function runPage({ root, subscribe }, id) {
@@ -30,7 +31,7 @@ export function runPage({ root, subscribe }, id) {
   const tasks = h('section', { class: 'panel', 'data-testid': 'tasks' }, h('h2', {}, 'Task runs'), chips, tl.el, taskDetail);
   const children = h('section', { class: 'panel flush', 'data-testid': 'child-runs' });
   const logs = logsPanel(id, nameOf);
-  root.append(head, problem, h('div', { class: 'columns' }, params, history), tasks, children, logs.el);
+  root.append(head, problem, h('div', { class: 'columns' }, params, history), tasks, children, logs.el, auditPanel({ run: id }).el);
 
   // Cancel: asked once more before it is sent; the server's answer stays shown.
   const cancelAnswer = h('span', { role: 'status', class: 'muted', 'data-testid': 'cancel-answer' });
@@ -40,7 +41,7 @@ export function runPage({ root, subscribe }, id) {
   const confirm = h('span', { class: 'confirm', role: 'group', 'aria-label': 'Cancel this run?' },
     h('span', {}, 'Cancel this run?'), confirmButton, keepButton);
   confirm.hidden = true;
-  const actions = h('div', { class: 'run-actions' }, cancelButton, confirm, cancelAnswer);
+  const actions = h('div', { class: 'run-actions', 'data-needs': 'operate' }, cancelButton, confirm, cancelAnswer);
   cancelButton.addEventListener('click', () => {
     cancelButton.hidden = true;
     confirm.hidden = false;
