@@ -165,12 +165,35 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: Url, key: Option<String>) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
+    /// A client of the server at `base`, sending `key`, trusting the CA certificates in the PEM
+    /// file `ca` too.
+    pub fn new(
+        base: Url,
+        key: Option<String>,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Client> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
-            .user_agent(concat!("flowkit/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("flowkit/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                Failure::Usage(format!("cannot read --ca-cert {}: {e}", path.display()))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "--ca-cert {} holds no PEM certificate",
+                        path.display()
+                    ))
+                })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build()?;
         Ok(Client { http, base, key })
     }
 

@@ -2,7 +2,8 @@
 //!
 //! It is a client of the server's HTTP API (the types of `flowkit-api`); it finds the server at
 //! `--api-url` (`FLOWKIT_API_URL`, default `http://127.0.0.1:4200`) and sends `--api-key`
-//! (`FLOWKIT_API_KEY`) as `Authorization: Bearer <key>`. Every command prints text (aligned
+//! (`FLOWKIT_API_KEY`) as `Authorization: Bearer <key>`; over HTTPS it trusts the CA
+//! certificates of `--ca-cert` (`FLOWKIT_CA_CERT`) besides the usual roots. Every command prints text (aligned
 //! tables), or with `--json` the server's JSON as it came: with `--wait`, its last answer (the
 //! flow run as it ended, the backfill with every interval ended), progress going to stderr.
 //!
@@ -68,6 +69,15 @@ struct Cli {
         help_heading = "Global options"
     )]
     api_key: Option<String>,
+    /// Trust the CA certificates in this PEM file, for a server on a self-signed or private
+    /// certificate (https://).
+    #[arg(
+        long,
+        env = "FLOWKIT_CA_CERT",
+        global = true,
+        help_heading = "Global options"
+    )]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
@@ -130,7 +140,12 @@ enum Command {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(cli.api_url, cli.api_key.filter(|k| !k.is_empty()))?;
+    let ca_cert = cli.ca_cert.filter(|p| !p.as_os_str().is_empty());
+    let client = Client::new(
+        cli.api_url,
+        cli.api_key.filter(|k| !k.is_empty()),
+        ca_cert.as_deref(),
+    )?;
     let json = cli.json;
     match cli.command {
         Command::Deployments => commands::deployments::list(&client, json).await,

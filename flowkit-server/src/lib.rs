@@ -3,6 +3,7 @@
 //! server in-process as well as as a process.
 
 pub mod auth;
+pub mod backup;
 pub mod body_limits;
 pub mod dashboard;
 pub mod error;
@@ -17,7 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
-pub use serve::{Limits, Shutdown, serve};
+pub use serve::{Limits, Shutdown, TlsAcceptor, serve, serve_tls, tls_acceptor};
 pub use store::Store;
 
 /// The largest request body accepted (a full batch of large events fits).
@@ -217,4 +218,74 @@ async fn render_metrics(
         .as_ref()
         .map(|m| m.render())
         .unwrap_or_default())
+}
+
+/// A `--base-path` as served: `/flowkit` (a leading slash, none at the end), or None for the
+/// root. Refuses what cannot be a path prefix.
+pub fn base_path(text: &str) -> Result<Option<String>, String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    if !trimmed.starts_with('/') {
+        return Err(format!("{text:?} must start with '/', like /flowkit"));
+    }
+    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~');
+    if !trimmed.chars().all(fine) || trimmed.contains("//") {
+        return Err(format!(
+            "{text:?} is not a plain path: use letters, digits, '-', '_', '.', '~' and '/'"
+        ));
+    }
+    Ok(Some(trimmed.to_string()))
+}
+
+/// `app` under `base` (from [`base_path`]): `/flowkit/api/…` reaches `/api/…`, `/flowkit/` the
+/// dashboard, `/flowkit` redirects to `/flowkit/` (the dashboard's links are relative to it),
+/// and anything else is a 404. For a server behind a reverse proxy that forwards a prefix as is.
+pub fn at_base_path(app: Router, base: Option<String>) -> Router {
+    use axum::response::IntoResponse;
+    let Some(base) = base else {
+        return app;
+    };
+    let base: Arc<str> = base.into();
+    Router::new().fallback_service(tower::service_fn(
+        move |mut request: axum::extract::Request| {
+            let app = app.clone();
+            let base = base.clone();
+            async move {
+                use tower::ServiceExt;
+                let path = request.uri().path();
+                let Some(rest) = path.strip_prefix(&*base) else {
+                    return Ok(error::ApiError::NotFound(format!(
+                        "{path} (this server answers under {base}/)"
+                    ))
+                    .into_response());
+                };
+                if rest.is_empty() {
+                    let query = request
+                        .uri()
+                        .query()
+                        .map(|q| format!("?{q}"))
+                        .unwrap_or_default();
+                    return Ok(
+                        axum::response::Redirect::permanent(&format!("{base}/{query}"))
+                            .into_response(),
+                    );
+                }
+                if !rest.starts_with('/') {
+                    return Ok(error::ApiError::NotFound(path.to_string()).into_response());
+                }
+                let rest = match request.uri().query() {
+                    Some(query) => format!("{rest}?{query}"),
+                    None => rest.to_string(),
+                };
+                let mut parts = request.uri().clone().into_parts();
+                parts.path_and_query = rest.parse().ok();
+                if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                    *request.uri_mut() = uri;
+                }
+                app.oneshot(request).await
+            }
+        },
+    ))
 }

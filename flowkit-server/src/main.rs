@@ -1,11 +1,12 @@
-//! `flowkit-server`: the flowkit API server.
+//! `flowkit-server`: the flowkit API server; `flowkit-server backup --to FILE` copies its SQLite
+//! store consistently while it runs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use flowkit_server::{AppState, Limits, Shutdown, Store, app};
 
 /// Stores the run events of flowkit programs and answers queries about their runs.
@@ -15,12 +16,23 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "FLOWKIT_BIND", default_value = "127.0.0.1:4200")]
     bind: SocketAddr,
-    /// Database: `sqlite://PATH` (created if missing).
-    #[arg(long, env = "FLOWKIT_DATABASE_URL")]
+    /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
+    #[arg(long, env = "FLOWKIT_DATABASE_URL", global = true)]
     database_url: Option<String>,
-    /// API key: when set, every route but /healthz needs `Authorization: Bearer <key>`.
+    /// API key: when set, every route but /healthz needs `Authorization: Bearer <key>`, this
+    /// key (which may do everything) or one made with `flowkit keys create`.
     #[arg(long, env = "FLOWKIT_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM; the server's certificate first).
+    #[arg(long, env = "FLOWKIT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "FLOWKIT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve the API and the dashboard under this path (`/flowkit`), for a reverse proxy that
+    /// forwards the prefix as is.
+    #[arg(long, env = "FLOWKIT_BASE_PATH", value_parser = base_path, default_value = "")]
+    base_path: BasePath,
     /// Delete runs older than this many days (0: keep everything).
     #[arg(long, env = "FLOWKIT_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u32,
@@ -46,6 +58,27 @@ struct Args {
     /// ahead; workers are handed each one the moment it is due, whatever the tick).
     #[arg(long, env = "FLOWKIT_SCHEDULER_TICK", default_value = "5s", value_parser = duration)]
     scheduler_tick: Duration,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Copy the SQLite store to a new file, consistently, while the server runs (for
+    /// PostgreSQL, use pg_dump).
+    Backup {
+        /// The file to write (it must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+/// A parsed `--base-path`.
+#[derive(Clone, Debug)]
+struct BasePath(Option<String>);
+
+fn base_path(text: &str) -> Result<BasePath, String> {
+    flowkit_server::base_path(text).map(BasePath)
 }
 
 /// A positive duration: "10s", "500ms", "2m".
@@ -123,6 +156,22 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::Backup { to }) = &args.command {
+        let database_url = match &args.database_url {
+            Some(url) => url.clone(),
+            None => default_database()?,
+        };
+        let bytes = flowkit_server::backup::backup(&database_url, to).await?;
+        println!(
+            "backed up {database_url} to {} ({bytes} bytes)",
+            to.display()
+        );
+        return Ok(());
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(flowkit_server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let api_key = args.api_key.filter(|k| !k.is_empty());
     if api_key.is_none() && !args.bind.ip().is_loopback() && !args.allow_public_without_key {
         anyhow::bail!(
@@ -147,7 +196,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let stop = stop_signal();
     tracing::info!(%address, database = %database_url, "flowkit-server listening");
-    println!("flowkit-server listening on http://{address}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(base) = &args.base_path.0 {
+        tracing::info!("the API and the dashboard are under {scheme}://{address}{base}/");
+    }
+    println!("flowkit-server listening on {scheme}://{address}");
     flowkit_server::spawn_retention(store.clone(), args.retention_days);
     let state = AppState::new(store, api_key).with_orchestra(
         flowkit_server::orchestrate::Orchestra::new(args.heartbeat_timeout, args.scheduler_tick),
@@ -170,7 +223,8 @@ async fn main() -> anyhow::Result<()> {
         ),
         ..Limits::default()
     };
-    flowkit_server::serve(listener, app(state), &limits, shutdown).await?;
+    let app = flowkit_server::at_base_path(app(state), args.base_path.0);
+    flowkit_server::serve_tls(listener, app, &limits, shutdown, tls).await?;
     tracing::info!("stopped");
     Ok(())
 }

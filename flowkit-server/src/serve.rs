@@ -10,6 +10,8 @@
 //! - Running out of file descriptors (EMFILE) neither kills nor spins the loop: it backs off.
 //! - On [`Shutdown::trigger`] the listener closes, live streams end, and open connections get
 //!   [`Limits::shutdown_grace`] to finish what they are doing.
+//! - With TLS ([`serve_tls`]), each connection's handshake runs in its own task, within the
+//!   header timeout, holding its connection slot: the limits above hold over TLS as over TCP.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+pub use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 /// The limits of the accept loop.
 #[derive(Debug, Clone)]
@@ -154,6 +158,17 @@ pub async fn serve(
     limits: &Limits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    serve_tls(listener, app, limits, shutdown, None).await
+}
+
+/// Like [`serve`], over TLS when `tls` is given (see [`tls_acceptor`]).
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: &Limits,
+    shutdown: Shutdown,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<()> {
     let app = app.layer(axum::middleware::from_fn_with_state(
         limits.body_timeout,
         crate::body_limits::body_deadline,
@@ -196,10 +211,32 @@ pub async fn serve(
         // Small answers and live events go out at once.
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let Some(acceptor) = tls.clone() else {
+            let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "connection closed with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection closed with an error");
+            // A client that never finishes its handshake is cut off like one that never
+            // sends its request's head.
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let connection =
+                        watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, %error, "connection closed with an error");
+                    }
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
             drop(slot);
         });
@@ -248,4 +285,44 @@ async fn accept_failed(error: &std::io::Error, failures: &mut u64, shutdown: &Sh
         () = shutdown.triggered() => false,
         () = tokio::time::sleep(Duration::from_millis(100)) => true,
     }
+}
+
+/// What went wrong reading a certificate or key.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file could not be read, or held no PEM of the kind needed.
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    /// rustls refused the certificate and key together.
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A TLS acceptor for the certificate chain in `cert` and the private key in `key` (PEM files;
+/// the chain starts with the server's certificate). Speaks HTTP/1.1 (ALPN), TLS 1.2 and 1.3.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<TlsAcceptor, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let file_error = |path: &std::path::Path, reason: String| TlsError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| file_error(cert, format!("not a PEM certificate chain ({e})")))?;
+    if chain.is_empty() {
+        return Err(file_error(cert, "holds no certificate".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| file_error(key, format!("not a PEM private key ({e})")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }

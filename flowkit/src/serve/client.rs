@@ -55,8 +55,9 @@ struct Inner {
 impl ApiClient {
     /// A client of the servers at `urls` (at least one), with `api_key` as a bearer token.
     pub(crate) fn new(urls: Vec<String>, api_key: Option<String>) -> ApiClient {
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+        let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        let ca = crate::sink::ca::ca_path(None);
+        let client = crate::sink::ca::trust(builder, ca.as_deref())
             .build()
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "flowkit: could not configure the API client; using defaults");

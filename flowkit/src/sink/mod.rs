@@ -1,5 +1,6 @@
 //! Sinks: where the events of the bus end up.
 
+pub(crate) mod ca;
 mod console;
 mod http;
 mod memory;

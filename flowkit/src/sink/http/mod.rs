@@ -66,7 +66,8 @@ enum Command {
     Flush(oneshot::Sender<usize>),
 }
 
-/// Sends events to a flowkit server (`FLOWKIT_API_URL`, `FLOWKIT_API_KEY`), and heartbeats for
+/// Sends events to a flowkit server (`FLOWKIT_API_URL`, `FLOWKIT_API_KEY`; over HTTPS a private
+/// CA is trusted with `FLOWKIT_CA_CERT` or [`HttpSinkBuilder::ca_cert`]), and heartbeats for
 /// the flow runs it has seen start and not end (see the module's notes on the server side).
 ///
 /// ```no_run
@@ -86,9 +87,17 @@ pub struct HttpSinkBuilder {
     url: String,
     api_key: Option<String>,
     spool_dir: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
 }
 
 impl HttpSinkBuilder {
+    /// Trusts the CA certificates in this PEM file (default: `FLOWKIT_CA_CERT`), for a server
+    /// on a self-signed or private certificate.
+    pub fn ca_cert(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.ca_cert = Some(pem_file.into());
+        self
+    }
+
     /// Sends `Authorization: Bearer <key>`.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
@@ -113,6 +122,7 @@ impl HttpSinkBuilder {
             bases,
             current: AtomicUsize::new(0),
             api_key: self.api_key,
+            ca: crate::sink::ca::ca_path(self.ca_cert),
         };
         let spool_dir = self
             .spool_dir
@@ -162,6 +172,7 @@ impl HttpSink {
             url: url.into(),
             api_key: None,
             spool_dir: None,
+            ca_cert: None,
         }
     }
 }
@@ -198,6 +209,8 @@ struct Server {
     /// The one in use, as an index into `bases`.
     current: AtomicUsize,
     api_key: Option<String>,
+    /// CA certificates to trust (a PEM file).
+    ca: Option<PathBuf>,
 }
 
 /// How a post went.
@@ -345,10 +358,8 @@ fn backoff() -> impl Iterator<Item = Duration> {
 }
 
 async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut spool: Spool) {
-    let client = match reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
-    {
+    let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+    let client = match crate::sink::ca::trust(builder, server.ca.as_deref()).build() {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "flowkit: the HTTP sink could not build its client");

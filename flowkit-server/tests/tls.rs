@@ -1,0 +1,210 @@
+//! HTTPS: the server on a certificate signed by a private CA (made here with `openssl`) answers
+//! over TLS, a client trusting that CA connects and one that does not is refused, the HTTP sink
+//! delivers a flow's events with the CA configured, and a client that never finishes its
+//! handshake is cut off like one that never sends its request.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Server, TempDir};
+use flowkit::{EventBus, HttpSink, flow};
+
+const KEY: &str = "tls-test-key";
+
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost, in `dir`: (CA
+/// certificate, server certificate, server key).
+pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=flowkit test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("the extensions file");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+fn client(ca: Option<&Path>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).expect("the CA");
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM"));
+    }
+    builder.build().expect("a client")
+}
+
+#[flow(name = "over-tls")]
+async fn over_tls(n: u32) -> u32 {
+    n * 2
+}
+
+#[tokio::test]
+async fn the_server_answers_over_https_and_the_sink_connects_with_the_ca() {
+    let dir = TempDir::new("tls");
+    let (ca, cert, key) = certificates(dir.path());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start(
+        dir.path(),
+        0,
+        &[
+            "--api-key",
+            KEY,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--header-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+
+    // Trusting the CA: health and the API answer over HTTPS.
+    let trusted = client(Some(&ca));
+    let health = trusted
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .expect("HTTPS");
+    assert_eq!(health.status(), 200);
+    let stats = trusted
+        .get(format!("{}/api/stats", server.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("HTTPS");
+    assert_eq!(stats.status(), 200);
+    // Not trusting it: refused (an unknown issuer), never a silent plain-text answer.
+    let error = client(None)
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .expect_err("an unknown CA is refused");
+    assert!(error.is_connect() || error.is_request(), "{error:?}");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = client(None)
+        .get(format!("http://127.0.0.1:{}/healthz", server.port))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
+
+    // The HTTP sink delivers a flow's events over HTTPS with the CA.
+    let spool = TempDir::new("tls-spool");
+    let bus = EventBus::builder()
+        .sink(
+            HttpSink::builder(&server.url)
+                .api_key(KEY)
+                .ca_cert(&ca)
+                .spool_dir(spool.path())
+                .build(),
+        )
+        .build();
+    assert_eq!(over_tls(21).on(&bus).await.expect("the flow runs"), 42);
+    bus.flush().await;
+    let runs: serde_json::Value = trusted
+        .get(format!("{}/api/flow_runs?flow=over-tls", server.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("HTTPS")
+        .json()
+        .await
+        .expect("JSON");
+    let runs = runs["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 1, "the flow run arrived over HTTPS: {runs:?}");
+    assert_eq!(runs[0]["state"], "Completed");
+
+    // A client that opens a connection and never starts its handshake is cut off after the
+    // header timeout (1 s), freeing its slot.
+    let started = Instant::now();
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("TCP");
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut stalled, &mut buffer),
+    )
+    .await
+    .expect("the server closes a stalled handshake");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not answered: {read:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
