@@ -222,3 +222,107 @@ async fn a_read_key_sees_no_actions_and_an_operator_cancels_and_is_audited() {
     browser.screenshot("access-audit").await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_api_work_under_a_base_path() {
+    use common::{event_now, run_created};
+    use flowkit::events::RunType;
+    let dir = TempDir::new("dash-base-path");
+    let server = Server::start(
+        dir.path(),
+        0,
+        &["--api-key", ADMIN, "--base-path", "/flowkit/"],
+    )
+    .await;
+    let run = uuid::Uuid::now_v7();
+    let events = vec![event_now(
+        run,
+        None,
+        run_created(RunType::Flow, "prefixed", 0),
+    )];
+    let (status, body) = send(
+        &server,
+        reqwest::Method::POST,
+        "/flowkit/api/events",
+        json!(events),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Only under the prefix.
+    let (status, _) = send(&server, reqwest::Method::GET, "/api/stats", Value::Null).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(
+        &server,
+        reqwest::Method::GET,
+        "/flowkit/healthz",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client")
+        .get(format!("{}/flowkit", server.url))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(redirect.headers()["location"], "/flowkit/");
+
+    let browser = Browser::start().await;
+    // The page asks for the key, then lists the run, live.
+    browser.goto(&format!("{}/flowkit", server.url)).await;
+    browser
+        .wait_until(
+            "the key prompt",
+            "document.getElementById('key-dialog').open",
+        )
+        .await;
+    browser.type_into("#key-input", ADMIN).await;
+    browser.click("#key-form button[type=submit]").await;
+    browser
+        .wait_until(
+            "the run listed",
+            &format!("document.querySelector('[data-testid=run-row][data-run-id=\"{run}\"]')"),
+        )
+        .await;
+    browser
+        .wait_until(
+            "live updates under the prefix",
+            "document.getElementById('live').dataset.status === 'live'",
+        )
+        .await;
+    let path = browser.eval("return location.pathname;", vec![]).await;
+    assert_eq!(path, json!("/flowkit/"));
+    browser
+        .eval(
+            &format!("location.hash = '#/runs/{run}'; return true;"),
+            vec![],
+        )
+        .await;
+    browser
+        .wait_until(
+            "the run page",
+            "document.querySelector('[data-testid=run-head] .badge')",
+        )
+        .await;
+    // An admin key sees the actions.
+    browser
+        .wait_until(
+            "the admin's scopes",
+            "document.documentElement.dataset.scopes.split(' ').includes('operate')",
+        )
+        .await;
+    // Every request the page made went under the prefix.
+    let outside = browser
+        .eval(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)\
+             .filter(p => !p.startsWith('/flowkit/'));",
+            vec![],
+        )
+        .await;
+    assert_eq!(outside, json!([]), "requests outside the prefix");
+    browser.screenshot("access-base-path").await;
+    browser.close().await;
+}

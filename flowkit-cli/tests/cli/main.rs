@@ -8,6 +8,7 @@ mod keys;
 mod orchestration;
 mod real_worker;
 mod runs;
+mod tls;
 mod usage;
 mod worker;
 

@@ -1,0 +1,162 @@
+//! The `flowkit` command line against a server on HTTPS with a private CA (made here with
+//! `openssl`) and under a base path: it connects with `FLOWKIT_CA_CERT`, and without it says
+//! the server cannot be reached (exit 3) rather than talking in plain text.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use flowkit_server::{AppState, Limits, Store, app};
+
+use crate::common::{TempDir, block_on, flowkit_env};
+
+const KEY: &str = "cli-tls-key";
+
+/// A CA and a server certificate it signed for 127.0.0.1: (CA, certificate, key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=flowkit cli test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("the extensions file");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn the_cli_reaches_an_https_server_under_a_base_path_with_the_ca() {
+    let dir = TempDir::new("tls");
+    let (ca, cert, key) = certificates(dir.path());
+    let database = format!("sqlite://{}", dir.path().join("flowkit.db").display());
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        block_on(async move {
+            let store = Store::open(&database).await.expect("the database opens");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port");
+            let state = AppState::new(store, Some(KEY.into()));
+            let shutdown = state.shutdown.clone();
+            let _ = sender.send((
+                listener.local_addr().expect("its address"),
+                shutdown.clone(),
+            ));
+            let tls = flowkit_server::tls_acceptor(&cert, &key).expect("the certificate loads");
+            let app = flowkit_server::at_base_path(app(state), Some("/flowkit".into()));
+            flowkit_server::serve_tls(listener, app, &Limits::default(), shutdown, Some(tls))
+                .await
+                .expect("it serves");
+        });
+    });
+    let (address, shutdown) = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server listens");
+    let url = format!("https://{address}/flowkit");
+    let ca = ca.display().to_string();
+
+    let out = flowkit_env(
+        &[
+            ("FLOWKIT_API_URL", &url),
+            ("FLOWKIT_API_KEY", KEY),
+            ("FLOWKIT_CA_CERT", &ca),
+        ],
+        &["keys", "create", "--name", "over-tls", "--scope", "read"],
+    )
+    .ok();
+    assert!(out.stdout.trim().starts_with("fk_"), "{out}");
+    let list = flowkit_env(
+        &[("FLOWKIT_API_URL", &url), ("FLOWKIT_API_KEY", KEY)],
+        &["--ca-cert", &ca, "keys", "list"],
+    )
+    .ok();
+    assert_eq!(list.cell("over-tls", "SCOPES"), "read");
+
+    // Without the CA: not reachable (exit 3), saying why.
+    let refused = flowkit_env(
+        &[("FLOWKIT_API_URL", &url), ("FLOWKIT_API_KEY", KEY)],
+        &["deployments"],
+    )
+    .expect_code(3);
+    assert!(
+        refused.stderr.to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+    // A CA file that is not one: a usage error.
+    flowkit_env(
+        &[
+            ("FLOWKIT_API_URL", &url),
+            ("FLOWKIT_API_KEY", KEY),
+            ("FLOWKIT_CA_CERT", &url),
+        ],
+        &["deployments"],
+    )
+    .expect_code(2);
+    shutdown.trigger();
+}
