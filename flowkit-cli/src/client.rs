@@ -272,8 +272,8 @@ impl Client {
             let hint = match self.key {
                 None => "no key was given: set FLOWKIT_API_KEY or pass --api-key",
                 Some(_) => {
-                    "the key given (FLOWKIT_API_KEY or --api-key) is not one the server knows: \
-                     mistyped, or revoked"
+                    "the key given (FLOWKIT_API_KEY or --api-key) is not the server's, nor a \
+                     key made on it: mistyped, or revoked"
                 }
             };
             format!("{message} ({hint})")
