@@ -270,12 +270,18 @@ pub async fn require_key(
         request.extensions_mut().insert(Caller::anonymous());
         return next.run(request).await;
     };
-    let route = request
+    // A path no route matches needs a key (it gets its 404 then), not a scope.
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
+        .map(|p| p.as_str().to_string());
+    let route = matched
+        .clone()
         .unwrap_or_else(|| request.uri().path().to_string());
-    let needed = need(request.method(), &route);
+    let needed = match matched {
+        Some(route) => need(request.method(), &route),
+        None => Need::AnyKey,
+    };
     if needed == Need::Public {
         return next.run(request).await;
     }

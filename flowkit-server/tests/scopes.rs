@@ -268,6 +268,17 @@ async fn every_route_with_every_scope(backend: Backend) {
             "{method} {path} with --api-key: {answer}"
         );
     }
+    // A path no route has: a 404 for a key of any scope, never a 403.
+    let writer = &keys[1].1;
+    let (status, _) = call(
+        &server,
+        Some(writer),
+        Method::POST,
+        "/api/nowhere",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 404);
     // A key with two scopes holds both.
     let both = make_key(&server, "dashboard-ops", &["read", "operate"]).await;
     let (_, me) = call(&server, Some(&both), Method::GET, "/api/keys/me", None).await;
@@ -321,7 +332,6 @@ async fn every_route_with_every_scope(backend: Backend) {
     );
 
     // Who did what: the operator's actions, with its name.
-    let writer = &keys[1].1;
     let operator = &keys[2].1;
     let (status, _) = call(
         &server,

@@ -18,9 +18,13 @@ use crate::store::nanos;
 /// What an action touched, for its audit entry.
 #[derive(Debug, Default)]
 pub struct Touched {
+    /// The deployment acted on (or whose run or backfill was).
     pub deployment: Option<String>,
+    /// The flow run acted on.
     pub flow_run_id: Option<Uuid>,
+    /// The backfill acted on.
     pub backfill_id: Option<Uuid>,
+    /// More, in words.
     pub detail: Option<String>,
 }
 

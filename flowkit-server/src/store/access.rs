@@ -8,39 +8,57 @@ use super::{Store, StoreError};
 /// A key as stored: its hash, never the key.
 #[derive(Clone, Debug)]
 pub struct KeyRow {
+    /// Its id (UUID v7).
     pub id: Uuid,
+    /// Its unique name.
     pub name: String,
     /// Hex SHA-256 of the key.
     pub hash: String,
+    /// The key's first characters.
     pub prefix: String,
     /// `read,operate`.
     pub scopes: String,
+    /// When it was made (Unix nanoseconds) …
     pub created_ts: i64,
+    /// … and by which key (its name).
     pub created_by: String,
 }
 
 /// One entry of the audit trail.
 #[derive(Clone, Debug)]
 pub struct AuditRow {
+    /// Its id (UUID v7, so ids sort by time).
     pub id: Uuid,
+    /// When (Unix nanoseconds).
     pub ts: i64,
+    /// The name of the key that acted.
     pub actor: String,
+    /// What it did (`flowkit_api::access::AuditAction::as_str`).
     pub action: String,
+    /// The deployment it touched.
     pub deployment: Option<String>,
+    /// The flow run it touched.
     pub flow_run_id: Option<Uuid>,
+    /// The backfill it touched.
     pub backfill_id: Option<Uuid>,
+    /// More, in words.
     pub detail: Option<String>,
 }
 
 /// Which audit entries to list (all given filters must hold), newest first.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
+    /// Only entries touching this deployment.
     pub deployment: Option<String>,
+    /// … this flow run.
     pub flow_run_id: Option<Uuid>,
+    /// … this backfill.
     pub backfill_id: Option<Uuid>,
+    /// Only what this key did.
     pub actor: Option<String>,
     /// Entries older than this one (a cursor).
     pub before: Option<Uuid>,
+    /// At most this many.
     pub limit: i64,
 }
 
