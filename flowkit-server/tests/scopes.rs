@@ -470,6 +470,8 @@ async fn a_revoked_key_stops_working_at_once_on_every_server_sharing_postgres() 
     let database = Backend::Postgres.database_url(dir.path()).await;
     let first = Server::start_with(&database, 0, &["--api-key", ADMIN]).await;
     let second = Server::start_with(&database, 0, &["--api-key", ADMIN]).await;
+    // Their listeners connect: from then on each trusts its cache of keys.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for round in 0..5 {
         let name = format!("shared-{round}");
         let key = make_key(&first, &name, &["read"]).await;
