@@ -514,7 +514,15 @@ fn durable_tokens(
                 format!("`{option}` needs a named return type to store it, not `impl Trait`"),
             ));
         }
-        Some((_, span)) => quote_spanned!(span=> ::flowkit::__private::codec::<#ok>()),
+        Some((_, span)) => {
+            // The type comes from the `let`, so that the unmet bound is reported at the call,
+            // which carries the option's span.
+            let call = quote_spanned!(span=> ::flowkit::__private::codec());
+            quote!({
+                let __flowkit_codec: ::core::option::Option<::flowkit::Codec<#ok>> = #call;
+                __flowkit_codec
+            })
+        }
         None if opaque || matches!(opts.persist_result, Some((false, _))) => {
             quote!(::core::option::Option::None)
         }
