@@ -12,8 +12,8 @@ use std::time::Duration;
 use flowkit::events::{Event, EventKind, LogLevel};
 use flowkit::testing::capture;
 use flowkit::{
-    EventSink, LocalStore, MemorySink, ResultStore, ResultStoreError, RunError, State,
-    StoreFuture, flow, task,
+    EventSink, LocalStore, MemorySink, ResultStore, ResultStoreError, RunError, State, StoreFuture,
+    flow, task,
 };
 use uuid::Uuid;
 
@@ -193,13 +193,20 @@ fn sigkill_mid_flow_then_resume_in_another_process() {
             first.try_wait().expect("the child's status").is_none(),
             "the first child exited before task 11"
         );
-        assert!(std::time::Instant::now() < deadline, "task 11 never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task 11 never started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     first.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
     let status = first.wait().expect("the killed child");
     assert!(!status.success());
-    assert_eq!(counts(&dir), (0..11).collect::<Vec<_>>(), "tasks 0..=10 ran");
+    assert_eq!(
+        counts(&dir),
+        (0..11).collect::<Vec<_>>(),
+        "tasks 0..=10 ran"
+    );
 
     let resumed = common::child_test(CHILD_RESUME)
         .env("DURABLE_DIR", &dir)
@@ -239,10 +246,7 @@ fn sigkill_mid_flow_then_resume_in_another_process() {
         .iter()
         .map(|(event, _)| {
             let run = event.run_id().expect("a run id");
-            state_changes(&resume_events, run)
-                .last()
-                .expect("an end")
-                .0
+            state_changes(&resume_events, run).last().expect("an end").0
         })
         .collect();
     assert_eq!(resumed_ends.len(), 20);
@@ -313,9 +317,14 @@ async fn resume_after_a_failure_fixed_by_an_input_reruns_only_that_task_and_its_
     assert_eq!(take_calls(), ["fetch_rows", "audit", "divide"]);
 
     let run_id = failed.run_id();
-    let (result, events) = capture(|| report(7, 2).result_store(store.clone()).resume(run_id)).await;
+    let (result, events) =
+        capture(|| report(7, 2).result_store(store.clone()).resume(run_id)).await;
     assert_eq!(result.unwrap(), 700 / 2 + 1 + 7);
-    assert_eq!(take_calls(), ["divide", "publish"], "only the failed task and its dependent");
+    assert_eq!(
+        take_calls(),
+        ["divide", "publish"],
+        "only the failed task and its dependent"
+    );
     assert_eq!(ends(&events, "fetch_rows"), [State::Cached]);
     assert_eq!(ends(&events, "audit"), [State::Cached]);
     assert_eq!(ends(&events, "divide"), [State::Completed]);
@@ -337,7 +346,10 @@ async fn resume_after_a_failure_fixed_by_an_input_reruns_only_that_task_and_its_
             _ => None,
         })
         .unwrap_or_default();
-    assert!(reused.starts_with("resumed: the result of task run"), "{reused}");
+    assert!(
+        reused.starts_with("resumed: the result of task run"),
+        "{reused}"
+    );
 
     // A run the store has no record of cannot be resumed: a clear error, no panic.
     let unknown = Uuid::now_v7();
@@ -538,7 +550,10 @@ async fn a_store_that_cannot_be_written_fails_the_attempt_and_is_retried_never_a
         error.to_string().contains("could not write") && error.to_string().contains("disk full"),
         "{error}"
     );
-    assert!(matches!(error, RunError::ResultStore { attempts: 3, .. }), "{error:?}");
+    assert!(
+        matches!(error, RunError::ResultStore { attempts: 3, .. }),
+        "{error:?}"
+    );
     assert_eq!(ends(&events, "stored"), [State::Failed]);
 
     // A directory that cannot exist (under a file): each attempt fails to write, naming it.
@@ -602,18 +617,25 @@ async fn a_map_of_1000_with_10_failures_resumed_reruns_exactly_10() {
     assert_eq!(ITEM_RUNS.load(Ordering::SeqCst), 1000);
     let first = ends(&events, "load_item");
     assert_eq!(
-        (count(&first, State::Completed), count(&first, State::Failed)),
+        (
+            count(&first, State::Completed),
+            count(&first, State::Failed)
+        ),
         (990, 10)
     );
 
     ITEMS_BROKEN.store(false, Ordering::SeqCst);
     let run_id = error.run_id();
-    let (result, events) = capture(|| load_all(1000).result_store(store.clone()).resume(run_id)).await;
+    let (result, events) =
+        capture(|| load_all(1000).result_store(store.clone()).resume(run_id)).await;
     assert_eq!(result.unwrap(), (0..1000u64).sum::<u64>());
     assert_eq!(ITEM_RUNS.load(Ordering::SeqCst), 1010, "exactly 10 reran");
     let second = ends(&events, "load_item");
     assert_eq!(
-        (count(&second, State::Cached), count(&second, State::Completed)),
+        (
+            count(&second, State::Cached),
+            count(&second, State::Completed)
+        ),
         (990, 10)
     );
     std::fs::remove_dir_all(&dir).ok();

@@ -17,11 +17,11 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
-use crate::run::{Attempt, Cancel, Completion, EndGuard, FlowRun, Live, Record, drive};
-use crate::task::Outcome;
 use crate::results::envelope::Meta;
 use crate::results::idempotency_key;
 use crate::results::plan::{FlowDurable, read_manifest, write_manifest};
+use crate::run::{Attempt, Cancel, Completion, EndGuard, FlowRun, Live, Record, drive};
+use crate::task::Outcome;
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, FlowOptions, ResultStore, ResultStoreError, State};
 
@@ -739,11 +739,14 @@ async fn resume_from(run: &FlowRun, durable: &FlowDurable) -> Result<(), ResultS
         run.emit_state(
             State::Crashed,
             manifest.attempt,
-            Some("the process running this attempt was lost (found when the run was resumed)".into()),
+            Some(
+                "the process running this attempt was lost (found when the run was resumed)".into(),
+            ),
             None,
         );
     }
-    run.attempt_base.store(manifest.attempt, std::sync::atomic::Ordering::Relaxed);
+    run.attempt_base
+        .store(manifest.attempt, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
@@ -789,7 +792,10 @@ async fn record_end(
 ) {
     if durable.keeps_manifest() {
         if let Err(error) = write_manifest(&*durable.store, run, run.attempt(), state).await {
-            warn_on_flow(run, &format!("could not record the end of the run: {error}"));
+            warn_on_flow(
+                run,
+                &format!("could not record the end of the run: {error}"),
+            );
         }
     }
     if let Some((key, bytes)) = keyed {

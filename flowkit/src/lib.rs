@@ -145,15 +145,16 @@ pub mod runtime {
 /// What the macros' expansions use. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::results::keys::{HashOpaque, HashSerialize, Input, Probe, ProbeNone, ProbeSerde};
+    pub use crate::results::keys::{
+        HashOpaque, HashSerialize, Input, Probe, ProbeNone, ProbeSerde,
+    };
     pub use crate::task::wants_inputs;
     pub use serde_json;
 
     /// The codec of a task whose result is persisted: its type must be serializable (the
     /// macro points an error here at the option that asked for it).
     #[inline(always)]
-    pub fn codec<T: serde::Serialize + serde::de::DeserializeOwned>()
-    -> Option<crate::Codec<T>> {
+    pub fn codec<T: serde::Serialize + serde::de::DeserializeOwned>() -> Option<crate::Codec<T>> {
         Some(crate::Codec::json())
     }
 

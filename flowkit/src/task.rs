@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
-use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, drive};
 use crate::results::plan::{CallParts, FlowDurable, Inputs, TaskPlan};
+use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, drive};
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, ResultStore, State, TaskOptions};
 

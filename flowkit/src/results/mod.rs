@@ -29,7 +29,8 @@ pub use local::LocalStore;
 
 /// A boxed future, as [`ResultStore`]'s methods return (the trait is object-safe, so that a
 /// store can be chosen at run time).
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ResultStoreError>> + Send + 'a>>;
+pub type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ResultStoreError>> + Send + 'a>>;
 
 /// Where persisted results go: whole objects under `/`-separated keys.
 ///

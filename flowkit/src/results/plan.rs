@@ -205,7 +205,9 @@ impl<T> TaskPlan<T> {
             store,
             codec,
             record: durable.is_some() || cache_key.is_none(),
-            resume: durable.is_some_and(|d| d.resume) && parts.occurrence.is_some() && inputs.is_some(),
+            resume: durable.is_some_and(|d| d.resume)
+                && parts.occurrence.is_some()
+                && inputs.is_some(),
             record_key,
             cache_key,
             refresh: parts.refresh || options.cache.as_ref().is_some_and(|c| c.refresh),
