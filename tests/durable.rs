@@ -286,11 +286,7 @@ async fn audit(day: u32) -> Result<u32, String> {
 #[task]
 async fn divide(rows: u32, by: u32) -> Result<u32, String> {
     called("divide");
-    if by == 0 {
-        Err("division by zero".into())
-    } else {
-        Ok(rows / by)
-    }
+    rows.checked_div(by).ok_or_else(|| "division by zero".into())
 }
 
 #[task]

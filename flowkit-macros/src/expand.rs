@@ -488,6 +488,35 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
     }
 }
 
+/// True if the success type, as written, holds a reference or a lifetime (`&'static str`,
+/// `Row<'a>`): such a type is never persisted by default. (The probe cannot tell: trait
+/// selection ignores lifetimes, so it would pick the serde codec, and `&'static str`, which is
+/// `Deserialize<'de>` only for `'de: 'static`, would then fail to compile.)
+fn ok_type_borrows(output: &Type) -> bool {
+    // `output` is `Result<T, E>` (as written, or the wrapper the macro adds): look at `T`.
+    let ok = match output {
+        Type::Path(path) => path.path.segments.last().and_then(|last| match &last.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => Some(ty.clone()),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let Some(ok) = ok else {
+        return false;
+    };
+    fn borrows(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
+            proc_macro2::TokenTree::Group(g) => borrows(g.stream()),
+            _ => false,
+        })
+    }
+    borrows(ok.to_token_stream())
+}
+
 /// What a task call needs for persisting its result: the codec of its return type, and the
 /// hash of its arguments when the task persists.
 ///
@@ -523,7 +552,10 @@ fn durable_tokens(
                 __flowkit_codec
             })
         }
-        None if opaque || matches!(opts.persist_result, Some((false, _))) => {
+        None if opaque
+            || matches!(opts.persist_result, Some((false, _)))
+            || ok_type_borrows(output) =>
+        {
             quote!(::core::option::Option::None)
         }
         None => quote!({

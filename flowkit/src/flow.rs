@@ -750,13 +750,16 @@ async fn resume_from(run: &FlowRun, durable: &FlowDurable) -> Result<(), ResultS
     Ok(())
 }
 
+/// An idempotency key, and the serialized value to store under it.
+type Keyed = (String, Result<Vec<u8>, ResultStoreError>);
+
 /// What [`record_end`] writes, taken from the result (which is not held across an await: its
 /// types need not be `Sync`).
 fn end_record<T, E>(
     run: &FlowRun,
     result: &Result<T, RunError<E>>,
     idempotency: Option<&Idempotency<T>>,
-) -> (State, Option<(String, Result<Vec<u8>, ResultStoreError>)>) {
+) -> (State, Option<Keyed>) {
     let state = match result {
         Ok(_) => State::Completed,
         Err(error) => error.state(),
@@ -788,7 +791,7 @@ async fn record_end(
     run: &Arc<FlowRun>,
     durable: &FlowDurable,
     state: State,
-    keyed: Option<(String, Result<Vec<u8>, ResultStoreError>)>,
+    keyed: Option<Keyed>,
 ) {
     if durable.keeps_manifest() {
         if let Err(error) = write_manifest(&*durable.store, run, run.attempt(), state).await {

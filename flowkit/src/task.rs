@@ -195,7 +195,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
     pub(crate) fn reserve_occurrence(&self) -> Option<u64> {
         with_current(|scope| {
             let durable = scope.and_then(Scope::flow)?.durable.as_deref()?;
-            persists(self.options, durable).then(|| durable.next_occurrence(&self.options.name))
+            persists(self.options, durable).then(|| durable.next_occurrence(self.options))
         })
     }
 
@@ -243,7 +243,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         let now = chrono::Utc::now();
         let occurrence = self.occurrence.or_else(|| {
             let durable = flow.as_ref()?.durable.as_deref()?;
-            persists(self.options, durable).then(|| durable.next_occurrence(&self.options.name))
+            persists(self.options, durable).then(|| durable.next_occurrence(self.options))
         });
         let run = Arc::new(TaskRun {
             id: crate::ids::new_id(now),

@@ -76,8 +76,11 @@ impl std::fmt::Display for Unusable {
 /// ```
 pub struct Codec<T> {
     pub(crate) encode: fn(&Meta, &T) -> Result<Vec<u8>, serde_json::Error>,
-    pub(crate) decode: fn(&[u8]) -> Result<(Meta, T), Unusable>,
+    pub(crate) decode: fn(&[u8]) -> Decoded<T>,
 }
+
+/// A stored value read back, or why it cannot be used.
+pub(crate) type Decoded<T> = Result<(Meta, T), Unusable>;
 
 impl<T> Clone for Codec<T> {
     fn clone(&self) -> Self {
@@ -115,7 +118,7 @@ fn encode<T: Serialize>(meta: &Meta, value: &T) -> Result<Vec<u8>, serde_json::E
     })
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(Meta, T), Unusable> {
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Decoded<T> {
     match serde_json::from_slice::<In<T>>(bytes) {
         Ok(stored) => Ok((
             Meta {

@@ -187,6 +187,8 @@ mod tests {
 
     struct Opaque;
 
+    // The borrows are what autoref specialization dispatches on.
+    #[allow(clippy::needless_borrow)]
     #[test]
     fn serializable_arguments_hash_by_value_others_by_type() {
         let hash = |a: u32| {

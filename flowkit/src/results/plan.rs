@@ -43,18 +43,18 @@ impl FlowDurable {
     }
 
     /// The position of this call among the calls of `task` in the flow run, from 0.
-    pub(crate) fn next_occurrence(&self, task: &Cow<'static, str>) -> u64 {
+    pub(crate) fn next_occurrence(&self, task: &crate::TaskOptions) -> u64 {
         let mut occurrences = self
             .occurrences
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match occurrences.get_mut(task) {
+        match occurrences.get_mut(&*task.name) {
             Some(next) => {
                 *next += 1;
                 *next - 1
             }
             None => {
-                occurrences.insert(task.clone(), 1);
+                occurrences.insert(task.name.clone(), 1);
                 0
             }
         }
