@@ -18,7 +18,8 @@ use crate::RetryPolicy;
 ///     retry: RetryPolicy { retries: 3, delay: RetryDelay::Fixed(Duration::from_secs(60)), jitter: 0.0 },
 ///     timeout: Some(Duration::from_secs(30)),
 ///     tags: Cow::Borrowed(&[Cow::Borrowed("api")]),
-///     ..TaskOptions::new("fetch")
+///     persist_result: None,
+///     cache: None,
 /// };
 /// assert_eq!(FETCH.name, "fetch");
 /// ```
