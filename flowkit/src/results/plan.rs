@@ -135,8 +135,8 @@ pub(crate) struct TaskPlan<T> {
     codec: Codec<T>,
     /// Where its result is recorded (for a resume, in a durable flow run).
     record_key: String,
-    /// Whether to write it there (always, but for a cached call outside a durable flow run,
-    /// whose result the cache entry holds).
+    /// Whether to write it there: always, but for a cached call outside a flow run that can
+    /// be resumed (the cache entry holds its result).
     record: bool,
     /// Look for the result of an earlier attempt of the flow run first.
     resume: bool,
@@ -204,7 +204,7 @@ impl<T> TaskPlan<T> {
         Some(TaskPlan {
             store,
             codec,
-            record: durable.is_some() || cache_key.is_none(),
+            record: durable.is_some_and(FlowDurable::keeps_manifest) || cache_key.is_none(),
             resume: durable.is_some_and(|d| d.resume)
                 && parts.occurrence.is_some()
                 && inputs.is_some(),
@@ -245,14 +245,8 @@ impl<T> TaskPlan<T> {
             meta.run_id,
             meta.stored_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
         );
-        if self.record && self.cache_key.is_some() {
-            // Recorded for the flow run too, so that a resume finds it without the cache.
-            if let Ok(bytes) = (self.codec.encode)(&meta, &value) {
-                if let Err(error) = self.store.put(&self.record_key, bytes).await {
-                    warn_on(run, &format!("could not record the cached result: {error}"));
-                }
-            }
-        }
+        // Not recorded for the flow run: a resume finds it in the cache again (or, if it has
+        // expired meanwhile, runs the task, as the cache would).
         Ok(Some((value, message)))
     }
 
