@@ -569,13 +569,13 @@ async fn a_cache_that_cannot_be_read_fails_the_task_before_its_body() {
     let (result, events) = capture(|| price(99).result_store(unreadable.clone())).await;
     let error = result.expect_err("unreadable");
     assert!(
+        matches!(error, RunError::ResultStore { attempts: 0, .. }),
+        "{error:?}"
+    );
+    assert!(
         matches!(
-            error,
-            RunError::ResultStore {
-                attempts: 0,
-                error: ResultStoreError::Unavailable { action: "read", .. },
-                ..
-            }
+            error.result_store_error(),
+            Some(ResultStoreError::Unavailable { action: "read", .. })
         ),
         "{error:?}"
     );

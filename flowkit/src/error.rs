@@ -117,8 +117,8 @@ pub enum RunError<E> {
         run_id: Uuid,
         /// How many attempts were made (0 if none ran).
         attempts: u32,
-        /// What the store said.
-        error: crate::ResultStoreError,
+        /// What the store said (boxed: it is rare, and every `RunError` would carry its size).
+        error: Box<crate::ResultStoreError>,
     },
 }
 

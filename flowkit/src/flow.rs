@@ -508,7 +508,7 @@ where
                     // Recorded before the body runs: a resume after a SIGKILL knows this attempt.
                     let written = write_manifest(&*store, &run, attempt, State::Running).await;
                     if let Err(error) = written {
-                        return Attempt::Store(error);
+                        return Attempt::Store(Box::new(error));
                     }
                 }
                 let mut body = Body {
@@ -675,7 +675,7 @@ fn store_failed<E>(run: &FlowRun, error: ResultStoreError) -> RunError<E> {
         name: run.options.name.clone(),
         run_id: run.id,
         attempts: 0,
-        error,
+        error: Box::new(error),
     }
 }
 

@@ -501,8 +501,9 @@ pub(crate) enum Attempt<T, E> {
     Panicked(String),
     TimedOut(Duration),
     Cancelled,
-    /// The result store could not be written (retried like an error).
-    Store(crate::ResultStoreError),
+    /// The result store could not be written (retried like an error). Boxed: it is rare, and
+    /// every attempt's outcome would carry its size.
+    Store(Box<crate::ResultStoreError>),
 }
 
 /// Runs attempts until one succeeds, retries are spent, or the error is not worth retrying,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
-use crate::results::plan::{CallParts, FlowDurable, Inputs, TaskPlan};
+use crate::results::plan::{CallExtras, CallParts, FlowDurable, Inputs, TaskPlan};
 use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, drive};
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, ResultStore, State, TaskOptions};
@@ -120,10 +120,7 @@ pub struct TaskCall<'a, B: TaskBody> {
     map_index: Option<u64>,
     /// How its result is stored, if its type allows (the macros probe it).
     codec: Option<Codec<<B::Output as Outcome>::Ok>>,
-    inputs: Inputs,
-    occurrence: Option<u64>,
-    refresh: bool,
-    store: Option<Arc<dyn ResultStore>>,
+    extras: Option<Box<CallExtras>>,
     _borrows: PhantomData<&'a ()>,
 }
 
@@ -137,10 +134,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             bus: None,
             map_index: None,
             codec: None,
-            inputs: Inputs::NotHashed,
-            occurrence: None,
-            refresh: false,
-            store: None,
+            extras: None,
             _borrows: PhantomData,
         }
     }
@@ -154,12 +148,17 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         inputs: Option<crate::InputsHasher>,
     ) -> Self {
         self.codec = codec;
-        self.inputs = match inputs.map(|hasher| hasher.finish()) {
-            None => Inputs::NotHashed,
-            Some(Some(hash)) => Inputs::Hashed(hash),
-            Some(None) => Inputs::Failed,
-        };
+        if let Some(hasher) = inputs {
+            self.extras().inputs = match hasher.finish() {
+                Some(hash) => Inputs::Hashed(hash),
+                None => Inputs::Failed,
+            };
+        }
         self
+    }
+
+    fn extras(&mut self) -> &mut CallExtras {
+        self.extras.get_or_insert_with(Default::default)
     }
 
     /// Runs the task and stores a new result even if its cache holds one for these inputs
@@ -180,13 +179,13 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
     /// # }
     /// ```
     pub fn refresh_cache(mut self) -> Self {
-        self.refresh = true;
+        self.extras().refresh = true;
         self
     }
 
     /// Stores this call's result in `store` instead of its flow run's (or the global) store.
     pub fn result_store(mut self, store: Arc<dyn ResultStore>) -> Self {
-        self.store = Some(store);
+        self.extras().store = Some(store);
         self
     }
 
@@ -200,7 +199,9 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
     }
 
     pub(crate) fn with_occurrence(mut self, occurrence: Option<u64>) -> Self {
-        self.occurrence = occurrence;
+        if occurrence.is_some() {
+            self.extras().occurrence = occurrence;
+        }
         self
     }
 
@@ -229,22 +230,24 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         self.options
     }
 
-    fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
+    fn prepare(mut self, scope: Option<&Scope>) -> Prepared<B> {
         let (flow, parent_task) = match scope {
             Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
             Some(Scope::Task(task)) => (task.flow.clone(), Some(task.clone())),
             None => (None, None),
         };
-        let own_bus = match (&flow, self.bus) {
+        let own_bus = match (&flow, self.bus.take()) {
             (Some(_), _) => EventBus::disabled(),
             (None, Some(bus)) => bus,
             (None, None) => crate::context::default_bus(scope),
         };
         let now = chrono::Utc::now();
-        let occurrence = self.occurrence.or_else(|| {
-            let durable = flow.as_ref()?.durable.as_deref()?;
-            persists(self.options, durable).then(|| durable.next_occurrence(self.options))
-        });
+        if self.extras.as_ref().is_none_or(|e| e.occurrence.is_none()) {
+            let durable = flow.as_ref().and_then(|flow| flow.durable.as_deref());
+            if let Some(durable) = durable.filter(|durable| persists(self.options, durable)) {
+                self.extras().occurrence = Some(durable.next_occurrence(self.options));
+            }
+        }
         let run = Arc::new(TaskRun {
             id: crate::ids::new_id(now),
             options: self.options,
@@ -284,10 +287,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             guard,
             parts: CallParts {
                 codec: self.codec,
-                inputs: self.inputs,
-                occurrence,
-                refresh: self.refresh,
-                store: self.store,
+                extras: self.extras,
             },
         }
     }
@@ -374,6 +374,9 @@ where
             parts,
         } = self;
         let _guard = guard;
+        // Boxed, as its futures are: a call that does not persist carries none of it (made
+        // before the first await, so that its parts are not held across it).
+        let plan = TaskPlan::new(&run, parts).map(Box::new);
         if let Err((upstream_id, upstream_state)) = wait_all(&upstream).await {
             let error = RunError::UpstreamFailed {
                 run_type: RunType::Task,
@@ -386,9 +389,8 @@ where
             return Err(error);
         }
         drop(upstream);
-        let plan = TaskPlan::new(&run, parts);
         if let Some(plan) = &plan {
-            match plan.lookup(&run).await {
+            match Box::pin(plan.lookup(&run)).await {
                 Ok(Some((value, message))) => {
                     run.end(State::Cached, 0, Some(message));
                     return Ok(value);
@@ -403,12 +405,12 @@ where
                         name: run.options.name.clone(),
                         run_id: run.id,
                         attempts: 0,
-                        error,
+                        error: Box::new(error),
                     });
                 }
             }
         }
-        let plan = plan.as_ref();
+        let plan = plan.as_deref();
         let limiter = match (&run.flow, takes_slot) {
             (Some(flow), true) => flow.limiter.as_ref(),
             _ => None,
@@ -434,7 +436,6 @@ where
                 .instrument(span);
             // A timed-out attempt stops the runs it detached, as a flow's timeout does.
             let timed = timeout.map(|limit| (limit, run.clone()));
-            let persist = plan.map(|plan| (plan, run.clone()));
             async move {
                 let outcome = match timed {
                     // Boxed: a timer is large, and only runs with a timeout need one.
@@ -449,19 +450,12 @@ where
                     }
                     None => attempt_future.await,
                 };
-                match (attempt_of(outcome), persist) {
-                    (Attempt::Ok(value), Some((plan, run))) => {
-                        let bytes = plan.encode(&run, attempt, &value);
-                        let stored = match bytes {
-                            Ok(bytes) => plan.store(bytes).await,
-                            Err(error) => Err(error),
-                        };
-                        match stored {
-                            Ok(()) => Attempt::Ok(value),
-                            Err(error) => Attempt::Store(error),
-                        }
-                    }
-                    (ended, _) => ended,
+                let ended = attempt_of(outcome);
+                match plan {
+                    // Boxed, and given the whole outcome: nothing of it is held here across
+                    // the store's await.
+                    Some(plan) => Box::pin(plan.persist_attempt(attempt, ended)).await,
+                    None => ended,
                 }
             }
         };

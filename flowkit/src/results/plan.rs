@@ -113,13 +113,23 @@ pub(crate) async fn write_manifest(
 }
 
 /// A task call's arguments, hashed or not.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) enum Inputs {
     /// Not needed: the task does not persist.
+    #[default]
     NotHashed,
     Hashed([u8; 32]),
     /// An argument failed to serialize.
     Failed,
+}
+
+/// What only calls that persist carry (boxed: a plain call pays one pointer).
+#[derive(Debug, Default)]
+pub(crate) struct CallExtras {
+    pub(crate) inputs: Inputs,
+    pub(crate) occurrence: Option<u64>,
+    pub(crate) refresh: bool,
+    pub(crate) store: Option<Arc<dyn ResultStore>>,
 }
 
 /// Logs a warning on the task run (a log event of the run, where a `RunLogLayer` is installed).
@@ -131,6 +141,10 @@ pub(crate) fn warn_on(run: &Arc<TaskRun>, message: &str) {
 
 /// What a task call reads from and writes to the result store.
 pub(crate) struct TaskPlan<T> {
+    /// The task run, for the envelope of what it stores.
+    name: Cow<'static, str>,
+    run_id: Uuid,
+    flow_run_id: Option<Uuid>,
     store: Arc<dyn ResultStore>,
     codec: Codec<T>,
     /// Where its result is recorded (for a resume, in a durable flow run).
@@ -148,10 +162,7 @@ pub(crate) struct TaskPlan<T> {
 /// What a task call knows when its run starts.
 pub(crate) struct CallParts<T> {
     pub(crate) codec: Option<Codec<T>>,
-    pub(crate) inputs: Inputs,
-    pub(crate) occurrence: Option<u64>,
-    pub(crate) refresh: bool,
-    pub(crate) store: Option<Arc<dyn ResultStore>>,
+    pub(crate) extras: Option<Box<CallExtras>>,
 }
 
 impl<T> TaskPlan<T> {
@@ -166,6 +177,7 @@ impl<T> TaskPlan<T> {
         if !persist {
             return None;
         }
+        let extras = parts.extras.map(|extras| *extras).unwrap_or_default();
         let Some(codec) = parts.codec else {
             warn_on(
                 run,
@@ -173,7 +185,7 @@ impl<T> TaskPlan<T> {
             );
             return None;
         };
-        let inputs = match parts.inputs {
+        let inputs = match extras.inputs {
             Inputs::Hashed(inputs) => Some(inputs),
             Inputs::Failed => {
                 warn_on(
@@ -185,14 +197,14 @@ impl<T> TaskPlan<T> {
             Inputs::NotHashed => None,
         };
         let flow_run_id = run.flow.as_ref().map(|f| f.id);
-        let record_key = match (flow_run_id, parts.occurrence, inputs) {
+        let record_key = match (flow_run_id, extras.occurrence, inputs) {
             (Some(flow), Some(occurrence), Some(inputs)) => {
                 call_key(flow, &options.name, occurrence, run.map_index, &inputs)
             }
             (Some(flow), _, _) => format!("runs/{flow}/tasks/{}.json", run.id),
             (None, _, _) => format!("tasks/{}.json", run.id),
         };
-        let store = parts
+        let store = extras
             .store
             .or_else(|| durable.map(|d| d.store.clone()))
             .unwrap_or_else(|| super::global_result_store().clone());
@@ -202,15 +214,18 @@ impl<T> TaskPlan<T> {
             .and(inputs)
             .map(|inputs| cache_key(&options.name, &inputs));
         Some(TaskPlan {
+            name: options.name.clone(),
+            run_id: run.id,
+            flow_run_id,
             store,
             codec,
             record: durable.is_some_and(FlowDurable::keeps_manifest) || cache_key.is_none(),
             resume: durable.is_some_and(|d| d.resume)
-                && parts.occurrence.is_some()
+                && extras.occurrence.is_some()
                 && inputs.is_some(),
             record_key,
             cache_key,
-            refresh: parts.refresh || options.cache.as_ref().is_some_and(|c| c.refresh),
+            refresh: extras.refresh || options.cache.as_ref().is_some_and(|c| c.refresh),
             expiration: options.cache.as_ref().and_then(|c| c.expiration),
         })
     }
@@ -272,17 +287,12 @@ impl<T> TaskPlan<T> {
     }
 
     /// Serializes the result of a completed attempt, for [`store`](Self::store).
-    pub(crate) fn encode(
-        &self,
-        run: &TaskRun,
-        attempt: u32,
-        value: &T,
-    ) -> Result<Vec<u8>, ResultStoreError> {
+    pub(crate) fn encode(&self, attempt: u32, value: &T) -> Result<Vec<u8>, ResultStoreError> {
         let now = super::now();
         let meta = Meta {
-            name: run.options.name.clone(),
-            run_id: run.id,
-            flow_run_id: run.flow.as_ref().map(|f| f.id),
+            name: self.name.clone(),
+            run_id: self.run_id,
+            flow_run_id: self.flow_run_id,
             attempt,
             stored_at: now,
             expires_at: self
@@ -293,6 +303,27 @@ impl<T> TaskPlan<T> {
         (self.codec.encode)(&meta, value).map_err(|error| ResultStoreError::Serialize {
             message: error.to_string(),
         })
+    }
+
+    /// Stores the value of a completed attempt: the attempt completes, or fails with the
+    /// store's error (and is retried like any failure).
+    pub(crate) async fn persist_attempt<E>(
+        &self,
+        attempt: u32,
+        ended: crate::run::Attempt<T, E>,
+    ) -> crate::run::Attempt<T, E> {
+        let value = match ended {
+            crate::run::Attempt::Ok(value) => value,
+            other => return other,
+        };
+        let stored = match self.encode(attempt, &value) {
+            Ok(bytes) => self.store(bytes).await,
+            Err(error) => Err(error),
+        };
+        match stored {
+            Ok(()) => crate::run::Attempt::Ok(value),
+            Err(error) => crate::run::Attempt::Store(Box::new(error)),
+        }
     }
 
     /// Stores a serialized result.
