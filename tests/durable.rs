@@ -286,7 +286,8 @@ async fn audit(day: u32) -> Result<u32, String> {
 #[task]
 async fn divide(rows: u32, by: u32) -> Result<u32, String> {
     called("divide");
-    rows.checked_div(by).ok_or_else(|| "division by zero".into())
+    rows.checked_div(by)
+        .ok_or_else(|| "division by zero".into())
 }
 
 #[task]

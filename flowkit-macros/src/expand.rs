@@ -495,13 +495,19 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
 fn ok_type_borrows(output: &Type) -> bool {
     // `output` is `Result<T, E>` (as written, or the wrapper the macro adds): look at `T`.
     let ok = match output {
-        Type::Path(path) => path.path.segments.last().and_then(|last| match &last.arguments {
-            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|arg| match arg {
-                syn::GenericArgument::Type(ty) => Some(ty.clone()),
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .and_then(|last| match &last.arguments {
+                syn::PathArguments::AngleBracketed(args) => {
+                    args.args.iter().find_map(|arg| match arg {
+                        syn::GenericArgument::Type(ty) => Some(ty.clone()),
+                        _ => None,
+                    })
+                }
                 _ => None,
             }),
-            _ => None,
-        }),
         _ => None,
     };
     let Some(ok) = ok else {

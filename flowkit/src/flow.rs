@@ -787,12 +787,7 @@ fn end_record<T, E>(
 }
 
 /// Records how the run ended in its manifest, and the value under its idempotency key.
-async fn record_end(
-    run: &Arc<FlowRun>,
-    durable: &FlowDurable,
-    state: State,
-    keyed: Option<Keyed>,
-) {
+async fn record_end(run: &Arc<FlowRun>, durable: &FlowDurable, state: State, keyed: Option<Keyed>) {
     if durable.keeps_manifest() {
         if let Err(error) = write_manifest(&*durable.store, run, run.attempt(), state).await {
             warn_on_flow(
