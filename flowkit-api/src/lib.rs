@@ -20,4 +20,4 @@ mod schedule;
 pub mod work;
 
 pub use deployment::{DEFAULT_QUEUE, DeploymentSpec, ScheduleSpec};
-pub use schedule::{Interval, Schedule, ScheduleError, intervals, next_due};
+pub use schedule::{Interval, MAX_CATCHUP, Schedule, ScheduleError, intervals, missed, next_due};

@@ -243,6 +243,38 @@ pub fn next_due(
         .map(|(at, schedule)| (at, schedule.previous_before(at)))
 }
 
+/// At most this many missed times are run after downtime (the latest ones).
+pub const MAX_CATCHUP: usize = 10_000;
+
+/// The times of `schedules` in `(after, now]`, oldest first, each with its schedule's previous
+/// time: all of them with `catchup` (at most the latest [`MAX_CATCHUP`]), else only the latest.
+/// What runs after downtime, in a serving program and on the server alike.
+///
+/// ```
+/// use flowkit_api::{Schedule, missed};
+/// let hourly = [Schedule::cron("0 * * * *", "UTC").unwrap()];
+/// let (after, now) = ("2026-01-01T00:00:00Z".parse().unwrap(), "2026-01-01T03:30:00Z".parse().unwrap());
+/// assert_eq!(missed(&hourly, after, now, true).len(), 3);
+/// assert_eq!(missed(&hourly, after, now, false)[0].0.to_rfc3339(), "2026-01-01T03:00:00+00:00");
+/// ```
+pub fn missed(
+    schedules: &[Schedule],
+    after: DateTime<Utc>,
+    now: DateTime<Utc>,
+    catchup: bool,
+) -> Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+    let mut missed = std::collections::VecDeque::new();
+    let mut at = after;
+    while let Some(next) = next_due(schedules, at).filter(|(t, _)| *t <= now) {
+        at = next.0;
+        missed.push_back(next);
+        if missed.len() > MAX_CATCHUP || (!catchup && missed.len() > 1) {
+            missed.pop_front();
+        }
+    }
+    missed.into()
+}
+
 /// A data interval `[start, end)`.
 pub type Interval = (DateTime<Utc>, DateTime<Utc>);
 

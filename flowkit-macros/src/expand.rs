@@ -222,6 +222,28 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
         None => quote!(::core::option::Option::None),
     };
     let tags = &options.tags;
+    let persist = match options.persist_result {
+        Some((on, _)) => quote!(::core::option::Option::Some(#on)),
+        None => quote!(::core::option::Option::None),
+    };
+    let cache = match options.cache_key {
+        Some(_) => {
+            let expiration = match options.cache_expiration {
+                Some(d) => {
+                    let d = duration::tokens(d);
+                    quote!(::core::option::Option::Some(#d))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            let refresh = options.refresh_cache;
+            quote!(::core::option::Option::Some(::flowkit::CachePolicy {
+                key: ::flowkit::CacheKey::Inputs,
+                expiration: #expiration,
+                refresh: #refresh,
+            }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let common = quote! {
         name: ::std::borrow::Cow::Borrowed(#name),
         description: #description,
@@ -234,13 +256,22 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
         tags: ::std::borrow::Cow::Borrowed(&[#(::std::borrow::Cow::Borrowed(#tags)),*]),
     };
     match kind {
-        Kind::Task => quote!(::flowkit::TaskOptions { #common }),
+        Kind::Task => quote!(::flowkit::TaskOptions {
+            #common
+            persist_result: #persist,
+            cache: #cache,
+        }),
         Kind::Flow => {
             let limit = match options.concurrency_limit {
                 Some(n) => quote!(::core::option::Option::Some(#n)),
                 None => quote!(::core::option::Option::None),
             };
-            quote!(::flowkit::FlowOptions { #common concurrency_limit: #limit, })
+            let persist = matches!(options.persist_result, Some((true, _)));
+            quote!(::flowkit::FlowOptions {
+                #common
+                concurrency_limit: #limit,
+                persist_result: #persist,
+            })
         }
     }
 }
@@ -398,6 +429,7 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
                 inputs.push(quote!(#(#attrs)* #ident: #ty));
             }
             let params = &generics.params;
+            let (codec, hash_inputs) = durable_tokens(opts, &args, &output, opaque)?;
             let existing = where_clause.map(|w| {
                 let predicates = &w.predicates;
                 quote!(#predicates,)
@@ -410,10 +442,12 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
                 {
                     #(#send_checks)*
                     static __FLOWKIT_OPTIONS: ::flowkit::TaskOptions = #options;
+                    let __flowkit_inputs = #hash_inputs;
                     ::flowkit::runtime::task(
                         &__FLOWKIT_OPTIONS,
                         ::flowkit::runtime::Body::new(#start, #retry_if),
                     )
+                    .__durable(#codec, __flowkit_inputs)
                 }
             })
         }
@@ -452,4 +486,122 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
             })
         }
     }
+}
+
+/// True if the success type, as written, holds a reference or a lifetime (`&'static str`,
+/// `Row<'a>`): such a type is never persisted by default. (The probe cannot tell: trait
+/// selection ignores lifetimes, so it would pick the serde codec, and `&'static str`, which is
+/// `Deserialize<'de>` only for `'de: 'static`, would then fail to compile.)
+fn ok_type_borrows(output: &Type) -> bool {
+    // `output` is `Result<T, E>` (as written, or the wrapper the macro adds): look at `T`.
+    let ok = match output {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .and_then(|last| match &last.arguments {
+                syn::PathArguments::AngleBracketed(args) => {
+                    args.args.iter().find_map(|arg| match arg {
+                        syn::GenericArgument::Type(ty) => Some(ty.clone()),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            }),
+        _ => None,
+    };
+    let Some(ok) = ok else {
+        return false;
+    };
+    fn borrows(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
+            proc_macro2::TokenTree::Group(g) => borrows(g.stream()),
+            _ => false,
+        })
+    }
+    borrows(ok.to_token_stream())
+}
+
+/// What a task call needs for persisting its result: the codec of its return type, and the
+/// hash of its arguments when the task persists.
+///
+/// With `persist_result = true` or `cache_key`, the return type must be serializable, and with
+/// `cache_key` so must every argument: the errors point at the option. Otherwise the codec and
+/// the hash are taken where the types allow (autoref specialization), for flows whose tasks
+/// persist by default.
+fn durable_tokens(
+    opts: &Options,
+    args: &[Arg],
+    output: &Type,
+    opaque: bool,
+) -> syn::Result<(TokenStream, TokenStream)> {
+    let ok = quote!(<#output as ::flowkit::runtime::Outcome>::Ok);
+    let required = match (opts.persist_result, opts.cache_key) {
+        (Some((true, span)), _) => Some(("persist_result", span)),
+        (_, Some(span)) => Some(("cache_key", span)),
+        _ => None,
+    };
+    let codec = match required {
+        Some((option, span)) if opaque => {
+            return Err(syn::Error::new(
+                span,
+                format!("`{option}` needs a named return type to store it, not `impl Trait`"),
+            ));
+        }
+        Some((_, span)) => {
+            // The type comes from the `let`, so that the unmet bound is reported at the call,
+            // which carries the option's span.
+            let call = quote_spanned!(span=> ::flowkit::__private::codec());
+            quote!({
+                let __flowkit_codec: ::core::option::Option<::flowkit::Codec<#ok>> = #call;
+                __flowkit_codec
+            })
+        }
+        None if opaque
+            || matches!(opts.persist_result, Some((false, _)))
+            || ok_type_borrows(output) =>
+        {
+            quote!(::core::option::Option::None)
+        }
+        None => quote!({
+            #[allow(unused_imports)]
+            use ::flowkit::__private::{ProbeNone as _, ProbeSerde as _};
+            (&&::flowkit::__private::Probe::<#ok>::new()).codec()
+        }),
+    };
+    if matches!(opts.persist_result, Some((false, _))) && opts.cache_key.is_none() {
+        return Ok((codec, quote!(::core::option::Option::None)));
+    }
+    let hashes: Vec<TokenStream> = match opts.cache_key {
+        Some(span) => args
+            .iter()
+            .map(|arg| {
+                // The argument named with the option's span: an argument that is not
+                // `Serialize` is an error at `cache_key`, naming its type.
+                let ident = Ident::new(&arg.ident.to_string(), span);
+                quote_spanned!(span=> ::flowkit::__private::hash_argument(&mut __flowkit_hasher, &#ident);)
+            })
+            .collect(),
+        None => args
+            .iter()
+            .map(|arg| {
+                let ident = &arg.ident;
+                quote!((&&::flowkit::__private::Input(&#ident)).hash_input(&mut __flowkit_hasher);)
+            })
+            .collect(),
+    };
+    let inputs = quote!(
+        if ::flowkit::__private::wants_inputs(&__FLOWKIT_OPTIONS) {
+            #[allow(unused_imports)]
+            use ::flowkit::__private::{HashOpaque as _, HashSerialize as _};
+            #[allow(unused_mut)]
+            let mut __flowkit_hasher = ::flowkit::InputsHasher::new();
+            #(#hashes)*
+            ::core::option::Option::Some(__flowkit_hasher)
+        } else {
+            ::core::option::Option::None
+        }
+    );
+    Ok((codec, inputs))
 }

@@ -23,6 +23,10 @@ pub(crate) const TASK_OPTIONS: &[&str] = &[
     "retry_if",
     "timeout",
     "tags",
+    "persist_result",
+    "cache_key",
+    "cache_expiration",
+    "refresh_cache",
 ];
 
 pub(crate) const FLOW_OPTIONS: &[&str] = &[
@@ -36,6 +40,7 @@ pub(crate) const FLOW_OPTIONS: &[&str] = &[
     "timeout",
     "tags",
     "concurrency_limit",
+    "persist_result",
 ];
 
 pub(crate) enum RetryDelay {
@@ -56,6 +61,12 @@ pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
     pub(crate) tags: Vec<String>,
     pub(crate) concurrency_limit: Option<usize>,
+    /// `persist_result = true|false`, with the span of the option.
+    pub(crate) persist_result: Option<(bool, Span)>,
+    /// `cache_key = inputs`: the span of the option.
+    pub(crate) cache_key: Option<Span>,
+    pub(crate) cache_expiration: Option<Duration>,
+    pub(crate) refresh_cache: bool,
 }
 
 /// How an option is written, for error messages.
@@ -72,6 +83,10 @@ fn example(option: &str) -> &'static str {
         "timeout" => "timeout = \"2m\"",
         "tags" => "tags = [\"api\", \"daily\"]",
         "concurrency_limit" => "concurrency_limit = 8",
+        "persist_result" => "persist_result = true",
+        "cache_key" => "cache_key = inputs",
+        "cache_expiration" => "cache_expiration = \"1d\"",
+        "refresh_cache" => "refresh_cache = true",
         _ => "option = value",
     }
 }
@@ -163,6 +178,7 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
     let mut backoff_span: Option<Span> = None;
     let mut max_span: Option<Span> = None;
     let mut list_span: Option<Span> = None;
+    let mut cache_option_span: Option<(&'static str, Span)> = None;
     for meta in metas {
         let path = meta.path();
         let key = path
@@ -331,6 +347,26 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
                     .ok_or_else(|| too_large(value, "concurrency_limit", usize::MAX >> 4))?;
                 options.concurrency_limit = Some(limit);
             }
+            "persist_result" => {
+                options.persist_result = Some((lit_bool(value, "persist_result")?, meta.span()));
+            }
+            "refresh_cache" => {
+                options.refresh_cache = lit_bool(value, "refresh_cache")?;
+                cache_option_span.get_or_insert(("refresh_cache", path.span()));
+            }
+            "cache_key" => match value {
+                Expr::Path(p) if p.path.is_ident("inputs") => options.cache_key = Some(meta.span()),
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "`cache_key` expects `inputs` (the task's name and the hash of its arguments), like `cache_key = inputs`",
+                    ));
+                }
+            },
+            "cache_expiration" => {
+                options.cache_expiration = Some(duration::parse(value, "cache_expiration")?);
+                cache_option_span.get_or_insert(("cache_expiration", path.span()));
+            }
             _ => unreachable!("every allowed option is handled above"),
         }
     }
@@ -346,5 +382,31 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
             "a list of delays already gives each retry its delay; remove `backoff = \"exponential\"` or give one base delay",
         ));
     }
+    if let (Some((option, span)), None) = (cache_option_span, options.cache_key) {
+        return Err(syn::Error::new(
+            span,
+            format!("`{option}` applies to a cached task; add `cache_key = inputs`"),
+        ));
+    }
+    if let (Some(span), Some((false, _))) = (options.cache_key, options.persist_result) {
+        return Err(syn::Error::new(
+            span,
+            "`cache_key` stores the task's results; remove `persist_result = false`",
+        ));
+    }
     Ok(options)
+}
+
+/// `true` or `false` given to `option`.
+fn lit_bool(expr: &Expr, option: &str) -> syn::Result<bool> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(value),
+            ..
+        }) => Ok(value.value),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("`{option}` expects `true` or `false`, like `{option} = true`"),
+        )),
+    }
 }

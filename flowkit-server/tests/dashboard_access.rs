@@ -5,36 +5,19 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::api::send;
 use common::browser::Browser;
 use common::{Server, TempDir};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const ADMIN: &str = "dashboard-access-admin";
-
-async fn send(server: &Server, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method.clone(), format!("{}{path}", server.url))
-        .bearer_auth(ADMIN);
-    if method != reqwest::Method::GET {
-        request = request.json(&body);
-    }
-    let response = request
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 async fn make_key(server: &Server, name: &str, scopes: &[&str]) -> String {
     let (status, body) = send(
         server,
         reqwest::Method::POST,
         "/api/keys",
-        json!({"name": name, "scopes": scopes}),
+        Some(json!({"name": name, "scopes": scopes})),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -74,7 +57,7 @@ async fn a_read_key_sees_no_actions_and_an_operator_cancels_and_is_audited() {
         &server,
         reqwest::Method::PUT,
         "/api/deployments/nightly",
-        json!({"name": "nightly", "flow": "etl"}),
+        Some(json!({"name": "nightly", "flow": "etl"})),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -83,7 +66,7 @@ async fn a_read_key_sees_no_actions_and_an_operator_cancels_and_is_audited() {
         &server,
         reqwest::Method::POST,
         "/api/deployments/nightly/runs",
-        json!({"scheduled_at": in_an_hour}),
+        Some(json!({"scheduled_at": in_an_hour})),
     )
     .await;
     assert_eq!(status, 201, "{run}");
@@ -92,7 +75,9 @@ async fn a_read_key_sees_no_actions_and_an_operator_cancels_and_is_audited() {
         &server,
         reqwest::Method::POST,
         "/api/deployments/nightly/backfills",
-        json!({"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T00:00:00Z", "chunk": "1d"}),
+        Some(
+            json!({"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T00:00:00Z", "chunk": "1d"}),
+        ),
     )
     .await;
     assert_eq!(status, 201, "{backfill}");
@@ -244,20 +229,14 @@ async fn the_dashboard_and_api_work_under_a_base_path() {
         &server,
         reqwest::Method::POST,
         "/flowkit/api/events",
-        json!(events),
+        Some(json!(events)),
     )
     .await;
     assert_eq!(status, 200, "{body}");
     // Only under the prefix.
-    let (status, _) = send(&server, reqwest::Method::GET, "/api/stats", Value::Null).await;
+    let (status, _) = send(&server, reqwest::Method::GET, "/api/stats", None).await;
     assert_eq!(status, 404);
-    let (status, _) = send(
-        &server,
-        reqwest::Method::GET,
-        "/flowkit/healthz",
-        Value::Null,
-    )
-    .await;
+    let (status, _) = send(&server, reqwest::Method::GET, "/flowkit/healthz", None).await;
     assert_eq!(status, 200);
     let redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

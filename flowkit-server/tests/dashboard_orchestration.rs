@@ -9,40 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::api::{get, post, put, report};
 use common::browser::Browser;
-use common::{Server, TempDir, event_now, run_created};
+use common::{Server, TempDir};
 use fantoccini::Locator;
 use flowkit::State;
-use flowkit::events::{EventKind, RunType, StateChanged};
 use serde_json::{Value, json};
 
 const KEY: &str = "orchestration-key";
-
-async fn send(server: &Server, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method.clone(), format!("{}{path}", server.url))
-        .bearer_auth(KEY);
-    if method != reqwest::Method::GET {
-        request = request.json(&body);
-    }
-    let response = request
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
-    send(server, reqwest::Method::POST, path, body).await
-}
-
-async fn get(server: &Server, path: &str) -> Value {
-    let (status, body) = send(server, reqwest::Method::GET, path, Value::Null).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    body
-}
 
 /// Reads `path` until `ready` holds for the answer (30 s at most), and returns it.
 async fn api_until(
@@ -89,25 +63,6 @@ async fn set_value(browser: &Browser, css: &str, value: &str) {
     assert_eq!(set, json!(true), "{css} takes {value}");
 }
 
-/// Reports a flow run's states as the program running it would.
-async fn report(server: &Server, run: uuid::Uuid, states: &[State]) {
-    let mut events = vec![event_now(run, None, run_created(RunType::Flow, "etl", 0))];
-    for state in states {
-        events.push(event_now(
-            run,
-            None,
-            EventKind::StateChanged(StateChanged {
-                state: *state,
-                attempt: 1,
-                message: None,
-                next_attempt_at: None,
-            }),
-        ));
-    }
-    let (status, body) = post(server, "/api/events", json!(events)).await;
-    assert_eq!(status, 200, "{body}");
-}
-
 /// The states of a backfill's cells on the page, in order, and its counts by state.
 async fn cells_and_counts(browser: &Browser) -> (Vec<String>, Value) {
     let value = browser
@@ -130,12 +85,12 @@ async fn cells_and_counts(browser: &Browser) -> (Vec<String>, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     let dir = TempDir::new("dash-orchestration");
-    let server = Server::start(dir.path(), 0, &["--api-key", KEY]).await;
+    let mut server = Server::start(dir.path(), 0, &["--api-key", KEY]).await;
+    server.key = Some(KEY.into());
     // The schema schemars makes of `struct Params { day: NaiveDate, limit: Option<u32>,
     // mode: Mode, dry_run: bool, tables: Vec<String> }`, with defaults for some.
-    let (status, body) = send(
+    let (status, body) = put(
         &server,
-        reqwest::Method::PUT,
         "/api/deployments/adhoc",
         json!({"name": "adhoc", "flow": "etl",
         "parameters": {"limit": 10, "mode": "delta", "tables": ["orders"]},
@@ -156,9 +111,8 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = send(
+    let (status, body) = put(
         &server,
-        reqwest::Method::PUT,
         "/api/deployments/daily",
         json!({"name": "daily", "flow": "etl", "schedules": [{"cron": "0 0 * * *"}]}),
     )
@@ -405,7 +359,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     browser.screenshot("orchestration-run-cancelled").await;
     // A run that ended offers no cancel.
     let done = uuid::Uuid::now_v7();
-    report(&server, done, &[State::Running, State::Completed]).await;
+    report(&server, done, &[State::Running, State::Completed], 0).await;
     browser.goto(&format!("{}/#/runs/{done}", server.url)).await;
     browser
         .wait_until(
@@ -568,6 +522,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         &server,
         first_run.parse().unwrap(),
         &[State::Running, State::Completed],
+        0,
     )
     .await;
     let second_run = backfill["intervals"][1]["run"].as_str().unwrap();
@@ -575,6 +530,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         &server,
         second_run.parse().unwrap(),
         &[State::Running, State::Failed],
+        0,
     )
     .await;
     browser

@@ -10,42 +10,12 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::api::{eventually, get, patch, post, put, report, run_state};
 use common::{Backend, Server, TempDir, event_now, run_created};
 use flowkit::State;
 use flowkit::events::{EventKind, RunType, StateChanged};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-async fn send(
-    method: reqwest::Method,
-    server: &Server,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.url));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
-    send(reqwest::Method::POST, server, path, Some(body)).await
-}
-
-async fn put(server: &Server, path: &str, body: Value) -> (u16, Value) {
-    send(reqwest::Method::PUT, server, path, Some(body)).await
-}
-
-async fn get(server: &Server, path: &str) -> Value {
-    send(reqwest::Method::GET, server, path, None).await.1
-}
 
 /// Registers a deployment with no schedule.
 async fn deployment(server: &Server, name: &str, extra: Value) {
@@ -78,49 +48,6 @@ async fn poll(server: &Server, worker: &str, request: Value) -> (Vec<Uuid>, Valu
 
 fn poll_body(deployments: &[&str], capacity: u32, running: &[Uuid]) -> Value {
     json!({"host": "test", "deployments": deployments, "capacity": capacity, "running": running})
-}
-
-/// Reports a flow run's state as its program would.
-async fn report(server: &Server, run: Uuid, states: &[State], retries: u32) {
-    let mut events = vec![event_now(
-        run,
-        None,
-        run_created(RunType::Flow, "etl", retries),
-    )];
-    for state in states {
-        events.push(event_now(
-            run,
-            None,
-            EventKind::StateChanged(StateChanged {
-                state: *state,
-                attempt: 1,
-                message: None,
-                next_attempt_at: None,
-            }),
-        ));
-    }
-    let (status, body) = post(server, "/api/events", json!(events)).await;
-    assert_eq!(status, 200, "{body}");
-}
-
-async fn run_state(server: &Server, run: Uuid) -> String {
-    get(server, &format!("/api/flow_runs/{run}")).await["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Waits until `check` holds, or panics after `limit` naming `what`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test]
@@ -719,13 +646,7 @@ async fn pausing_drops_upcoming_runs_and_resuming_makes_them_again() {
         1,
         "the next hour"
     );
-    let (status, view) = send(
-        reqwest::Method::PATCH,
-        &server,
-        "/api/deployments/hourly",
-        Some(json!({"paused": true})),
-    )
-    .await;
+    let (status, view) = patch(&server, "/api/deployments/hourly", json!({"paused": true})).await;
     assert_eq!(
         (status, view["paused"].as_bool()),
         (200, Some(true)),
@@ -747,24 +668,12 @@ async fn pausing_drops_upcoming_runs_and_resuming_makes_them_again() {
         get(&server, "/api/deployments/hourly").await["paused"],
         true
     );
-    let (_, view) = send(
-        reqwest::Method::PATCH,
-        &server,
-        "/api/deployments/hourly",
-        Some(json!({"paused": false})),
-    )
-    .await;
+    let (_, view) = patch(&server, "/api/deployments/hourly", json!({"paused": false})).await;
     assert_eq!(view["paused"], false);
     assert_eq!(
         upcoming(get(&server, "/api/deployments/hourly/runs").await),
         1
     );
-    let (status, _) = send(
-        reqwest::Method::PATCH,
-        &server,
-        "/api/deployments/nope",
-        Some(json!({"paused": true})),
-    )
-    .await;
+    let (status, _) = patch(&server, "/api/deployments/nope", json!({"paused": true})).await;
     assert_eq!(status, 404);
 }

@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::api::{eventually, get, post, run_state};
 use common::{Backend, Server, TempDir};
 use flowkit::schemars::{self, JsonSchema};
 use flowkit::serve::{Deployment, ScheduledRun};
 use flowkit::{RunError, flow, task};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
@@ -181,55 +182,16 @@ fn lines(dir: &Path) -> Vec<Line> {
         .collect()
 }
 
-async fn send(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, url)
-        .timeout(Duration::from_secs(30));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(server: &Server, path: &str) -> Value {
-    send(reqwest::Method::GET, &format!("{}{path}", server.url), None)
-        .await
-        .1
-}
-
 /// Triggers a run of `append` sleeping `sleep_ms` on its first attempt; its id.
 async fn trigger(server: &Server, sleep_ms: u64) -> Uuid {
-    let (status, run) = send(
-        reqwest::Method::POST,
-        &format!("{}/api/deployments/append/runs", server.url),
-        Some(json!({"parameters": {"sleep_ms": sleep_ms}})),
+    let (status, run) = post(
+        server,
+        "/api/deployments/append/runs",
+        json!({"parameters": {"sleep_ms": sleep_ms}}),
     )
     .await;
     assert_eq!(status, 201, "{run}");
     run["id"].as_str().expect("an id").parse().expect("a uuid")
-}
-
-async fn run_state(server: &Server, run: Uuid) -> String {
-    get(server, &format!("/api/flow_runs/{run}")).await["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Waits until `check` holds, or panics after `limit` naming `what`; how long it took.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    start.elapsed()
 }
 
 /// Waits until the workers named are online on `server` (they registered and polled).
@@ -457,12 +419,7 @@ async fn a_cancel_from_the_api_stops_a_sleeping_task_within_a_second() {
         run_state(&server, run).await == "Running"
     })
     .await;
-    let (status, answer) = send(
-        reqwest::Method::POST,
-        &format!("{}/api/flow_runs/{run}/cancel", server.url),
-        Some(json!({})),
-    )
-    .await;
+    let (status, answer) = post(&server, &format!("/api/flow_runs/{run}/cancel"), json!({})).await;
     assert_eq!(status, 200, "{answer}");
     let took = eventually(Duration::from_secs(1), "the run Cancelled", || async {
         run_state(&server, run).await == "Cancelled"
@@ -569,12 +526,7 @@ async fn a_plain_programs_run_is_cancelled_through_its_heartbeats() {
         run_state(&server, run).await == "Running"
     })
     .await;
-    let (status, answer) = send(
-        reqwest::Method::POST,
-        &format!("{}/api/flow_runs/{run}/cancel", server.url),
-        Some(json!({})),
-    )
-    .await;
+    let (status, answer) = post(&server, &format!("/api/flow_runs/{run}/cancel"), json!({})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["state"], "Cancelling", "its heartbeats keep it live");
     // Told by the answer to its next heartbeat (every second with a 3 s timeout).

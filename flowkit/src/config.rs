@@ -45,6 +45,7 @@ pub struct Config {
     sinks: Vec<Box<dyn EventSink>>,
     api_url: Option<String>,
     api_key: Option<String>,
+    results: Option<std::sync::Arc<dyn crate::ResultStore>>,
 }
 
 impl Default for Config {
@@ -63,6 +64,7 @@ impl Config {
             sinks: Vec::new(),
             api_url: None,
             api_key: None,
+            results: None,
         }
     }
 
@@ -93,6 +95,22 @@ impl Config {
     /// The server's API key (`FLOWKIT_API_KEY`).
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Keeps persisted results in this directory (a [`LocalStore`](crate::LocalStore)) instead
+    /// of `FLOWKIT_RESULTS_DIR` or `~/.local/share/flowkit/results`.
+    ///
+    /// ```no_run
+    /// flowkit::Config::from_env().results_dir("/var/lib/etl/results").init().ok();
+    /// ```
+    pub fn results_dir(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.result_store(crate::LocalStore::new(dir))
+    }
+
+    /// Keeps persisted results in `store`.
+    pub fn result_store(mut self, store: impl crate::ResultStore) -> Self {
+        self.results = Some(std::sync::Arc::new(store));
         self
     }
 
@@ -144,8 +162,12 @@ impl Config {
     /// If the global bus was already set (by an earlier `init`, or by a run that needed it
     /// before `init` was called), logging and Ctrl-C are still set up, but the sinks are not
     /// changed, and this says so.
-    pub fn init(self) -> Result<(), InitError> {
+    pub fn init(mut self) -> Result<(), InitError> {
         let (logging, ctrl_c, console) = (self.logging, self.ctrl_c, self.console);
+        let store_set = match self.results.take() {
+            Some(store) => crate::results::set_global_store(store),
+            None => true,
+        };
         let set = GLOBAL.get().is_none() && GLOBAL.set(self.build_bus()).is_ok();
         static INSTALLED: std::sync::Once = std::sync::Once::new();
         INSTALLED.call_once(|| {
@@ -156,7 +178,7 @@ impl Config {
                 crate::cancel::listen_for_ctrl_c();
             }
         });
-        if set {
+        if set && store_set {
             Ok(())
         } else {
             Err(InitError::AlreadyInitialized)

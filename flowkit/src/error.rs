@@ -105,6 +105,21 @@ pub enum RunError<E> {
         /// The state it ended in.
         upstream_state: State,
     },
+    /// The result store could not be used: a task's result could not be stored (after its
+    /// last attempt) or read, or a flow run to resume was not found. The run ends `Failed`.
+    #[error("{run_type} `{name}` failed after {attempts} attempt{s}: {error}", s = plural(*attempts))]
+    ResultStore {
+        /// Flow or task.
+        run_type: RunType,
+        /// The flow's or task's name.
+        name: Cow<'static, str>,
+        /// The run's id.
+        run_id: Uuid,
+        /// How many attempts were made (0 if none ran).
+        attempts: u32,
+        /// What the store said (boxed: it is rare, and every `RunError` would carry its size).
+        error: Box<crate::ResultStoreError>,
+    },
 }
 
 /// The parts of a [`RunError::Failed`].
@@ -162,7 +177,8 @@ impl<E> RunError<E> {
             | RunError::TimedOut { run_id, .. }
             | RunError::Panicked { run_id, .. }
             | RunError::Cancelled { run_id, .. }
-            | RunError::UpstreamFailed { run_id, .. } => *run_id,
+            | RunError::UpstreamFailed { run_id, .. }
+            | RunError::ResultStore { run_id, .. } => *run_id,
         }
     }
 
@@ -173,7 +189,8 @@ impl<E> RunError<E> {
             | RunError::TimedOut { name, .. }
             | RunError::Panicked { name, .. }
             | RunError::Cancelled { name, .. }
-            | RunError::UpstreamFailed { name, .. } => name,
+            | RunError::UpstreamFailed { name, .. }
+            | RunError::ResultStore { name, .. } => name,
         }
     }
 
@@ -185,6 +202,7 @@ impl<E> RunError<E> {
             RunError::Panicked { .. } => State::Crashed,
             RunError::Cancelled { .. } => State::Cancelled,
             RunError::UpstreamFailed { .. } => State::Skipped,
+            RunError::ResultStore { .. } => State::Failed,
         }
     }
 
@@ -201,6 +219,14 @@ impl<E> RunError<E> {
     /// True if the run was cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, RunError::Cancelled { .. })
+    }
+
+    /// The result store's error, if the run failed because the store could not be used.
+    pub fn result_store_error(&self) -> Option<&crate::ResultStoreError> {
+        match self {
+            RunError::ResultStore { error, .. } => Some(error),
+            _ => None,
+        }
     }
 
     /// True if the run never started because a run it waited for did not complete.
@@ -283,6 +309,19 @@ impl<E> RunError<E> {
                 run_id,
                 upstream,
                 upstream_state,
+            }),
+            RunError::ResultStore {
+                run_type,
+                name,
+                run_id,
+                attempts,
+                error,
+            } => Ok(RunError::ResultStore {
+                run_type,
+                name,
+                run_id,
+                attempts,
+                error,
             }),
         }
     }

@@ -17,10 +17,13 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
+use crate::results::envelope::Meta;
+use crate::results::idempotency_key;
+use crate::results::plan::{FlowDurable, read_manifest, write_manifest};
 use crate::run::{Attempt, Cancel, Completion, EndGuard, FlowRun, Live, Record, drive};
 use crate::task::Outcome;
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
-use crate::{EventBus, FlowOptions, State};
+use crate::{Codec, EventBus, FlowOptions, ResultStore, ResultStoreError, State};
 
 /// How long a top-level flow run waits, at its end, for its events to reach the sinks.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
@@ -83,7 +86,7 @@ pub type FlowResult<B> = Result<
 /// # }
 /// ```
 #[must_use = "a flow call does nothing until it is awaited or submitted"]
-pub struct FlowCall<B> {
+pub struct FlowCall<B: FlowBody> {
     options: &'static FlowOptions,
     parameters: serde_json::Value,
     body: B,
@@ -92,6 +95,16 @@ pub struct FlowCall<B> {
     scheduled: Option<Arc<crate::serve::ScheduledRun>>,
     /// Whether the options' retries are ignored (a run refused before it started).
     no_retries: bool,
+    persist: Option<bool>,
+    resume: Option<Uuid>,
+    store: Option<Arc<dyn ResultStore>>,
+    idempotency: Option<Idempotency<<B::Output as Outcome>::Ok>>,
+}
+
+/// An idempotency key, and how the flow's value is stored under it.
+struct Idempotency<T> {
+    key: String,
+    codec: Codec<T>,
 }
 
 impl<B: FlowBody> FlowCall<B>
@@ -109,7 +122,104 @@ where
             bus: None,
             scheduled: None,
             no_retries: false,
+            persist: None,
+            resume: None,
+            store: None,
+            idempotency: None,
         }
+    }
+
+    /// Runs again the flow run `run_id`, which failed, crashed (its process was killed) or was
+    /// cancelled: a new attempt of the same flow run, with these arguments. Each task call that
+    /// completed in an earlier attempt returns its stored result, recorded `Cached`, instead of
+    /// running; only the rest runs.
+    ///
+    /// A call is matched to its earlier attempt by its task's name, its occurrence among the
+    /// calls of that task in the flow run, its map index, and the hash of its arguments: a call
+    /// whose arguments changed runs again. The earlier attempt must have persisted its results
+    /// (`#[flow(persist_result = true)]`, or `persist_result` on the tasks); the resumed attempt
+    /// persists its own. The run's manifest is read from the result store (this call's
+    /// [`result_store`](Self::result_store), else the global one), so another process than the
+    /// one that ran it can resume it.
+    ///
+    /// ```
+    /// use flowkit::{flow, task};
+    ///
+    /// #[task]
+    /// async fn fetch(day: u32) -> Result<u32, String> {
+    ///     if day == 0 { Err("no data for day 0".into()) } else { Ok(day * 10) }
+    /// }
+    ///
+    /// #[flow(persist_result = true)]
+    /// async fn daily(day: u32) -> Result<u32, flowkit::RunError<String>> {
+    ///     let a = fetch(1).await?;
+    ///     let b = fetch(day).await?;
+    ///     Ok(a + b)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # flowkit::Config::new().console(false).init().ok();
+    /// # let dir = std::env::temp_dir().join(format!("flowkit-resume-doc-{}", std::process::id()));
+    /// let store = std::sync::Arc::new(flowkit::LocalStore::new(&dir));
+    /// let failed = daily(0).result_store(store.clone()).await.unwrap_err();
+    /// // Fixed by changing the input: `fetch(1)` is reused, `fetch(2)` runs.
+    /// let total = daily(2).result_store(store).resume(failed.run_id()).await.unwrap();
+    /// assert_eq!(total, 30);
+    /// # std::fs::remove_dir_all(dir).ok();
+    /// # }
+    /// ```
+    pub fn resume(mut self, run_id: Uuid) -> Self {
+        self.resume = Some(run_id);
+        self
+    }
+
+    /// Persists the results of this run's tasks (and keeps its manifest, so that it can be
+    /// resumed), or not, whatever `#[flow(persist_result = ...)]` says.
+    pub fn persist_result(mut self, on: bool) -> Self {
+        self.persist = Some(on);
+        self
+    }
+
+    /// Keeps this run's results (and its tasks') in `store` instead of the global store.
+    pub fn result_store(mut self, store: Arc<dyn ResultStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Runs the flow only if no run with this key has completed yet: if one has, awaiting
+    /// gives its stored result, and the new run is recorded `Cached` without running. The key
+    /// is scoped to the flow's name (`"nightly-2026-11-27"`).
+    ///
+    /// Two runs started with the same key at the same time both run: the key is recorded when
+    /// a run completes.
+    ///
+    /// ```
+    /// use flowkit::flow;
+    ///
+    /// #[flow]
+    /// async fn nightly(day: String) -> usize { day.len() }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # flowkit::Config::new().console(false).init().ok();
+    /// # let dir = std::env::temp_dir().join(format!("flowkit-key-doc-{}", std::process::id()));
+    /// let store = std::sync::Arc::new(flowkit::LocalStore::new(&dir));
+    /// let first = nightly("2026-11-27".into()).idempotency_key("nightly-2026-11-27").result_store(store.clone());
+    /// assert_eq!(first.await.unwrap(), 10);
+    /// // Same key, other arguments: the stored result, no new work.
+    /// let again = nightly("x".into()).idempotency_key("nightly-2026-11-27").result_store(store);
+    /// assert_eq!(again.await.unwrap(), 10);
+    /// # std::fs::remove_dir_all(dir).ok();
+    /// # }
+    /// ```
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self
+    where
+        <B::Output as Outcome>::Ok: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.idempotency = Some(Idempotency {
+            key: key.into(),
+            codec: Codec::json(),
+        });
+        self
     }
 
     /// The bus set with [`on`](Self::on), if any.
@@ -185,10 +295,24 @@ where
                 interval_end: run.interval().map(|(_, end)| end),
             })
         });
+        let persist = self.resume.is_some() || self.persist.unwrap_or(self.options.persist_result);
+        let durable = (persist || self.store.is_some() || self.idempotency.is_some()).then(|| {
+            let store = self
+                .store
+                .or_else(|| {
+                    let parent = parent_flow.as_ref()?.durable.as_deref()?;
+                    Some(parent.store.clone())
+                })
+                .unwrap_or_else(|| crate::results::global_result_store().clone());
+            Box::new(FlowDurable::new(store, persist, self.resume.is_some()))
+        });
         let id = self
-            .scheduled
-            .as_deref()
-            .and_then(crate::serve::ScheduledRun::id)
+            .resume
+            .or_else(|| {
+                self.scheduled
+                    .as_deref()
+                    .and_then(crate::serve::ScheduledRun::id)
+            })
             .unwrap_or_else(|| crate::ids::new_id(chrono::Utc::now()));
         let run = Arc::new(FlowRun {
             id,
@@ -203,6 +327,8 @@ where
                 .concurrency_limit
                 .map(|n| Semaphore::new(n.min(Semaphore::MAX_PERMITS))),
             attempt: AtomicU32::new(0),
+            attempt_base: AtomicU32::new(0),
+            durable,
             parent: parent_flow.clone(),
             parent_task,
             live: Live::default(),
@@ -234,6 +360,8 @@ where
             run,
             body: self.body,
             upstream: self.upstream,
+            resume: self.resume.is_some(),
+            idempotency: self.idempotency,
         }
     }
 
@@ -264,13 +392,15 @@ where
     }
 }
 
-struct Prepared<B> {
+struct Prepared<B: FlowBody> {
     no_retries: bool,
     run: Arc<FlowRun>,
     body: B,
     upstream: Vec<Upstream>,
     root: bool,
     guard: EndGuard<FlowRun>,
+    resume: bool,
+    idempotency: Option<Idempotency<<B::Output as Outcome>::Ok>>,
 }
 
 /// The spawned body of one attempt: if the flow run's future is dropped (its parent was
@@ -309,6 +439,8 @@ where
             upstream,
             root,
             guard,
+            resume,
+            idempotency,
         } = self;
         let _guard = guard;
         // Cancellable (by Ctrl-C too) from the start, including while it waits for upstreams.
@@ -336,6 +468,25 @@ where
             return Err(error);
         }
         drop(upstream);
+        if let Some(durable) = run.durable.as_deref() {
+            if let Some(idempotency) = &idempotency {
+                match completed_key(&run, durable, idempotency).await {
+                    Ok(Some(value)) => return Ok(value),
+                    Ok(None) => {}
+                    Err(error) => return Err(store_failed(&run, error)),
+                }
+            }
+            if resume {
+                if let Err(error) = resume_from(&run, durable).await {
+                    return Err(store_failed(&run, error));
+                }
+            }
+        }
+        let manifest = run
+            .durable
+            .as_deref()
+            .filter(|durable| durable.keeps_manifest())
+            .map(|durable| durable.store.clone());
         let timeout = run.options.timeout;
         let start = |attempt: u32| {
             let span = tracing::info_span!(
@@ -350,12 +501,20 @@ where
                     AssertUnwindSafe(body.attempt()).catch_unwind(),
                 )
                 .instrument(span);
-            let mut body = Body {
-                join: tokio::spawn(attempt_future),
-                run: run.clone(),
-            };
             let run = run.clone();
+            let manifest = manifest.clone();
             async move {
+                if let Some(store) = manifest {
+                    // Recorded before the body runs: a resume after a SIGKILL knows this attempt.
+                    let written = write_manifest(&*store, &run, attempt, State::Running).await;
+                    if let Err(error) = written {
+                        return Attempt::Store(Box::new(error));
+                    }
+                }
+                let mut body = Body {
+                    join: tokio::spawn(attempt_future),
+                    run: run.clone(),
+                };
                 // The timeout covers the body and the runs it leaves behind (detached ones).
                 let body_and_runs = async {
                     let finished = (&mut body.join).await;
@@ -402,6 +561,10 @@ where
             &run.options.retry
         };
         let result = drive(&*run, policy, start, |_| true).await;
+        if let Some(durable) = run.durable.as_deref() {
+            let (state, keyed) = end_record(&run, &result, idempotency.as_ref());
+            record_end(&run, durable, state, keyed).await;
+        }
         if root && !run.bus.flush_timeout(FLUSH_LIMIT).await {
             tracing::warn!(
                 flow = %run.options.name,
@@ -500,6 +663,154 @@ impl<T, E> From<&FlowHandle<T, E>> for Upstream {
         Upstream {
             run: UpstreamRun::Flow(handle.run.clone()),
             allow_failure: false,
+        }
+    }
+}
+
+/// Ends a flow run that could not use its result store `Failed`, before any attempt.
+fn store_failed<E>(run: &FlowRun, error: ResultStoreError) -> RunError<E> {
+    run.end(State::Failed, 0, Some(error.to_string()));
+    RunError::ResultStore {
+        run_type: RunType::Flow,
+        name: run.options.name.clone(),
+        run_id: run.id,
+        attempts: 0,
+        error: Box::new(error),
+    }
+}
+
+/// Logs a warning on the flow run.
+fn warn_on_flow(run: &Arc<FlowRun>, message: &str) {
+    CURRENT.sync_scope(Scope::Flow(run.clone()), || {
+        tracing::warn!(flow = %run.options.name, "{message}");
+    });
+}
+
+/// The stored result of the run that completed this idempotency key, if one did: the run is
+/// then ended `Cached`.
+async fn completed_key<T>(
+    run: &Arc<FlowRun>,
+    durable: &FlowDurable,
+    idempotency: &Idempotency<T>,
+) -> Result<Option<T>, ResultStoreError> {
+    let key = idempotency_key(&run.options.name, &idempotency.key);
+    let Some(bytes) = durable.store.get(&key).await? else {
+        return Ok(None);
+    };
+    match (idempotency.codec.decode)(&bytes) {
+        Ok((meta, value)) => {
+            let message = format!(
+                "idempotency key `{}` was completed by flow run {}",
+                idempotency.key, meta.run_id
+            );
+            run.end(State::Cached, 0, Some(message));
+            Ok(Some(value))
+        }
+        Err(unusable) => {
+            warn_on_flow(
+                run,
+                &format!(
+                    "the result stored for idempotency key `{}` cannot be used: {unusable}; running the flow",
+                    idempotency.key
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Reads the manifest of the run to resume: the attempts made before (the next one follows
+/// them), and an attempt the lost process never ended, recorded `Crashed` now.
+async fn resume_from(run: &FlowRun, durable: &FlowDurable) -> Result<(), ResultStoreError> {
+    let Some(manifest) = read_manifest(&*durable.store, run.id).await? else {
+        return Err(ResultStoreError::RunNotFound {
+            location: durable.store.location(),
+            run_id: run.id,
+        });
+    };
+    if manifest.flow != run.options.name {
+        return Err(ResultStoreError::WrongFlow {
+            run_id: run.id,
+            expected: run.options.name.to_string(),
+            found: manifest.flow,
+        });
+    }
+    if !manifest.state.is_terminal() {
+        run.emit_state(
+            State::Crashed,
+            manifest.attempt,
+            Some(
+                "the process running this attempt was lost (found when the run was resumed)".into(),
+            ),
+            None,
+        );
+    }
+    run.attempt_base
+        .store(manifest.attempt, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// An idempotency key, and the serialized value to store under it.
+type Keyed = (String, Result<Vec<u8>, ResultStoreError>);
+
+/// What [`record_end`] writes, taken from the result (which is not held across an await: its
+/// types need not be `Sync`).
+fn end_record<T, E>(
+    run: &FlowRun,
+    result: &Result<T, RunError<E>>,
+    idempotency: Option<&Idempotency<T>>,
+) -> (State, Option<Keyed>) {
+    let state = match result {
+        Ok(_) => State::Completed,
+        Err(error) => error.state(),
+    };
+    let keyed = match (idempotency, result) {
+        (Some(idempotency), Ok(value)) => {
+            let meta = Meta {
+                name: run.options.name.clone(),
+                run_id: run.id,
+                flow_run_id: Some(run.id),
+                attempt: run.attempt(),
+                stored_at: crate::results::now(),
+                expires_at: None,
+            };
+            let bytes = (idempotency.codec.encode)(&meta, value).map_err(|error| {
+                ResultStoreError::Serialize {
+                    message: error.to_string(),
+                }
+            });
+            Some((idempotency.key.clone(), bytes))
+        }
+        _ => None,
+    };
+    (state, keyed)
+}
+
+/// Records how the run ended in its manifest, and the value under its idempotency key.
+async fn record_end(run: &Arc<FlowRun>, durable: &FlowDurable, state: State, keyed: Option<Keyed>) {
+    if durable.keeps_manifest() {
+        if let Err(error) = write_manifest(&*durable.store, run, run.attempt(), state).await {
+            warn_on_flow(
+                run,
+                &format!("could not record the end of the run: {error}"),
+            );
+        }
+    }
+    if let Some((key, bytes)) = keyed {
+        let stored = match bytes {
+            Ok(bytes) => {
+                let path = idempotency_key(&run.options.name, &key);
+                durable.store.put(&path, bytes).await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = stored {
+            warn_on_flow(
+                run,
+                &format!(
+                    "could not record idempotency key `{key}` (a run with it will run again): {error}"
+                ),
+            );
         }
     }
 }

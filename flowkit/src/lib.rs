@@ -39,7 +39,9 @@
 //! The parts: [`task`] and [`flow`] (the macros), [`TaskCall`] and [`FlowCall`] (what a call
 //! returns: await it, or `submit` it), [`map`], [`wait_for`](TaskCall::wait_for) and
 //! [`allow_failure`], [`context`], [`RunError`], the [`events`] schema, the [`EventBus`] and its
-//! sinks ([`ConsoleSink`], [`MemorySink`], your own [`EventSink`]), and [`init`].
+//! sinks ([`ConsoleSink`], [`MemorySink`], your own [`EventSink`]), [`init`], and durable runs:
+//! persisted results and caches in a [`ResultStore`] ([`LocalStore`] by default),
+//! [`FlowCall::resume`] and [`FlowCall::idempotency_key`].
 
 // The macros expand to `::flowkit::…`: let the crate's own unit tests use them.
 #[cfg(test)]
@@ -56,6 +58,7 @@ mod ids;
 mod logging;
 mod map;
 mod options;
+mod results;
 mod retry;
 mod run;
 pub mod serve;
@@ -80,7 +83,11 @@ pub use flow::{FlowCall, FlowHandle};
 pub use flowkit_macros::{flow, task};
 pub use logging::RunLogLayer;
 pub use map::{MapHandle, map};
-pub use options::{FlowOptions, TaskOptions};
+pub use options::{CacheKey, CachePolicy, FlowOptions, TaskOptions};
+pub use results::{
+    Codec, InputsHasher, LocalStore, ResultStore, ResultStoreError, StoreFuture,
+    default_results_dir, global_result_store,
+};
 pub use retry::{RetryDelay, RetryPolicy};
 pub use sink::{ConsoleSink, EventSink, HttpSink, HttpSinkBuilder, MemorySink};
 pub use state::State;
@@ -138,7 +145,28 @@ pub mod runtime {
 /// What the macros' expansions use. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::results::keys::{
+        HashOpaque, HashSerialize, Input, Probe, ProbeNone, ProbeSerde,
+    };
+    pub use crate::task::wants_inputs;
     pub use serde_json;
+
+    /// The codec of a task whose result is persisted: its type must be serializable (the
+    /// macro points an error here at the option that asked for it).
+    #[inline(always)]
+    pub fn codec<T: serde::Serialize + serde::de::DeserializeOwned>() -> Option<crate::Codec<T>> {
+        Some(crate::Codec::json())
+    }
+
+    /// Adds an argument to a cache key: it must be serializable (the macro points an error here
+    /// at `cache_key`).
+    #[inline(always)]
+    pub fn hash_argument<T: serde::Serialize + ?Sized>(
+        hasher: &mut crate::InputsHasher,
+        value: &T,
+    ) {
+        hasher.add(value);
+    }
 
     /// Gives the macro's error spans a place to point: the future of a task or flow body must
     /// be `Send`, so that it can run on any worker thread.

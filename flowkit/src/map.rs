@@ -44,10 +44,23 @@ where
     <B::Output as Outcome>::Ok: Send + 'static,
     <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
 {
+    // The calls of one map are one occurrence of the task in the flow run (for resume), told
+    // apart by their map index.
+    let mut occurrence = None;
     let handles: Vec<_> = items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| Some(task(item).with_map_index(index as u64).submit()))
+        .map(|(index, item)| {
+            let call = task(item);
+            if index == 0 {
+                occurrence = call.reserve_occurrence();
+            }
+            Some(
+                call.with_map_index(index as u64)
+                    .with_occurrence(occurrence)
+                    .submit(),
+            )
+        })
         .collect();
     MapHandle {
         results: Vec::with_capacity(handles.len()),

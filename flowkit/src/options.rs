@@ -18,6 +18,8 @@ use crate::RetryPolicy;
 ///     retry: RetryPolicy { retries: 3, delay: RetryDelay::Fixed(Duration::from_secs(60)), jitter: 0.0 },
 ///     timeout: Some(Duration::from_secs(30)),
 ///     tags: Cow::Borrowed(&[Cow::Borrowed("api")]),
+///     persist_result: None,
+///     cache: None,
 /// };
 /// assert_eq!(FETCH.name, "fetch");
 /// ```
@@ -33,6 +35,37 @@ pub struct TaskOptions {
     pub timeout: Option<Duration>,
     /// Tags recorded with each run.
     pub tags: Cow<'static, [Cow<'static, str>]>,
+    /// Whether a completed run stores its result in the result store: `Some(true)` always,
+    /// `Some(false)` never, `None` as its flow run says (`#[flow(persist_result = true)]`).
+    pub persist_result: Option<bool>,
+    /// Reuse a stored result for the same inputs (`cache_key = inputs`).
+    pub cache: Option<CachePolicy>,
+}
+
+/// How a task's results are cached (`#[task(cache_key = inputs, cache_expiration = "1d")]`).
+///
+/// ```
+/// use std::time::Duration;
+/// use flowkit::{CacheKey, CachePolicy};
+/// let policy = CachePolicy { key: CacheKey::Inputs, expiration: Some(Duration::from_secs(86_400)), refresh: false };
+/// assert_eq!(policy.key, CacheKey::Inputs);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachePolicy {
+    /// What the key is made of.
+    pub key: CacheKey,
+    /// How long a stored result may be reused; forever if `None`.
+    pub expiration: Option<Duration>,
+    /// Always run and store a new result (`refresh_cache = true`).
+    pub refresh: bool,
+}
+
+/// What a cache key is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheKey {
+    /// The task's name and the blake3 hash of its arguments' serde JSON.
+    Inputs,
 }
 
 impl TaskOptions {
@@ -44,6 +77,8 @@ impl TaskOptions {
             retry: RetryPolicy::NONE,
             timeout: None,
             tags: Cow::Borrowed(&[]),
+            persist_result: None,
+            cache: None,
         }
     }
 }
@@ -70,6 +105,9 @@ pub struct FlowOptions {
     /// At most this many of the flow run's task runs run at once (tasks called from other tasks
     /// do not count, so a task that waits for its own sub-tasks cannot deadlock the flow).
     pub concurrency_limit: Option<usize>,
+    /// Its task runs store their results (unless a task says `persist_result = false`), and the
+    /// flow run keeps a manifest in the result store, so that it can be resumed.
+    pub persist_result: bool,
 }
 
 impl FlowOptions {
@@ -82,6 +120,7 @@ impl FlowOptions {
             timeout: None,
             tags: Cow::Borrowed(&[]),
             concurrency_limit: None,
+            persist_result: false,
         }
     }
 }

@@ -178,6 +178,10 @@ pub(crate) struct FlowRun {
     pub(crate) bus: EventBus,
     pub(crate) limiter: Option<Semaphore>,
     pub(crate) attempt: AtomicU32,
+    /// The attempts made before this process resumed the run (0 for a new run).
+    pub(crate) attempt_base: AtomicU32,
+    /// Where its results go, for runs that persist, resume or have an idempotency key.
+    pub(crate) durable: Option<Box<crate::results::plan::FlowDurable>>,
     /// The flow run this one is a child of.
     pub(crate) parent: Option<Arc<FlowRun>>,
     /// The task run that called it, if a task did.
@@ -260,6 +264,10 @@ pub(crate) trait Record {
     fn task_run_id(&self) -> Option<Uuid>;
     fn set_attempt(&self, attempt: u32);
     fn attempt(&self) -> u32;
+    /// The attempts made before this one started (by another process, for a resumed run).
+    fn attempt_base(&self) -> u32 {
+        0
+    }
     fn completion(&self) -> &Completion;
     fn live(&self) -> &Live;
     /// Counts the run as live in every run above it that waits for it.
@@ -422,6 +430,9 @@ impl Record for FlowRun {
     fn attempt(&self) -> u32 {
         self.attempt.load(Ordering::Relaxed)
     }
+    fn attempt_base(&self) -> u32 {
+        self.attempt_base.load(Ordering::Relaxed)
+    }
     fn completion(&self) -> &Completion {
         &self.done
     }
@@ -490,6 +501,9 @@ pub(crate) enum Attempt<T, E> {
     Panicked(String),
     TimedOut(Duration),
     Cancelled,
+    /// The result store could not be written (retried like an error). Boxed: it is rare, and
+    /// every attempt's outcome would carry its size.
+    Store(Box<crate::ResultStoreError>),
 }
 
 /// Runs attempts until one succeeds, retries are spent, or the error is not worth retrying,
@@ -506,7 +520,8 @@ where
     S: FnMut(u32) -> F,
     F: Future<Output = Attempt<T, E>>,
 {
-    let mut attempt = 1;
+    let base = record.attempt_base();
+    let mut attempt = base + 1;
     loop {
         record.set_attempt(attempt);
         let outcome = if record.cancel_requested() {
@@ -515,15 +530,16 @@ where
             record.emit_state(State::Running, attempt, None, None);
             start(attempt).await
         };
-        let retryable = attempt <= policy.retries;
+        let retryable = attempt - base <= policy.retries;
         let retry_message = match &outcome {
             Attempt::Err(error) if retryable && should_retry(error) => Some(format!("{error:#}")),
             Attempt::TimedOut(after) if retryable => Some(timeout_message(*after)),
+            Attempt::Store(error) if retryable => Some(error.to_string()),
             _ => None,
         };
         let outcome = match retry_message {
             Some(message) => {
-                if retry(record, policy, attempt, message).await {
+                if retry(record, policy, attempt, attempt - base, message).await {
                     attempt += 1;
                     continue;
                 }
@@ -570,10 +586,21 @@ where
                     run_id: record.run_id(),
                 }),
             ),
+            Attempt::Store(error) => (
+                State::Failed,
+                Err(RunError::ResultStore {
+                    run_type: record.run_type(),
+                    name: record.name().clone(),
+                    run_id: record.run_id(),
+                    attempts: attempt,
+                    error,
+                }),
+            ),
         };
         let message = match &result {
             Ok(_) => None,
             Err(RunError::Failed { error, .. }) => Some(format!("{error:#}")),
+            Err(RunError::ResultStore { error, .. }) => Some(error.to_string()),
             Err(RunError::TimedOut { after, .. }) => Some(timeout_message(*after)),
             Err(other) => Some(other.to_string()),
         };
@@ -587,8 +614,14 @@ fn timeout_message(after: Duration) -> String {
 }
 
 /// Records `Retrying` and waits out the delay; false if the run was cancelled meanwhile.
-async fn retry<R: Record>(record: &R, policy: &RetryPolicy, attempt: u32, message: String) -> bool {
-    let delay = policy.next_delay(attempt);
+async fn retry<R: Record>(
+    record: &R,
+    policy: &RetryPolicy,
+    attempt: u32,
+    retry_number: u32,
+    message: String,
+) -> bool {
+    let delay = policy.next_delay(retry_number);
     let now = Utc::now();
     let next = chrono::Duration::from_std(delay)
         .ok()

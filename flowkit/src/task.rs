@@ -16,9 +16,10 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
+use crate::results::plan::{CallExtras, CallParts, FlowDurable, Inputs, TaskPlan};
 use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, drive};
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
-use crate::{EventBus, State, TaskOptions};
+use crate::{Codec, EventBus, ResultStore, State, TaskOptions};
 
 /// The value-or-error of a task's body: implemented for `Result<T, E>`.
 ///
@@ -111,12 +112,15 @@ pub type TaskResult<B> = Result<
 /// # }
 /// ```
 #[must_use = "a task call does nothing until it is awaited or submitted"]
-pub struct TaskCall<'a, B> {
+pub struct TaskCall<'a, B: TaskBody> {
     options: &'static TaskOptions,
     body: B,
     upstream: Vec<Upstream>,
     bus: Option<EventBus>,
     map_index: Option<u64>,
+    /// How its result is stored, if its type allows (the macros probe it).
+    codec: Option<Codec<<B::Output as Outcome>::Ok>>,
+    extras: Option<Box<CallExtras>>,
     _borrows: PhantomData<&'a ()>,
 }
 
@@ -129,8 +133,76 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             upstream: Vec::new(),
             bus: None,
             map_index: None,
+            codec: None,
+            extras: None,
             _borrows: PhantomData,
         }
+    }
+
+    /// Gives the call what persisting its result needs: how to store its value, and the hash
+    /// of its arguments (what `#[task]` expands to).
+    #[doc(hidden)]
+    pub fn __durable(
+        mut self,
+        codec: Option<Codec<<B::Output as Outcome>::Ok>>,
+        inputs: Option<crate::InputsHasher>,
+    ) -> Self {
+        self.codec = codec;
+        if let Some(hasher) = inputs {
+            self.extras().inputs = match hasher.finish() {
+                Some(hash) => Inputs::Hashed(hash),
+                None => Inputs::Failed,
+            };
+        }
+        self
+    }
+
+    fn extras(&mut self) -> &mut CallExtras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// Runs the task and stores a new result even if its cache holds one for these inputs
+    /// (as `#[task(refresh_cache = true)]` does for every call).
+    ///
+    /// ```
+    /// use flowkit::task;
+    ///
+    /// #[task(cache_key = inputs)]
+    /// async fn price(item: u32) -> u32 { item * 10 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # flowkit::Config::new().console(false).init().ok();
+    /// # let dir = std::env::temp_dir().join(format!("flowkit-refresh-{}", std::process::id()));
+    /// let store = std::sync::Arc::new(flowkit::LocalStore::new(&dir));
+    /// assert_eq!(price(3).result_store(store).refresh_cache().await.unwrap(), 30);
+    /// # std::fs::remove_dir_all(dir).ok();
+    /// # }
+    /// ```
+    pub fn refresh_cache(mut self) -> Self {
+        self.extras().refresh = true;
+        self
+    }
+
+    /// Stores this call's result in `store` instead of its flow run's (or the global) store.
+    pub fn result_store(mut self, store: Arc<dyn ResultStore>) -> Self {
+        self.extras().store = Some(store);
+        self
+    }
+
+    /// Takes the next occurrence of this task in the current flow run, for the calls of one
+    /// `map` (they share it, told apart by their map index).
+    pub(crate) fn reserve_occurrence(&self) -> Option<u64> {
+        with_current(|scope| {
+            let durable = scope.and_then(Scope::flow)?.durable.as_deref()?;
+            persists(self.options, durable).then(|| durable.next_occurrence(self.options))
+        })
+    }
+
+    pub(crate) fn with_occurrence(mut self, occurrence: Option<u64>) -> Self {
+        if occurrence.is_some() {
+            self.extras().occurrence = occurrence;
+        }
+        self
     }
 
     /// Waits for these runs to end before starting; if one of them fails (and is not wrapped in
@@ -158,18 +230,24 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         self.options
     }
 
-    fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
+    fn prepare(mut self, scope: Option<&Scope>) -> Prepared<B> {
         let (flow, parent_task) = match scope {
             Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
             Some(Scope::Task(task)) => (task.flow.clone(), Some(task.clone())),
             None => (None, None),
         };
-        let own_bus = match (&flow, self.bus) {
+        let own_bus = match (&flow, self.bus.take()) {
             (Some(_), _) => EventBus::disabled(),
             (None, Some(bus)) => bus,
             (None, None) => crate::context::default_bus(scope),
         };
         let now = chrono::Utc::now();
+        if self.extras.as_ref().is_none_or(|e| e.occurrence.is_none()) {
+            let durable = flow.as_ref().and_then(|flow| flow.durable.as_deref());
+            if let Some(durable) = durable.filter(|durable| persists(self.options, durable)) {
+                self.extras().occurrence = Some(durable.next_occurrence(self.options));
+            }
+        }
         let run = Arc::new(TaskRun {
             id: crate::ids::new_id(now),
             options: self.options,
@@ -207,6 +285,10 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             upstream: self.upstream,
             takes_slot,
             guard,
+            parts: CallParts {
+                codec: self.codec,
+                extras: self.extras,
+            },
         }
     }
 
@@ -246,12 +328,36 @@ where
     }
 }
 
-struct Prepared<B> {
+struct Prepared<B: TaskBody> {
     run: Arc<TaskRun>,
     body: B,
     upstream: Vec<Upstream>,
     takes_slot: bool,
     guard: EndGuard<TaskRun>,
+    parts: CallParts<<B::Output as Outcome>::Ok>,
+}
+
+/// True if a call of a task with `options` in a durable flow run persists its result.
+fn persists(options: &TaskOptions, durable: &FlowDurable) -> bool {
+    options.cache.is_some() || options.persist_result.unwrap_or(durable.persist)
+}
+
+/// True if a call of a task with these options needs its arguments hashed (what `#[task]`
+/// asks before hashing them).
+#[doc(hidden)]
+pub fn wants_inputs(options: &TaskOptions) -> bool {
+    if options.cache.is_some() {
+        return true;
+    }
+    if options.persist_result == Some(false) {
+        return false;
+    }
+    with_current(|scope| {
+        scope
+            .and_then(Scope::flow)
+            .and_then(|flow| flow.durable.as_deref())
+            .is_some_and(|durable| persists(options, durable))
+    })
 }
 
 impl<B: TaskBody> Prepared<B>
@@ -265,8 +371,12 @@ where
             upstream,
             takes_slot,
             guard,
+            parts,
         } = self;
         let _guard = guard;
+        // Boxed, as its futures are: a call that does not persist carries none of it (made
+        // before the first await, so that its parts are not held across it).
+        let plan = TaskPlan::new(&run, parts).map(Box::new);
         if let Err((upstream_id, upstream_state)) = wait_all(&upstream).await {
             let error = RunError::UpstreamFailed {
                 run_type: RunType::Task,
@@ -279,6 +389,28 @@ where
             return Err(error);
         }
         drop(upstream);
+        if let Some(plan) = &plan {
+            match Box::pin(plan.lookup(&run)).await {
+                Ok(Some((value, message))) => {
+                    run.end(State::Cached, 0, Some(message));
+                    return Ok(value);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    // Never run again what may have completed: a store that cannot be read
+                    // fails the run before its body.
+                    run.end(State::Failed, 0, Some(error.to_string()));
+                    return Err(RunError::ResultStore {
+                        run_type: RunType::Task,
+                        name: run.options.name.clone(),
+                        run_id: run.id,
+                        attempts: 0,
+                        error: Box::new(error),
+                    });
+                }
+            }
+        }
+        let plan = plan.as_deref();
         let limiter = match (&run.flow, takes_slot) {
             (Some(flow), true) => flow.limiter.as_ref(),
             _ => None,
@@ -318,16 +450,30 @@ where
                     }
                     None => attempt_future.await,
                 };
-                match outcome {
-                    Ok(output) => match output.into_result() {
-                        Ok(value) => Attempt::Ok(value),
-                        Err(error) => Attempt::Err(error),
-                    },
-                    Err(payload) => Attempt::Panicked(crate::run::panic_message(payload)),
+                let ended = attempt_of(outcome);
+                match plan {
+                    // Boxed, and given the whole outcome: nothing of it is held here across
+                    // the store's await.
+                    Some(plan) => Box::pin(plan.persist_attempt(attempt, ended)).await,
+                    None => ended,
                 }
             }
         };
         drive(&*run, &run.options.retry, start, retry_if).await
+    }
+}
+
+/// How an attempt's body ended (a function, so that nothing of the body's output is held
+/// across the store's await).
+fn attempt_of<O: Outcome>(
+    outcome: Result<O, Box<dyn std::any::Any + Send>>,
+) -> Attempt<O::Ok, O::Err> {
+    match outcome {
+        Ok(output) => match output.into_result() {
+            Ok(value) => Attempt::Ok(value),
+            Err(error) => Attempt::Err(error),
+        },
+        Err(payload) => Attempt::Panicked(crate::run::panic_message(payload)),
     }
 }
 

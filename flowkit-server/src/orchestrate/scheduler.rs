@@ -19,8 +19,6 @@ use crate::store::work::NewWork;
 pub const AHEAD: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// At most this many runs ahead per deployment.
 pub const MAX_AHEAD: usize = 100;
-/// At most this many missed times caught up per deployment per tick.
-pub const MAX_CATCHUP: usize = 10_000;
 
 pub(super) async fn run(state: AppState) {
     let mut interval = tokio::time::interval(state.orchestra.tick);
@@ -102,16 +100,7 @@ pub fn due(spec: &DeploymentSpec, last: Option<DateTime<Utc>>, now: DateTime<Utc
     let mut times = Vec::new();
     let mut at = now;
     if let Some(last) = last {
-        let mut missed = std::collections::VecDeque::new();
-        let mut cursor = last;
-        while let Some(next) = next_due(&schedules, cursor).filter(|(t, _)| *t <= now) {
-            cursor = next.0;
-            missed.push_back(next);
-            if missed.len() > MAX_CATCHUP || (!spec.catchup && missed.len() > 1) {
-                missed.pop_front();
-            }
-        }
-        times.extend(missed);
+        times.extend(flowkit_api::missed(&schedules, last, now, spec.catchup));
         at = last.max(now);
     }
     let horizon = now + AHEAD;

@@ -1,6 +1,7 @@
 //! A real server process on a free port, with a database of its own.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod browser;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use tokio::process::{Child, Command};
 pub struct Server {
     pub url: String,
     pub port: u16,
+    /// The API key the helpers of `api` send, for a server started with one.
+    pub key: Option<String>,
     child: Child,
 }
 
@@ -174,7 +177,12 @@ impl Server {
             .unwrap_or_else(|| panic!("no port in {line:?}"));
         // Keep reading stdout so the pipe never fills.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { url, port, child }
+        Server {
+            url,
+            port,
+            key: None,
+            child,
+        }
     }
 
     /// The server's process id.

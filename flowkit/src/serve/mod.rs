@@ -37,7 +37,7 @@ mod deployment;
 mod state;
 mod worker;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -429,9 +429,6 @@ impl Clock {
     }
 }
 
-/// At most this many missed runs are caught up at once.
-const MAX_CATCHUP: usize = 10_000;
-
 /// Schedules one deployment: finds due times, and starts their runs in order.
 async fn serve_one(
     deployment: Deployment,
@@ -477,15 +474,7 @@ async fn serve_one(
         let mut cursor = now;
         // Missed while no program served the deployment.
         if let Some(last) = state.last(&name) {
-            let mut missed = VecDeque::new();
-            let mut at = last;
-            while let Some((next, previous)) = next_due(&schedules, at).filter(|(n, _)| *n <= now) {
-                missed.push_back((next, previous));
-                if missed.len() > MAX_CATCHUP || (!deployment.catchup && missed.len() > 1) {
-                    missed.pop_front();
-                }
-                at = next;
-            }
+            let missed = flowkit_api::missed(&schedules, last, now, deployment.catchup);
             if !missed.is_empty() {
                 tracing::info!(deployment = %name, runs = missed.len(),
                     "flowkit: running scheduled times missed while not served");
@@ -502,14 +491,13 @@ async fn serve_one(
             clock.sleep_until(at).await;
             // Woken late (the clock jumped): times passed meanwhile follow `catchup`.
             let now = clock.now();
-            let mut passed = VecDeque::from([(at, previous)]);
-            let mut last = at;
-            while let Some(next) = next_due(&schedules, last).filter(|(n, _)| *n <= now) {
-                last = next.0;
-                passed.push_back(next);
-                if passed.len() > MAX_CATCHUP || (!deployment.catchup && passed.len() > 1) {
-                    passed.pop_front();
+            let mut passed = vec![(at, previous)];
+            let later = flowkit_api::missed(&schedules, at, now, deployment.catchup);
+            if !later.is_empty() {
+                if !deployment.catchup {
+                    passed.clear();
                 }
+                passed.extend(later);
             }
             for (at, previous) in passed {
                 cursor = at;

@@ -1,0 +1,8 @@
+struct Connection;
+
+#[flowkit::task(persist_result = true)]
+async fn connect() -> Connection {
+    Connection
+}
+
+fn main() {}
