@@ -50,7 +50,8 @@ const SHOWN_ACTIONS: &str = "[...document.querySelectorAll('[data-needs]')]\
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_key_sees_no_actions_and_an_operator_cancels_and_is_audited() {
     let dir = TempDir::new("dash-access");
-    let server = Server::start(dir.path(), 0, &["--api-key", ADMIN]).await;
+    let mut server = Server::start(dir.path(), 0, &["--api-key", ADMIN]).await;
+    server.key = Some(ADMIN.into());
     let reader = make_key(&server, "viewers", &["read"]).await;
     let operator = make_key(&server, "ops-team", &["read", "operate"]).await;
     let (status, body) = send(
@@ -213,12 +214,13 @@ async fn the_dashboard_and_api_work_under_a_base_path() {
     use common::{event_now, run_created};
     use flowkit::events::RunType;
     let dir = TempDir::new("dash-base-path");
-    let server = Server::start(
+    let mut server = Server::start(
         dir.path(),
         0,
         &["--api-key", ADMIN, "--base-path", "/flowkit/"],
     )
     .await;
+    server.key = Some(ADMIN.into());
     let run = uuid::Uuid::now_v7();
     let events = vec![event_now(
         run,
