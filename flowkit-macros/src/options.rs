@@ -36,6 +36,7 @@ pub(crate) const FLOW_OPTIONS: &[&str] = &[
     "timeout",
     "tags",
     "concurrency_limit",
+    "run_name",
 ];
 
 pub(crate) enum RetryDelay {
@@ -56,6 +57,8 @@ pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
     pub(crate) tags: Vec<String>,
     pub(crate) concurrency_limit: Option<usize>,
+    /// `run_name = "etl-{day}"`, checked against the parameters in `expand`.
+    pub(crate) run_name: Option<syn::LitStr>,
 }
 
 /// How an option is written, for error messages.
@@ -72,6 +75,7 @@ fn example(option: &str) -> &'static str {
         "timeout" => "timeout = \"2m\"",
         "tags" => "tags = [\"api\", \"daily\"]",
         "concurrency_limit" => "concurrency_limit = 8",
+        "run_name" => "run_name = \"etl-{day}\"",
         _ => "option = value",
     }
 }
@@ -331,6 +335,18 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
                     .ok_or_else(|| too_large(value, "concurrency_limit", usize::MAX >> 4))?;
                 options.concurrency_limit = Some(limit);
             }
+            "run_name" => match value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(text),
+                    ..
+                }) => options.run_name = Some(text.clone()),
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        format!("`run_name` expects a string literal, like `{}`", example("run_name")),
+                    ));
+                }
+            },
             _ => unreachable!("every allowed option is handled above"),
         }
     }

@@ -46,6 +46,7 @@ fn created(run_type: RunType, name: &'static str, map_index: Option<u64>) -> Eve
     EventKind::RunCreated(Arc::new(RunCreated {
         run_type,
         name: name.into(),
+        run_name: None,
         description: None,
         parameters: (run_type == RunType::Flow).then(|| serde_json::json!({"day": "2026-11-26"})),
         tags: Default::default(),

@@ -153,6 +153,9 @@ pub fn app(state: AppState) -> Router {
         ))
         // After the key check, so outside it: the page asks for the key.
         .merge(dashboard::routes())
+        // Unknown routes and wrong methods answer JSON, like every other error of the API.
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(body_limits::refuse_oversized))
         // gzip when the client accepts it (the run detail of 10,000 task runs is 4.5 MB of
@@ -172,6 +175,21 @@ pub fn app(state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+async fn no_route(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::NotFound(format!("route {}", uri.path()))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({
+            "error": format!("{} does not answer {method}", uri.path()),
+        })),
+    )
+        .into_response()
 }
 
 /// Readiness: 200 `{"status":"ok"}` when the server can store events right now (the last write

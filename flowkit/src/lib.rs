@@ -58,6 +58,7 @@ mod map;
 mod options;
 mod retry;
 mod run;
+pub mod run_name;
 pub mod serve;
 mod sink;
 mod state;

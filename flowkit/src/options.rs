@@ -70,6 +70,10 @@ pub struct FlowOptions {
     /// At most this many of the flow run's task runs run at once (tasks called from other tasks
     /// do not count, so a task that waits for its own sub-tasks cannot deadlock the flow).
     pub concurrency_limit: Option<usize>,
+    /// The template of each run's name (`#[flow(run_name = "etl-{day}")]`): `{parameter}` is
+    /// replaced by that parameter's value. Without one, a run gets a generated name like
+    /// `brave-otter` (see [`crate::run_name`]).
+    pub run_name: Option<Cow<'static, str>>,
 }
 
 impl FlowOptions {
@@ -82,6 +86,7 @@ impl FlowOptions {
             timeout: None,
             tags: Cow::Borrowed(&[]),
             concurrency_limit: None,
+            run_name: None,
         }
     }
 }

@@ -21,8 +21,11 @@ const MAX_LIMIT: i64 = 1_000;
 pub struct FlowRunsQuery {
     /// Only runs of this flow.
     flow: Option<String>,
-    /// Only runs in this state (Completed, Failed, …).
+    /// Only runs in one of these states, separated by commas (`Failed,Crashed`; any case).
     state: Option<String>,
+    /// Only runs with a task run that failed, timed out or crashed (`true`), even if the run
+    /// itself completed.
+    failed_tasks: Option<bool>,
     /// Only runs created at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
     /// Only runs created before this time (RFC 3339).
@@ -33,7 +36,8 @@ pub struct FlowRunsQuery {
     parent: Option<Uuid>,
     /// Only runs started by this deployment.
     deployment: Option<String>,
-    /// Text in the flow's name, the tags or the deployment (case-insensitive), or a run id.
+    /// Text in the flow's or the run's name, the parameters, the tags or the deployment
+    /// (case-insensitive), or a run id.
     q: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -68,10 +72,15 @@ impl<T> Page<T> {
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|rejection| {
         let text = rejection.body_text();
-        ApiError::BadRequest {
-            field: rejected_field(&text).map(str::to_string),
-            message: format!("bad query string: {text}"),
-        }
+        let field = rejected_field(&text).map(str::to_string);
+        let message = match field.as_deref() {
+            // A time that is not one: say which format is wanted.
+            Some(name @ ("since" | "until")) => format!(
+                "`{name}` must be a time in RFC 3339, like 2026-11-28T02:00:00Z ({text})"
+            ),
+            _ => format!("bad query string: {text}"),
+        };
+        ApiError::BadRequest { field, message }
     })
 }
 
@@ -153,25 +162,58 @@ const STATES: [&str; 11] = [
     "Skipped",
 ];
 
-/// Flow runs, newest first.
+/// The state named `name` (in any case), or a 400 naming `field`.
+pub(crate) fn state_name(field: &str, name: &str) -> Result<&'static str, ApiError> {
+    let name = name.trim();
+    STATES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(name))
+        .copied()
+        .ok_or_else(|| {
+            ApiError::bad(
+                field,
+                format!("unknown state {name:?}; expected one of {}", STATES.join(", ")),
+            )
+        })
+}
+
+/// `Failed,crashed` as states; empty parts are ignored.
+fn state_list(field: &str, text: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
+    let mut states = Vec::new();
+    for part in text.unwrap_or_default().split(',') {
+        if part.trim().is_empty() {
+            continue;
+        }
+        let state = state_name(field, part)?;
+        if !states.contains(&state) {
+            states.push(state);
+        }
+    }
+    Ok(states)
+}
+
+/// A flow run in the list: the run, and how many of its task runs are in each state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlowRunItem {
+    #[serde(flatten)]
+    pub run: Run,
+    /// Its task runs by state (states with none are left out).
+    pub task_counts: std::collections::BTreeMap<String, i64>,
+}
+
+/// Flow runs, newest first, each with its task runs counted by state (one grouped query per
+/// page).
 #[utoipa::path(get, path = "/api/flow_runs", tag = "runs", params(FlowRunsQuery),
-    responses((status = 200, body = Page<Run>), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Page<FlowRunItem>), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn list_flow_runs(
     State(state): State<AppState>,
     params: Result<Query<FlowRunsQuery>, QueryRejection>,
-) -> Result<Json<Page<Run>>, ApiError> {
+) -> Result<Json<Page<FlowRunItem>>, ApiError> {
     let q = query(params)?;
-    if let Some(s) = &q.state {
-        if !STATES.contains(&s.as_str()) {
-            return Err(ApiError::bad(
-                "state",
-                format!("unknown state {s:?}; expected one of {}", STATES.join(", ")),
-            ));
-        }
-    }
     let filter = RunFilter {
         flow: stored_text(q.flow),
-        state: q.state,
+        states: state_list("state", q.state.as_deref())?,
+        failed_tasks: q.failed_tasks.unwrap_or(false),
         since: nanos("since", q.since)?,
         until: nanos("until", q.until)?,
         tag: stored_text(q.tag),
@@ -182,9 +224,22 @@ pub async fn list_flow_runs(
         before: cursor("cursor", q.cursor.as_deref())?,
         limit: limit(q.limit)?,
     };
-    let items = state.store.flow_runs(&filter).await?;
-    Ok(Json(Page::of(items, filter.limit, |run| {
-        (run.created, run.id)
+    let runs = state.store.flow_runs(&filter).await?;
+    let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+    let mut counts: std::collections::HashMap<Uuid, std::collections::BTreeMap<String, i64>> =
+        Default::default();
+    for (id, run_state, n) in state.store.task_counts(&ids).await? {
+        counts.entry(id).or_default().insert(run_state, n);
+    }
+    let items = runs
+        .into_iter()
+        .map(|run| FlowRunItem {
+            task_counts: counts.remove(&run.id).unwrap_or_default(),
+            run,
+        })
+        .collect();
+    Ok(Json(Page::of(items, filter.limit, |item| {
+        (item.run.created, item.run.id)
     })))
 }
 
@@ -313,8 +368,9 @@ pub async fn get_logs(
     Path(id): Path<String>,
     params: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Json<Page<LogLine>>, ApiError> {
-    let id = run_id(&id)?;
     let q = query(params)?;
+    // Like its states: the logs of a run the server does not have are a 404, not an empty page.
+    let id = flow_run(&state, &id).await?.id;
     let level = q.level.map(|l| log_level("level", &l)).transpose()?;
     let at_least = match q.min_level {
         Some(min) => {

@@ -131,6 +131,8 @@ pub struct Run {
     pub id: Uuid,
     pub run_type: &'static str,
     pub name: Option<String>,
+    /// A flow run's human-readable name (`etl-2026-11-28`, `brave-otter`).
+    pub run_name: Option<String>,
     pub flow_run_id: Option<Uuid>,
     pub parent_flow_run_id: Option<Uuid>,
     pub parent_task_run_id: Option<Uuid>,
@@ -175,7 +177,10 @@ pub struct LogLine {
 #[derive(Debug, Default)]
 pub struct RunFilter {
     pub flow: Option<String>,
-    pub state: Option<String>,
+    /// Only runs in one of these states (none: any).
+    pub states: Vec<&'static str>,
+    /// Only runs with a task run that failed, timed out or crashed.
+    pub failed_tasks: bool,
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub tag: Option<String>,
@@ -184,7 +189,8 @@ pub struct RunFilter {
     /// Leave out the runs still `Scheduled` (made ahead by the server, not started).
     pub started_only: bool,
     pub parent: Option<Uuid>,
-    /// Text in the flow's name, the tags or the deployment (case-insensitive), or a run id.
+    /// Text in the flow's or the run's name, the parameters, the tags or the deployment
+    /// (case-insensitive), or a run id.
     pub search: Option<String>,
     /// Keyset cursor: runs created before this (created_ts, id).
     pub before: Option<(i64, Uuid)>,
@@ -551,6 +557,18 @@ impl Store {
     /// Flow runs, newest first, filtered.
     pub async fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
         dispatch!(self.flow_runs(filter))
+    }
+
+    /// How many task runs each of these flow runs has in each state: one grouped query (per
+    /// 500 flow runs), as `(flow run, state, count)`.
+    pub async fn task_counts(
+        &self,
+        flow_run_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, String, i64)>, StoreError> {
+        if flow_run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self.task_counts(flow_run_ids))
     }
 
     /// One run by id.
