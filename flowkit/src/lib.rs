@@ -83,6 +83,7 @@ pub use logging::RunLogLayer;
 pub use map::{MapHandle, map};
 pub use options::{FlowOptions, TaskOptions};
 pub use retry::{RetryDelay, RetryPolicy};
+pub use run::{RETRY_IF_TARGET, RUNTIME_TARGET};
 pub use sink::{ConsoleSink, EventSink, HttpSink, HttpSinkBuilder, MemorySink};
 pub use state::State;
 pub use task::TaskCall;

@@ -501,6 +501,10 @@ impl ConsoleSink {
     }
 
     fn on_log(&mut self, event: &Event, log: &LogRecord) {
+        // The runtime's own lines say what the progress lines already show.
+        if log.target == crate::run::RUNTIME_TARGET {
+            return;
+        }
         let (name, depth) = match (event.task_run_id, event.flow_run_id) {
             (Some(task), _) => match self.tasks.get(&task) {
                 Some(view) => match view.map_index {
