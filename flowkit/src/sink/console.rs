@@ -221,7 +221,11 @@ impl ConsoleSink {
                         s.scheduled_at.format("%Y-%m-%d %H:%M:%S UTC")
                     )
                 });
-                let text = format!("{title} run {short}{scheduled}{params}");
+                // The run's name first (what the dashboard lists and searches), then its id.
+                let text = match created.run_name.as_deref() {
+                    Some(name) => format!("{title} run {name} ({short}){scheduled}{params}"),
+                    None => format!("{title} run {short}{scheduled}{params}"),
+                };
                 self.line(event.timestamp, depth, &text);
             }
             RunType::Task => {
