@@ -301,6 +301,8 @@ pub struct StatesQuery {
     /// Only the flow run's own changes and those of task runs that ran more than once or wait
     /// to retry (the others' single attempt is their `start` and `end`). Default false.
     retried_only: Option<bool>,
+    /// Only the changes of this task run (its page's state history).
+    task_run_id: Option<Uuid>,
 }
 
 /// The state history of a flow run and its task runs: every change, oldest first. Each attempt
@@ -317,7 +319,7 @@ pub async fn get_states(
     let run = flow_run(&state, &id).await?;
     let changes = state
         .store
-        .state_changes(&run, q.retried_only.unwrap_or(false))
+        .state_changes(&run, q.retried_only.unwrap_or(false), q.task_run_id)
         .await?;
     Ok(Json(changes))
 }

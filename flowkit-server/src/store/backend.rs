@@ -469,6 +469,7 @@ macro_rules! backend {
                 flow_run_id: uuid::Uuid,
                 window: (uuid::Uuid, Option<uuid::Uuid>),
                 retried_only: bool,
+                task_run_id: Option<uuid::Uuid>,
             ) -> Result<Vec<$crate::store::StateChange>, $crate::store::StoreError> {
                 use sqlx::Row;
                 // Event ids are UUID v7, so the run's lifetime is a range of the primary key.
@@ -480,6 +481,9 @@ macro_rules! backend {
                     query.push(" AND id < ").push_bind(end);
                 }
                 query.push(" AND kind = 'state_changed' AND flow_run_id = ").push_bind(flow_run_id);
+                if let Some(task) = task_run_id {
+                    query.push(" AND task_run_id = ").push_bind(task);
+                }
                 if retried_only {
                     query
                         .push(" AND (task_run_id IS NULL OR task_run_id IN (SELECT id FROM runs WHERE flow_run_id = ")

@@ -596,11 +596,12 @@ impl Store {
     }
 
     /// The state changes of a flow run and of its task runs (only those that ran more than once
-    /// if `retried_only`), oldest first.
+    /// if `retried_only`; only those of `task_run_id` if given), oldest first.
     pub async fn state_changes(
         &self,
         flow_run: &Run,
         retried_only: bool,
+        task_run_id: Option<Uuid>,
     ) -> Result<Vec<StateChange>, StoreError> {
         // Its events were made during its life, and an event's id (UUID v7) carries the
         // millisecond of its timestamp (to within ID_TIME_SLACK_NANOS, checked at ingest), so
@@ -613,7 +614,7 @@ impl Store {
             .end
             .and_then(nanos)
             .map(|end| first_event_id_at(end.saturating_add(ID_TIME_SLACK_NANOS + 1_000_000)));
-        dispatch!(self.state_changes(flow_run.id, (first, after_last), retried_only))
+        dispatch!(self.state_changes(flow_run.id, (first, after_last), retried_only, task_run_id))
     }
 
     /// Flow runs created in `[since, until)`, counted by flow and state in `buckets` equal
