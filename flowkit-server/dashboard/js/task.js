@@ -17,7 +17,6 @@ export function attemptsOf(changes) {
       open.end = c.timestamp;
       open.state = attemptState(c.state, c.message);
       open.message = c.message;
-      if (c.state === 'Retrying') open.retry = c;
       open = null;
     }
   }
@@ -78,7 +77,7 @@ export function taskPage({ root, subscribe }, flowRunId, taskRunId) {
             h('td', { 'data-label': 'Ended' }, time(a.end)),
             h('td', { 'data-label': 'Duration', class: 'num' }, duration(a.end ? toMs(a.end) - toMs(a.start) : Date.now() - toMs(a.start))),
             h('td', { 'data-label': 'Error', class: 'attempt-error' }, a.message
-              ? [h('span', { class: 'error-text' }, a.message), a.retry?.next_attempt_at ? h('div', { class: 'muted small' }, 'retried') : null]
+              ? h('span', { class: 'error-text' }, a.message)
               : '—')))))
         : h('p', { class: 'muted', style: { padding: '0 16px 16px' } }, task.state === 'Pending' ? 'Not started yet.' : 'It never ran.'));
     relations.replaceChildren(h('h2', {}, 'Dependencies'),
