@@ -370,9 +370,8 @@ pub async fn get_logs(
     Path(id): Path<String>,
     params: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Json<Page<LogLine>>, ApiError> {
+    let id = run_id(&id)?;
     let q = query(params)?;
-    // Like its states: the logs of a run the server does not have are a 404, not an empty page.
-    let id = flow_run(&state, &id).await?.id;
     let level = q.level.map(|l| log_level("level", &l)).transpose()?;
     let at_least = match q.min_level {
         Some(min) => {
@@ -389,6 +388,9 @@ pub async fn get_logs(
         after: cursor("cursor", q.cursor.as_deref())?,
         limit: limit(q.limit)?,
     };
+    // The request is good: the logs of a run the server does not have are a 404, like its
+    // states, not an empty page.
+    let id = flow_run(&state, &id.to_string()).await?.id;
     let items = state.store.logs(id, &filter).await?;
     Ok(Json(Page::of(items, filter.limit, |line| {
         (line.timestamp, line.id)
