@@ -673,6 +673,12 @@ async fn retry<R: Record>(
     timed_out: bool,
 ) -> bool {
     let delay = policy.next_delay(attempt);
+    let now = Utc::now();
+    let next = chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    record.emit_state(State::Retrying, attempt, Some(message.clone()), Some(next));
     record.runtime_log(LogLevel::Warn, RUNTIME_TARGET, || {
         let total = policy.retries.saturating_add(1);
         let when = if delay.is_zero() {
@@ -686,12 +692,6 @@ async fn retry<R: Record>(
             format!("Attempt {attempt} of {total} failed: {message}; retrying {when}")
         }
     });
-    let now = Utc::now();
-    let next = chrono::Duration::from_std(delay)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    record.emit_state(State::Retrying, attempt, Some(message), Some(next));
     if delay.is_zero() {
         return !record.cancel_requested();
     }
