@@ -26,6 +26,8 @@ async fn explode() {
     panic!("boom at row 12");
 }
 
+// `retry_if` is given `&E`, and `E` is `String` here.
+#[allow(clippy::ptr_arg)]
 fn is_server_error(error: &String) -> bool {
     error.starts_with('5')
 }
@@ -98,7 +100,9 @@ async fn a_panic_is_an_error_line_with_its_message() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0].0, LogLevel::Error);
     assert!(
-        lines[0].2.starts_with("Finished in state Crashed after 1 attempt:")
+        lines[0]
+            .2
+            .starts_with("Finished in state Crashed after 1 attempt:")
             && lines[0].2.contains("boom at row 12"),
         "{lines:?}"
     );
@@ -158,8 +162,8 @@ async fn a_cancel_is_a_warning_of_the_run_and_of_the_runs_under_it() {
 }
 
 #[flow(name = "named-etl", run_name = "etl-{day}-{shard}")]
-async fn named(day: String, shard: u32) -> u32 {
-    shard
+async fn named(day: String, shard: u32) -> String {
+    format!("{day}/{shard}")
 }
 
 #[flow(name = "unnamed-etl")]
@@ -178,7 +182,10 @@ fn run_name_of(events: &MemorySink, run: Uuid) -> Option<String> {
 async fn a_flow_run_is_named_by_its_template_or_a_generated_name() {
     let (_, events) = flowkit::testing::capture(|| named("2026-11-28".into(), 3)).await;
     let run = events.runs_named("named-etl")[0];
-    assert_eq!(run_name_of(&events, run).as_deref(), Some("etl-2026-11-28-3"));
+    assert_eq!(
+        run_name_of(&events, run).as_deref(),
+        Some("etl-2026-11-28-3")
+    );
 
     let (_, events) = flowkit::testing::capture(unnamed).await;
     let run = events.runs_named("unnamed-etl")[0];
@@ -186,7 +193,10 @@ async fn a_flow_run_is_named_by_its_template_or_a_generated_name() {
     assert_eq!(name, flowkit::run_name::generated(run));
     let words: Vec<&str> = name.split('-').collect();
     assert!(
-        words.len() == 2 && words.iter().all(|w| w.chars().all(|c| c.is_ascii_lowercase())),
+        words.len() == 2
+            && words
+                .iter()
+                .all(|w| w.chars().all(|c| c.is_ascii_lowercase())),
         "{name}"
     );
 }

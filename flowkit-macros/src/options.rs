@@ -343,7 +343,10 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
                 other => {
                     return Err(syn::Error::new(
                         other.span(),
-                        format!("`run_name` expects a string literal, like `{}`", example("run_name")),
+                        format!(
+                            "`run_name` expects a string literal, like `{}`",
+                            example("run_name")
+                        ),
                     ));
                 }
             },

@@ -13,7 +13,9 @@ fn placeholders(template: &str) -> Result<Vec<String>, String> {
             continue;
         }
         if tail.starts_with('}') {
-            return Err("`run_name` has a `}` with no `{` before it; write `}}` for a brace".into());
+            return Err(
+                "`run_name` has a `}` with no `{` before it; write `}}` for a brace".into(),
+            );
         }
         let Some(end) = tail.find('}') else {
             return Err("`run_name` has a `{` that is never closed; write `{{` for a brace".into());
@@ -29,7 +31,10 @@ fn placeholders(template: &str) -> Result<Vec<String>, String> {
 pub(crate) fn check(template: &LitStr, parameters: &[String]) -> syn::Result<()> {
     let text = template.value();
     if text.trim().is_empty() {
-        return Err(syn::Error::new(template.span(), "`run_name` cannot be empty"));
+        return Err(syn::Error::new(
+            template.span(),
+            "`run_name` cannot be empty",
+        ));
     }
     let names = placeholders(&text).map_err(|message| syn::Error::new(template.span(), message))?;
     for name in names {
@@ -48,7 +53,9 @@ pub(crate) fn check(template: &LitStr, parameters: &[String]) -> syn::Result<()>
             };
             return Err(syn::Error::new(
                 template.span(),
-                format!("`run_name` uses `{{{name}}}`, which is not a parameter of this flow; {known}"),
+                format!(
+                    "`run_name` uses `{{{name}}}`, which is not a parameter of this flow; {known}"
+                ),
             ));
         }
     }

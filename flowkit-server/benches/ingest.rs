@@ -176,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         let run = store.run(flow).await?.expect("the flow run");
         store.task_runs(flow).await?;
-        let changes = store.state_changes(&run, true).await?;
+        let changes = store.state_changes(&run, true, None).await?;
         timeline.push(start.elapsed());
         assert!(changes.len() >= 20 * 4, "the retried runs' attempts");
         let start = Instant::now();

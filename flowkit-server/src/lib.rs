@@ -181,7 +181,10 @@ async fn no_route(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::NotFound(format!("route {}", uri.path()))
 }
 
-async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+async fn wrong_method(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     (
         axum::http::StatusCode::METHOD_NOT_ALLOWED,

@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use common::browser::Browser;
 use common::{Server, TempDir};
 use flowkit::{EventBus, HttpSink, flow, task};
@@ -74,7 +73,9 @@ return bad.slice(0, 8);
 /// Opens `hash`, waits for `ready`, and checks that nothing of the page is cut off sideways.
 async fn fits_a_phone(browser: &Browser, server: &Server, page: &str, hash: &str, ready: &str) {
     browser.goto(&format!("{}/{hash}", server.url)).await;
-    browser.wait_until(&format!("{page} on a phone"), ready).await;
+    browser
+        .wait_until(&format!("{page} on a phone"), ready)
+        .await;
     // Layout settles within a frame or two (fonts, the timeline's first draw).
     browser
         .eval(
@@ -100,9 +101,17 @@ async fn what_went_wrong_is_found_in_seconds() {
     let server = Server::start(dir.path(), 0, &[]).await;
     let spool = TempDir::new("findings-spool");
     let bus = EventBus::builder()
-        .sink(HttpSink::builder(server.url.clone()).spool_dir(spool.path()).build())
+        .sink(
+            HttpSink::builder(server.url.clone())
+                .spool_dir(spool.path())
+                .build(),
+        )
         .build();
-    for (day, bad_row) in [("2026-11-26", false), ("2026-11-27", true), ("2026-11-28", false)] {
+    for (day, bad_row) in [
+        ("2026-11-26", false),
+        ("2026-11-27", true),
+        ("2026-11-28", false),
+    ] {
         nightly(day.into(), bad_row).on(&bus).await.unwrap();
     }
     assert!(load().on(&bus).await.is_err());
@@ -217,7 +226,10 @@ async fn what_went_wrong_is_found_in_seconds() {
         )
         .await;
     assert_eq!(level, "WARN");
-    assert_eq!(browser.text("[data-testid=run-title]").await, "etl-2026-11-27");
+    assert_eq!(
+        browser.text("[data-testid=run-title]").await,
+        "etl-2026-11-27"
+    );
     // The retried attempt and the failed mapped run are drawn in their own colors.
     let rows = browser
         .eval(
@@ -226,7 +238,11 @@ async fn what_went_wrong_is_found_in_seconds() {
             vec![],
         )
         .await;
-    assert_eq!(rows[0], json!(["extract_orders", "Retrying Completed"]), "{rows}");
+    assert_eq!(
+        rows[0],
+        json!(["extract_orders", "Retrying Completed"]),
+        "{rows}"
+    );
 
     // 4. A task run's URL, opened directly: its attempts with their errors, its logs only.
     let detail = server.get(&format!("/api/flow_runs/{bad_day}")).await;
@@ -246,7 +262,10 @@ async fn what_went_wrong_is_found_in_seconds() {
     browser
         .wait_for_count("its two attempts", "[data-testid=attempt]", 2)
         .await;
-    assert_eq!(browser.text("[data-testid=task-name]").await, "extract_orders");
+    assert_eq!(
+        browser.text("[data-testid=task-name]").await,
+        "extract_orders"
+    );
     assert_eq!(browser.text("[data-testid=task-attempts]").await, "2 of 2");
     let attempts = browser
         .eval(
@@ -282,7 +301,10 @@ async fn what_went_wrong_is_found_in_seconds() {
             "document.querySelector('[data-testid=culprit]')",
         )
         .await;
-    assert_eq!(browser.text("[data-testid=culprit]").await, "load_warehouse");
+    assert_eq!(
+        browser.text("[data-testid=culprit]").await,
+        "load_warehouse"
+    );
     browser.click_js("[data-testid=culprit]").await;
     browser
         .wait_until(
@@ -296,7 +318,10 @@ async fn what_went_wrong_is_found_in_seconds() {
             .await
             .contains("warehouse refused 40 rows: disk full")
     );
-    assert_eq!(browser.text("[data-testid=task-name]").await, "load_warehouse");
+    assert_eq!(
+        browser.text("[data-testid=task-name]").await,
+        "load_warehouse"
+    );
 
     // 6. Every page at 390 × 844: rows become cards, nothing is cut off sideways.
     browser
@@ -319,9 +344,20 @@ async fn what_went_wrong_is_found_in_seconds() {
             vec![],
         )
         .await;
-    assert_eq!(card, json!(["grid", "none"]), "runs are cards, without a header row");
+    assert_eq!(
+        card,
+        json!(["grid", "none"]),
+        "runs are cards, without a header row"
+    );
     let task_rows = "document.querySelectorAll('[data-testid=task-row]').length > 3 && document.querySelector('[data-testid=log-line]')";
-    fits_a_phone(&browser, &server, "run", &format!("#/runs/{bad_day}"), task_rows).await;
+    fits_a_phone(
+        &browser,
+        &server,
+        "run",
+        &format!("#/runs/{bad_day}"),
+        task_rows,
+    )
+    .await;
     let label = browser
         .eval(
             "return +document.querySelector('.label-sep').getAttribute('x1')",

@@ -19,6 +19,7 @@ async fn check_row(i: u32) -> Result<u32, String> {
 /// Completes even though one of its task runs fails: the failure is handled.
 #[flow(name = "api-daily", run_name = "daily-{day}")]
 async fn daily(day: String, bad_rows: bool) -> usize {
+    tracing::info!("checking the rows of {day}");
     let rows = if bad_rows { vec![1, 2, 3] } else { vec![1, 3] };
     let checked = flowkit::map(rows, check_row).await;
     checked.iter().filter(|r| r.is_ok()).count()
@@ -62,7 +63,11 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
         let server = Server::start_with(&backend.database_url(dir.path()).await, 0, &[]).await;
         let spool = TempDir::new("findings-api-spool");
         let bus = EventBus::builder()
-            .sink(HttpSink::builder(server.url.clone()).spool_dir(spool.path()).build())
+            .sink(
+                HttpSink::builder(server.url.clone())
+                    .spool_dir(spool.path())
+                    .build(),
+            )
             .build();
         daily("2026-11-01".into(), false).on(&bus).await.unwrap();
         daily("2026-11-02".into(), true).on(&bus).await.unwrap();
@@ -72,9 +77,17 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
 
         // The name: templated, stored, listed and searched (and a generated one otherwise).
         let found = server.get("/api/flow_runs?q=daily-2026-11-02").await;
-        assert_eq!(run_names(&found), ["daily-2026-11-02"], "{backend:?}: {found}");
+        assert_eq!(
+            run_names(&found),
+            ["daily-2026-11-02"],
+            "{backend:?}: {found}"
+        );
         let by_parameter = server.get("/api/flow_runs?q=2026-11-01").await;
-        assert_eq!(run_names(&by_parameter), ["daily-2026-11-01"], "{backend:?}");
+        assert_eq!(
+            run_names(&by_parameter),
+            ["daily-2026-11-01"],
+            "{backend:?}"
+        );
         let failing_run = &server.get("/api/flow_runs?flow=api-failing").await["items"][0];
         let generated = failing_run["run_name"].as_str().expect("a generated name");
         assert_eq!(generated.split('-').count(), 2, "{generated}");
@@ -135,7 +148,10 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
         .await;
         assert_eq!(status, 400);
         assert_eq!(body["field"], "state");
-        assert!(body["error"].as_str().unwrap().contains("\"Broken\""), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("\"Broken\""),
+            "{body}"
+        );
 
         // The logs of a run the server does not have: 404, like its states.
         let unknown = uuid::Uuid::now_v7();
@@ -153,9 +169,11 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
             status_and_body(format!("{}/api/nope", server.url), reqwest::Method::GET).await;
         assert_eq!(status, 404);
         assert_eq!(body["error"], "route /api/nope not found");
-        let (status, body) =
-            status_and_body(format!("{}/api/flow_runs", server.url), reqwest::Method::DELETE)
-                .await;
+        let (status, body) = status_and_body(
+            format!("{}/api/flow_runs", server.url),
+            reqwest::Method::DELETE,
+        )
+        .await;
         assert_eq!(status, 405);
         assert_eq!(body["error"], "/api/flow_runs does not answer DELETE");
         // A bad time names its field and the format wanted.
@@ -166,7 +184,10 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
         .await;
         assert_eq!(status, 400);
         assert_eq!(body["field"], "since");
-        assert!(body["error"].as_str().unwrap().contains("RFC 3339"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("RFC 3339"),
+            "{body}"
+        );
         // The runtime's own lines reach the server: the failed task's end, at ERROR.
         let failing_id = failing_run["id"].as_str().unwrap();
         let logs = server

@@ -25,9 +25,9 @@ const ANIMALS: [&str; 64] = [
     "crane", "dingo", "dolphin", "eagle", "falcon", "ferret", "finch", "fox", "gazelle", "gecko",
     "gibbon", "heron", "hippo", "ibex", "ibis", "jackal", "jaguar", "koala", "lemur", "leopard",
     "lynx", "macaw", "marmot", "marten", "mink", "moose", "newt", "ocelot", "orca", "osprey",
-    "otter", "owl", "panda", "parrot", "pelican", "penguin", "puffin", "quail", "rabbit",
-    "raven", "salmon", "seal", "shrew", "sloth", "stork", "swan", "tapir", "tiger", "toucan",
-    "turtle", "viper", "walrus", "weasel", "wombat", "yak",
+    "otter", "owl", "panda", "parrot", "pelican", "penguin", "puffin", "quail", "rabbit", "raven",
+    "salmon", "seal", "shrew", "sloth", "stork", "swan", "tapir", "tiger", "toucan", "turtle",
+    "viper", "walrus", "weasel", "wombat", "yak",
 ];
 
 /// The generated name of the run with this id: an adjective and an animal, from the id's

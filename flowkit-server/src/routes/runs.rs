@@ -75,9 +75,9 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         let field = rejected_field(&text).map(str::to_string);
         let message = match field.as_deref() {
             // A time that is not one: say which format is wanted.
-            Some(name @ ("since" | "until")) => format!(
-                "`{name}` must be a time in RFC 3339, like 2026-11-28T02:00:00Z ({text})"
-            ),
+            Some(name @ ("since" | "until")) => {
+                format!("`{name}` must be a time in RFC 3339, like 2026-11-28T02:00:00Z ({text})")
+            }
             _ => format!("bad query string: {text}"),
         };
         ApiError::BadRequest { field, message }
@@ -172,7 +172,10 @@ pub(crate) fn state_name(field: &str, name: &str) -> Result<&'static str, ApiErr
         .ok_or_else(|| {
             ApiError::bad(
                 field,
-                format!("unknown state {name:?}; expected one of {}", STATES.join(", ")),
+                format!(
+                    "unknown state {name:?}; expected one of {}",
+                    STATES.join(", ")
+                ),
             )
         })
 }
