@@ -188,6 +188,28 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
             body["error"].as_str().unwrap().contains("RFC 3339"),
             "{body}"
         );
+        // Every list route refuses an unknown parameter alike, naming it; a bad time in any of
+        // them names its field and RFC 3339.
+        for path in [
+            "/api/flow_runs?colour=red",
+            "/api/deployments/nightly/runs?colour=red",
+            "/api/deployments/nightly/gaps?start=2026-11-01T00:00:00Z&end=2026-11-02T00:00:00Z&colour=red",
+        ] {
+            let (status, body) =
+                status_and_body(format!("{}{path}", server.url), reqwest::Method::GET).await;
+            assert_eq!(status, 400, "{path}: {body}");
+            assert_eq!(body["field"], "colour", "{path}: {body}");
+        }
+        let (status, body) = status_and_body(
+            format!(
+                "{}/api/deployments/nightly/gaps?start=monday&end=2026-11-02T00:00:00Z",
+                server.url
+            ),
+            reqwest::Method::GET,
+        )
+        .await;
+        assert_eq!((status, &body["field"]), (400, &Value::from("start")), "{body}");
+        assert!(body["error"].as_str().unwrap().contains("RFC 3339"), "{body}");
         // The runtime's own lines reach the server: the failed task's end, at ERROR.
         let failing_id = failing_run["id"].as_str().unwrap();
         let logs = server

@@ -69,13 +69,15 @@ impl<T> Page<T> {
     }
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+/// A query string read into `T`, or a 400 naming the parameter to blame. Every route with a
+/// query reads it so, and refuses unknown parameters (`deny_unknown_fields`).
+pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|rejection| {
         let text = rejection.body_text();
         let field = rejected_field(&text).map(str::to_string);
         let message = match field.as_deref() {
             // A time that is not one: say which format is wanted.
-            Some(name @ ("since" | "until")) => {
+            Some(name @ ("since" | "until" | "start" | "end")) => {
                 format!("`{name}` must be a time in RFC 3339, like 2026-11-28T02:00:00Z ({text})")
             }
             _ => format!("bad query string: {text}"),
