@@ -19,6 +19,15 @@ async fn extract_orders(day: String) -> Result<u32, String> {
     Ok(40)
 }
 
+/// Times out on its first attempt, then answers.
+#[task(retries = 1, timeout = "150ms")]
+async fn slow_source() -> u32 {
+    if flowkit::context().map_or(1, |c| c.attempt()) == 1 {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+    1
+}
+
 #[task]
 async fn validate(row: u32) -> Result<u32, String> {
     if row == 3 {
@@ -34,8 +43,13 @@ async fn load_warehouse(rows: u32) -> Result<(), String> {
 
 /// Completes whatever its rows hold: a bad row is counted, not fatal.
 #[flow(name = "find-etl", run_name = "etl-{day}", tags = ["nightly"])]
-async fn nightly(day: String, bad_row: bool) -> Result<usize, flowkit::RunError<String>> {
-    let orders = extract_orders(day).await?;
+async fn nightly(
+    day: String,
+    bad_row: bool,
+    shards: Vec<u32>,
+) -> Result<usize, flowkit::RunError<String>> {
+    let orders =
+        extract_orders(day).await? + slow_source().await.unwrap_or(0) + shards.len() as u32;
     let rows = if bad_row { vec![1, 2, 3] } else { vec![1, 2] };
     let valid = flowkit::map(rows, validate).await;
     Ok(valid.iter().filter(|r| r.is_ok()).count() + orders as usize)
@@ -112,7 +126,10 @@ async fn what_went_wrong_is_found_in_seconds() {
         ("2026-11-27", true),
         ("2026-11-28", false),
     ] {
-        nightly(day.into(), bad_row).on(&bus).await.unwrap();
+        nightly(day.into(), bad_row, (1..=12).collect())
+            .on(&bus)
+            .await
+            .unwrap();
     }
     assert!(load().on(&bus).await.is_err());
     bus.flush().await;
@@ -155,7 +172,7 @@ async fn what_went_wrong_is_found_in_seconds() {
         browser
             .text("[data-testid=run-row] [data-testid=params]")
             .await,
-        "bad_row=true day=2026-11-27"
+        "bad_row=true day=2026-11-27 shards=[1,2,3,4,5,6,7,8,9,10,11,12]"
     );
 
     // 2. Failures in plain sight: the bar counts the failed task of a Completed run; the filter
@@ -168,7 +185,7 @@ async fn what_went_wrong_is_found_in_seconds() {
             vec![],
         )
         .await;
-    assert_eq!(bar, json!(["4", "1", "1 of 4 failed", "Completed"]));
+    assert_eq!(bar, json!(["5", "1", "1 of 5 failed", "Completed"]));
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
         .wait_for_count("all four runs again", "[data-testid=run-row]", 4)
@@ -323,7 +340,20 @@ async fn what_went_wrong_is_found_in_seconds() {
         "load_warehouse"
     );
 
-    // 6. Every page at 390 × 844: rows become cards, nothing is cut off sideways.
+    // 6. The flows failing most come first, and a low success rate looks like it.
+    browser.goto(&format!("{}/#/flows", server.url)).await;
+    browser
+        .wait_for_count("two flow cards", "[data-testid=flow-card]", 2)
+        .await;
+    let cards = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=flow-card]')].map(c => [c.dataset.flow, c.querySelector('[data-testid=success-rate]').dataset.health]);",
+            vec![],
+        )
+        .await;
+    assert_eq!(cards, json!([["find-load", "bad"], ["find-etl", "good"]]));
+
+    // 7. Every page at 390 × 844: rows become cards, nothing is cut off sideways.
     browser
         .client
         .set_window_size(390, 844)

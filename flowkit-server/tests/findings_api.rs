@@ -208,8 +208,15 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
             reqwest::Method::GET,
         )
         .await;
-        assert_eq!((status, &body["field"]), (400, &Value::from("start")), "{body}");
-        assert!(body["error"].as_str().unwrap().contains("RFC 3339"), "{body}");
+        assert_eq!(
+            (status, &body["field"]),
+            (400, &Value::from("start")),
+            "{body}"
+        );
+        assert!(
+            body["error"].as_str().unwrap().contains("RFC 3339"),
+            "{body}"
+        );
         // The runtime's own lines reach the server: the failed task's end, at ERROR.
         let failing_id = failing_run["id"].as_str().unwrap();
         let logs = server
