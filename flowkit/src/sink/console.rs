@@ -42,6 +42,8 @@ pub struct ConsoleSink {
     tasks: HashMap<Uuid, TaskView>,
     maps: HashMap<(Uuid, String), MapView>,
     status_shown: bool,
+    /// The server's address: a top-level flow run's first line is followed by its page there.
+    dashboard: Option<String>,
 }
 
 struct FlowView {
@@ -152,7 +154,34 @@ impl ConsoleSink {
             tasks: HashMap::new(),
             maps: HashMap::new(),
             status_shown: false,
+            dashboard: None,
         }
+    }
+
+    /// Prints, under the first line of each top-level flow run, where to watch it on the
+    /// dashboard of the server at `url` (what `FLOWKIT_API_URL` sets), as Prefect prints
+    /// "View at …".
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use flowkit::{ConsoleSink, EventBus};
+    ///
+    /// #[flowkit::flow]
+    /// async fn hello() {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let out = Arc::new(Mutex::new(Vec::new()));
+    /// let console = ConsoleSink::to_writer(out.clone()).dashboard("http://127.0.0.1:4200/");
+    /// let bus = EventBus::builder().sink(console).build();
+    /// hello().on(&bus).await.unwrap();
+    /// bus.flush().await;
+    /// let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    /// assert!(text.contains("View at http://127.0.0.1:4200/#/runs/"));
+    /// # }
+    /// ```
+    pub fn dashboard(mut self, url: impl Into<String>) -> Self {
+        self.dashboard = Some(url.into().trim_end_matches('/').to_string());
+        self
     }
 
     fn paint(&self, color: &'static str, text: &str) -> String {
@@ -227,6 +256,11 @@ impl ConsoleSink {
                     None => format!("{title} run {short}{scheduled}{params}"),
                 };
                 self.line(event.timestamp, depth, &text);
+                if let Some(url) = self.dashboard.as_ref().filter(|_| depth == 0) {
+                    let link = format!("View at {url}/#/runs/{id}");
+                    let link = self.paint(DIM, &link);
+                    self.line(event.timestamp, depth, &link);
+                }
             }
             RunType::Task => {
                 let Some(id) = event.task_run_id else { return };
