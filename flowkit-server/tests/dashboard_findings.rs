@@ -353,7 +353,30 @@ async fn what_went_wrong_is_found_in_seconds() {
         .await;
     assert_eq!(cards, json!([["find-load", "bad"], ["find-etl", "good"]]));
 
-    // 7. Every page at 390 × 844: rows become cards, nothing is cut off sideways.
+    // 7. Home: what an on-call person needs first.
+    browser.goto(&format!("{}/#/home", server.url)).await;
+    browser
+        .wait_for_count(
+            "the failed run on the home view",
+            "[data-testid=home-failed-run]",
+            1,
+        )
+        .await;
+    let home = browser
+        .eval(
+            "return { failed: document.querySelector('[data-testid=home-failed-run]').dataset.runId,               snippet: document.querySelector('[data-testid=home-failed-run] .snippet').textContent,               flows: [...document.querySelectorAll('[data-testid=home-failing-flow]')].map(f => f.dataset.flow),               counts: Object.fromEntries([...document.querySelectorAll('[data-testid=home-count]')].map(c => [c.dataset.state, c.querySelector('.value').textContent])) };",
+            vec![],
+        )
+        .await;
+    assert_eq!(home["failed"], Value::from(load_run.clone()));
+    assert!(
+        home["snippet"].as_str().unwrap().contains("disk full"),
+        "{home}"
+    );
+    assert_eq!(home["flows"], json!(["find-load"]));
+    assert_eq!(home["counts"], json!({"Completed": "3", "Failed": "1"}));
+
+    // 8. Every page at 390 × 844: rows become cards, nothing is cut off sideways.
     browser
         .client
         .set_window_size(390, 844)
@@ -413,6 +436,14 @@ async fn what_went_wrong_is_found_in_seconds() {
         "failed-run",
         &format!("#/runs/{load_run}"),
         "document.querySelector('[data-testid=culprit]')",
+    )
+    .await;
+    fits_a_phone(
+        &browser,
+        &server,
+        "home",
+        "#/home",
+        "document.querySelector('[data-testid=home-failed-run]')",
     )
     .await;
     fits_a_phone(

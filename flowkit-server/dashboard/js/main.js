@@ -5,6 +5,7 @@ import { follow } from './api.js';
 import { runsPage } from './runs.js';
 import { runPage } from './run.js';
 import { taskPage } from './task.js';
+import { homePage } from './home.js';
 import { flowsPage } from './flows.js';
 import { deploymentsPage } from './deployments.js';
 import { backfillPage, backfillsPage } from './backfills.js';
@@ -42,6 +43,9 @@ function route() {
     unmount = taskPage(ctx, parts[1], parts[3]);
   } else if (parts[0] === 'runs' && parts[1]) {
     unmount = runPage(ctx, parts[1]);
+  } else if (parts[0] === 'home') {
+    section = 'home';
+    unmount = homePage(ctx);
   } else if (parts[0] === 'flows') {
     section = 'flows';
     unmount = flowsPage(ctx);
