@@ -96,6 +96,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::runs::get_states))
         .routes(routes!(routes::runs::flow_activity))
         .routes(routes!(routes::runs::list_flows))
+        .routes(routes!(routes::runs::flow_grid))
         .routes(routes!(routes::live::stream))
         .routes(routes!(routes::deployments::list_deployments))
         .routes(routes!(routes::deployments::put_deployment))

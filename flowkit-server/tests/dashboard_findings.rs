@@ -353,6 +353,45 @@ async fn what_went_wrong_is_found_in_seconds() {
         .await;
     assert_eq!(cards, json!([["find-load", "bad"], ["find-etl", "good"]]));
 
+    // The grid of a flow: its runs (oldest first) against its tasks; the bad day's bad task.
+    browser
+        .click_js("[data-testid=flow-card][data-flow=find-etl] [data-testid=grid-link]")
+        .await;
+    browser
+        .wait_for_count("nine grid cells", "[data-testid=grid-cell]", 9)
+        .await;
+    let grid = browser
+        .eval(
+            "return { runs: [...document.querySelectorAll('[data-testid=grid-run]')].map(a => a.textContent),               cells: [...document.querySelectorAll('[data-testid=grid-cell]')].map(c => `${c.dataset.task}@${c.dataset.run}=${c.dataset.state}`) };",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        grid["runs"],
+        json!(["etl-2026-11-26", "etl-2026-11-27", "etl-2026-11-28"])
+    );
+    let cells: Vec<&str> = grid["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            "extract_orders@etl-2026-11-26=Completed",
+            "extract_orders@etl-2026-11-27=Completed",
+            "extract_orders@etl-2026-11-28=Completed",
+            "slow_source@etl-2026-11-26=Completed",
+            "slow_source@etl-2026-11-27=Completed",
+            "slow_source@etl-2026-11-28=Completed",
+            "validate@etl-2026-11-26=Completed",
+            "validate@etl-2026-11-27=Failed",
+            "validate@etl-2026-11-28=Completed",
+        ]
+    );
+    browser.screenshot("findings-grid").await;
+
     // 7. Home: what an on-call person needs first.
     browser.goto(&format!("{}/#/home", server.url)).await;
     browser
@@ -452,6 +491,14 @@ async fn what_went_wrong_is_found_in_seconds() {
         "flows",
         "#/flows",
         "document.querySelectorAll('.card').length >= 2",
+    )
+    .await;
+    fits_a_phone(
+        &browser,
+        &server,
+        "grid",
+        "#/flows/find-etl/grid",
+        "document.querySelectorAll('[data-testid=grid-cell]').length === 9",
     )
     .await;
     for page in ["deployments", "backfills", "workers"] {

@@ -110,6 +110,35 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
             "{backend:?}: {counts:?}"
         );
 
+        // The grid: each run's task runs by task and state.
+        let grid = server.get("/api/flows/api-daily/grid").await;
+        assert_eq!(
+            grid["tasks"],
+            serde_json::json!(["check_row"]),
+            "{backend:?}: {grid}"
+        );
+        let mut cells: Vec<(String, i64)> = grid["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["state"].as_str().unwrap().to_string(),
+                    c["count"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        cells.sort();
+        assert_eq!(
+            cells,
+            [
+                ("Completed".to_string(), 2),
+                ("Completed".to_string(), 2),
+                ("Failed".to_string(), 1)
+            ],
+            "{backend:?}"
+        );
+
         // "With failed tasks": the completed run with a failed task, and the failed one.
         let with_failures = server.get("/api/flow_runs?failed_tasks=true").await;
         let states: Vec<(String, String)> = with_failures["items"]

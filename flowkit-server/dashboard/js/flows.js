@@ -63,7 +63,8 @@ export function flowsPage({ root, params, subscribe }) {
     const states = STATES.filter((st) => inWindow[st]);
     return h('section', { class: 'panel card', 'data-testid': 'flow-card', 'data-flow': flow.name },
       h('h2', {}, h('a', { href: `#/runs?flow=${encodeURIComponent(flow.name)}` }, flow.name),
-        h('span', { class: 'muted', style: { fontWeight: 400, fontSize: '13px' } }, `last run ${relative(flow.last_run)}`)),
+        h('span', { class: 'muted', style: { fontWeight: 400, fontSize: '13px' } }, `last run ${relative(flow.last_run)} · `,
+          h('a', { href: `#/flows/${encodeURIComponent(flow.name)}/grid`, 'data-testid': 'grid-link' }, 'grid'))),
       h('div', { class: 'stats' },
         stat('runs', runs.toLocaleString(), 'flow-runs'),
         stat('success', rate, 'success-rate', health),

@@ -6,6 +6,7 @@ import { runsPage } from './runs.js';
 import { runPage } from './run.js';
 import { taskPage } from './task.js';
 import { homePage } from './home.js';
+import { gridPage } from './grid.js';
 import { flowsPage } from './flows.js';
 import { deploymentsPage } from './deployments.js';
 import { backfillPage, backfillsPage } from './backfills.js';
@@ -46,6 +47,9 @@ function route() {
   } else if (parts[0] === 'home') {
     section = 'home';
     unmount = homePage(ctx);
+  } else if (parts[0] === 'flows' && parts[1] && parts[2] === 'grid') {
+    section = 'flows';
+    unmount = gridPage(ctx, decodeURIComponent(parts[1]));
   } else if (parts[0] === 'flows') {
     section = 'flows';
     unmount = flowsPage(ctx);

@@ -411,6 +411,68 @@ pub async fn list_flows(
     Ok(Json(state.store.flow_summaries().await?))
 }
 
+/// How many runs the grid shows.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GridQuery {
+    /// The last this many runs that started, 1 to 200 (default 30).
+    limit: Option<i64>,
+}
+
+/// A flow's recent runs against its tasks: each cell counts one task's runs in one flow run by
+/// state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlowGrid {
+    /// The flow runs, newest first.
+    pub runs: Vec<Run>,
+    /// The tasks' names, in the order they first ran.
+    pub tasks: Vec<String>,
+    pub cells: Vec<crate::store::GridCell>,
+}
+
+/// The grid of a flow (like Airflow's): its last runs against its tasks, each cell the states
+/// of that task's runs in that flow run, so a month of backfills shows which day and which task
+/// went wrong.
+#[utoipa::path(get, path = "/api/flows/{name}/grid", tag = "runs",
+    params(("name" = String, Path, description = "The flow's name"), GridQuery),
+    responses((status = 200, body = FlowGrid), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn flow_grid(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<GridQuery>, QueryRejection>,
+) -> Result<Json<FlowGrid>, ApiError> {
+    let q = query(params)?;
+    let limit = match q.limit.unwrap_or(30) {
+        n if (1..=200).contains(&n) => n,
+        n => return Err(ApiError::bad("limit", format!("must be 1 to 200, got {n}"))),
+    };
+    let filter = RunFilter {
+        flow: stored_text(Some(name)),
+        started_only: true,
+        limit,
+        ..RunFilter::default()
+    };
+    let runs = state.store.flow_runs(&filter).await?;
+    let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+    let cells = state.store.task_grid(&ids).await?;
+    let mut first: std::collections::HashMap<&str, i64> = Default::default();
+    for cell in &cells {
+        let at = cell.first_ts.unwrap_or(i64::MAX);
+        first
+            .entry(cell.task.as_str())
+            .and_modify(|t| *t = (*t).min(at))
+            .or_insert(at);
+    }
+    let mut tasks: Vec<(&str, i64)> = first.into_iter().collect();
+    tasks.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
+    let tasks = tasks
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    Ok(Json(FlowGrid { runs, tasks, cells }))
+}
+
 /// The window of the activity chart.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -371,6 +371,36 @@ macro_rules! backend {
                 Ok(out)
             }
 
+            pub(crate) async fn task_grid(
+                &self,
+                flow_run_ids: &[uuid::Uuid],
+            ) -> Result<Vec<$crate::store::GridCell>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut out = Vec::new();
+                for chunk in flow_run_ids.chunks($crate::store::ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
+                        "SELECT flow_run_id, name, state, count(*) AS n, min(created_ts) AS first FROM runs ",
+                        $task_index,
+                        " WHERE flow_run_id IN ("
+                    ));
+                    let mut ids = query.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(*id);
+                    }
+                    query.push(") AND run_type = 'task' GROUP BY flow_run_id, name, state");
+                    for row in query.build().fetch_all(&self.reader).await? {
+                        out.push($crate::store::GridCell {
+                            flow_run_id: row.try_get("flow_run_id")?,
+                            task: row.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+                            state: row.try_get("state")?,
+                            count: row.try_get("n")?,
+                            first_ts: row.try_get("first")?,
+                        });
+                    }
+                }
+                Ok(out)
+            }
+
             pub(crate) async fn run(
                 &self,
                 id: uuid::Uuid,

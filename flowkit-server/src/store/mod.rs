@@ -161,6 +161,19 @@ pub struct Run {
     pub interval_end: Option<DateTime<Utc>>,
 }
 
+/// How many task runs of one task a flow run has in one state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GridCell {
+    pub flow_run_id: Uuid,
+    /// The task's name.
+    pub task: String,
+    pub state: String,
+    pub count: i64,
+    /// When the first of them was created (Unix nanoseconds), to order the tasks.
+    #[serde(skip)]
+    pub first_ts: Option<i64>,
+}
+
 /// A log line of a run.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
@@ -571,6 +584,15 @@ impl Store {
             return Ok(Vec::new());
         }
         dispatch!(self.task_counts(flow_run_ids))
+    }
+
+    /// The task runs of these flow runs counted by task name and state (the grid view), in one
+    /// grouped query per 500 flow runs.
+    pub async fn task_grid(&self, flow_run_ids: &[Uuid]) -> Result<Vec<GridCell>, StoreError> {
+        if flow_run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self.task_grid(flow_run_ids))
     }
 
     /// One run by id.
