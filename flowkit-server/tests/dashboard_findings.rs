@@ -61,6 +61,14 @@ async fn load() -> Result<(), flowkit::RunError<String>> {
     load_warehouse(40).await
 }
 
+#[flow(name = "find-child")]
+async fn child_export() {}
+
+#[flow(name = "find-parent")]
+async fn parent_export() -> Result<(), flowkit::RunError<std::convert::Infallible>> {
+    child_export().await
+}
+
 const CLIPPED: &str = r#"
 const vw = document.documentElement.clientWidth;
 const bad = [];
@@ -132,6 +140,7 @@ async fn what_went_wrong_is_found_in_seconds() {
             .unwrap();
     }
     assert!(load().on(&bus).await.is_err());
+    parent_export().on(&bus).await.unwrap();
     bus.flush().await;
     let etl_runs = server.get("/api/flow_runs?flow=find-etl").await;
     let run_of = |day: &str| -> String {
@@ -144,6 +153,9 @@ async fn what_went_wrong_is_found_in_seconds() {
             .unwrap_or_else(|| panic!("no run named etl-{day}: {etl_runs}"))
     };
     let bad_day = run_of("2026-11-27");
+    let first_of = |page: Value| page["items"][0]["id"].as_str().unwrap().to_string();
+    let parent_run = first_of(server.get("/api/flow_runs?flow=find-parent").await);
+    let child_run = first_of(server.get("/api/flow_runs?flow=find-child").await);
     let load_run = server.get("/api/flow_runs?flow=find-load").await["items"][0]["id"]
         .as_str()
         .unwrap()
@@ -154,7 +166,7 @@ async fn what_went_wrong_is_found_in_seconds() {
     // 1. A run found by its name: typed into the search, one row, with that name.
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
-        .wait_for_count("four runs", "[data-testid=run-row]", 4)
+        .wait_for_count("six runs", "[data-testid=run-row]", 6)
         .await;
     browser
         .type_into("[data-testid=search]", "etl-2026-11-27")
@@ -188,7 +200,51 @@ async fn what_went_wrong_is_found_in_seconds() {
     assert_eq!(bar, json!(["5", "1", "1 of 5 failed", "Completed"]));
     browser.goto(&format!("{}/#/runs", server.url)).await;
     browser
-        .wait_for_count("all four runs again", "[data-testid=run-row]", 4)
+        .wait_for_count("all six runs again", "[data-testid=run-row]", 6)
+        .await;
+    // A child flow run is marked so, with a link to its parent.
+    let child_of = browser
+        .eval(
+            &format!("return document.querySelector(\"[data-run-id='{child_run}'] [data-testid=child-of] a\")?.getAttribute('href')"),
+            vec![],
+        )
+        .await;
+    assert_eq!(child_of, Value::from(format!("#/runs/{parent_run}")));
+    // In its parent's timeline it is a row that opens its page.
+    browser
+        .goto(&format!("{}/#/runs/{parent_run}", server.url))
+        .await;
+    browser
+        .wait_until(
+            "the child's row",
+            &format!(
+                "document.querySelector(\"[data-testid=task-row][data-run-id='{child_run}']\")"
+            ),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .text(&format!(
+                "[data-testid=task-row][data-run-id='{child_run}'] text"
+            ))
+            .await,
+        "↳ find-child"
+    );
+    browser
+        .eval(
+            &format!("document.querySelector(\"[data-testid=task-row][data-run-id='{child_run}']\").dispatchEvent(new MouseEvent('click', {{ bubbles: true }}))"),
+            vec![],
+        )
+        .await;
+    browser
+        .wait_until(
+            "the child's page",
+            &format!("location.hash === '#/runs/{child_run}' && document.querySelector('[data-testid=run-name]')?.textContent === 'find-child'"),
+        )
+        .await;
+    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser
+        .wait_for_count("the six runs", "[data-testid=run-row]", 6)
         .await;
     browser.click_js("[data-testid=failed-tasks-filter]").await;
     browser
@@ -343,7 +399,7 @@ async fn what_went_wrong_is_found_in_seconds() {
     // 6. The flows failing most come first, and a low success rate looks like it.
     browser.goto(&format!("{}/#/flows", server.url)).await;
     browser
-        .wait_for_count("two flow cards", "[data-testid=flow-card]", 2)
+        .wait_for_count("four flow cards", "[data-testid=flow-card]", 4)
         .await;
     let cards = browser
         .eval(
@@ -351,7 +407,14 @@ async fn what_went_wrong_is_found_in_seconds() {
             vec![],
         )
         .await;
-    assert_eq!(cards, json!([["find-load", "bad"], ["find-etl", "good"]]));
+    assert_eq!(cards[0], json!(["find-load", "bad"]), "{cards}");
+    assert_eq!(cards.as_array().unwrap().len(), 4);
+    assert!(
+        cards.as_array().unwrap()[1..]
+            .iter()
+            .all(|c| c[1] == "good"),
+        "{cards}"
+    );
 
     // The grid of a flow: its runs (oldest first) against its tasks; the bad day's bad task.
     browser
@@ -413,7 +476,7 @@ async fn what_went_wrong_is_found_in_seconds() {
         "{home}"
     );
     assert_eq!(home["flows"], json!(["find-load"]));
-    assert_eq!(home["counts"], json!({"Completed": "3", "Failed": "1"}));
+    assert_eq!(home["counts"], json!({"Completed": "5", "Failed": "1"}));
 
     // 8. Every page at 390 × 844: rows become cards, nothing is cut off sideways.
     browser
@@ -427,7 +490,7 @@ async fn what_went_wrong_is_found_in_seconds() {
         .as_u64()
         .unwrap();
     assert!(width <= 400, "a phone's width: {width}");
-    let rows_ready = "document.querySelectorAll('[data-testid=run-row]').length === 4";
+    let rows_ready = "document.querySelectorAll('[data-testid=run-row]').length === 6";
     fits_a_phone(&browser, &server, "runs", "#/runs", rows_ready).await;
     let card = browser
         .eval(

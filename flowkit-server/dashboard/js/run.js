@@ -26,7 +26,7 @@ export function runPage({ root, subscribe }, id) {
   const chips = h('div', { class: 'timeline-tools' }, taskSearch, chipGroup);
   let lastRows = [];
   const taskDetail = h('div', { class: 'task-detail', 'data-testid': 'task-detail' });
-  const tl = timeline({ onSelect: (row) => choose(row.id) });
+  const tl = timeline({ onSelect: (row) => (row.child ? (location.hash = `#/runs/${row.id}`) : choose(row.id)) });
   const tasks = h('section', { class: 'panel', 'data-testid': 'tasks' }, h('h2', {}, 'Task runs'), chips, tl.el, taskDetail);
   const children = h('section', { class: 'panel flush', 'data-testid': 'child-runs' });
   const logs = logsPanel(id, nameOf);
@@ -153,6 +153,10 @@ export function runPage({ root, subscribe }, id) {
       upstream: t.upstream,
       run: t,
     }));
+    // Child flow runs are rows too, after the task runs; selecting one opens its page.
+    for (const c of detail.child_flow_runs) {
+      rows.push({ id: c.id, state: c.state, label: `↳ ${c.name}`, segments: segmentsOf(c, null, now), upstream: c.upstream || [], run: c, child: true });
+    }
     // In creation order (as the API lists them), so rows stay put as task runs start.
     return rows;
   }

@@ -67,6 +67,8 @@ export function runsPage({ root, params, subscribe }) {
       onclick: (event) => openRow(event, run.id) },
       h('td', { class: 'c-state' }, badge(run.state)),
       h('td', { class: 'c-flow' }, h('a', { href: `#/runs/${run.id}` }, run.name || '(unnamed)'), deployment(run),
+        run.parent_flow_run_id ? h('div', { class: 'muted small', 'data-testid': 'child-of' }, '↳ child of ',
+          h('a', { href: `#/runs/${run.parent_flow_run_id}` }, shortId(run.parent_flow_run_id))) : null,
         failed ? h('div', { class: 'small error-text snippet', 'data-testid': 'error-snippet', title: run.message }, snippet(run.message)) : null),
       h('td', { class: 'c-run' }, h('div', { 'data-testid': 'run-name' }, run.run_name || shortId(run.id)),
         h('div', { class: 'mono muted small' }, shortId(run.id)),
