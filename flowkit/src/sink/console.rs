@@ -200,7 +200,15 @@ impl ConsoleSink {
             let _ = write!(self.out, "\r\x1b[2K");
             self.status_shown = false;
         }
-        let _ = writeln!(self.out, "{time} {indent}{text}");
+        if text.contains('\n') {
+            // A multi-line error or log line: its other lines start under its text, not at the
+            // left edge among the times.
+            let under = format!("\n{} {indent}  ", " ".repeat("00:00:00.000".len()));
+            let text = text.trim_end().replace('\n', &under);
+            let _ = writeln!(self.out, "{time} {indent}{text}");
+        } else {
+            let _ = writeln!(self.out, "{time} {indent}{text}");
+        }
     }
 
     fn on_created(&mut self, event: &Event, created: &crate::events::RunCreated) {
@@ -386,7 +394,7 @@ impl ConsoleSink {
         };
         let mapped = view.map_index.is_some();
         let label = match view.map_index {
-            Some(i) => format!("task {}[{i}]", view.name),
+            Some(i) => format!("task {} [{i}]", view.name),
             None => format!("task {}", view.label),
         };
         let (depth, flow) = (view.depth, view.flow);
@@ -546,7 +554,7 @@ impl ConsoleSink {
         let (name, depth) = match (event.task_run_id, event.flow_run_id) {
             (Some(task), _) => match self.tasks.get(&task) {
                 Some(view) => match view.map_index {
-                    Some(i) => (format!("{}[{i}]", view.name), view.depth),
+                    Some(i) => (format!("{} [{i}]", view.name), view.depth),
                     None => (view.label.clone(), view.depth),
                 },
                 None => return,
