@@ -59,7 +59,8 @@ async fn a_flow_shows_progress_retries_map_counts_and_a_summary() {
     // (Its duration is real time: any number of milliseconds on a busy machine.)
     let failed = lines
         .iter()
-        .find(|l| l.contains("task bad[7] Failed in "))
+        // Labelled as the dashboard labels a mapped run.
+        .find(|l| l.contains("task bad [7] Failed in "))
         .expect("the failed mapped run's line");
     assert!(failed.ends_with("ms: row 7 is malformed"), "{failed}");
     assert!(text.contains("map bad 10 runs: 9 completed · 1 failed"));
@@ -91,5 +92,48 @@ async fn a_deployment_run_says_which_deployment_and_when_it_was_due() {
         first.contains("flow console-demo run ")
             && first.contains(" · nightly due 2026-11-27 02:00:00 UTC day=\"2026-11-26\""),
         "{first}"
+    );
+}
+
+#[task]
+async fn explain() -> Result<(), String> {
+    Err(
+        "the warehouse refused the load:\n  table orders is locked\n  retry after the backup"
+            .into(),
+    )
+}
+
+#[flow(name = "console-multiline")]
+async fn multiline() {
+    let _ = explain().await;
+}
+
+#[tokio::test]
+async fn a_multi_line_error_is_indented_under_its_line() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let bus = EventBus::builder()
+        .sink(ConsoleSink::to_writer(out.clone()))
+        .build();
+    multiline().on(&bus).await.unwrap();
+    bus.flush().await;
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("the warehouse refused the load:"))
+        .expect("the error's first line");
+    let column = lines[at].find("task explain").expect("the task's label");
+    for next in &lines[at + 1..at + 3] {
+        let starts = next.len() - next.trim_start().len();
+        assert!(
+            starts >= column,
+            "{next:?} starts at {starts}, before column {column}:\n{text}"
+        );
+    }
+    assert!(
+        lines[at + 1]
+            .trim_start()
+            .starts_with("table orders is locked"),
+        "{text}"
     );
 }

@@ -92,6 +92,8 @@ async fn a_flow_records_parameters_and_the_full_event_sequence() {
         ("task", None),
         ("task", Some(State::Running)),
         ("task", Some(State::Retrying)),
+        // flowkit's log line saying so (logs are marked `Scheduled` here).
+        ("task", Some(State::Scheduled)),
         ("task", Some(State::Running)),
         ("task", Some(State::Completed)),
         ("child", None),

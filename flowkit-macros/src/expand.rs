@@ -267,10 +267,17 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
                 None => quote!(::core::option::Option::None),
             };
             let persist = matches!(options.persist_result, Some((true, _)));
+            let run_name = match &options.run_name {
+                Some(template) => {
+                    quote!(::core::option::Option::Some(::std::borrow::Cow::Borrowed(#template)))
+                }
+                None => quote!(::core::option::Option::None),
+            };
             quote!(::flowkit::FlowOptions {
                 #common
                 concurrency_limit: #limit,
                 persist_result: #persist,
+                run_name: #run_name,
             })
         }
     }
@@ -315,6 +322,16 @@ impl VisitMut for NameElided {
 
 fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenStream> {
     let args = check_signature(kind, function)?;
+    if let Some(template) = &opts.run_name {
+        let names: Vec<String> = args
+            .iter()
+            .map(|a| {
+                let name = a.ident.to_string();
+                name.strip_prefix("r#").unwrap_or(&name).to_string()
+            })
+            .collect();
+        crate::run_name::check(template, &names)?;
+    }
     let ItemFn {
         attrs,
         vis,

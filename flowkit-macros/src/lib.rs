@@ -11,6 +11,7 @@ use proc_macro::TokenStream;
 mod duration;
 mod expand;
 mod options;
+mod run_name;
 
 /// Makes an async function a flowkit task: each call is a tracked task run that retries, times
 /// out and reports its states. See the `flowkit` crate for the options.

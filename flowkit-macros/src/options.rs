@@ -41,6 +41,7 @@ pub(crate) const FLOW_OPTIONS: &[&str] = &[
     "tags",
     "concurrency_limit",
     "persist_result",
+    "run_name",
 ];
 
 pub(crate) enum RetryDelay {
@@ -67,6 +68,8 @@ pub(crate) struct Options {
     pub(crate) cache_key: Option<Span>,
     pub(crate) cache_expiration: Option<Duration>,
     pub(crate) refresh_cache: bool,
+    /// `run_name = "etl-{day}"`, checked against the parameters in `expand`.
+    pub(crate) run_name: Option<syn::LitStr>,
 }
 
 /// How an option is written, for error messages.
@@ -87,6 +90,7 @@ fn example(option: &str) -> &'static str {
         "cache_key" => "cache_key = inputs",
         "cache_expiration" => "cache_expiration = \"1d\"",
         "refresh_cache" => "refresh_cache = true",
+        "run_name" => "run_name = \"etl-{day}\"",
         _ => "option = value",
     }
 }
@@ -367,6 +371,21 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
                 options.cache_expiration = Some(duration::parse(value, "cache_expiration")?);
                 cache_option_span.get_or_insert(("cache_expiration", path.span()));
             }
+            "run_name" => match value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(text),
+                    ..
+                }) => options.run_name = Some(text.clone()),
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        format!(
+                            "`run_name` expects a string literal, like `{}`",
+                            example("run_name")
+                        ),
+                    ));
+                }
+            },
             _ => unreachable!("every allowed option is handled above"),
         }
     }

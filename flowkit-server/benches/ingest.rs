@@ -46,6 +46,7 @@ fn created(run_type: RunType, name: &'static str, map_index: Option<u64>) -> Eve
     EventKind::RunCreated(Arc::new(RunCreated {
         run_type,
         name: name.into(),
+        run_name: None,
         description: None,
         parameters: (run_type == RunType::Flow).then(|| serde_json::json!({"day": "2026-11-26"})),
         tags: Default::default(),
@@ -175,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         let run = store.run(flow).await?.expect("the flow run");
         store.task_runs(flow).await?;
-        let changes = store.state_changes(&run, true).await?;
+        let changes = store.state_changes(&run, true, None).await?;
         timeline.push(start.elapsed());
         assert!(changes.len() >= 20 * 4, "the retried runs' attempts");
         let start = Instant::now();

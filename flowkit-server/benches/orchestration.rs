@@ -57,6 +57,7 @@ fn run_events(run: Uuid) -> Vec<Event> {
             EventKind::RunCreated(Arc::new(RunCreated {
                 run_type: RunType::Flow,
                 name: "etl".into(),
+                run_name: None,
                 description: None,
                 parameters: None,
                 tags: Default::default(),

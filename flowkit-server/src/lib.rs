@@ -101,6 +101,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::runs::get_states))
         .routes(routes!(routes::runs::flow_activity))
         .routes(routes!(routes::runs::list_flows))
+        .routes(routes!(routes::runs::flow_grid))
         .routes(routes!(routes::live::stream))
         .routes(routes!(routes::deployments::list_deployments))
         .routes(routes!(routes::deployments::put_deployment))
@@ -162,6 +163,9 @@ pub fn app(state: AppState) -> Router {
         ))
         // After the key check, so outside it: the page asks for the key.
         .merge(dashboard::routes())
+        // Unknown routes and wrong methods answer JSON, like every other error of the API.
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(body_limits::refuse_oversized))
         // gzip when the client accepts it (the run detail of 10,000 task runs is 4.5 MB of
@@ -181,6 +185,24 @@ pub fn app(state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+async fn no_route(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::NotFound(format!("route {}", uri.path()))
+}
+
+async fn wrong_method(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({
+            "error": format!("{} does not answer {method}", uri.path()),
+        })),
+    )
+        .into_response()
 }
 
 /// Readiness: 200 `{"status":"ok"}` when the server can store events right now (the last write

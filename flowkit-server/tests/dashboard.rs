@@ -352,7 +352,8 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         .wait_until(
             "the task's logs",
             &format!(
-                "{COUNT}('[data-testid=log-line]').length === 3 && \
+                // Three lines of its own, and flowkit's line for each of its two retries.
+                "{COUNT}('[data-testid=log-line]').length === 5 && \
                  [...{COUNT}('[data-testid=log-line]')].every(l => l.dataset.taskRunId === '{extract_id}')"
             ),
         )
@@ -369,7 +370,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     // The level filter.
     browser.click_js("[data-testid=log-task] button").await;
     browser
-        .wait_for_count("all lines again", "[data-testid=log-line]", 5)
+        .wait_for_count("all lines again", "[data-testid=log-line]", 7)
         .await;
     browser
         .eval(
@@ -378,14 +379,37 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
             vec![],
         )
         .await;
+    // The warning, and the two retries' lines flowkit wrote at WARN.
     browser
-        .wait_for_count("only the warning", "[data-testid=log-line]", 1)
+        .wait_for_count("only the warnings", "[data-testid=log-line]", 3)
         .await;
-    assert!(
-        browser
-            .text("[data-testid=log-line]")
-            .await
-            .contains("suspicious row")
+    let warnings = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=log-line]')].map(l => l.textContent)",
+            vec![],
+        )
+        .await;
+    let warnings: Vec<&str> = warnings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|l| l.contains("suspicious row"))
+            .count(),
+        1,
+        "{warnings:?}"
+    );
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|l| l.contains("failed: source answered 503"))
+            .count(),
+        2,
+        "{warnings:?}"
     );
 
     // The example's run: its flaky extract's three attempts, the mapped transforms, the loads.

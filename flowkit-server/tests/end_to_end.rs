@@ -98,14 +98,28 @@ async fn read_back(backend: common::Backend) {
 
     let logs = server.get(&format!("/api/flow_runs/{id}/logs")).await;
     let lines = logs["items"].as_array().unwrap();
-    assert_eq!(lines.len(), 2, "one log line per extract attempt");
+    assert_eq!(
+        lines.len(),
+        3,
+        "one log line per extract attempt, and flowkit's for the retry"
+    );
     assert_eq!(lines[0]["message"], "fetching 2026-11-26");
     assert_eq!(lines[0]["task_run_id"], extract["id"]);
+    assert_eq!(lines[1]["level"], "WARN");
+    assert_eq!(lines[1]["target"], flowkit::RUNTIME_TARGET);
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Attempt 1 of "),
+        "{}",
+        lines[1]
+    );
     let info_only = server
         .get(&format!("/api/flow_runs/{id}/logs?level=error"))
         .await;
     assert_eq!(info_only["items"].as_array().unwrap().len(), 0);
-    for (min, expected) in [("debug", 2), ("INFO", 2), ("warn", 0)] {
+    for (min, expected) in [("debug", 3), ("INFO", 3), ("warn", 1)] {
         let lines = server
             .get(&format!("/api/flow_runs/{id}/logs?min_level={min}"))
             .await;

@@ -142,7 +142,11 @@ impl Config {
     fn build_bus(self) -> EventBus {
         let mut builder = EventBus::builder();
         if self.console {
-            builder = builder.sink(ConsoleSink::stderr());
+            let mut console = ConsoleSink::stderr();
+            if let Some(url) = &self.api_url {
+                console = console.dashboard(url.clone());
+            }
+            builder = builder.sink(console);
         }
         if let Some(url) = self.api_url {
             let mut http = HttpSink::builder(url);

@@ -83,6 +83,10 @@ pub struct RunCreated {
     pub run_type: RunType,
     /// The flow's or task's name.
     pub name: Cow<'static, str>,
+    /// The flow run's human-readable name (`etl-2026-11-28`, `brave-otter`); flows only. Events
+    /// written before run names existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_name: Option<String>,
     /// The doc comment of the flow (task events leave it out to stay small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<Cow<'static, str>>,

@@ -342,6 +342,11 @@ where
             EventKind::RunCreated(Arc::new(RunCreated {
                 run_type: RunType::Flow,
                 name: run.options.name.clone(),
+                run_name: Some(crate::run_name::of_run(
+                    run.options.run_name.as_deref(),
+                    &run.parameters,
+                    run.id,
+                )),
                 description: run.options.description.clone(),
                 parameters: Some(run.parameters.clone()),
                 tags: run.options.tags.clone(),

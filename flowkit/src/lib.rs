@@ -61,6 +61,7 @@ mod options;
 mod results;
 mod retry;
 mod run;
+pub mod run_name;
 pub mod serve;
 mod sink;
 mod state;
@@ -89,6 +90,7 @@ pub use results::{
     default_results_dir, global_result_store,
 };
 pub use retry::{RetryDelay, RetryPolicy};
+pub use run::{RETRY_IF_TARGET, RUNTIME_TARGET};
 pub use sink::{ConsoleSink, EventSink, HttpSink, HttpSinkBuilder, MemorySink};
 pub use state::State;
 pub use task::TaskCall;

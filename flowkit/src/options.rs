@@ -108,6 +108,10 @@ pub struct FlowOptions {
     /// Its task runs store their results (unless a task says `persist_result = false`), and the
     /// flow run keeps a manifest in the result store, so that it can be resumed.
     pub persist_result: bool,
+    /// The template of each run's name (`#[flow(run_name = "etl-{day}")]`): `{parameter}` is
+    /// replaced by that parameter's value. Without one, a run gets a generated name like
+    /// `brave-otter` (see [`crate::run_name`]).
+    pub run_name: Option<Cow<'static, str>>,
 }
 
 impl FlowOptions {
@@ -121,6 +125,7 @@ impl FlowOptions {
             tags: Cow::Borrowed(&[]),
             concurrency_limit: None,
             persist_result: false,
+            run_name: None,
         }
     }
 }

@@ -11,7 +11,40 @@ use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 use crate::error::{RunError, humanize};
-use crate::events::{EventKind, RunType, StateChanged};
+use crate::events::{EventKind, LogLevel, LogRecord, RunType, StateChanged};
+
+/// The target of the log lines the runtime writes for a run (failed attempts, retries, ends
+/// that were not a success). The console sink prints those moments from the state changes
+/// already, so it skips these lines.
+///
+/// ```
+/// #[flowkit::task(retries = 1)]
+/// async fn flaky() -> Result<(), String> { Err("503".into()) }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let (_, events) = flowkit::testing::capture(|| flaky()).await;
+/// let lines = events.logs(events.runs_named("flaky")[0]);
+/// assert!(lines.iter().all(|l| l.target == flowkit::RUNTIME_TARGET));
+/// assert_eq!(lines[0].message, "Attempt 1 of 2 failed: 503; retrying now");
+/// assert_eq!(lines[1].message, "Finished in state Failed after 2 attempts: 503");
+/// # }
+/// ```
+pub const RUNTIME_TARGET: &str = "flowkit::runtime";
+
+/// The target of the line saying `retry_if` refused to retry an error (the console prints it).
+///
+/// ```
+/// #[flowkit::task(retries = 3, retry_if = |e: &String| e.starts_with('5'))]
+/// async fn fetch() -> Result<(), String> { Err("404".into()) }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let (_, events) = flowkit::testing::capture(|| fetch()).await;
+/// let lines = events.logs(events.runs_named("fetch")[0]);
+/// assert_eq!(lines[0].target, flowkit::RETRY_IF_TARGET);
+/// assert!(lines[0].message.starts_with("retry_if refused to retry: attempt 1 of 4"));
+/// # }
+/// ```
+pub const RETRY_IF_TARGET: &str = "flowkit::runtime::retry_if";
 use crate::{EventBus, FlowOptions, RetryPolicy, State, TaskOptions};
 
 /// A one-shot "this run has ended" signal that others can wait on (`wait_for`).
@@ -303,6 +336,20 @@ pub(crate) trait Record {
             });
     }
 
+    /// A log line of this run written by the runtime itself (a failed attempt, a retry, the end
+    /// of a run that did not succeed), so the API, the dashboard and the console show why.
+    fn runtime_log(&self, level: LogLevel, target: &'static str, message: impl FnOnce() -> String) {
+        self.bus()
+            .emit_with(self.flow_run_id(), self.task_run_id(), || {
+                EventKind::Log(Arc::new(LogRecord {
+                    level,
+                    target: target.to_string(),
+                    message: message(),
+                    fields: Default::default(),
+                }))
+            });
+    }
+
     /// Ends the run in `state`: recorded now if no run under it is live, else held until the
     /// last of them ends (see [`Live`]). Called once per run.
     fn end(&self, state: State, attempt: u32, message: Option<String>) {
@@ -346,6 +393,23 @@ pub(crate) trait Record {
 
     /// Records the terminal state, wakes the runs waiting for it, and leaves the runs above it.
     fn record_end(&self, state: State, attempt: u32, message: Option<String>) {
+        if !state.is_success() {
+            let level = match state {
+                State::Cancelled | State::Skipped => LogLevel::Warn,
+                _ => LogLevel::Error,
+            };
+            self.runtime_log(level, RUNTIME_TARGET, || {
+                let after = match attempt {
+                    0 => String::new(),
+                    1 => " after 1 attempt".to_string(),
+                    n => format!(" after {n} attempts"),
+                };
+                match &message {
+                    Some(message) => format!("Finished in state {state}{after}: {message}"),
+                    None => format!("Finished in state {state}{after}"),
+                }
+            });
+        }
         self.emit_state(state, attempt, message, None);
         self.completion().complete(state);
         self.leave_owners();
@@ -531,15 +595,30 @@ where
             start(attempt).await
         };
         let retryable = attempt - base <= policy.retries;
+        let total = policy.retries.saturating_add(1);
         let retry_message = match &outcome {
-            Attempt::Err(error) if retryable && should_retry(error) => Some(format!("{error:#}")),
-            Attempt::TimedOut(after) if retryable => Some(timeout_message(*after)),
-            Attempt::Store(error) if retryable => Some(error.to_string()),
+            Attempt::Err(error) if retryable => {
+                if should_retry(error) {
+                    Some((format!("{error:#}"), false))
+                } else {
+                    let number = attempt - base;
+                    record.runtime_log(LogLevel::Warn, RETRY_IF_TARGET, || {
+                        let left = total - number;
+                        format!(
+                            "retry_if refused to retry: attempt {number} of {total} failed with an error it does not retry ({error:#}); {left} retr{} left unused",
+                            if left == 1 { "y" } else { "ies" }
+                        )
+                    });
+                    None
+                }
+            }
+            Attempt::TimedOut(after) if retryable => Some((timeout_message(*after), true)),
+            Attempt::Store(error) if retryable => Some((error.to_string(), false)),
             _ => None,
         };
         let outcome = match retry_message {
-            Some(message) => {
-                if retry(record, policy, attempt, attempt - base, message).await {
+            Some((message, timed_out)) => {
+                if retry(record, policy, attempt, attempt - base, message, timed_out).await {
                     attempt += 1;
                     continue;
                 }
@@ -620,6 +699,7 @@ async fn retry<R: Record>(
     attempt: u32,
     retry_number: u32,
     message: String,
+    timed_out: bool,
 ) -> bool {
     let delay = policy.next_delay(retry_number);
     let now = Utc::now();
@@ -627,7 +707,20 @@ async fn retry<R: Record>(
         .ok()
         .and_then(|d| now.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    record.emit_state(State::Retrying, attempt, Some(message), Some(next));
+    record.emit_state(State::Retrying, attempt, Some(message.clone()), Some(next));
+    record.runtime_log(LogLevel::Warn, RUNTIME_TARGET, || {
+        let total = policy.retries.saturating_add(1);
+        let when = if delay.is_zero() {
+            "now".to_string()
+        } else {
+            format!("in {}", humanize(delay))
+        };
+        if timed_out {
+            format!("Attempt {attempt} of {total} {message}; retrying {when}")
+        } else {
+            format!("Attempt {attempt} of {total} failed: {message}; retrying {when}")
+        }
+    });
     if delay.is_zero() {
         return !record.cancel_requested();
     }

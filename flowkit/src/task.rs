@@ -264,6 +264,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             EventKind::RunCreated(Arc::new(RunCreated {
                 run_type: RunType::Task,
                 name: run.options.name.clone(),
+                run_name: None,
                 description: None,
                 parameters: None,
                 tags: run.options.tags.clone(),

@@ -37,7 +37,10 @@ use crate::{EventBus, MemorySink};
 /// assert_eq!(events.states(flow_run), [State::Running, State::Completed]);
 /// let task_run = events.task_runs_of(flow_run)[0];
 /// assert_eq!(events.attempts(task_run), 3);
-/// assert_eq!(events.logs(task_run).len(), 3); // "trying", once per attempt
+/// let logs = events.logs(task_run);
+/// assert_eq!(logs.iter().filter(|l| l.message == "trying").count(), 3); // once per attempt
+/// // The runtime's own line for each retry, after the attempt's:
+/// assert_eq!(logs[1].message, "Attempt 1 of 3 failed: busy; retrying now");
 /// # }
 /// ```
 pub async fn capture<F: IntoFuture>(start: impl FnOnce() -> F) -> (F::Output, MemorySink) {

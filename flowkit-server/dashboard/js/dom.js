@@ -134,3 +134,66 @@ export function lateTag(scheduled) {
 let lastId = 0;
 /** An id unique in the page, to tie a label or a message to its input. */
 export const uid = (prefix) => `${prefix}-${++lastId}`;
+
+/** States in which a run went wrong. */
+export const FAILED = ['Failed', 'Crashed', 'TimedOut'];
+
+/** The first line of an error, at most `max` characters. */
+export function snippet(message, max = 120) {
+  const line = String(message || '').split('\n').find((l) => l.trim()) || '';
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/** `day=2026-11-28 shard=3`: a run's parameters on one short line. */
+export function paramSummary(parameters, max = 80) {
+  if (!parameters || typeof parameters !== 'object') return '';
+  const text = Object.entries(parameters)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** A compact bar of a flow run's task runs by state, with the failures counted in words. */
+export function taskBar(counts) {
+  const entries = STATES.filter((st) => counts && counts[st]).map((st) => [st, counts[st]]);
+  const total = entries.reduce((n, [, c]) => n + c, 0);
+  if (!total) return h('span', { class: 'muted small', 'data-testid': 'task-bar', 'data-total': '0' }, 'no tasks');
+  const failed = FAILED.reduce((n, st) => n + (counts[st] || 0), 0);
+  const title = entries.map(([st, c]) => `${c.toLocaleString()} ${st}`).join(' · ');
+  return h('div', { class: 'taskbar', 'data-testid': 'task-bar', 'data-total': String(total), 'data-failed': String(failed), title },
+    h('div', { class: 'stack', role: 'img', 'aria-label': title },
+      entries.map(([st, c]) => h('span', { 'data-state': st, style: { '--state': stateColor(st), flexGrow: String(c) } }))),
+    h('div', { class: `small ${failed ? 'error-text' : 'muted'}` },
+      failed ? `${failed.toLocaleString()} of ${total.toLocaleString()} failed` : `${total.toLocaleString()} tasks`));
+}
+
+/** The URL of a task run's page. */
+export const taskUrl = (flowRunId, taskRunId) => `#/runs/${flowRunId}/tasks/${taskRunId}`;
+
+/**
+ * Labels of task runs as the console prints them: `name [i]` for a mapped run, `name#n` for the
+ * n-th call of a task called more than once. Returns a Map of id to label.
+ */
+export function taskLabels(taskRuns, into = new Map()) {
+  const seen = new Map();
+  for (const t of taskRuns) {
+    if (t.map_index != null) {
+      into.set(t.id, `${t.name} [${t.map_index}]`);
+      continue;
+    }
+    const n = (seen.get(t.name) || 0) + 1;
+    seen.set(t.name, n);
+    into.set(t.id, n > 1 ? `${t.name}#${n}` : t.name);
+  }
+  return into;
+}
+
+/** A failed attempt that timed out is drawn as TimedOut, even when a retry followed. */
+export const attemptState = (state, message) =>
+  state === 'Retrying' && /^timed out after/.test(message || '') ? 'TimedOut' : state;
+
+/** A parameter value: short JSON on one line, long JSON indented. */
+export function paramText(v) {
+  if (typeof v === 'string') return v;
+  const flat = JSON.stringify(v);
+  return flat.length <= 100 ? flat : JSON.stringify(v, null, 2);
+}

@@ -1,7 +1,7 @@
 // The flows page: per flow, runs by state over time, success rate, p50/p95 durations, last run.
 
 import { get } from './api.js';
-import { STATES, TERMINAL, duration, errorState, h, relative, s, stateColor, throttle } from './dom.js';
+import { FAILED, STATES, TERMINAL, duration, errorState, h, relative, s, stateColor, throttle } from './dom.js';
 
 const WINDOWS = { '24h': [86400e3, 24], '7d': [7 * 86400e3, 28], '30d': [30 * 86400e3, 30] };
 
@@ -57,14 +57,17 @@ export function flowsPage({ root, params, subscribe }) {
     const ended = Object.entries(inWindow).filter(([st]) => TERMINAL.has(st)).reduce((a, [, n]) => a + n, 0);
     const good = (inWindow.Completed || 0) + (inWindow.Cached || 0);
     const rate = ended ? `${+((good / ended) * 100).toFixed(1)}%` : '—';
-    const stat = (name, value, testid) => h('div', { class: 'stat' }, h('div', { class: 'value', 'data-testid': testid }, value), h('div', { class: 'name' }, name));
+    // A low success rate looks like trouble, not like a full score.
+    const health = !ended ? null : good === ended ? 'good' : good / ended >= 0.9 ? 'fair' : 'bad';
+    const stat = (name, value, testid, level) => h('div', { class: 'stat' }, h('div', { class: 'value', 'data-testid': testid, 'data-health': level }, value), h('div', { class: 'name' }, name));
     const states = STATES.filter((st) => inWindow[st]);
     return h('section', { class: 'panel card', 'data-testid': 'flow-card', 'data-flow': flow.name },
       h('h2', {}, h('a', { href: `#/runs?flow=${encodeURIComponent(flow.name)}` }, flow.name),
-        h('span', { class: 'muted', style: { fontWeight: 400, fontSize: '13px' } }, `last run ${relative(flow.last_run)}`)),
+        h('span', { class: 'muted', style: { fontWeight: 400, fontSize: '13px' } }, `last run ${relative(flow.last_run)} · `,
+          h('a', { href: `#/flows/${encodeURIComponent(flow.name)}/grid`, 'data-testid': 'grid-link' }, 'grid'))),
       h('div', { class: 'stats' },
         stat('runs', runs.toLocaleString(), 'flow-runs'),
-        stat('success', rate, 'success-rate'),
+        stat('success', rate, 'success-rate', health),
         stat('p50 duration', duration(flow.p50_ms), 'p50'),
         stat('p95 duration', duration(flow.p95_ms), 'p95')),
       h('p', { class: 'muted note' }, `Counts: last ${windowName} · durations: last 1,000 runs`),
@@ -93,7 +96,11 @@ export function flowsPage({ root, params, subscribe }) {
       }
       const byName = new Map(activity.flows.map((f) => [f.name, f]));
       const empty = Array.from({ length: buckets }, () => ({}));
-      body.replaceChildren(h('div', { class: 'cards' }, flows.map((f) =>
+      // The flows failing most first (by failed, crashed and timed-out runs in the window), then
+      // the most recently run.
+      const failures = (f) => (byName.get(f.name)?.buckets || []).reduce((n, b) => n + FAILED.reduce((m, st) => m + (b[st] || 0), 0), 0);
+      const order = flows.map((f) => [f, failures(f)]).sort((a, b) => b[1] - a[1] || String(b[0].last_run || '').localeCompare(String(a[0].last_run || ''))).map(([f]) => f);
+      body.replaceChildren(h('div', { class: 'cards' }, order.map((f) =>
         card(f, byName.get(f.name) || { buckets: empty }, new Date(activity.since), activity.bucket_seconds * 1000))));
       if (!performance.getEntriesByName('flowkit:flows-rendered').length) performance.mark('flowkit:flows-rendered');
     } catch (error) {

@@ -10,9 +10,10 @@ const LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'];
  * `nameOf(taskRunId)` labels lines; returns `{ el, setTask(id), push(event), reload() }`. Nothing
  * loads until the first `reload()`, so lines are labelled once the task names are known.
  */
-export function logsPanel(flowRunId, nameOf) {
+export function logsPanel(flowRunId, nameOf, { task: fixedTask = null } = {}) {
   let level = '';
-  let task = null;
+  // A task run's page shows only its lines, for good.
+  let task = fixedTask;
   let cursor = null;
   let generation = 0;
   let loading = false;
@@ -51,6 +52,7 @@ export function logsPanel(flowRunId, nameOf) {
   }
 
   function renderTask() {
+    if (fixedTask) { taskChip.replaceChildren(); return; }
     taskChip.replaceChildren(task
       ? h('span', { class: 'chip', 'aria-pressed': 'true' }, `Task: ${nameOf(task)}`,
         h('button', { type: 'button', class: 'ghost', 'aria-label': 'Show all tasks', onclick: () => setTask(null), style: { padding: '0 4px' } }, '×'))
@@ -59,7 +61,7 @@ export function logsPanel(flowRunId, nameOf) {
 
   function empty() {
     list.replaceChildren(h('div', { class: 'empty', 'data-testid': 'logs-empty' },
-      level || task ? 'No log lines match these filters.' : 'No log lines yet. Lines logged with `tracing` inside a task or flow appear here.'));
+      level || task ? 'No log lines match these filters.' : 'No log lines yet. Lines logged with tracing inside a task or flow appear here, and flowkit adds one for each failed attempt, retry, timeout, crash and cancel.'));
   }
 
   async function page(first) {

@@ -1,10 +1,13 @@
-// The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/flows`, `#/deployments`, `#/backfills`,
-// `#/backfills/<id>`, `#/workers`, `#/audit`), the live indicator, the theme, and what the key
-// may do (`scopes.js`).
+// The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/runs/<id>/tasks/<task run id>`, `#/flows`,
+// `#/deployments`, `#/backfills`, `#/backfills/<id>`, `#/workers`, `#/audit`), the live indicator, the
+// theme, and what the key may do (`scopes.js`).
 
 import { follow } from './api.js';
 import { runsPage } from './runs.js';
 import { runPage } from './run.js';
+import { taskPage } from './task.js';
+import { homePage } from './home.js';
+import { gridPage } from './grid.js';
 import { flowsPage } from './flows.js';
 import { deploymentsPage } from './deployments.js';
 import { backfillPage, backfillsPage } from './backfills.js';
@@ -40,8 +43,16 @@ function route() {
   const { parts, params } = parse();
   const ctx = { root: page, params, subscribe };
   let section = 'runs';
-  if (parts[0] === 'runs' && parts[1]) {
+  if (parts[0] === 'runs' && parts[1] && parts[2] === 'tasks' && parts[3]) {
+    unmount = taskPage(ctx, parts[1], parts[3]);
+  } else if (parts[0] === 'runs' && parts[1]) {
     unmount = runPage(ctx, parts[1]);
+  } else if (parts[0] === 'home') {
+    section = 'home';
+    unmount = homePage(ctx);
+  } else if (parts[0] === 'flows' && parts[1] && parts[2] === 'grid') {
+    section = 'flows';
+    unmount = gridPage(ctx, decodeURIComponent(parts[1]));
   } else if (parts[0] === 'flows') {
     section = 'flows';
     unmount = flowsPage(ctx);

@@ -1,7 +1,7 @@
 // One flow run: what it was given, how it went, its task runs on a timeline, its logs.
 
 import { get, send } from './api.js';
-import { STATES, TERMINAL, badge, duration, elapsed, errorState, h, isLate, lateTag, openRow, shortId, throttle, time, toMs } from './dom.js';
+import { FAILED, STATES, TERMINAL, badge, duration, elapsed, errorState, h, isLate, lateTag, openRow, paramText, shortId, taskLabels, taskUrl, throttle, time, toMs } from './dom.js';
 import { logsPanel } from './logs.js';
 import { auditPanel } from './audit.js';
 import { segmentsOf, timeline } from './timeline.js';
@@ -27,7 +27,7 @@ export function runPage({ root, subscribe }, id) {
   const chips = h('div', { class: 'timeline-tools' }, taskSearch, chipGroup);
   let lastRows = [];
   const taskDetail = h('div', { class: 'task-detail', 'data-testid': 'task-detail' });
-  const tl = timeline({ onSelect: (row) => choose(row.id) });
+  const tl = timeline({ onSelect: (row) => (row.child ? (location.hash = `#/runs/${row.id}`) : choose(row.id)) });
   const tasks = h('section', { class: 'panel', 'data-testid': 'tasks' }, h('h2', {}, 'Task runs'), chips, tl.el, taskDetail);
   const children = h('section', { class: 'panel flush', 'data-testid': 'child-runs' });
   const logs = logsPanel(id, nameOf);
@@ -82,7 +82,7 @@ export function runPage({ root, subscribe }, id) {
 
   function renderHead(run) {
     const meta = [
-      ['Run id', h('span', { class: 'mono' }, run.id)],
+      ['Run id', h('span', { class: 'mono run-id' }, run.id)],
       ['Started', time(run.start)],
       ['Ended', time(run.end)],
       ['Duration', duration(elapsed(run))],
@@ -100,20 +100,33 @@ export function runPage({ root, subscribe }, id) {
     renderActions(run);
     head.replaceChildren(
       h('div', { class: 'crumbs' }, h('a', { href: '#/runs' }, 'Runs'), ' / ', h('a', { href: `#/runs?flow=${encodeURIComponent(run.name || '')}` }, run.name)),
-      h('div', { class: 'page-head', style: { marginTop: '8px' } }, h('h1', { 'data-testid': 'run-name' }, run.name || '(unnamed)'), badge(run.state, true),
+      h('div', { class: 'page-head', style: { marginTop: '8px' } }, h('h1', { 'data-testid': 'run-name' }, run.name || '(unnamed)'),
+        run.run_name ? h('span', { class: 'run-title', 'data-testid': 'run-title' }, run.run_name) : null, badge(run.state, true),
         h('span', { class: 'spacer' }), actions),
       h('dl', { class: 'meta' }, meta.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))));
     const failed = run.message && !['Completed', 'Cached', 'Running', 'Pending'].includes(run.state);
+    const culprit = failed ? causingTask(run) : null;
     problem.replaceChildren(failed
-      ? h('div', { class: 'callout', 'data-testid': 'run-error' }, h('strong', {}, `This run ended ${run.state}.`), h('pre', {}, run.message))
+      ? h('div', { class: 'callout', 'data-testid': 'run-error' }, h('strong', {}, `This run ended ${run.state}.`),
+        culprit ? [' Caused by task run ', h('a', { href: taskUrl(id, culprit.id), 'data-testid': 'culprit' }, nameOf(culprit.id)), '.'] : null,
+        h('pre', {}, run.message))
       : '');
+  }
+
+  /** The task run whose failure ended the flow run: the one its error names, else the last that failed. */
+  function causingTask(run) {
+    const failedTasks = detail.task_runs.filter((t) => FAILED.includes(t.state));
+    if (!failedTasks.length) return null;
+    return failedTasks.find((t) => run.message.includes(t.id))
+      || failedTasks.find((t) => t.message && run.message.includes(t.message))
+      || failedTasks.reduce((a, b) => ((b.end || '') > (a.end || '') ? b : a));
   }
 
   function renderParams(run) {
     const entries = run.parameters && typeof run.parameters === 'object' ? Object.entries(run.parameters) : [];
     params.replaceChildren(h('h2', {}, 'Parameters'), entries.length
       ? h('table', { class: 'kv', 'data-testid': 'parameters' }, entries.map(([k, v]) =>
-        h('tr', {}, h('td', {}, k), h('td', {}, h('pre', {}, typeof v === 'string' ? v : JSON.stringify(v, null, 2))))))
+        h('tr', {}, h('td', {}, k), h('td', {}, h('pre', {}, paramText(v))))))
       : h('p', { class: 'muted' }, 'This flow takes no parameters.'));
   }
 
@@ -141,6 +154,10 @@ export function runPage({ root, subscribe }, id) {
       upstream: t.upstream,
       run: t,
     }));
+    // Child flow runs are rows too, after the task runs; selecting one opens its page.
+    for (const c of detail.child_flow_runs) {
+      rows.push({ id: c.id, state: c.state, label: `↳ ${c.name}`, segments: segmentsOf(c, null, now), upstream: c.upstream || [], run: c, child: true });
+    }
     // In creation order (as the API lists them), so rows stay put as task runs start.
     return rows;
   }
@@ -203,7 +220,8 @@ export function runPage({ root, subscribe }, id) {
     const link = (upId) => h('a', { href: '#', onclick: (e) => { e.preventDefault(); choose(upId); } }, nameOf(upId));
     const downstream = detail.task_runs.filter((r) => r.upstream.includes(t.id)).map((r) => r.id);
     taskDetail.replaceChildren(h('div', { class: 'panel', style: { background: 'var(--panel-2)' } },
-      h('div', { class: 'page-head' }, h('strong', {}, nameOf(t.id)), badge(t.state), h('span', { class: 'muted mono' }, shortId(t.id))),
+      h('div', { class: 'page-head' }, h('strong', {}, nameOf(t.id)), badge(t.state), h('span', { class: 'muted mono' }, shortId(t.id)),
+        h('span', { class: 'spacer' }), h('a', { href: taskUrl(id, t.id), 'data-testid': 'task-page-link' }, 'Open the task run’s page →')),
       h('dl', { class: 'meta' },
         h('div', {}, h('dt', {}, 'Started'), h('dd', {}, time(t.start))),
         h('div', {}, h('dt', {}, 'Duration'), h('dd', {}, duration(elapsed(t)))),
@@ -229,16 +247,7 @@ export function runPage({ root, subscribe }, id) {
     const run = detail.run;
     // Labels as the console prints them: `name [i]` for a mapped run, `name#n` for the n-th
     // call of a task called more than once (as the console labels them).
-    const seen = new Map();
-    for (const t of detail.task_runs) {
-      if (t.map_index != null) {
-        names.set(t.id, `${t.name} [${t.map_index}]`);
-        continue;
-      }
-      const n = (seen.get(t.name) || 0) + 1;
-      seen.set(t.name, n);
-      names.set(t.id, n > 1 ? `${t.name}#${n}` : t.name);
-    }
+    taskLabels(detail.task_runs, names);
     renderHead(run);
     renderParams(run);
     renderHistory(run);
@@ -283,6 +292,8 @@ export function runPage({ root, subscribe }, id) {
       if (stopped || mine < shown) return;
       if (detail && error.status !== 404) return; // keep what is shown; the next event retries
       if (error.status === 404) {
+        // Only the message: no empty panels beneath it.
+        for (const el of root.children) if (el !== head) el.hidden = true;
         head.replaceChildren(h('div', { class: 'empty', 'data-testid': 'not-found' }, h('h2', {}, 'No such flow run'),
           h('p', {}, `The server has no flow run ${id}. It may have been removed by retention. `, h('a', { href: '#/runs' }, 'See all runs'), '.')));
       } else {

@@ -1,10 +1,12 @@
 // The task-run timeline (a Gantt chart in SVG). Only the rows in view are drawn, so a flow run
 // with tens of thousands of task runs scrolls as smoothly as one with ten.
 
-import { duration, h, s, stateColor, toMs } from './dom.js';
+import { attemptState, duration, h, s, stateColor, toMs } from './dom.js';
 
 const ROW = 26;
-const LABEL = 240;
+// The label column: narrower on a phone, so the bars keep most of the width.
+const labelWidth = (w) => (w < 600 ? 110 : 240);
+let LABEL = 240;
 const AXIS = 28;
 const PAD = 16;
 const OVERSCAN = 10;
@@ -28,7 +30,7 @@ export function segmentsOf(run, changes, now) {
         waitFrom = null;
         open = { from: at, attempt: c.attempt };
       } else if (open) {
-        segments.push({ kind: 'attempt', from: open.from, to: at, state: c.state, attempt: open.attempt, message: c.message });
+        segments.push({ kind: 'attempt', from: open.from, to: at, state: attemptState(c.state, c.message), attempt: open.attempt, message: c.message });
         open = null;
         if (c.state === 'Retrying') waitFrom = at;
       }
@@ -145,7 +147,8 @@ export function timeline({ onSelect }) {
   function draw() {
     pending = 0;
     const began = performance.now();
-    measured = Math.max(body.clientWidth, LABEL + 200);
+    LABEL = labelWidth(body.clientWidth || 1000);
+    measured = Math.max(body.clientWidth, LABEL + 120);
     const marks = ticks();
     drawAxis(marks);
     const w = width();

@@ -285,6 +285,7 @@ pub async fn cancel_backfill(
 
 /// The range of a gap report.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct GapQuery {
     /// The range's start (RFC 3339).
     pub start: DateTime<Utc>,
@@ -305,15 +306,7 @@ pub async fn gaps(
     Path(name): Path<String>,
     query: Result<Query<GapQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<IntervalView>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::bad(
-            "start",
-            format!(
-                "expected ?start=…&end=… (RFC 3339): {}",
-                rejection.body_text()
-            ),
-        )
-    })?;
+    let query = crate::routes::runs::query(query)?;
     let Some((spec, _)) = spec_of(&state, &name).await? else {
         return Err(ApiError::NotFound(format!("deployment {name:?}")));
     };

@@ -21,8 +21,11 @@ const MAX_LIMIT: i64 = 1_000;
 pub struct FlowRunsQuery {
     /// Only runs of this flow.
     flow: Option<String>,
-    /// Only runs in this state (Completed, Failed, …).
+    /// Only runs in one of these states, separated by commas (`Failed,Crashed`; any case).
     state: Option<String>,
+    /// Only runs with a task run that failed, timed out or crashed (`true`), even if the run
+    /// itself completed.
+    failed_tasks: Option<bool>,
     /// Only runs created at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
     /// Only runs created before this time (RFC 3339).
@@ -33,7 +36,8 @@ pub struct FlowRunsQuery {
     parent: Option<Uuid>,
     /// Only runs started by this deployment.
     deployment: Option<String>,
-    /// Text in the flow's name, the tags or the deployment (case-insensitive), or a run id.
+    /// Text in the flow's or the run's name, the parameters, the tags or the deployment
+    /// (case-insensitive), or a run id.
     q: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -65,13 +69,20 @@ impl<T> Page<T> {
     }
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+/// A query string read into `T`, or a 400 naming the parameter to blame. Every route with a
+/// query reads it so, and refuses unknown parameters (`deny_unknown_fields`).
+pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|rejection| {
         let text = rejection.body_text();
-        ApiError::BadRequest {
-            field: rejected_field(&text).map(str::to_string),
-            message: format!("bad query string: {text}"),
-        }
+        let field = rejected_field(&text).map(str::to_string);
+        let message = match field.as_deref() {
+            // A time that is not one: say which format is wanted.
+            Some(name @ ("since" | "until" | "start" | "end")) => {
+                format!("`{name}` must be a time in RFC 3339, like 2026-11-28T02:00:00Z ({text})")
+            }
+            _ => format!("bad query string: {text}"),
+        };
+        ApiError::BadRequest { field, message }
     })
 }
 
@@ -153,25 +164,61 @@ const STATES: [&str; 11] = [
     "Skipped",
 ];
 
-/// Flow runs, newest first.
+/// The state named `name` (in any case), or a 400 naming `field`.
+pub(crate) fn state_name(field: &str, name: &str) -> Result<&'static str, ApiError> {
+    let name = name.trim();
+    STATES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(name))
+        .copied()
+        .ok_or_else(|| {
+            ApiError::bad(
+                field,
+                format!(
+                    "unknown state {name:?}; expected one of {}",
+                    STATES.join(", ")
+                ),
+            )
+        })
+}
+
+/// `Failed,crashed` as states; empty parts are ignored.
+fn state_list(field: &str, text: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
+    let mut states = Vec::new();
+    for part in text.unwrap_or_default().split(',') {
+        if part.trim().is_empty() {
+            continue;
+        }
+        let state = state_name(field, part)?;
+        if !states.contains(&state) {
+            states.push(state);
+        }
+    }
+    Ok(states)
+}
+
+/// A flow run in the list: the run, and how many of its task runs are in each state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlowRunItem {
+    #[serde(flatten)]
+    pub run: Run,
+    /// Its task runs by state (states with none are left out).
+    pub task_counts: std::collections::BTreeMap<String, i64>,
+}
+
+/// Flow runs, newest first, each with its task runs counted by state (one grouped query per
+/// page).
 #[utoipa::path(get, path = "/api/flow_runs", tag = "runs", params(FlowRunsQuery),
-    responses((status = 200, body = Page<Run>), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Page<FlowRunItem>), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn list_flow_runs(
     State(state): State<AppState>,
     params: Result<Query<FlowRunsQuery>, QueryRejection>,
-) -> Result<Json<Page<Run>>, ApiError> {
+) -> Result<Json<Page<FlowRunItem>>, ApiError> {
     let q = query(params)?;
-    if let Some(s) = &q.state {
-        if !STATES.contains(&s.as_str()) {
-            return Err(ApiError::bad(
-                "state",
-                format!("unknown state {s:?}; expected one of {}", STATES.join(", ")),
-            ));
-        }
-    }
     let filter = RunFilter {
         flow: stored_text(q.flow),
-        state: q.state,
+        states: state_list("state", q.state.as_deref())?,
+        failed_tasks: q.failed_tasks.unwrap_or(false),
         since: nanos("since", q.since)?,
         until: nanos("until", q.until)?,
         tag: stored_text(q.tag),
@@ -182,9 +229,22 @@ pub async fn list_flow_runs(
         before: cursor("cursor", q.cursor.as_deref())?,
         limit: limit(q.limit)?,
     };
-    let items = state.store.flow_runs(&filter).await?;
-    Ok(Json(Page::of(items, filter.limit, |run| {
-        (run.created, run.id)
+    let runs = state.store.flow_runs(&filter).await?;
+    let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+    let mut counts: std::collections::HashMap<Uuid, std::collections::BTreeMap<String, i64>> =
+        Default::default();
+    for (id, run_state, n) in state.store.task_counts(&ids).await? {
+        counts.entry(id).or_default().insert(run_state, n);
+    }
+    let items = runs
+        .into_iter()
+        .map(|run| FlowRunItem {
+            task_counts: counts.remove(&run.id).unwrap_or_default(),
+            run,
+        })
+        .collect();
+    Ok(Json(Page::of(items, filter.limit, |item| {
+        (item.run.created, item.run.id)
     })))
 }
 
@@ -246,6 +306,8 @@ pub struct StatesQuery {
     /// Only the flow run's own changes and those of task runs that ran more than once or wait
     /// to retry (the others' single attempt is their `start` and `end`). Default false.
     retried_only: Option<bool>,
+    /// Only the changes of this task run (its page's state history).
+    task_run_id: Option<Uuid>,
 }
 
 /// The state history of a flow run and its task runs: every change, oldest first. Each attempt
@@ -262,7 +324,7 @@ pub async fn get_states(
     let run = flow_run(&state, &id).await?;
     let changes = state
         .store
-        .state_changes(&run, q.retried_only.unwrap_or(false))
+        .state_changes(&run, q.retried_only.unwrap_or(false), q.task_run_id)
         .await?;
     Ok(Json(changes))
 }
@@ -331,6 +393,9 @@ pub async fn get_logs(
         after: cursor("cursor", q.cursor.as_deref())?,
         limit: limit(q.limit)?,
     };
+    // The request is good: the logs of a run the server does not have are a 404, like its
+    // states, not an empty page.
+    let id = flow_run(&state, &id.to_string()).await?.id;
     let items = state.store.logs(id, &filter).await?;
     Ok(Json(Page::of(items, filter.limit, |line| {
         (line.timestamp, line.id)
@@ -344,6 +409,68 @@ pub async fn list_flows(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<crate::store::FlowSummary>>, ApiError> {
     Ok(Json(state.store.flow_summaries().await?))
+}
+
+/// How many runs the grid shows.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GridQuery {
+    /// The last this many runs that started, 1 to 200 (default 30).
+    limit: Option<i64>,
+}
+
+/// A flow's recent runs against its tasks: each cell counts one task's runs in one flow run by
+/// state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlowGrid {
+    /// The flow runs, newest first.
+    pub runs: Vec<Run>,
+    /// The tasks' names, in the order they first ran.
+    pub tasks: Vec<String>,
+    pub cells: Vec<crate::store::GridCell>,
+}
+
+/// The grid of a flow (like Airflow's): its last runs against its tasks, each cell the states
+/// of that task's runs in that flow run, so a month of backfills shows which day and which task
+/// went wrong.
+#[utoipa::path(get, path = "/api/flows/{name}/grid", tag = "runs",
+    params(("name" = String, Path, description = "The flow's name"), GridQuery),
+    responses((status = 200, body = FlowGrid), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn flow_grid(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<GridQuery>, QueryRejection>,
+) -> Result<Json<FlowGrid>, ApiError> {
+    let q = query(params)?;
+    let limit = match q.limit.unwrap_or(30) {
+        n if (1..=200).contains(&n) => n,
+        n => return Err(ApiError::bad("limit", format!("must be 1 to 200, got {n}"))),
+    };
+    let filter = RunFilter {
+        flow: stored_text(Some(name)),
+        started_only: true,
+        limit,
+        ..RunFilter::default()
+    };
+    let runs = state.store.flow_runs(&filter).await?;
+    let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+    let cells = state.store.task_grid(&ids).await?;
+    let mut first: std::collections::HashMap<&str, i64> = Default::default();
+    for cell in &cells {
+        let at = cell.first_ts.unwrap_or(i64::MAX);
+        first
+            .entry(cell.task.as_str())
+            .and_modify(|t| *t = (*t).min(at))
+            .or_insert(at);
+    }
+    let mut tasks: Vec<(&str, i64)> = first.into_iter().collect();
+    tasks.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
+    let tasks = tasks
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    Ok(Json(FlowGrid { runs, tasks, cells }))
 }
 
 /// The window of the activity chart.

@@ -174,6 +174,7 @@ pub async fn trigger(
 
 /// Query of the runs a deployment's server owns.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct WorkQuery {
     /// At most this many, latest scheduled first (default 100, at most 1000).
     pub limit: Option<i64>,
@@ -187,8 +188,9 @@ pub struct WorkQuery {
 pub async fn deployment_runs(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<WorkQuery>,
+    query: Result<Query<WorkQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<WorkRun>>, ApiError> {
+    let query = crate::routes::runs::query(query)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let rows = state.store.work_list(Some(&name), None, limit).await?;
     Ok(Json(rows.iter().map(|r| r.view(false)).collect()))

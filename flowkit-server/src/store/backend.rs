@@ -127,7 +127,7 @@ macro_rules! backend {
                     let mut upsert = QueryBuilder::<$db>::new(
                         "INSERT INTO runs (id, run_type, name, flow_run_id, parent_flow_run_id,
                              parent_task_run_id, created_ts, parameters, tags, upstream, map_index, retries,
-                             deployment, scheduled_ts, interval_start_ts, interval_end_ts) ",
+                             deployment, scheduled_ts, interval_start_ts, interval_end_ts, run_name) ",
                     );
                     upsert.push_values(wave, |mut row, c| {
                         row.push_bind(c.id)
@@ -146,7 +146,8 @@ macro_rules! backend {
                         row.push_bind(scheduled.map(|s| s.deployment.clone()))
                             .push_bind(scheduled.and_then(|s| $crate::store::nanos(s.scheduled_at)))
                             .push_bind(scheduled.and_then(|s| s.interval_start.and_then($crate::store::nanos)))
-                            .push_bind(scheduled.and_then(|s| s.interval_end.and_then($crate::store::nanos)));
+                            .push_bind(scheduled.and_then(|s| s.interval_end.and_then($crate::store::nanos)))
+                            .push_bind(c.created.run_name.clone());
                     });
                     upsert.push(
                         " ON CONFLICT (id) DO UPDATE SET
@@ -160,7 +161,8 @@ macro_rules! backend {
                              deployment = COALESCE(excluded.deployment, runs.deployment),
                              scheduled_ts = COALESCE(excluded.scheduled_ts, runs.scheduled_ts),
                              interval_start_ts = COALESCE(excluded.interval_start_ts, runs.interval_start_ts),
-                             interval_end_ts = COALESCE(excluded.interval_end_ts, runs.interval_end_ts)",
+                             interval_end_ts = COALESCE(excluded.interval_end_ts, runs.interval_end_ts),
+                             run_name = COALESCE(excluded.run_name, runs.run_name)",
                     );
                     upsert.build().execute(&mut *tx).await?;
                 }
@@ -276,8 +278,18 @@ macro_rules! backend {
                 if let Some(flow) = &filter.flow {
                     query.push(" AND name = ").push_bind(flow.clone());
                 }
-                if let Some(state) = &filter.state {
-                    query.push(" AND state = ").push_bind(state.clone());
+                if !filter.states.is_empty() {
+                    query.push(" AND state IN (");
+                    let mut list = query.separated(", ");
+                    for state in &filter.states {
+                        list.push_bind(*state);
+                    }
+                    query.push(")");
+                }
+                if filter.failed_tasks {
+                    // Written as the partial index `failed_task_runs` is, so it is used.
+                    query.push(" AND EXISTS (SELECT 1 FROM runs AS t WHERE t.flow_run_id = runs.id
+                         AND t.run_type = 'task' AND t.state IN ('Failed', 'Crashed', 'TimedOut'))");
                 }
                 if let Some(since) = filter.since {
                     query.push(" AND created_ts >= ").push_bind(since);
@@ -301,6 +313,10 @@ macro_rules! backend {
                     let pattern = $crate::store::like_pattern(text);
                     query
                         .push(concat!(" AND (name ", $like, " "))
+                        .push_bind(pattern.clone())
+                        .push(concat!(" ESCAPE '\\' OR run_name ", $like, " "))
+                        .push_bind(pattern.clone())
+                        .push(concat!(" ESCAPE '\\' OR parameters ", $like, " "))
                         .push_bind(pattern.clone())
                         .push(concat!(" ESCAPE '\\' OR tags ", $like, " "))
                         .push_bind(pattern.clone())
@@ -329,6 +345,60 @@ macro_rules! backend {
                 query.push(" ORDER BY created_ts DESC, id DESC LIMIT ").push_bind(filter.limit);
                 let rows = query.build().fetch_all(&self.reader).await?;
                 rows.iter().map(Self::run_from_row).collect()
+            }
+
+            pub(crate) async fn task_counts(
+                &self,
+                flow_run_ids: &[uuid::Uuid],
+            ) -> Result<Vec<(uuid::Uuid, String, i64)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut out = Vec::new();
+                for chunk in flow_run_ids.chunks($crate::store::ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
+                        "SELECT flow_run_id, state, count(*) AS n FROM runs ",
+                        $task_index,
+                        " WHERE flow_run_id IN ("
+                    ));
+                    let mut ids = query.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(*id);
+                    }
+                    query.push(") AND run_type = 'task' GROUP BY flow_run_id, state");
+                    for row in query.build().fetch_all(&self.reader).await? {
+                        out.push((row.try_get("flow_run_id")?, row.try_get("state")?, row.try_get("n")?));
+                    }
+                }
+                Ok(out)
+            }
+
+            pub(crate) async fn task_grid(
+                &self,
+                flow_run_ids: &[uuid::Uuid],
+            ) -> Result<Vec<$crate::store::GridCell>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut out = Vec::new();
+                for chunk in flow_run_ids.chunks($crate::store::ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
+                        "SELECT flow_run_id, name, state, count(*) AS n, min(created_ts) AS first FROM runs ",
+                        $task_index,
+                        " WHERE flow_run_id IN ("
+                    ));
+                    let mut ids = query.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(*id);
+                    }
+                    query.push(") AND run_type = 'task' GROUP BY flow_run_id, name, state");
+                    for row in query.build().fetch_all(&self.reader).await? {
+                        out.push($crate::store::GridCell {
+                            flow_run_id: row.try_get("flow_run_id")?,
+                            task: row.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+                            state: row.try_get("state")?,
+                            count: row.try_get("n")?,
+                            first_ts: row.try_get("first")?,
+                        });
+                    }
+                }
+                Ok(out)
             }
 
             pub(crate) async fn run(
@@ -429,6 +499,7 @@ macro_rules! backend {
                 flow_run_id: uuid::Uuid,
                 window: (uuid::Uuid, Option<uuid::Uuid>),
                 retried_only: bool,
+                task_run_id: Option<uuid::Uuid>,
             ) -> Result<Vec<$crate::store::StateChange>, $crate::store::StoreError> {
                 use sqlx::Row;
                 // Event ids are UUID v7, so the run's lifetime is a range of the primary key.
@@ -440,6 +511,9 @@ macro_rules! backend {
                     query.push(" AND id < ").push_bind(end);
                 }
                 query.push(" AND kind = 'state_changed' AND flow_run_id = ").push_bind(flow_run_id);
+                if let Some(task) = task_run_id {
+                    query.push(" AND task_run_id = ").push_bind(task);
+                }
                 if retried_only {
                     query
                         .push(" AND (task_run_id IS NULL OR task_run_id IN (SELECT id FROM runs WHERE flow_run_id = ")
@@ -659,6 +733,7 @@ macro_rules! backend {
                     id: row.try_get("id")?,
                     run_type: if run_type == "flow" { "flow" } else { "task" },
                     name: row.try_get("name")?,
+                    run_name: row.try_get("run_name")?,
                     flow_run_id: row.try_get("flow_run_id")?,
                     parent_flow_run_id: row.try_get("parent_flow_run_id")?,
                     parent_task_run_id: row.try_get("parent_task_run_id")?,

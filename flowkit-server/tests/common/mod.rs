@@ -86,6 +86,7 @@ pub fn run_created(
     flowkit::events::EventKind::RunCreated(std::sync::Arc::new(flowkit::events::RunCreated {
         run_type,
         name: name.into(),
+        run_name: None,
         description: None,
         parameters: None,
         tags: Default::default(),

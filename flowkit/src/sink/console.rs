@@ -42,6 +42,8 @@ pub struct ConsoleSink {
     tasks: HashMap<Uuid, TaskView>,
     maps: HashMap<(Uuid, String), MapView>,
     status_shown: bool,
+    /// The server's address: a top-level flow run's first line is followed by its page there.
+    dashboard: Option<String>,
 }
 
 struct FlowView {
@@ -152,7 +154,34 @@ impl ConsoleSink {
             tasks: HashMap::new(),
             maps: HashMap::new(),
             status_shown: false,
+            dashboard: None,
         }
+    }
+
+    /// Prints, under the first line of each top-level flow run, where to watch it on the
+    /// dashboard of the server at `url` (what `FLOWKIT_API_URL` sets), as Prefect prints
+    /// "View at …".
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use flowkit::{ConsoleSink, EventBus};
+    ///
+    /// #[flowkit::flow]
+    /// async fn hello() {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let out = Arc::new(Mutex::new(Vec::new()));
+    /// let console = ConsoleSink::to_writer(out.clone()).dashboard("http://127.0.0.1:4200/");
+    /// let bus = EventBus::builder().sink(console).build();
+    /// hello().on(&bus).await.unwrap();
+    /// bus.flush().await;
+    /// let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    /// assert!(text.contains("View at http://127.0.0.1:4200/#/runs/"));
+    /// # }
+    /// ```
+    pub fn dashboard(mut self, url: impl Into<String>) -> Self {
+        self.dashboard = Some(url.into().trim_end_matches('/').to_string());
+        self
     }
 
     fn paint(&self, color: &'static str, text: &str) -> String {
@@ -171,7 +200,15 @@ impl ConsoleSink {
             let _ = write!(self.out, "\r\x1b[2K");
             self.status_shown = false;
         }
-        let _ = writeln!(self.out, "{time} {indent}{text}");
+        if text.contains('\n') {
+            // A multi-line error or log line: its other lines start under its text, not at the
+            // left edge among the times.
+            let under = format!("\n{} {indent}  ", " ".repeat("00:00:00.000".len()));
+            let text = text.trim_end().replace('\n', &under);
+            let _ = writeln!(self.out, "{time} {indent}{text}");
+        } else {
+            let _ = writeln!(self.out, "{time} {indent}{text}");
+        }
     }
 
     fn on_created(&mut self, event: &Event, created: &crate::events::RunCreated) {
@@ -221,8 +258,17 @@ impl ConsoleSink {
                         s.scheduled_at.format("%Y-%m-%d %H:%M:%S UTC")
                     )
                 });
-                let text = format!("{title} run {short}{scheduled}{params}");
+                // The run's name first (what the dashboard lists and searches), then its id.
+                let text = match created.run_name.as_deref() {
+                    Some(name) => format!("{title} run {name} ({short}){scheduled}{params}"),
+                    None => format!("{title} run {short}{scheduled}{params}"),
+                };
                 self.line(event.timestamp, depth, &text);
+                if let Some(url) = self.dashboard.as_ref().filter(|_| depth == 0) {
+                    let link = format!("View at {url}/#/runs/{id}");
+                    let link = self.paint(DIM, &link);
+                    self.line(event.timestamp, depth, &link);
+                }
             }
             RunType::Task => {
                 let Some(id) = event.task_run_id else { return };
@@ -348,7 +394,7 @@ impl ConsoleSink {
         };
         let mapped = view.map_index.is_some();
         let label = match view.map_index {
-            Some(i) => format!("task {}[{i}]", view.name),
+            Some(i) => format!("task {} [{i}]", view.name),
             None => format!("task {}", view.label),
         };
         let (depth, flow) = (view.depth, view.flow);
@@ -501,10 +547,14 @@ impl ConsoleSink {
     }
 
     fn on_log(&mut self, event: &Event, log: &LogRecord) {
+        // The runtime's own lines say what the progress lines already show.
+        if log.target == crate::run::RUNTIME_TARGET {
+            return;
+        }
         let (name, depth) = match (event.task_run_id, event.flow_run_id) {
             (Some(task), _) => match self.tasks.get(&task) {
                 Some(view) => match view.map_index {
-                    Some(i) => (format!("{}[{i}]", view.name), view.depth),
+                    Some(i) => (format!("{} [{i}]", view.name), view.depth),
                     None => (view.label.clone(), view.depth),
                 },
                 None => return,

@@ -116,6 +116,7 @@ mod tests {
         EventKind::RunCreated(Arc::new(RunCreated {
             run_type,
             name: "x".into(),
+            run_name: None,
             description: None,
             parameters: None,
             tags: Default::default(),

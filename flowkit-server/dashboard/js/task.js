@@ -1,0 +1,127 @@
+// One task run, on a page of its own (`#/runs/<flow run>/tasks/<task run>`): every attempt with
+// its error, start, end and duration, its state history, tags, upstreams and dependents, logs.
+
+import { get } from './api.js';
+import { FAILED, attemptState, badge, duration, elapsed, errorState, h, shortId, taskLabels, taskUrl, throttle, time, toMs } from './dom.js';
+import { logsPanel } from './logs.js';
+
+/** The attempts of a run from its state changes: a `Running` to the state that follows it. */
+export function attemptsOf(changes) {
+  const attempts = [];
+  let open = null;
+  for (const c of changes) {
+    if (c.state === 'Running') {
+      open = { attempt: c.attempt, start: c.timestamp, end: null, state: 'Running', message: null };
+      attempts.push(open);
+    } else if (open && c.state !== 'Pending') {
+      open.end = c.timestamp;
+      open.state = attemptState(c.state, c.message);
+      open.message = c.message;
+      open = null;
+    }
+  }
+  return attempts;
+}
+
+export function taskPage({ root, subscribe }, flowRunId, taskRunId) {
+  let stopped = false;
+  let loaded = false;
+  const names = new Map();
+  const nameOf = (id) => names.get(id) || shortId(id);
+
+  const head = h('section', { class: 'panel', 'data-testid': 'task-head' }, h('div', { class: 'loading' }, 'Loading the task run…'));
+  const problem = h('div');
+  const attemptsPanel = h('section', { class: 'panel flush', 'data-testid': 'task-attempts-panel' });
+  const relations = h('section', { class: 'panel', 'data-testid': 'task-relations' });
+  const history = h('section', { class: 'panel', 'data-testid': 'task-history' });
+  const logs = logsPanel(flowRunId, nameOf, { task: taskRunId });
+  root.append(head, problem, attemptsPanel, h('div', { class: 'columns' }, relations, history), logs.el);
+
+  const links = (ids) => (ids.length
+    ? ids.slice(0, 50).map((u, i) => [i ? ', ' : '', h('a', { href: taskUrl(flowRunId, u) }, nameOf(u))])
+    : '—');
+
+  function render(flow, task, changes) {
+    const all = flow.task_runs;
+    taskLabels(all, names);
+    const dependents = all.filter((r) => r.upstream.includes(task.id)).map((r) => r.id);
+    const total = (task.retries ?? 0) + 1;
+    const attempts = attemptsOf(changes);
+    const meta = [
+      ['Task run id', h('span', { class: 'mono run-id' }, task.id)],
+      ['Started', time(task.start)],
+      ['Ended', time(task.end)],
+      ['Duration', duration(elapsed(task))],
+      ['Attempts', h('span', { 'data-testid': 'task-attempts' }, `${task.attempts} of ${total}`)],
+      ['Tags', task.tags.length ? task.tags.map((t) => h('span', { class: 'tag' }, t)) : '—'],
+    ];
+    if (task.map_index != null) meta.push(['Map index', String(task.map_index)]);
+    head.replaceChildren(
+      h('div', { class: 'crumbs' }, h('a', { href: '#/runs' }, 'Runs'), ' / ',
+        h('a', { href: `#/runs/${flowRunId}`, 'data-testid': 'task-flow-link' }, `${flow.name}${flow.run_name ? ` · ${flow.run_name}` : ''}`), ' / task run'),
+      h('div', { class: 'page-head', style: { marginTop: '8px' } },
+        h('h1', { 'data-testid': 'task-name' }, nameOf(task.id)), badge(task.state, true)),
+      h('dl', { class: 'meta' }, meta.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))));
+    const failed = FAILED.includes(task.state) || task.state === 'Cancelled' || task.state === 'Skipped';
+    problem.replaceChildren(failed && task.message
+      ? h('div', { class: 'callout', 'data-testid': 'task-error' }, h('strong', {}, `This task run ended ${task.state}.`), h('pre', {}, task.message))
+      : '');
+    attemptsPanel.replaceChildren(h('div', { style: { padding: '16px 16px 0' } }, h('h2', {}, 'Attempts')),
+      attempts.length
+        ? h('table', { class: 'list', 'data-testid': 'attempts' },
+          h('thead', {}, h('tr', {}, ['Attempt', 'Outcome', 'Started', 'Ended', 'Duration', 'Error'].map((c) => h('th', {}, c)))),
+          h('tbody', {}, attempts.map((a) => h('tr', { 'data-testid': 'attempt', 'data-state': a.state },
+            h('td', { 'data-label': 'Attempt' }, `#${a.attempt}`),
+            h('td', { 'data-label': 'Outcome' }, badge(a.state)),
+            h('td', { 'data-label': 'Started' }, time(a.start)),
+            h('td', { 'data-label': 'Ended' }, time(a.end)),
+            h('td', { 'data-label': 'Duration', class: 'num' }, duration(a.end ? toMs(a.end) - toMs(a.start) : Date.now() - toMs(a.start))),
+            h('td', { 'data-label': 'Error', class: 'attempt-error' }, a.message
+              ? h('span', { class: 'error-text' }, a.message)
+              : '—')))))
+        : h('p', { class: 'muted', style: { padding: '0 16px 16px' } }, task.state === 'Pending' ? 'Not started yet.' : 'It never ran.'));
+    relations.replaceChildren(h('h2', {}, 'Dependencies'),
+      h('dl', { class: 'meta', style: { marginTop: 0 } },
+        h('div', {}, h('dt', {}, 'Waits for'), h('dd', { 'data-testid': 'upstreams' }, links(task.upstream))),
+        h('div', {}, h('dt', {}, 'Needed by'), h('dd', { 'data-testid': 'dependents' }, links(dependents)))));
+    history.replaceChildren(h('h2', {}, 'State history'), changes.length
+      ? h('ol', { class: 'history' }, changes.map((c) => h('li', {}, h('time', {}, time(c.timestamp)), badge(c.state),
+        c.attempt > 1 ? h('span', { class: 'muted' }, `attempt ${c.attempt}`) : null, c.message ? h('span', { class: 'muted' }, c.message) : null)))
+      : h('p', { class: 'muted' }, 'No state changes recorded yet.'));
+  }
+
+  async function load() {
+    try {
+      const [flow, changes] = await Promise.all([
+        get(`/api/flow_runs/${flowRunId}`),
+        get(`/api/flow_runs/${flowRunId}/states`, { task_run_id: taskRunId }),
+      ]);
+      if (stopped) return;
+      const task = flow.task_runs.find((t) => t.id === taskRunId);
+      if (!task) throw Object.assign(new Error('no such task run'), { status: 404 });
+      render(flow, task, changes);
+      if (!loaded) { loaded = true; logs.reload(); performance.mark('flowkit:task-rendered'); }
+      return task;
+    } catch (error) {
+      if (stopped) return;
+      if (error.status === 404) {
+        for (const el of root.children) if (el !== head) el.hidden = true;
+        head.replaceChildren(h('div', { class: 'empty', 'data-testid': 'not-found' }, h('h2', {}, 'No such task run'),
+          h('p', {}, `The server has no task run ${taskRunId} in flow run ${flowRunId}. `, h('a', { href: '#/runs' }, 'See all runs'), '.')));
+      } else if (!loaded) {
+        head.replaceChildren(errorState(error, load));
+      }
+    }
+  }
+
+  const refresh = throttle(load, 1000);
+  load();
+  const stop = subscribe({ flow_run_id: flowRunId }, (event) => {
+    if (!event) { refresh(); logs.reload(); return; }
+    if (event.task_run_id !== taskRunId) return;
+    if (event.kind?.type === 'log') logs.push(event);
+    else refresh();
+  });
+  return () => { stopped = true; stop(); };
+}
+
