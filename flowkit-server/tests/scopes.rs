@@ -21,6 +21,7 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
         ("GET", "/metrics".into(), None, Some("read")),
         ("GET", "/api/stats".into(), None, Some("read")),
         ("GET", "/api/flows".into(), None, Some("read")),
+        ("GET", "/api/flows/nowhere/grid".into(), None, Some("read")),
         ("GET", "/api/flow_activity".into(), None, Some("read")),
         ("GET", "/api/flow_runs".into(), None, Some("read")),
         ("GET", format!("/api/flow_runs/{run}"), None, Some("read")),
