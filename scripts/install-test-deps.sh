@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages, if it is missing:
 # PostgreSQL 15 (the server's tests start throwaway clusters) and Chromium with ChromeDriver
-# (the dashboard's tests drive a real browser). Safe to run again; needs root (or sudo).
+# (the dashboard's tests drive a real browser), and openssl (the TLS tests make their
+# certificates with it). Safe to run again; needs root (or sudo).
 set -euo pipefail
 
 need=()
@@ -10,6 +11,9 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || ! command -v psql >/dev/null; t
 fi
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   need+=(chromium chromium-driver)
+fi
+if ! command -v openssl >/dev/null; then
+  need+=(openssl)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
