@@ -44,6 +44,7 @@ mod client;
 mod commands;
 mod output;
 mod params;
+mod range;
 mod states;
 mod table;
 mod time;

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate, Utc};
 use flowkit_api::work::{BackfillRequest, BackfillView, IntervalView};
 use uuid::Uuid;
 
 use crate::client::{Client, Failure};
 use crate::params::{PARAMETER_OPTIONS, ParamArgs};
+use crate::range::RangeArgs;
 use crate::table::{self, Table};
 use crate::{output, states, time};
 
@@ -17,15 +18,8 @@ pub struct BackfillArgs {
     /// The deployment's name.
     #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub name: String,
-    /// The range's start (included): 2024-01-01 (midnight UTC), 2024-01-01T06:00, -30d, …
-    #[arg(long, value_name = "DATE|TIME", value_parser = time::parse, allow_hyphen_values = true)]
-    pub from: DateTime<Utc>,
-    /// The range's end (excluded).
-    #[arg(long, value_name = "DATE|TIME", value_parser = time::parse, allow_hyphen_values = true)]
-    pub to: DateTime<Utc>,
-    /// One run per chunk of this length (7d, 12h) instead of one per scheduled interval.
-    #[arg(long, value_name = "PERIOD")]
-    pub chunk: Option<String>,
+    #[command(flatten)]
+    pub range: RangeArgs,
     /// At most this many of its runs at once (default 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_active: Option<u32>,
@@ -55,21 +49,14 @@ const OPTIONS: [(&str, &str); 7] = [
 ];
 
 pub async fn start(client: &Client, args: BackfillArgs, json: bool) -> anyhow::Result<()> {
-    if args.from >= args.to {
-        return Err(Failure::Usage(format!(
-            "--from ({}) must be before --to ({})",
-            time::show(args.from),
-            time::show(args.to)
-        ))
-        .into());
-    }
+    args.range.check()?;
     // Field by field over the defaults: the contract may grow fields this command leaves unset.
     #[allow(clippy::field_reassign_with_default)]
     let request = {
         let mut request = BackfillRequest::default();
-        request.start = args.from;
-        request.end = args.to;
-        request.chunk = args.chunk.clone();
+        request.start = args.range.from;
+        request.end = args.range.to;
+        request.chunk = args.range.chunk.clone();
         request.max_active = args.max_active;
         request.rerun_failed = args.rerun_failed;
         request.parameters = args.params.object();

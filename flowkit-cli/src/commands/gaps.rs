@@ -4,6 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use flowkit_api::work::IntervalView;
 
 use crate::client::{Client, Failure};
+use crate::range::RangeArgs;
 use crate::table::Table;
 use crate::{output, states, time};
 
@@ -12,33 +13,18 @@ pub struct GapsArgs {
     /// The deployment's name.
     #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub name: String,
-    /// The range's start (included): 2024-01-01, 2024-01-01T06:00, -30d, …
-    #[arg(long, value_name = "DATE|TIME", value_parser = time::parse, allow_hyphen_values = true)]
-    pub from: DateTime<Utc>,
-    /// The range's end (excluded).
-    #[arg(long, value_name = "DATE|TIME", value_parser = time::parse, allow_hyphen_values = true)]
-    pub to: DateTime<Utc>,
-    /// Cut the range in chunks of this length (7d, 12h) instead of by the deployment's
-    /// schedules (a deployment without schedules needs it).
-    #[arg(long, value_name = "PERIOD")]
-    pub chunk: Option<String>,
+    #[command(flatten)]
+    pub range: RangeArgs,
 }
 
 pub async fn run(client: &Client, args: GapsArgs, json: bool) -> anyhow::Result<()> {
-    if args.from >= args.to {
-        return Err(Failure::Usage(format!(
-            "--from ({}) must be before --to ({})",
-            time::show(args.from),
-            time::show(args.to)
-        ))
-        .into());
-    }
+    args.range.check()?;
     let answer = fetch(
         client,
         &args.name,
-        args.from,
-        args.to,
-        args.chunk.as_deref(),
+        args.range.from,
+        args.range.to,
+        args.range.chunk.as_deref(),
     )
     .await?;
     if json {
