@@ -97,7 +97,10 @@ async fn a_deployment_run_says_which_deployment_and_when_it_was_due() {
 
 #[task]
 async fn explain() -> Result<(), String> {
-    Err("the warehouse refused the load:\n  table orders is locked\n  retry after the backup".into())
+    Err(
+        "the warehouse refused the load:\n  table orders is locked\n  retry after the backup"
+            .into(),
+    )
 }
 
 #[flow(name = "console-multiline")]
@@ -122,7 +125,15 @@ async fn a_multi_line_error_is_indented_under_its_line() {
     let column = lines[at].find("task explain").expect("the task's label");
     for next in &lines[at + 1..at + 3] {
         let starts = next.len() - next.trim_start().len();
-        assert!(starts >= column, "{next:?} starts at {starts}, before column {column}:\n{text}");
+        assert!(
+            starts >= column,
+            "{next:?} starts at {starts}, before column {column}:\n{text}"
+        );
     }
-    assert!(lines[at + 1].trim_start().starts_with("table orders is locked"), "{text}");
+    assert!(
+        lines[at + 1]
+            .trim_start()
+            .starts_with("table orders is locked"),
+        "{text}"
+    );
 }
