@@ -42,6 +42,9 @@ pub struct ConsoleSink {
     tasks: HashMap<Uuid, TaskView>,
     maps: HashMap<(Uuid, String), MapView>,
     status_shown: bool,
+    /// The live status line, drawn again under each line printed, so it stays in view while
+    /// retries and logs scroll past (terminals only).
+    status: Option<String>,
     /// The server's address: a top-level flow run's first line is followed by its page there.
     dashboard: Option<String>,
 }
@@ -154,6 +157,7 @@ impl ConsoleSink {
             tasks: HashMap::new(),
             maps: HashMap::new(),
             status_shown: false,
+            status: None,
             dashboard: None,
         }
     }
@@ -200,6 +204,7 @@ impl ConsoleSink {
             let _ = write!(self.out, "\r\x1b[2K");
             self.status_shown = false;
         }
+        let status = self.status.clone().filter(|_| self.live);
         if text.contains('\n') {
             // A multi-line error or log line: its other lines start under its text, not at the
             // left edge among the times.
@@ -208,6 +213,10 @@ impl ConsoleSink {
             let _ = writeln!(self.out, "{time} {indent}{text}");
         } else {
             let _ = writeln!(self.out, "{time} {indent}{text}");
+        }
+        if let Some(status) = status {
+            let _ = write!(self.out, "{status}");
+            self.status_shown = true;
         }
     }
 
@@ -502,6 +511,7 @@ impl ConsoleSink {
             .sum();
         if ended == view.created {
             if let Some(view) = self.maps.remove(key) {
+                self.status = None;
                 let took = view
                     .first_start
                     .map(|s| humanize((at - s).to_std().unwrap_or_default()))
@@ -524,6 +534,7 @@ impl ConsoleSink {
                 let _ = write!(self.out, "\r\x1b[2K{text}");
                 let _ = self.out.flush();
                 self.status_shown = true;
+                self.status = Some(text);
             } else {
                 let depth = self.maps[key].depth;
                 self.line(at, depth, &text);
@@ -602,5 +613,31 @@ impl EventSink for ConsoleSink {
             }
         }
         let _ = self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_is_drawn_again_under_each_line() {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut console = ConsoleSink::new(Box::new(SharedBuffer(buffer.clone())), false, true);
+        console.status = Some("map fetch 1000 runs: 10 running".into());
+        console.line(Utc::now(), 0, "task fetch [3] attempt 1 failed: 503");
+        console.line(Utc::now(), 0, "task fetch [4] attempt 1 failed: 503");
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        // Each line clears the status line, prints itself, and draws the status again below.
+        assert_eq!(
+            text.matches("map fetch 1000 runs: 10 running").count(),
+            2,
+            "{text:?}"
+        );
+        assert!(
+            text.ends_with("map fetch 1000 runs: 10 running"),
+            "{text:?}"
+        );
+        assert_eq!(text.matches("\r\x1b[2K").count(), 1, "{text:?}");
     }
 }
