@@ -135,10 +135,42 @@ fn state_color(state: State) -> &'static str {
     }
 }
 
+/// Whether a live status line (a line with no newline after it) is on stderr right now.
+static STATUS_ON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Clears the live status line, if one is on stderr, so that what comes next starts at the left
+/// edge of an empty line. True if it cleared one.
+fn clear_status_line(out: &mut impl Write) -> bool {
+    if STATUS_ON_STDERR.swap(false, std::sync::atomic::Ordering::AcqRel) {
+        let _ = write!(out, "\r\x1b[2K");
+        let _ = out.flush();
+        true
+    } else {
+        false
+    }
+}
+
+/// A panic hook that first clears the live status line, so a caught panic's message (and its
+/// backtrace with `RUST_BACKTRACE=1`) never lands in the middle of a progress line; then the
+/// hook that was there before prints it.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            clear_status_line(&mut std::io::stderr());
+            previous(info);
+        }));
+    });
+}
+
 impl ConsoleSink {
     /// Writes to stderr; in color and with a live status line when stderr is a terminal.
     pub fn stderr() -> Self {
         let terminal = std::io::stderr().is_terminal();
+        if terminal {
+            install_panic_hook();
+        }
         let color = crate::logging::stderr_in_color();
         Self::new(Box::new(std::io::stderr()), color, terminal)
     }
@@ -203,6 +235,9 @@ impl ConsoleSink {
         if self.status_shown {
             let _ = write!(self.out, "\r\x1b[2K");
             self.status_shown = false;
+            if self.live {
+                STATUS_ON_STDERR.store(false, std::sync::atomic::Ordering::Release);
+            }
         }
         let status = self.status.clone().filter(|_| self.live);
         if text.contains('\n') {
@@ -216,7 +251,9 @@ impl ConsoleSink {
         }
         if let Some(status) = status {
             let _ = write!(self.out, "{status}");
+            let _ = self.out.flush();
             self.status_shown = true;
+            STATUS_ON_STDERR.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -534,6 +571,7 @@ impl ConsoleSink {
                 let _ = write!(self.out, "\r\x1b[2K{text}");
                 let _ = self.out.flush();
                 self.status_shown = true;
+                STATUS_ON_STDERR.store(true, std::sync::atomic::Ordering::Release);
                 self.status = Some(text);
             } else {
                 let depth = self.maps[key].depth;
@@ -639,5 +677,11 @@ mod tests {
             "{text:?}"
         );
         assert_eq!(text.matches("\r\x1b[2K").count(), 1, "{text:?}");
+
+        // With the status line on screen, a panic's message starts on a cleared line.
+        let mut out = Vec::new();
+        assert!(clear_status_line(&mut out), "the status line was on screen");
+        assert_eq!(out, b"\r\x1b[2K");
+        assert!(!clear_status_line(&mut out), "cleared once");
     }
 }
