@@ -36,7 +36,13 @@ async fn validate(row: u32) -> Result<u32, String> {
     Ok(row)
 }
 
-#[task]
+// `retry_if` is given `&E`, and `E` is `String` here.
+#[allow(clippy::ptr_arg)]
+fn is_transient(error: &String) -> bool {
+    error.starts_with("503")
+}
+
+#[task(retries = 3, retry_if = is_transient)]
 async fn load_warehouse(rows: u32) -> Result<(), String> {
     Err(format!("warehouse refused {rows} rows: disk full"))
 }
@@ -91,6 +97,20 @@ for (const el of document.querySelectorAll('main *, header *')) {
 }
 return bad.slice(0, 8);
 "#;
+
+/// The rendered text of the first element matching `css`, read in the page at once (a live
+/// page may re-render between finding an element and reading it).
+async fn text(browser: &Browser, css: &str) -> String {
+    browser
+        .eval(
+            "const el = document.querySelector(arguments[0]); return el ? (el.innerText ?? el.textContent) : null;",
+            vec![Value::String(css.to_string())],
+        )
+        .await
+        .as_str()
+        .unwrap_or_else(|| panic!("no {css}"))
+        .to_string()
+}
 
 /// Opens `hash`, waits for `ready`, and checks that nothing of the page is cut off sideways.
 async fn fits_a_phone(browser: &Browser, server: &Server, page: &str, hash: &str, ready: &str) {
@@ -175,15 +195,11 @@ async fn what_went_wrong_is_found_in_seconds() {
         .wait_for_count("the run named etl-2026-11-27", "[data-testid=run-row]", 1)
         .await;
     assert_eq!(
-        browser
-            .text("[data-testid=run-row] [data-testid=run-name]")
-            .await,
+        text(&browser, "[data-testid=run-row] [data-testid=run-name]").await,
         "etl-2026-11-27"
     );
     assert_eq!(
-        browser
-            .text("[data-testid=run-row] [data-testid=params]")
-            .await,
+        text(&browser, "[data-testid=run-row] [data-testid=params]").await,
         "bad_row=true day=2026-11-27 shards=[1,2,3,4,5,6,7,8,9,10,11,12]"
     );
 
@@ -223,11 +239,11 @@ async fn what_went_wrong_is_found_in_seconds() {
         )
         .await;
     assert_eq!(
-        browser
-            .text(&format!(
-                "[data-testid=task-row][data-run-id='{child_run}'] text"
-            ))
-            .await,
+        text(
+            &browser,
+            &format!("[data-testid=task-row][data-run-id='{child_run}'] text")
+        )
+        .await,
         "↳ find-child"
     );
     browser
@@ -300,7 +316,7 @@ async fn what_went_wrong_is_found_in_seconds() {
         .await;
     assert_eq!(level, "WARN");
     assert_eq!(
-        browser.text("[data-testid=run-title]").await,
+        text(&browser, "[data-testid=run-title]").await,
         "etl-2026-11-27"
     );
     // The retried attempt and the failed mapped run are drawn in their own colors.
@@ -336,10 +352,13 @@ async fn what_went_wrong_is_found_in_seconds() {
         .wait_for_count("its two attempts", "[data-testid=attempt]", 2)
         .await;
     assert_eq!(
-        browser.text("[data-testid=task-name]").await,
+        text(&browser, "[data-testid=task-name]").await,
         "extract_orders"
     );
-    assert_eq!(browser.text("[data-testid=task-attempts]").await, "2 of 2");
+    assert_eq!(
+        text(&browser, "[data-testid=task-attempts]").await,
+        "2 of 2"
+    );
     let attempts = browser
         .eval(
             "return [...document.querySelectorAll('[data-testid=attempt]')].map(a => [a.dataset.state, a.querySelector('.attempt-error').textContent]);",
@@ -360,7 +379,7 @@ async fn what_went_wrong_is_found_in_seconds() {
                       [...document.querySelectorAll('[data-testid=log-line]')].every(l => l.dataset.taskRunId === '{extract}')"),
         )
         .await;
-    let dependents = browser.text("[data-testid=task-flow-link]").await;
+    let dependents = text(&browser, "[data-testid=task-flow-link]").await;
     assert_eq!(dependents, "find-etl · etl-2026-11-27");
     browser.full_page_screenshot("findings-task-page").await;
 
@@ -375,7 +394,7 @@ async fn what_went_wrong_is_found_in_seconds() {
         )
         .await;
     assert_eq!(
-        browser.text("[data-testid=culprit]").await,
+        text(&browser, "[data-testid=culprit]").await,
         "load_warehouse"
     );
     browser.click_js("[data-testid=culprit]").await;
@@ -386,15 +405,25 @@ async fn what_went_wrong_is_found_in_seconds() {
         )
         .await;
     assert!(
-        browser
-            .text("[data-testid=task-error]")
+        text(&browser, "[data-testid=task-error]")
             .await
             .contains("warehouse refused 40 rows: disk full")
     );
     assert_eq!(
-        browser.text("[data-testid=task-name]").await,
+        text(&browser, "[data-testid=task-name]").await,
         "load_warehouse"
     );
+    // "1 of 4" says why it stopped there, and so does its log.
+    assert_eq!(
+        text(&browser, "[data-testid=task-attempts]").await,
+        "1 of 4 · retry_if refused to retry"
+    );
+    browser
+        .wait_until(
+            "the retry_if line",
+            "[...document.querySelectorAll('[data-testid=log-line]')].some(l => l.dataset.level === 'WARN' && l.textContent.includes('retry_if refused to retry: attempt 1 of 4'))",
+        )
+        .await;
 
     // 6. The flows failing most come first, and a low success rate looks like it.
     browser.goto(&format!("{}/#/flows", server.url)).await;

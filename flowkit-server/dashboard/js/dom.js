@@ -197,3 +197,16 @@ export function paramText(v) {
   const flat = JSON.stringify(v);
   return flat.length <= 100 ? flat : JSON.stringify(v, null, 2);
 }
+
+/**
+ * "2 of 3", and why a run stopped before its retries were spent: a `Failed` run that made fewer
+ * attempts than it could was refused by its `retry_if`; a crash is never retried.
+ */
+export function attemptsText(run) {
+  const total = (run.retries ?? 0) + 1;
+  const text = `${run.attempts} of ${total}`;
+  if (run.attempts >= total || !TERMINAL.has(run.state)) return text;
+  if (run.state === 'Failed') return `${text} · retry_if refused to retry`;
+  if (run.state === 'Crashed') return `${text} · a panic is not retried`;
+  return text;
+}

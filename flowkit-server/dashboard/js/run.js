@@ -1,7 +1,7 @@
 // One flow run: what it was given, how it went, its task runs on a timeline, its logs.
 
 import { get, send } from './api.js';
-import { FAILED, STATES, TERMINAL, badge, duration, elapsed, errorState, h, isLate, lateTag, openRow, paramText, shortId, taskLabels, taskUrl, throttle, time, toMs } from './dom.js';
+import { FAILED, STATES, TERMINAL, attemptsText, badge, duration, elapsed, errorState, h, isLate, lateTag, openRow, paramText, shortId, taskLabels, taskUrl, throttle, time, toMs } from './dom.js';
 import { logsPanel } from './logs.js';
 import { auditPanel } from './audit.js';
 import { segmentsOf, timeline } from './timeline.js';
@@ -225,7 +225,7 @@ export function runPage({ root, subscribe }, id) {
       h('dl', { class: 'meta' },
         h('div', {}, h('dt', {}, 'Started'), h('dd', {}, time(t.start))),
         h('div', {}, h('dt', {}, 'Duration'), h('dd', {}, duration(elapsed(t)))),
-        h('div', {}, h('dt', {}, 'Attempts'), h('dd', { 'data-testid': 'task-attempts' }, `${t.attempts} of ${(t.retries ?? 0) + 1}`)),
+        h('div', {}, h('dt', {}, 'Attempts'), h('dd', { 'data-testid': 'task-attempts' }, attemptsText(t))),
         h('div', {}, h('dt', {}, 'Waits for'), h('dd', {}, t.upstream.length ? t.upstream.slice(0, 20).map((u, i) => [i ? ', ' : '', link(u)]) : '—')),
         h('div', {}, h('dt', {}, 'Needed by'), h('dd', {}, downstream.length ? downstream.slice(0, 20).map((u, i) => [i ? ', ' : '', link(u)]) : '—'))),
       t.message && t.state !== 'Completed' ? h('div', { class: 'callout', style: { marginTop: '12px' } }, h('pre', { style: { margin: 0 } }, t.message)) : null));

@@ -2,7 +2,7 @@
 // its error, start, end and duration, its state history, tags, upstreams and dependents, logs.
 
 import { get } from './api.js';
-import { FAILED, attemptState, badge, duration, elapsed, errorState, h, shortId, taskLabels, taskUrl, throttle, time, toMs } from './dom.js';
+import { FAILED, attemptState, attemptsText, badge, duration, elapsed, errorState, h, shortId, taskLabels, taskUrl, throttle, time, toMs } from './dom.js';
 import { logsPanel } from './logs.js';
 
 /** The attempts of a run from its state changes: a `Running` to the state that follows it. */
@@ -45,14 +45,13 @@ export function taskPage({ root, subscribe }, flowRunId, taskRunId) {
     const all = flow.task_runs;
     taskLabels(all, names);
     const dependents = all.filter((r) => r.upstream.includes(task.id)).map((r) => r.id);
-    const total = (task.retries ?? 0) + 1;
     const attempts = attemptsOf(changes);
     const meta = [
       ['Task run id', h('span', { class: 'mono run-id' }, task.id)],
       ['Started', time(task.start)],
       ['Ended', time(task.end)],
       ['Duration', duration(elapsed(task))],
-      ['Attempts', h('span', { 'data-testid': 'task-attempts' }, `${task.attempts} of ${total}`)],
+      ['Attempts', h('span', { 'data-testid': 'task-attempts' }, attemptsText(task))],
       ['Tags', task.tags.length ? task.tags.map((t) => h('span', { class: 'tag' }, t)) : '—'],
     ];
     if (task.map_index != null) meta.push(['Map index', String(task.map_index)]);

@@ -42,6 +42,9 @@ pub struct ConsoleSink {
     tasks: HashMap<Uuid, TaskView>,
     maps: HashMap<(Uuid, String), MapView>,
     status_shown: bool,
+    /// The live status line, drawn again under each line printed, so it stays in view while
+    /// retries and logs scroll past (terminals only).
+    status: Option<String>,
     /// The server's address: a top-level flow run's first line is followed by its page there.
     dashboard: Option<String>,
 }
@@ -132,10 +135,42 @@ fn state_color(state: State) -> &'static str {
     }
 }
 
+/// Whether a live status line (a line with no newline after it) is on stderr right now.
+static STATUS_ON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Clears the live status line, if one is on stderr, so that what comes next starts at the left
+/// edge of an empty line. True if it cleared one.
+fn clear_status_line(out: &mut impl Write) -> bool {
+    if STATUS_ON_STDERR.swap(false, std::sync::atomic::Ordering::AcqRel) {
+        let _ = write!(out, "\r\x1b[2K");
+        let _ = out.flush();
+        true
+    } else {
+        false
+    }
+}
+
+/// A panic hook that first clears the live status line, so a caught panic's message (and its
+/// backtrace with `RUST_BACKTRACE=1`) never lands in the middle of a progress line; then the
+/// hook that was there before prints it.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            clear_status_line(&mut std::io::stderr());
+            previous(info);
+        }));
+    });
+}
+
 impl ConsoleSink {
     /// Writes to stderr; in color and with a live status line when stderr is a terminal.
     pub fn stderr() -> Self {
         let terminal = std::io::stderr().is_terminal();
+        if terminal {
+            install_panic_hook();
+        }
         let color = crate::logging::stderr_in_color();
         Self::new(Box::new(std::io::stderr()), color, terminal)
     }
@@ -154,6 +189,7 @@ impl ConsoleSink {
             tasks: HashMap::new(),
             maps: HashMap::new(),
             status_shown: false,
+            status: None,
             dashboard: None,
         }
     }
@@ -199,7 +235,11 @@ impl ConsoleSink {
         if self.status_shown {
             let _ = write!(self.out, "\r\x1b[2K");
             self.status_shown = false;
+            if self.live {
+                STATUS_ON_STDERR.store(false, std::sync::atomic::Ordering::Release);
+            }
         }
+        let status = self.status.clone().filter(|_| self.live);
         if text.contains('\n') {
             // A multi-line error or log line: its other lines start under its text, not at the
             // left edge among the times.
@@ -208,6 +248,12 @@ impl ConsoleSink {
             let _ = writeln!(self.out, "{time} {indent}{text}");
         } else {
             let _ = writeln!(self.out, "{time} {indent}{text}");
+        }
+        if let Some(status) = status {
+            let _ = write!(self.out, "{status}");
+            let _ = self.out.flush();
+            self.status_shown = true;
+            STATUS_ON_STDERR.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -502,6 +548,7 @@ impl ConsoleSink {
             .sum();
         if ended == view.created {
             if let Some(view) = self.maps.remove(key) {
+                self.status = None;
                 let took = view
                     .first_start
                     .map(|s| humanize((at - s).to_std().unwrap_or_default()))
@@ -524,6 +571,8 @@ impl ConsoleSink {
                 let _ = write!(self.out, "\r\x1b[2K{text}");
                 let _ = self.out.flush();
                 self.status_shown = true;
+                STATUS_ON_STDERR.store(true, std::sync::atomic::Ordering::Release);
+                self.status = Some(text);
             } else {
                 let depth = self.maps[key].depth;
                 self.line(at, depth, &text);
@@ -602,5 +651,37 @@ impl EventSink for ConsoleSink {
             }
         }
         let _ = self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_is_drawn_again_under_each_line() {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut console = ConsoleSink::new(Box::new(SharedBuffer(buffer.clone())), false, true);
+        console.status = Some("map fetch 1000 runs: 10 running".into());
+        console.line(Utc::now(), 0, "task fetch [3] attempt 1 failed: 503");
+        console.line(Utc::now(), 0, "task fetch [4] attempt 1 failed: 503");
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        // Each line clears the status line, prints itself, and draws the status again below.
+        assert_eq!(
+            text.matches("map fetch 1000 runs: 10 running").count(),
+            2,
+            "{text:?}"
+        );
+        assert!(
+            text.ends_with("map fetch 1000 runs: 10 running"),
+            "{text:?}"
+        );
+        assert_eq!(text.matches("\r\x1b[2K").count(), 1, "{text:?}");
+
+        // With the status line on screen, a panic's message starts on a cleared line.
+        let mut out = Vec::new();
+        assert!(clear_status_line(&mut out), "the status line was on screen");
+        assert_eq!(out, b"\r\x1b[2K");
+        assert!(!clear_status_line(&mut out), "cleared once");
     }
 }
