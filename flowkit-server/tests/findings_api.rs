@@ -263,3 +263,76 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
         );
     }
 }
+
+/// The activity chart counts a run where it started: a backfill queued three days ago whose run
+/// started an hour ago is in the last bucket of the last day, not missing from the window; a
+/// run made an hour ago and not started yet counts where it was made.
+#[tokio::test]
+async fn activity_counts_runs_where_they_started() {
+    use chrono::{Duration, Utc};
+    use flowkit::State;
+    use flowkit::events::{Event, EventKind, RunType, StateChanged};
+    use uuid::Uuid;
+
+    for backend in BACKENDS {
+        let dir = TempDir::new("activity");
+        let store = flowkit_server::Store::open(&backend.database_url(dir.path()).await)
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let event = |run: Uuid, at: chrono::DateTime<Utc>, kind: EventKind| Event {
+            id: Uuid::now_v7(),
+            timestamp: at,
+            flow_run_id: Some(run),
+            task_run_id: None,
+            kind,
+        };
+        let state = |state| {
+            EventKind::StateChanged(StateChanged {
+                state,
+                attempt: 1,
+                message: None,
+                next_attempt_at: None,
+            })
+        };
+        let (queued, waiting) = (Uuid::now_v7(), Uuid::now_v7());
+        store
+            .ingest(&[
+                event(
+                    queued,
+                    now - Duration::days(3),
+                    common::run_created(RunType::Flow, "backfilled", 0),
+                ),
+                event(queued, now - Duration::hours(1), state(State::Running)),
+                event(queued, now - Duration::minutes(30), state(State::Completed)),
+                event(
+                    waiting,
+                    now - Duration::hours(7),
+                    common::run_created(RunType::Flow, "backfilled", 0),
+                ),
+            ])
+            .await
+            .unwrap();
+        let activity = store
+            .flow_activity(now - Duration::days(1), now, 4)
+            .await
+            .unwrap();
+        assert_eq!(activity.flows.len(), 1, "{backend:?}");
+        let buckets = &activity.flows[0].buckets;
+        assert_eq!(
+            buckets[3].get("Completed"),
+            Some(&1),
+            "{backend:?}: {buckets:?}"
+        );
+        assert_eq!(
+            buckets[2].get("Pending"),
+            Some(&1),
+            "{backend:?}: {buckets:?}"
+        );
+        assert_eq!(
+            buckets.iter().flat_map(|b| b.values()).sum::<i64>(),
+            2,
+            "{backend:?}: {buckets:?}"
+        );
+    }
+}

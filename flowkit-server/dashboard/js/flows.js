@@ -34,9 +34,15 @@ function chart(buckets, since, bucketMs) {
         s('title', {}, `${start.toLocaleString()}: ${n} ${state} of ${total}`)));
     }
   });
-  const fmt = (d) => d.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  // Hours for a day's window, dates for longer ones; the start, the middle and the end.
+  const span = bucketMs * buckets.length;
+  const fmt = (d) => (span <= 86400e3
+    ? d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' }));
+  const middle = new Date(since.getTime() + span / 2);
   svg.append(
-    s('text', { x: left, y: H - 4 }, fmt(since)),
+    s('text', { x: left, y: H - 4, 'data-testid': 'chart-start' }, fmt(since)),
+    s('text', { x: left + (W - left) / 2, y: H - 4, 'text-anchor': 'middle' }, fmt(middle)),
     s('text', { x: W, y: H - 4, 'text-anchor': 'end' }, 'now'));
   return svg;
 }

@@ -486,8 +486,8 @@ pub struct ActivityQuery {
     buckets: Option<u32>,
 }
 
-/// Flow runs by state over time: per flow, how many runs were created in each bucket of the
-/// window, by their state now.
+/// Flow runs by state over time: per flow, how many runs started in each bucket of the window
+/// (a run not started yet counts when it was made), by their state now.
 #[utoipa::path(get, path = "/api/flow_activity", tag = "runs", params(ActivityQuery),
     responses((status = 200, body = Activity), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn flow_activity(

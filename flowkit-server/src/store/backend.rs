@@ -547,15 +547,22 @@ macro_rules! backend {
                 width: i64,
             ) -> Result<Vec<(String, i64, String, i64)>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT name, (created_ts - ");
+                // A run counts when it started (when it was made, until it starts): a backfill
+                // queued at once lands where each run ran. A run starts after it is made, so the
+                // time index bounds the scan; runs waiting longer than the slack are not counted.
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT name, (COALESCE(start_ts, created_ts) - ");
                 query
                     .push_bind(since)
                     .push(") / ")
                     .push_bind(width)
                     .push(" AS bucket, state, count(*) AS n FROM runs
                          WHERE run_type = 'flow' AND name IS NOT NULL AND created_ts >= ")
-                    .push_bind(since)
+                    .push_bind(since.saturating_sub($crate::store::ACTIVITY_START_SLACK_NANOS))
                     .push(" AND created_ts < ")
+                    .push_bind(until)
+                    .push(" AND COALESCE(start_ts, created_ts) >= ")
+                    .push_bind(since)
+                    .push(" AND COALESCE(start_ts, created_ts) < ")
                     .push_bind(until)
                     .push(" GROUP BY name, bucket, state");
                 let rows = query.build().fetch_all(&self.reader).await?;

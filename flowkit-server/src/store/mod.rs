@@ -226,7 +226,10 @@ pub struct StateChange {
     pub message: Option<String>,
 }
 
-/// How many flow runs were created in each time bucket, by flow and state.
+/// How far before a window a run counted in its activity may have been made: seven days.
+pub(crate) const ACTIVITY_START_SLACK_NANOS: i64 = 7 * 24 * 3600 * 1_000_000_000;
+
+/// How many flow runs started in each time bucket, by flow and state.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Activity {
     /// The start of the first bucket.
@@ -643,8 +646,9 @@ impl Store {
         dispatch!(self.state_changes(flow_run.id, (first, after_last), retried_only, task_run_id))
     }
 
-    /// Flow runs created in `[since, until)`, counted by flow and state in `buckets` equal
-    /// buckets.
+    /// Flow runs started in `[since, until)` (or made then, when not started yet), counted by
+    /// flow and state in `buckets` equal buckets. Runs that waited more than seven days between
+    /// being made and starting are left out (the time index bounds the scan by creation).
     pub async fn flow_activity(
         &self,
         since: DateTime<Utc>,
