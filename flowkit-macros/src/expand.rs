@@ -71,7 +71,7 @@ fn check_signature(kind: Kind, function: &ItemFn) -> syn::Result<Vec<Arg>> {
             format!("{} functions cannot be `const`", kind.attribute()),
         ));
     }
-    if let Some(unsafety) = &sig.unsafety {
+    if let syn::Safety::Unsafe(unsafety) = &sig.safety {
         return Err(syn::Error::new(
             unsafety.span(),
             format!("{} functions cannot be `unsafe`", kind.attribute()),
@@ -289,7 +289,7 @@ struct NameElided(Lifetime);
 impl VisitMut for NameElided {
     // A reference inside `fn(&T)`, `Fn(&T)` or a `for<'a>` bound is the callee's own lifetime,
     // not the argument's: leave those alone.
-    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+    fn visit_type_fn_ptr_mut(&mut self, _: &mut syn::TypeFnPtr) {}
 
     fn visit_parenthesized_generic_arguments_mut(
         &mut self,
@@ -337,6 +337,7 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
         vis,
         sig,
         block,
+        ..
     } = function;
     let fn_name = &sig.ident;
     let options = options_tokens(kind, opts, function);
