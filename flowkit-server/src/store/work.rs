@@ -376,7 +376,7 @@ macro_rules! work_store {
                 if request.capacity == 0 || request.deployments.is_empty() {
                     return Ok(Vec::new());
                 }
-                let filter = |query: &mut QueryBuilder<'_, $db>| {
+                let filter = |query: &mut QueryBuilder<$db>| {
                     if !request.queues.is_empty() {
                         query.push(" AND queue IN (");
                         let mut list = query.separated(", ");
@@ -386,7 +386,7 @@ macro_rules! work_store {
                         query.push(")");
                     }
                 };
-                let order = |query: &mut QueryBuilder<'_, $db>| {
+                let order = |query: &mut QueryBuilder<$db>| {
                     query.push(" ORDER BY ");
                     if !request.queues.is_empty() {
                         query.push("CASE queue");
@@ -554,7 +554,7 @@ macro_rules! work_store {
                     return Ok((Vec::new(), Vec::new()));
                 }
                 self.write(move |tx| Box::pin(async move {
-                    let ids = |query: &mut QueryBuilder<'_, $db>| {
+                    let ids = |query: &mut QueryBuilder<$db>| {
                         query.push(" run_id IN (");
                         let mut list = query.separated(", ");
                         for id in &runs {
