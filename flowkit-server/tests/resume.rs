@@ -7,7 +7,7 @@
 //! API on another worker, ran each completed task's side effect exactly once, ran the rest, and
 //! ended `Completed` with its earlier attempt (`Crashed`) in its state history; a map of 1,000
 //! with 10 failures resumed reran exactly those 10; runs still in progress, completed, or not
-//! from a deployment are refused (409) with the reason; the dashboard's "Retry from failure"
+//! handed out by the server are refused (409) with the reason; the dashboard's "Retry from failure"
 //! button resumes a failed run, whose reused task runs show `Cached` (one browser for this
 //! binary).
 
@@ -345,7 +345,7 @@ async fn a_map_of_1000_with_10_failures_resumed_through_the_server_reruns_exactl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_no_deployment_started_or_unknown_is_refused_with_the_reason() {
+async fn a_run_the_server_did_not_hand_out_or_unknown_is_refused_with_the_reason() {
     let dir = TempDir::new("resume-refused");
     let server = server(dir.path()).await;
     let run = Uuid::now_v7();
@@ -360,7 +360,7 @@ async fn a_run_no_deployment_started_or_unknown_is_refused_with_the_reason() {
     assert_eq!(status, 409, "{refused}");
     let message = refused["error"].as_str().unwrap_or_default();
     assert!(
-        message.contains("not started by a deployment") && message.contains(".resume(run_id)"),
+        message.contains("not handed out by this server") && message.contains(".resume(run_id)"),
         "{refused}"
     );
     let (status, missing) = retry(&server, Uuid::now_v7()).await;

@@ -264,8 +264,8 @@ pub async fn cancel(
 /// one of its deployment's workers runs it again as a new attempt of the same flow run, in
 /// which each task call that completed before returns its stored result (recorded `Cached`)
 /// and only the rest runs. 409 for a run still in progress (resuming it would run it twice),
-/// one that completed, a child flow run (retry its parent), and a run no deployment started
-/// (resume it in its program, with `my_flow(args).resume(id)`).
+/// one that completed, a child flow run (retry its parent), and a run this server did not hand
+/// out (a program's own run: resume it there, with `my_flow(args).resume(id)`).
 #[utoipa::path(post, path = "/api/flow_runs/{id}/retry", tag = "orchestration",
     params(("id" = Uuid, Path, description = "The flow run's id")),
     responses((status = 202, body = Object), (status = 404, body = crate::error::ErrorBody),
@@ -310,7 +310,7 @@ pub async fn retry(
     }
     let Some(work) = state.store.work(id).await? else {
         return Err(conflict(format!(
-            "flow run {id} was not started by a deployment, so no worker can run it again: resume it in its program with `my_flow(args).resume(run_id)` (see the README's \"Results, caching and resume\")"
+            "flow run {id} was not handed out by this server (not triggered, scheduled or backfilled here), so no worker can run it again: resume it in its program with `my_flow(args).resume(run_id)` (see the README's \"Results, caching and resume\")"
         )));
     };
     let attempt = run.attempts.max(work.attempt) + 1;
