@@ -268,7 +268,12 @@ fn runs_retry_hands_a_failed_run_back_to_a_worker_as_a_resume_and_refuses_a_live
     assert_eq!(runs.cell(&id, "STATE"), "Completed", "{runs}");
     waiting = flowkit_start(&["runs", "retry", &id]);
     let done = waiting.finish().expect_code(1);
-    assert!(done.stderr.contains("nothing to resume"), "{done}");
+    assert!(
+        done.stderr.contains(&format!(
+            "error: the server refused `state`: flow run {id} is Completed: there is nothing to resume (HTTP 409 from POST /api/flow_runs/{id}/retry)"
+        )),
+        "{done}"
+    );
 
     flowkit(&["runs", "retry", "not-a-run"]).expect_code(2);
     let unknown = flowkit(&["runs", "retry", &uuid::Uuid::now_v7().to_string()]).expect_code(1);
