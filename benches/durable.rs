@@ -211,10 +211,11 @@ async fn main() {
     println!(
         "  raw temp+rename files       {raw_us:>9.2} us/file   (the floor of one file per result)"
     );
+    // Per result, not per file: the local store packs a flow run's small results in one file.
     println!(
-        "  stored: {files} files, {:.0} bytes per result (JSON envelope + value), {:.0} bytes on disk per result (raw files: {:.0} and {:.0}, {raw_count} files)",
-        bytes as f64 / files.max(1) as f64,
-        disk as f64 / files.max(1) as f64,
+        "  stored: {files} files, {:.0} bytes per result (record + JSON envelope + value), {:.0} bytes on disk per result (raw files: {:.0} and {:.0}, {raw_count} files)",
+        bytes as f64 / n_persist as f64,
+        disk as f64 / n_persist as f64,
         raw_bytes as f64 / raw_count.max(1) as f64,
         raw_disk as f64 / raw_count.max(1) as f64,
     );

@@ -364,6 +364,78 @@ async fn resume_after_a_failure_fixed_by_an_input_reruns_only_that_task_and_its_
 }
 
 // ---------------------------------------------------------------------------------------------
+// Child flows: a resumed parent resumes the child runs its earlier attempt made.
+
+static REGION_LOADS: AtomicUsize = AtomicUsize::new(0);
+static EU_BROKEN: AtomicBool = AtomicBool::new(true);
+
+#[task]
+async fn load_region_day(region: String, day: u32) -> Result<u32, String> {
+    REGION_LOADS.fetch_add(1, Ordering::SeqCst);
+    if region == "eu" && day == 3 && EU_BROKEN.load(Ordering::SeqCst) {
+        return Err("eu day 3: the warehouse refused the batch".into());
+    }
+    Ok(day)
+}
+
+/// A child flow: it persists because its parent does.
+#[flow]
+async fn load_region(region: String) -> Result<u32, RunError<String>> {
+    let mut sum = 0;
+    for day in 1..=4 {
+        sum += load_region_day(region.clone(), day).await?;
+    }
+    Ok(sum)
+}
+
+#[flow(persist_result = true)]
+async fn load_regions() -> Result<u32, RunError<RunError<String>>> {
+    let us = load_region("us".into()).await?;
+    let eu = load_region("eu".into()).await?;
+    Ok(us + eu)
+}
+
+#[tokio::test]
+async fn a_resumed_parent_resumes_its_child_flow_runs_by_identity() {
+    let dir = temp_dir("children");
+    let store = store(&dir);
+    let (failed, first) = capture(|| load_regions().result_store(store.clone())).await;
+    let failed = failed.expect_err("eu day 3 failed");
+    // us: 4 days; eu: days 1 to 3.
+    assert_eq!(REGION_LOADS.load(Ordering::SeqCst), 7);
+    let children_before = first.runs_named("load_region");
+    assert_eq!(children_before.len(), 2);
+
+    EU_BROKEN.store(false, Ordering::SeqCst);
+    let (result, events) = capture(|| {
+        load_regions()
+            .result_store(store.clone())
+            .resume(failed.run_id())
+    })
+    .await;
+    assert_eq!(result.unwrap(), 2 * (1 + 2 + 3 + 4));
+    // Only eu's days 3 and 4 ran again.
+    assert_eq!(REGION_LOADS.load(Ordering::SeqCst), 9);
+    assert_eq!(
+        events.runs_named("load_region"),
+        children_before,
+        "the same child flow runs, resumed"
+    );
+    let loads = ends(&events, "load_region_day");
+    assert_eq!(
+        (
+            count(&loads, State::Cached),
+            count(&loads, State::Completed)
+        ),
+        (6, 2)
+    );
+    for child in children_before {
+        assert_eq!(events.attempts(child), 2, "a new attempt of child {child}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Cache keys.
 
 static PRICE_CALLS: AtomicUsize = AtomicUsize::new(0);

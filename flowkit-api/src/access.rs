@@ -173,6 +173,8 @@ pub enum AuditAction {
     Trigger,
     /// Cancelled a flow run.
     Cancel,
+    /// Resumed a flow run that failed ("Retry from failure").
+    Retry,
     /// Paused a deployment's schedules.
     Pause,
     /// Resumed them.
@@ -193,6 +195,7 @@ impl AuditAction {
         match self {
             AuditAction::Trigger => "trigger",
             AuditAction::Cancel => "cancel",
+            AuditAction::Retry => "retry",
             AuditAction::Pause => "pause",
             AuditAction::Resume => "resume",
             AuditAction::Backfill => "backfill",
@@ -207,6 +210,7 @@ impl AuditAction {
         [
             AuditAction::Trigger,
             AuditAction::Cancel,
+            AuditAction::Retry,
             AuditAction::Pause,
             AuditAction::Resume,
             AuditAction::Backfill,

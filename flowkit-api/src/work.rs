@@ -212,8 +212,12 @@ pub struct ClaimedRun {
     pub interval_end: Option<DateTime<Utc>>,
     /// Its parameters (the deployment's defaults merged under the trigger's), if any.
     pub parameters: Option<serde_json::Value>,
-    /// 1 for a first run; 2 and up when it replaces runs that crashed.
+    /// 1 for a first run; 2 and up when it replaces runs that crashed, or resumes this one.
     pub attempt: u32,
+    /// Run it as a resume of this flow run (`POST /api/flow_runs/{id}/retry`): a new attempt
+    /// of the same run, whose task calls that completed before return their stored results.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
 }
 
 /// `POST /api/workers/{worker}/stop`: a worker that stops hands back the runs it did not finish
@@ -345,6 +349,27 @@ pub struct CancelResponse {
     pub id: Uuid,
     /// `Cancelled` if it had not started (it never will), `Cancelling` if the program running
     /// it was asked to stop it, or its state if it had already ended (nothing done).
+    pub state: String,
+}
+
+/// The answer to `POST /api/flow_runs/{id}/retry` ("Retry from failure").
+///
+/// ```
+/// use flowkit_api::work::RetryResponse;
+/// let answer: RetryResponse = serde_json::from_str(
+///     r#"{"id": "0193a3e1-59c7-7a4e-9d53-1c3b2f0e5a11", "deployment": "nightly", "attempt": 2, "state": "Scheduled"}"#,
+/// ).unwrap();
+/// assert_eq!(answer.attempt, 2);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryResponse {
+    /// The flow run, resumed under its own id.
+    pub id: Uuid,
+    /// The deployment whose workers run it.
+    pub deployment: String,
+    /// The attempt it will run as.
+    pub attempt: u32,
+    /// `Scheduled`: waiting for one of the deployment's workers.
     pub state: String,
 }
 

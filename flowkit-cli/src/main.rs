@@ -19,6 +19,9 @@
 //!   else as a string. The same `--key` twice gives the same run. `--wait` follows the run
 //!   until it ends.
 //! - `flowkit runs [--deployment D] [--state S] [--flow F] [--limit N]`: flow runs, newest first.
+//! - `flowkit runs retry RUN_ID [--wait]`: retry a failed, crashed, timed-out or cancelled run
+//!   from where it failed: a worker of its deployment runs it again as a new attempt of the
+//!   same run, whose completed tasks return their stored results.
 //! - `flowkit cancel RUN_ID`: cancel a run (before it starts, or ask its worker to stop it);
 //!   `flowkit cancel --backfill ID`: cancel a backfill's runs that have not started.
 //! - `flowkit backfill NAME --from DATE|TIME --to DATE|TIME [--chunk 7d] [--max-active N]
@@ -154,6 +157,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pause { name } => commands::deployments::pause(&client, &name, true, json).await,
         Command::Resume { name } => commands::deployments::pause(&client, &name, false, json).await,
         Command::Trigger(args) => commands::trigger::run(&client, args, json).await,
+        Command::Runs(commands::runs::RunsArgs {
+            command: Some(commands::runs::RunsCommand::Retry { run_id, wait }),
+            ..
+        }) => commands::runs::retry(&client, run_id, wait, json).await,
         Command::Runs(args) => commands::runs::list(&client, args, json).await,
         Command::Cancel {
             run_id: Some(run_id),

@@ -108,6 +108,7 @@ pub fn need(method: &Method, route: &str) -> Need {
             "POST",
             "/api/deployments/{name}/runs"
             | "/api/flow_runs/{id}/cancel"
+            | "/api/flow_runs/{id}/retry"
             | "/api/deployments/{name}/backfills"
             | "/api/backfills/{id}/cancel",
         )

@@ -110,6 +110,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::work::trigger))
         .routes(routes!(routes::work::deployment_runs))
         .routes(routes!(routes::work::cancel))
+        .routes(routes!(routes::work::retry))
         .routes(routes!(routes::work::poll))
         .routes(routes!(routes::work::stop))
         .routes(routes!(routes::work::heartbeats))

@@ -97,6 +97,12 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
             Some("operate"),
         ),
         (
+            "POST",
+            format!("/api/flow_runs/{run}/retry"),
+            Some(json!({})),
+            Some("operate"),
+        ),
+        (
             "PATCH",
             "/api/deployments/nowhere".into(),
             Some(json!({"paused": true})),

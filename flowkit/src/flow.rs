@@ -252,7 +252,14 @@ where
     /// assert_eq!(nightly().scheduled(run).await.unwrap(), Some(id));
     /// # }
     /// ```
+    ///
+    /// A run that [resumes](crate::serve::ScheduledRun::resuming) its flow run makes this
+    /// call a [`resume`](Self::resume) of it; with no stored results (the flow does not
+    /// persist them), every task runs again, with a warning logged on the run.
     pub fn scheduled(mut self, run: crate::serve::ScheduledRun) -> Self {
+        if run.resumes() {
+            self.resume = run.id();
+        }
         self.scheduled = Some(Arc::new(run));
         self
     }
@@ -275,7 +282,7 @@ where
         self.options
     }
 
-    fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
+    fn prepare(mut self, scope: Option<&Scope>) -> Prepared<B> {
         let parent_flow = scope.and_then(Scope::flow).cloned();
         let parent_task = match scope {
             Some(Scope::Task(task)) => Some(task.clone()),
@@ -295,7 +302,21 @@ where
                 interval_end: run.interval().map(|(_, end)| end),
             })
         });
-        let persist = self.resume.is_some() || self.persist.unwrap_or(self.options.persist_result);
+        // A child flow call of a run that can be resumed: its identity, and (the parent
+        // resuming) the child run the parent's earlier attempt made for it, which it resumes.
+        let parent_durable = parent_flow
+            .as_ref()
+            .and_then(|parent| parent.durable.as_deref())
+            .filter(|durable| durable.keeps_manifest());
+        let child =
+            parent_durable.map(|durable| durable.child_call(&self.options.name, &self.parameters));
+        if let (None, Some((_, Some(earlier)))) = (self.resume, &child) {
+            self.resume = Some(*earlier);
+        }
+        let persist = self.resume.is_some()
+            || self.persist.unwrap_or(
+                self.options.persist_result || parent_durable.is_some_and(|d| d.persist),
+            );
         let durable = (persist || self.store.is_some() || self.idempotency.is_some()).then(|| {
             let store = self
                 .store
@@ -367,6 +388,7 @@ where
             upstream: self.upstream,
             resume: self.resume.is_some(),
             idempotency: self.idempotency,
+            child_identity: child.map(|(identity, _)| identity),
         }
     }
 
@@ -406,6 +428,8 @@ struct Prepared<B: FlowBody> {
     guard: EndGuard<FlowRun>,
     resume: bool,
     idempotency: Option<Idempotency<<B::Output as Outcome>::Ok>>,
+    /// Its identity as a child flow call of a run that can be resumed.
+    child_identity: Option<String>,
 }
 
 /// The spawned body of one attempt: if the flow run's future is dropped (its parent was
@@ -446,6 +470,7 @@ where
             guard,
             resume,
             idempotency,
+            child_identity,
         } = self;
         let _guard = guard;
         // Cancellable (by Ctrl-C too) from the start, including while it waits for upstreams.
@@ -484,6 +509,19 @@ where
             if resume {
                 if let Err(error) = resume_from(&run, durable).await {
                     return Err(store_failed(&run, error));
+                }
+            }
+            let parent = run.parent.as_ref();
+            if let (Some(identity), Some(parent)) = (child_identity, parent) {
+                let parent_durable = parent.durable.as_deref();
+                if let Some(parent_durable) = parent_durable.filter(|_| durable.keeps_manifest()) {
+                    let recorded = parent_durable
+                        .record_child(parent.id, identity, run.id)
+                        .await;
+                    if let Err(error) = recorded {
+                        tracing::warn!(flow = %run.options.name, %error,
+                            "could not record the child flow run with its parent: a resume of the parent runs it again");
+                    }
                 }
             }
         }
@@ -726,13 +764,39 @@ async fn completed_key<T>(
 
 /// Reads the manifest of the run to resume: the attempts made before (the next one follows
 /// them), and an attempt the lost process never ended, recorded `Crashed` now.
-async fn resume_from(run: &FlowRun, durable: &FlowDurable) -> Result<(), ResultStoreError> {
-    let Some(manifest) = read_manifest(&*durable.store, run.id).await? else {
-        return Err(ResultStoreError::RunNotFound {
-            location: durable.store.location(),
-            run_id: run.id,
-        });
+async fn resume_from(run: &Arc<FlowRun>, durable: &FlowDurable) -> Result<(), ResultStoreError> {
+    // Resumed by a server's worker: the server knows the attempt and recorded how the last
+    // one ended (`Crashed` when its heartbeats stopped).
+    let server_attempt = run
+        .scheduled
+        .as_deref()
+        .filter(|scheduled| scheduled.resumes() && scheduled.id() == Some(run.id))
+        .map(crate::serve::ScheduledRun::attempt);
+    let manifest = read_manifest(&*durable.store, run.id).await?;
+    let manifest = match (manifest, server_attempt) {
+        (Some(manifest), _) => manifest,
+        (None, None) => {
+            return Err(ResultStoreError::RunNotFound {
+                location: durable.store.location(),
+                run_id: run.id,
+            });
+        }
+        (None, Some(attempt)) => {
+            CURRENT.sync_scope(Scope::Flow(run.clone()), || {
+                tracing::warn!(
+                    flow = %run.options.name,
+                    "no stored results of this flow run in the result store at {}: every task runs again (resuming reuses results only of flows with `#[flow(persist_result = true)]`, whose workers share one result store)",
+                    durable.store.location()
+                );
+            });
+            run.attempt_base.store(
+                attempt.saturating_sub(1),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            return Ok(());
+        }
     };
+    durable.load_children(run.id).await?;
     if manifest.flow != run.options.name {
         return Err(ResultStoreError::WrongFlow {
             run_id: run.id,
@@ -740,7 +804,7 @@ async fn resume_from(run: &FlowRun, durable: &FlowDurable) -> Result<(), ResultS
             found: manifest.flow,
         });
     }
-    if !manifest.state.is_terminal() {
+    if !manifest.state.is_terminal() && server_attempt.is_none() {
         run.emit_state(
             State::Crashed,
             manifest.attempt,
@@ -750,8 +814,11 @@ async fn resume_from(run: &FlowRun, durable: &FlowDurable) -> Result<(), ResultS
             None,
         );
     }
+    let base = manifest
+        .attempt
+        .max(server_attempt.map_or(0, |attempt| attempt.saturating_sub(1)));
     run.attempt_base
-        .store(manifest.attempt, std::sync::atomic::Ordering::Relaxed);
+        .store(base, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 

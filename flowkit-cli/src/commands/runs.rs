@@ -1,7 +1,8 @@
-//! `flowkit runs` (flow runs, newest first) and `flowkit cancel RUN_ID`.
+//! `flowkit runs` (flow runs, newest first), `flowkit runs retry RUN_ID` (resume a run that
+//! failed) and `flowkit cancel RUN_ID`.
 
 use chrono::{DateTime, Utc};
-use flowkit_api::work::CancelResponse;
+use flowkit_api::work::{CancelResponse, RetryResponse};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -10,7 +11,10 @@ use crate::table::Table;
 use crate::{output, states, time};
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
     /// Only runs of this deployment.
     #[arg(long)]
     pub deployment: Option<String>,
@@ -23,6 +27,20 @@ pub struct RunsArgs {
     /// At most this many runs (the server allows 1 to 1,000; default 50).
     #[arg(long)]
     pub limit: Option<i64>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RunsCommand {
+    /// Retry a failed, crashed, timed-out or cancelled run from where it failed: a worker of its
+    /// deployment runs it again as a new attempt, reusing the results of the tasks that
+    /// completed.
+    Retry {
+        /// The flow run's id.
+        run_id: Uuid,
+        /// Follow the run until it ends (exit 4 if it does not complete).
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// A page of flow runs, as `GET /api/flow_runs` answers.
@@ -148,5 +166,30 @@ pub async fn cancel(client: &Client, id: Uuid, json: bool) -> anyhow::Result<()>
         ),
     };
     output::line(line);
+    Ok(())
+}
+
+/// `flowkit runs retry RUN_ID [--wait]`.
+pub async fn retry(client: &Client, id: Uuid, wait: bool, json: bool) -> anyhow::Result<()> {
+    let answer = client
+        .post(
+            &["api", "flow_runs", &id.to_string(), "retry"],
+            &serde_json::json!({}),
+        )
+        .await?;
+    let retry: RetryResponse = answer.parse()?;
+    if json && !wait {
+        output::json(&answer.value);
+        return Ok(());
+    }
+    if !json {
+        output::line(format!(
+            "Retrying run {} from where it failed: attempt {}, {} for a worker of {}.",
+            retry.id, retry.attempt, retry.state, retry.deployment
+        ));
+    }
+    if wait {
+        super::trigger::follow_to_completion(client, id, json).await?;
+    }
     Ok(())
 }

@@ -72,19 +72,22 @@ pub async fn run(client: &Client, args: TriggerArgs, json: bool) -> anyhow::Resu
         output::line(describe(&run, args.key.as_deref(), Utc::now()));
     }
     if args.wait {
-        let detail = wait(client, run.id, json).await?;
-        if json {
-            output::json(&detail);
-        }
-        let ended: FlowRun = serde_json::from_value(detail).unwrap_or_default();
-        if !states::succeeded(&ended.state) {
-            let why = ended.message.map(|m| format!(": {m}")).unwrap_or_default();
-            return Err(Failure::NotCompleted(format!(
-                "run {} ended {}{why}",
-                run.id, ended.state
-            ))
-            .into());
-        }
+        follow_to_completion(client, run.id, json).await?;
+    }
+    Ok(())
+}
+
+/// Follows run `id` until it ends (`--wait`): printed as JSON with `json`; a failure (exit 4)
+/// unless it succeeded.
+pub async fn follow_to_completion(client: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
+    let detail = wait(client, id, json).await?;
+    if json {
+        output::json(&detail);
+    }
+    let ended: FlowRun = serde_json::from_value(detail).unwrap_or_default();
+    if !states::succeeded(&ended.state) {
+        let why = ended.message.map(|m| format!(": {m}")).unwrap_or_default();
+        return Err(Failure::NotCompleted(format!("run {id} ended {}{why}", ended.state)).into());
     }
     Ok(())
 }

@@ -233,6 +233,54 @@ fn trigger_wait_follows_the_run_and_exits_4_when_it_fails() {
 }
 
 #[test]
+fn runs_retry_hands_a_failed_run_back_to_a_worker_as_a_resume_and_refuses_a_live_one() {
+    server().put_deployment(json!({"name": "cli-retry", "flow": "load"}));
+    let worker = Worker::new("cli-retry-worker", "cli-retry");
+    let triggered = flowkit(&["trigger", "cli-retry", "--json"]).ok().json();
+    let id = triggered["id"].as_str().expect("an id").to_string();
+    let run = worker.claim(&[]);
+    assert_eq!(run.id.to_string(), id);
+    assert!(!run.resume);
+    worker.report(run.id, State::Running, None);
+    let refused = flowkit(&["runs", "retry", &id]).expect_code(1);
+    assert!(
+        refused.stderr.contains("has not ended") && refused.stderr.contains("cancel it first"),
+        "{refused}"
+    );
+    worker.report(run.id, State::Failed, Some("no data for 2024-01-01"));
+
+    let retried = flowkit(&["runs", "retry", &id]).ok();
+    assert!(
+        retried.stdout.contains(&format!(
+            "Retrying run {id} from where it failed: attempt 2, Scheduled for a worker of cli-retry."
+        )),
+        "{retried}"
+    );
+    // The same flow run, handed out again as a resume.
+    let again = worker.claim(&[]);
+    assert_eq!((again.id, again.attempt, again.resume), (run.id, 2, true));
+    let mut waiting = flowkit_start(&["runs", "retry", &id, "--wait"]);
+    let busy = waiting.finish().expect_code(1);
+    assert!(busy.stderr.contains("has not ended"), "{busy}");
+    worker.report_attempt(run.id, State::Running, 2, None);
+    worker.report_attempt(run.id, State::Completed, 2, None);
+    let runs = flowkit(&["runs", "--deployment", "cli-retry"]).ok();
+    assert_eq!(runs.cell(&id, "STATE"), "Completed", "{runs}");
+    waiting = flowkit_start(&["runs", "retry", &id]);
+    let done = waiting.finish().expect_code(1);
+    assert!(
+        done.stderr.contains(&format!(
+            "error: the server refused `state`: flow run {id} is Completed: there is nothing to resume (HTTP 409 from POST /api/flow_runs/{id}/retry)"
+        )),
+        "{done}"
+    );
+
+    flowkit(&["runs", "retry", "not-a-run"]).expect_code(2);
+    let unknown = flowkit(&["runs", "retry", &uuid::Uuid::now_v7().to_string()]).expect_code(1);
+    assert!(unknown.stderr.contains("not found"), "{unknown}");
+}
+
+#[test]
 fn deployment_shows_its_parameters_schema_and_defaults() {
     register_with_parameters("cli-detail");
     let out = flowkit(&["deployment", "cli-detail"]).ok();

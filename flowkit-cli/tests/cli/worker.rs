@@ -68,6 +68,11 @@ impl Worker {
 
     /// Reports flow run `id` in `state`, as the program running it would.
     pub fn report(&self, id: Uuid, state: State, message: Option<&str>) {
+        self.report_attempt(id, state, 1, message);
+    }
+
+    /// Reports attempt `attempt` of flow run `id` in `state`.
+    pub fn report_attempt(&self, id: Uuid, state: State, attempt: u32, message: Option<&str>) {
         let event = Event {
             id: Uuid::now_v7(),
             timestamp: Utc::now(),
@@ -75,7 +80,7 @@ impl Worker {
             task_run_id: None,
             kind: EventKind::StateChanged(StateChanged {
                 state,
-                attempt: 1,
+                attempt,
                 message: message.map(str::to_string),
                 next_attempt_at: None,
             }),

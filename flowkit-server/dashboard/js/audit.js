@@ -8,6 +8,7 @@ import { h, relative, shortId, time } from './dom.js';
 const WORDS = {
   trigger: 'triggered a run',
   cancel: 'cancelled a run',
+  retry: 'retried a run from failure',
   pause: 'paused',
   resume: 'resumed',
   backfill: 'started a backfill',

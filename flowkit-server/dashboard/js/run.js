@@ -6,6 +6,9 @@ import { logsPanel } from './logs.js';
 import { auditPanel } from './audit.js';
 import { segmentsOf, timeline } from './timeline.js';
 
+/** The states a flow run can be retried from (`POST /api/flow_runs/{id}/retry`). */
+const RETRYABLE = new Set(['Failed', 'Crashed', 'Cancelled', 'TimedOut']);
+
 export function runPage({ root, subscribe }, id) {
   let detail = null;
   let changes = [];
@@ -41,7 +44,27 @@ export function runPage({ root, subscribe }, id) {
   const confirm = h('span', { class: 'confirm', role: 'group', 'aria-label': 'Cancel this run?' },
     h('span', {}, 'Cancel this run?'), confirmButton, keepButton);
   confirm.hidden = true;
-  const actions = h('div', { class: 'run-actions', 'data-needs': 'operate' }, cancelButton, confirm, cancelAnswer);
+  // Retry from failure: a worker of the run's deployment runs it again as a new attempt; the
+  // task runs that completed return their stored results (shown Cached).
+  const retryButton = h('button', { type: 'button', 'data-testid': 'retry-run', title: 'Run it again as a new attempt: tasks that completed reuse their results' }, 'Retry from failure');
+  const retryAnswer = h('span', { role: 'status', class: 'muted', 'data-testid': 'retry-answer' });
+  retryButton.hidden = true;
+  const actions = h('div', { class: 'run-actions', 'data-needs': 'operate' }, cancelButton, confirm, cancelAnswer, retryButton, retryAnswer);
+  retryButton.addEventListener('click', async () => {
+    retryButton.disabled = true;
+    retryAnswer.textContent = 'Asking for a retry…';
+    try {
+      const answer = await send('POST', `/api/flow_runs/${id}/retry`);
+      retryAnswer.textContent = `Retrying: attempt ${answer.attempt} is ${answer.state} for a worker of ${answer.deployment}.`;
+      delete cancelAnswer.dataset.state;
+      cancelAnswer.textContent = '';
+      refresh();
+    } catch (error) {
+      retryAnswer.textContent = `Could not retry: ${error.message}`;
+    } finally {
+      retryButton.disabled = false;
+    }
+  });
   cancelButton.addEventListener('click', () => {
     cancelButton.hidden = true;
     confirm.hidden = false;
@@ -72,12 +95,14 @@ export function runPage({ root, subscribe }, id) {
     }
   });
 
-  /** Only a run that has not ended can be cancelled. */
+  /** Only a run that has not ended can be cancelled; one of a deployment that ended badly can be retried. */
   function renderActions(run) {
     const open = !TERMINAL.has(run.state);
     if (!open) { cancelButton.hidden = true; confirm.hidden = true; }
     else if (confirm.hidden && !cancelAnswer.dataset.state) cancelButton.hidden = false;
-    actions.hidden = !open && !cancelAnswer.textContent;
+    const retryable = RETRYABLE.has(run.state) && !!run.deployment && !run.parent_flow_run_id;
+    retryButton.hidden = !retryable;
+    actions.hidden = !open && !retryable && !cancelAnswer.textContent && !retryAnswer.textContent;
   }
 
   function renderHead(run) {

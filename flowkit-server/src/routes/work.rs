@@ -13,8 +13,8 @@ use flowkit::State as RunState;
 use flowkit_api::DeploymentSpec;
 use flowkit_api::access::AuditAction;
 use flowkit_api::work::{
-    CancelResponse, Heartbeat, HeartbeatResponse, Origin, PollRequest, PollResponse, StopRequest,
-    TriggerRequest, WorkRun, WorkerView,
+    CancelResponse, Heartbeat, HeartbeatResponse, Origin, PollRequest, PollResponse, RetryResponse,
+    StopRequest, TriggerRequest, WorkRun, WorkerView,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -258,6 +258,107 @@ pub async fn cancel(
         id,
         state: answer.into(),
     }))
+}
+
+/// Resumes a flow run that failed, crashed, timed out or was cancelled ("Retry from failure"):
+/// one of its deployment's workers runs it again as a new attempt of the same flow run, in
+/// which each task call that completed before returns its stored result (recorded `Cached`)
+/// and only the rest runs. 409 for a run still in progress (resuming it would run it twice),
+/// one that completed, a child flow run (retry its parent), and a run this server did not hand
+/// out (a program's own run: resume it there, with `my_flow(args).resume(id)`).
+#[utoipa::path(post, path = "/api/flow_runs/{id}/retry", tag = "orchestration",
+    params(("id" = Uuid, Path, description = "The flow run's id")),
+    responses((status = 202, body = Object), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn retry(
+    State(state): State<AppState>,
+    Actor(caller): Actor,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RetryResponse>), ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad("id", "not a run id (a UUID)"))?;
+    let run = state.store.run(id).await?;
+    let Some(run) = run.filter(|run| run.run_type == "flow") else {
+        return Err(ApiError::NotFound(format!("flow run {id}")));
+    };
+    let conflict = |message: String| ApiError::Conflict {
+        field: "state".into(),
+        message,
+    };
+    match run.state.as_str() {
+        "Failed" | "Crashed" | "Cancelled" | "TimedOut" => {}
+        "Completed" | "Cached" => {
+            return Err(conflict(format!(
+                "flow run {id} is {}: there is nothing to resume",
+                run.state
+            )));
+        }
+        "Skipped" => {
+            return Err(conflict(format!(
+                "flow run {id} was Skipped (a run it waited for failed) and never ran: trigger its deployment instead"
+            )));
+        }
+        other => {
+            return Err(conflict(format!(
+                "flow run {id} is {other}: it has not ended, and resuming it would run it twice; cancel it first, or wait for it to end"
+            )));
+        }
+    }
+    if let Some(parent) = run.parent_flow_run_id {
+        return Err(conflict(format!(
+            "flow run {id} is a child of flow run {parent}: retry the parent, which resumes its children"
+        )));
+    }
+    let Some(work) = state.store.work(id).await? else {
+        return Err(conflict(format!(
+            "flow run {id} was not handed out by this server (not triggered, scheduled or backfilled here), so no worker can run it again: resume it in its program with `my_flow(args).resume(run_id)` (see the README's \"Results, caching and resume\")"
+        )));
+    };
+    let attempt = run.attempts.max(work.attempt) + 1;
+    let now = nanos(Utc::now()).unwrap_or(0);
+    let Some(row) = state.store.resume_work(id, attempt, now).await? else {
+        return Err(conflict(format!(
+            "flow run {id} is already scheduled again or held by a worker"
+        )));
+    };
+    // Recorded as attempt `attempt`, so the run shows `Scheduled` again at once.
+    let unfinished = crate::store::work::Unfinished {
+        id,
+        run_type: "flow".into(),
+        flow_run_id: None,
+        attempts: attempt,
+    };
+    record_state(
+        &state.store,
+        &[unfinished],
+        RunState::Scheduled,
+        &format!(
+            "retry from failure (asked by {}): attempt {attempt} reuses the results of the task runs that completed",
+            caller.name
+        ),
+    )
+    .await?;
+    wake_all(&state).await;
+    record(
+        &state,
+        &caller,
+        AuditAction::Retry,
+        Touched {
+            deployment: Some(row.deployment.clone()),
+            flow_run_id: Some(id),
+            detail: Some(format!("was {}; attempt {attempt}", run.state)),
+            ..Touched::default()
+        },
+    )
+    .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RetryResponse {
+            id,
+            deployment: row.deployment,
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            state: "Scheduled".into(),
+        }),
+    ))
 }
 
 fn check_worker_name(worker: &str) -> Result<(), ApiError> {

@@ -149,13 +149,17 @@ macro_rules! backend {
                             .push_bind(scheduled.and_then(|s| s.interval_end.and_then($crate::store::nanos)))
                             .push_bind(c.created.run_name.clone());
                     });
+                    // A run created again by a later attempt (a resume) keeps its first
+                    // creation time: its state history starts there.
                     upsert.push(
                         " ON CONFLICT (id) DO UPDATE SET
                              run_type = excluded.run_type, name = excluded.name,
                              flow_run_id = excluded.flow_run_id,
                              parent_flow_run_id = excluded.parent_flow_run_id,
                              parent_task_run_id = excluded.parent_task_run_id,
-                             created_ts = excluded.created_ts, parameters = excluded.parameters,
+                             created_ts = CASE WHEN runs.attempts > 0 AND runs.created_ts < excluded.created_ts
+                                 THEN runs.created_ts ELSE excluded.created_ts END,
+                             parameters = excluded.parameters,
                              tags = excluded.tags, upstream = excluded.upstream,
                              map_index = excluded.map_index, retries = excluded.retries,
                              deployment = COALESCE(excluded.deployment, runs.deployment),
@@ -186,16 +190,16 @@ macro_rules! backend {
                             .push_bind(c.start_ts)
                             .push_bind(c.end_ts);
                     });
-                    // A later state replaces an earlier one (later attempt first, then later
-                    // time), but nothing replaces a terminal state except a later terminal one:
-                    // events may arrive late or out of order.
+                    // A later attempt's state replaces an earlier attempt's (a resumed run is
+                    // `Running` again); within an attempt, nothing replaces a terminal state
+                    // except a later terminal one: events may arrive late or out of order.
                     // The rule of `merge_changes`, against the stored row.
                     macro_rules! wins {
                         () => {
-                            "(excluded.state_final > runs.state_final
-                              OR (excluded.state_final = runs.state_final
-                                  AND (excluded.attempts > runs.attempts
-                                       OR (excluded.attempts = runs.attempts
+                            "(excluded.attempts > runs.attempts
+                              OR (excluded.attempts = runs.attempts
+                                  AND (excluded.state_final > runs.state_final
+                                       OR (excluded.state_final = runs.state_final
                                            AND excluded.state_ts >= runs.state_ts))))"
                         };
                     }
@@ -204,15 +208,15 @@ macro_rules! backend {
                              state = CASE WHEN ", wins!(), " THEN excluded.state ELSE runs.state END,
                              message = CASE WHEN ", wins!(), " THEN excluded.message ELSE runs.message END,
                              state_ts = CASE WHEN ", wins!(), " THEN excluded.state_ts ELSE runs.state_ts END,
-                             state_final = CASE WHEN excluded.state_final > runs.state_final
-                                 THEN excluded.state_final ELSE runs.state_final END,
+                             state_final = CASE WHEN ", wins!(), " THEN excluded.state_final ELSE runs.state_final END,
                              attempts = CASE WHEN excluded.attempts > runs.attempts
                                  THEN excluded.attempts ELSE runs.attempts END,
                              start_ts = CASE WHEN runs.start_ts IS NULL THEN excluded.start_ts
                                  WHEN excluded.start_ts IS NULL THEN runs.start_ts
                                  WHEN excluded.start_ts < runs.start_ts THEN excluded.start_ts
                                  ELSE runs.start_ts END,
-                             end_ts = CASE WHEN excluded.end_ts IS NOT NULL
+                             end_ts = CASE WHEN excluded.attempts > runs.attempts THEN excluded.end_ts
+                                 WHEN excluded.end_ts IS NOT NULL
                                  AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
                                  THEN excluded.end_ts ELSE runs.end_ts END"
                     ));

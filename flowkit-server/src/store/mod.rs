@@ -401,9 +401,10 @@ pub(crate) fn time(nanos: Option<i64>) -> Option<DateTime<Utc>> {
     nanos.map(DateTime::from_timestamp_nanos)
 }
 
-/// A run's state changes within one batch, merged by the same rule the database applies (a
-/// terminal state beats any other, then the later attempt, then the later time), so each run is
-/// one row of one statement.
+/// A run's state changes within one batch, merged by the same rule the database applies (the
+/// later attempt beats any earlier one, so a resumed run is `Running` again; within an attempt
+/// a terminal state beats any other, then the later time), so each run is one row of one
+/// statement.
 pub(crate) struct MergedChange {
     pub(crate) id: Uuid,
     pub(crate) run_type: &'static str,
@@ -419,9 +420,10 @@ pub(crate) struct MergedChange {
 }
 
 /// A state's rank in the merge: 0 while in progress; 1 for `Crashed` (inferred by the server
-/// when heartbeats stop, or a panic); 2 for the other final states. A higher rank replaces a
-/// lower one whatever the order events arrive in, so a program's own late final state replaces
-/// a `Crashed` the server inferred, and nothing replaces a final state but a later one.
+/// when heartbeats stop, or a panic); 2 for the other final states. Within one attempt, a higher
+/// rank replaces a lower one whatever the order events arrive in, so a program's own late final
+/// state replaces a `Crashed` the server inferred, and nothing replaces a final state but a
+/// later one; a later attempt (a resume) replaces them all.
 pub(crate) fn state_rank(state: flowkit::State) -> i64 {
     match state {
         flowkit::State::Crashed => 1,
@@ -457,21 +459,27 @@ pub(crate) fn merge_changes(changes: &[Change<'_>]) -> Vec<MergedChange> {
             }
             Some(&i) => {
                 let m = &mut merged[i];
-                let wins = state_final > m.state_final
-                    || (state_final == m.state_final
-                        && (attempt > m.attempts || (attempt == m.attempts && c.ts >= m.state_ts)));
+                let wins = attempt > m.attempts
+                    || (attempt == m.attempts
+                        && (state_final > m.state_final
+                            || (state_final == m.state_final && c.ts >= m.state_ts)));
                 if wins {
                     m.state = c.change.state.as_str();
                     m.state_final = state_final;
                     m.state_ts = c.ts;
                     m.message = c.change.message.clone();
                 }
+                // A later attempt started: the run has not ended until that attempt ends.
+                m.end_ts = if attempt > m.attempts {
+                    end
+                } else {
+                    m.end_ts.max(end)
+                };
                 m.attempts = m.attempts.max(attempt);
                 m.start_ts = match (m.start_ts, start) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                m.end_ts = m.end_ts.max(end);
                 if m.flow_run_id.is_none() {
                     m.flow_run_id = c.flow_run_id;
                 }

@@ -45,6 +45,8 @@ pub struct WorkRow {
     pub worker: Option<String>,
     pub attempt: i64,
     pub backfill_id: Option<Uuid>,
+    /// When it was last asked to resume ("Retry from failure"), if ever.
+    pub resumed_ts: Option<i64>,
 }
 
 impl WorkRow {
@@ -89,6 +91,7 @@ impl WorkRow {
             interval_end: time(self.interval_end_ts),
             parameters: self.parameters(),
             attempt: u32::try_from(self.attempt).unwrap_or(1),
+            resume: self.resumed_ts.is_some(),
         }
     }
 
@@ -196,6 +199,7 @@ macro_rules! work_store {
                     worker: row.try_get("worker")?,
                     attempt: row.try_get("attempt")?,
                     backfill_id: row.try_get("backfill_id")?,
+                    resumed_ts: row.try_get("resumed_ts")?,
                 })
             }
 
@@ -288,6 +292,30 @@ macro_rules! work_store {
                         insert.build().execute(&mut **tx).await?;
                     }
                     Ok(created)
+                })).await
+            }
+
+            /// Hands a run that ended back to its deployment's workers as attempt `attempt`
+            /// of the same flow run, to resume; the row, or `None` if it had not ended (a
+            /// worker holds it, or it is scheduled already).
+            pub(crate) async fn resume_work(
+                &self,
+                id: uuid::Uuid,
+                attempt: i64,
+                now: i64,
+            ) -> Result<Option<$crate::store::work::WorkRow>, $crate::store::StoreError> {
+                self.write(move |tx| Box::pin(async move {
+                    let row = sqlx::query(
+                        "UPDATE work SET status = 'scheduled', worker = NULL, claimed_ts = NULL,
+                             attempt = $1, resumed_ts = $2
+                         WHERE id = $3 AND status IN ('done', 'crashed', 'cancelled') RETURNING *",
+                    )
+                    .bind(attempt)
+                    .bind(now)
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    row.as_ref().map(Self::work_from_row).transpose()
                 })).await
             }
 
@@ -1033,6 +1061,17 @@ impl Store {
             return Ok(Vec::new());
         }
         dispatch!(self.create_work(items, now))
+    }
+
+    /// Schedules a run that ended again, to resume, as attempt `attempt`; `None` if it had
+    /// not ended.
+    pub async fn resume_work(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        now: i64,
+    ) -> Result<Option<WorkRow>, StoreError> {
+        dispatch!(self.resume_work(id, attempt, now))
     }
 
     /// The run a deployment's idempotency key made.

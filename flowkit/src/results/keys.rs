@@ -99,6 +99,23 @@ pub(crate) fn call_key(
     )
 }
 
+/// The identity of a child flow call within its parent run:
+/// `<blake3(flow name, occurrence, parameters hash)>`.
+pub(crate) fn child_identity(flow: &str, occurrence: u64, parameters: &[u8; 32]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"flowkit-child-v1\0");
+    hasher.update(flow.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(&occurrence.to_le_bytes());
+    hasher.update(parameters);
+    hex(&hasher.finalize().as_bytes()[..20])
+}
+
+/// `runs/<flow run>/children.json`: its child flow runs by identity.
+pub(crate) fn children_key(flow_run_id: Uuid) -> String {
+    format!("runs/{flow_run_id}/children.json")
+}
+
 /// `runs/<flow run>/flow.json`
 pub(crate) fn manifest_key(flow_run_id: Uuid) -> String {
     format!("runs/{flow_run_id}/flow.json")

@@ -6,7 +6,10 @@
 //! - `runs/<flow_run_id>/flow.json`: the flow run's manifest (flow name, parameters, last
 //!   attempt, last state), written at each attempt's start and end;
 //! - `runs/<flow_run_id>/tasks/<call>.json`: the result of one completed task call, keyed by the
-//!   call's identity (task name, occurrence, map index, inputs hash): what a resume reuses;
+//!   call's identity (task name, occurrence, map index, inputs hash): what a resume reuses (the
+//!   [`LocalStore`] packs the small ones of a run into `runs/<flow_run_id>/tasks.pack`);
+//! - `runs/<flow_run_id>/children.json`: its child flow runs by identity (flow name,
+//!   occurrence, parameters hash), so that a resumed parent resumes them;
 //! - `cache/<key>.json`: a task result under its cache key (task name + inputs hash);
 //! - `keys/<key>.json`: the result of the flow run that completed an idempotency key.
 //!
@@ -16,6 +19,7 @@
 pub(crate) mod envelope;
 pub(crate) mod keys;
 mod local;
+mod pack;
 pub(crate) mod plan;
 
 use std::future::Future;

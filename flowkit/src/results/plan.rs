@@ -25,6 +25,11 @@ pub(crate) struct FlowDurable {
     /// Task calls look for their result from an earlier attempt of the run.
     pub(crate) resume: bool,
     occurrences: Mutex<HashMap<Cow<'static, str>, u64>>,
+    /// Its child flow runs by identity (`children_key`): loaded on resume, so a child flow call
+    /// resumes the child run its earlier attempt made.
+    children: Mutex<HashMap<String, Uuid>>,
+    /// Writes of the children's record take turns, so the last written holds them all.
+    children_written: tokio::sync::Mutex<()>,
 }
 
 impl FlowDurable {
@@ -34,7 +39,85 @@ impl FlowDurable {
             persist,
             resume,
             occurrences: Mutex::default(),
+            children: Mutex::default(),
+            children_written: tokio::sync::Mutex::const_new(()),
         }
+    }
+
+    /// The identity of a child flow call in this run: the flow's name, its occurrence among the
+    /// calls of that flow here, and the hash of its parameters; with the child run an earlier
+    /// attempt made for it, if this run resumes and one was recorded.
+    pub(crate) fn child_call(
+        &self,
+        flow: &str,
+        parameters: &serde_json::Value,
+    ) -> (String, Option<Uuid>) {
+        let occurrence = {
+            let mut occurrences = self
+                .occurrences
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let next = occurrences
+                .entry(Cow::Owned(format!("flow:{flow}")))
+                .or_insert(0);
+            *next += 1;
+            *next - 1
+        };
+        let mut hasher = super::InputsHasher::new();
+        hasher.add(parameters);
+        let hash = hasher.finish().unwrap_or_default();
+        let identity = super::keys::child_identity(flow, occurrence, &hash);
+        let earlier = if self.resume {
+            self.children
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&identity)
+                .copied()
+        } else {
+            None
+        };
+        (identity, earlier)
+    }
+
+    /// Records that the child call `identity` runs as flow run `child` (in
+    /// `runs/<this run>/children.json`), so that a resume of this run resumes it.
+    pub(crate) async fn record_child(
+        &self,
+        run_id: Uuid,
+        identity: String,
+        child: Uuid,
+    ) -> Result<(), ResultStoreError> {
+        let _turn = self.children_written.lock().await;
+        let bytes = {
+            let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+            if children.get(&identity) == Some(&child) {
+                return Ok(());
+            }
+            children.insert(identity, child);
+            serde_json::to_vec(&*children).map_err(|error| ResultStoreError::Serialize {
+                message: error.to_string(),
+            })?
+        };
+        self.store
+            .put(&super::keys::children_key(run_id), bytes)
+            .await
+    }
+
+    /// Loads the children an earlier attempt of run `run_id` recorded (none if it recorded
+    /// none, or its record is unreadable: those children then run again).
+    pub(crate) async fn load_children(&self, run_id: Uuid) -> Result<(), ResultStoreError> {
+        let Some(bytes) = self.store.get(&super::keys::children_key(run_id)).await? else {
+            return Ok(());
+        };
+        match serde_json::from_slice::<HashMap<String, Uuid>>(&bytes) {
+            Ok(found) => {
+                *self.children.lock().unwrap_or_else(PoisonError::into_inner) = found;
+            }
+            Err(error) => {
+                tracing::warn!(%run_id, %error, "the record of the flow run's children is corrupt: they run again");
+            }
+        }
+        Ok(())
     }
 
     /// The run keeps a manifest (`runs/<id>/flow.json`), so that it can be resumed.

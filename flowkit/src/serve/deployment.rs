@@ -33,6 +33,7 @@ pub struct ScheduledRun {
     id: Option<Uuid>,
     attempt: u32,
     parameters: Option<Arc<serde_json::Value>>,
+    resume: bool,
 }
 
 impl ScheduledRun {
@@ -45,6 +46,7 @@ impl ScheduledRun {
             id: None,
             attempt: 1,
             parameters: None,
+            resume: false,
         }
     }
 
@@ -92,6 +94,29 @@ impl ScheduledRun {
     pub fn with_parameters(mut self, parameters: serde_json::Value) -> ScheduledRun {
         self.parameters = Some(Arc::new(parameters));
         self
+    }
+
+    /// The same run, as a resume of its flow run ([`with_id`](Self::with_id)): the flow call
+    /// made for it resumes that run ([`FlowCall::resume`]), so the task calls that completed in
+    /// its earlier attempts return their stored results. A server's workers get such runs from
+    /// "Retry from failure" (`POST /api/flow_runs/{id}/retry`).
+    ///
+    /// ```
+    /// use flowkit::serve::ScheduledRun;
+    /// let run = ScheduledRun::new("nightly", chrono::Utc::now())
+    ///     .with_id(uuid::Uuid::now_v7())
+    ///     .with_attempt(2)
+    ///     .resuming();
+    /// assert!(run.resumes());
+    /// ```
+    pub fn resuming(mut self) -> ScheduledRun {
+        self.resume = true;
+        self
+    }
+
+    /// Whether the run resumes its flow run (see [`resuming`](Self::resuming)).
+    pub fn resumes(&self) -> bool {
+        self.resume && self.id.is_some()
     }
 
     /// The deployment's name.
@@ -143,6 +168,11 @@ impl ScheduledRun {
         let scheduled = match (run.interval_start, run.interval_end) {
             (Some(start), Some(end)) => scheduled.with_interval(start, end),
             _ => scheduled,
+        };
+        let scheduled = if run.resume {
+            scheduled.resuming()
+        } else {
+            scheduled
         };
         match &run.parameters {
             Some(parameters) => scheduled.with_parameters(parameters.clone()),

@@ -603,6 +603,7 @@ mod tests {
             interval_end: None,
             parameters: None,
             attempt: 1,
+            resume: false,
         }
     }
 
