@@ -499,7 +499,10 @@ fn attempt_future<F: Future>(
         attempt,
     );
     CURRENT
-        .scope(Scope::Task(run.clone()), AssertUnwindSafe(body).catch_unwind())
+        .scope(
+            Scope::Task(run.clone()),
+            AssertUnwindSafe(body).catch_unwind(),
+        )
         .instrument(span)
 }
 
