@@ -506,13 +506,17 @@ fn attempt_future<F: Future>(
         .instrument(span)
 }
 
+/// How an attempt of body `B` ended.
+type BodyAttempt<B> =
+    Attempt<<<B as TaskBody>::Output as Outcome>::Ok, <<B as TaskBody>::Output as Outcome>::Err>;
+
 /// The retry loop of a task run, from its first attempt or after it (`first`).
 async fn attempts<B: TaskBody>(
     run: &Arc<TaskRun>,
     mut start_attempt: B::Start,
     retry_if: B::RetryIf,
     plan: Option<Box<TaskPlan<<B::Output as Outcome>::Ok>>>,
-    first: Option<Attempt<<B::Output as Outcome>::Ok, <B::Output as Outcome>::Err>>,
+    first: Option<BodyAttempt<B>>,
 ) -> TaskResult<B>
 where
     <B::Output as Outcome>::Err: std::fmt::Display,
