@@ -38,6 +38,8 @@ enum Message {
     Flush {
         done: mpsc::SyncSender<bool>,
         deadline: Option<std::time::Instant>,
+        /// Until delivered ([`EventSink::flush`]), or only handed off ([`EventSink::hand_off`]).
+        deliver: bool,
     },
 }
 
@@ -227,7 +229,7 @@ impl EventBus {
     /// does not advance virtual time, so a flush takes no virtual time and other timers do not
     /// fire early. With no sink, it returns at once.
     pub async fn flush(&self) {
-        self.flush_until(None).await;
+        self.flush_until(None, true).await;
     }
 
     /// [`flush`](Self::flush) with a bounded wait for the sinks; true if it finished in time.
@@ -242,16 +244,56 @@ impl EventBus {
     /// # }
     /// ```
     pub async fn flush_timeout(&self, limit: Duration) -> bool {
-        self.flush_until(Some(std::time::Instant::now() + limit))
+        self.flush_until(Some(std::time::Instant::now() + limit), true)
             .await
     }
 
-    async fn flush_until(&self, deadline: Option<std::time::Instant>) -> bool {
+    /// Waits (at most `limit`) until every event emitted before this call has reached every
+    /// sink and each has made it safe without waiting for its destination
+    /// ([`EventSink::hand_off`]: the HTTP sink writes it to its spool and goes on delivering);
+    /// true if that finished in time. What a top-level flow run waits for when it ends.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bus = flowkit::EventBus::builder().sink(flowkit::MemorySink::new()).build();
+    /// assert!(bus.hand_off_timeout(std::time::Duration::from_secs(5)).await);
+    /// # }
+    /// ```
+    pub async fn hand_off_timeout(&self, limit: Duration) -> bool {
+        self.flush_until(Some(std::time::Instant::now() + limit), false)
+            .await
+    }
+
+    /// [`flush_timeout`](Self::flush_timeout) for code outside async (a process's exit):
+    /// blocks the calling thread.
+    pub(crate) fn flush_blocking(&self, limit: Duration) -> bool {
         let Some(inner) = &self.inner else {
             return true;
         };
         let (done, answer) = mpsc::sync_channel(1);
-        if inner.push(Message::Flush { done, deadline }).is_err() {
+        let deadline = std::time::Instant::now() + limit;
+        let flush = Message::Flush {
+            done,
+            deadline: Some(deadline),
+            deliver: true,
+        };
+        if inner.push(flush).is_err() {
+            return false;
+        }
+        answer.recv_timeout(limit).unwrap_or(false)
+    }
+
+    async fn flush_until(&self, deadline: Option<std::time::Instant>, deliver: bool) -> bool {
+        let Some(inner) = &self.inner else {
+            return true;
+        };
+        let (done, answer) = mpsc::sync_channel(1);
+        let flush = Message::Flush {
+            done,
+            deadline,
+            deliver,
+        };
+        if inner.push(flush).is_err() {
             return false;
         }
         // The limit is kept here too, in case the dispatcher itself is stuck (a sink that
@@ -447,18 +489,27 @@ fn take(
 ) {
     match message {
         Message::Event(event) => events.push(event),
-        Message::Flush { done, deadline } => {
+        Message::Flush {
+            done,
+            deadline,
+            deliver: delivered,
+        } => {
             deliver(sinks, events, stats);
             let in_time = runtime.block_on(async {
                 let mut in_time = true;
                 for sink in sinks.iter_mut() {
+                    let wait = if delivered {
+                        sink.flush()
+                    } else {
+                        sink.hand_off()
+                    };
                     match deadline {
                         Some(deadline) => {
                             let left =
                                 deadline.saturating_duration_since(std::time::Instant::now());
-                            in_time &= tokio::time::timeout(left, sink.flush()).await.is_ok();
+                            in_time &= tokio::time::timeout(left, wait).await.is_ok();
                         }
-                        None => sink.flush().await,
+                        None => wait.await,
                     }
                 }
                 in_time
@@ -485,19 +536,31 @@ fn deliver(sinks: &mut Vec<Box<dyn EventSink>>, events: &mut Vec<Event>, stats: 
     if events.is_empty() {
         return;
     }
-    // A sink that panics is dropped (and said so); the others go on.
+    let count = events.len();
+    let last = sinks.len().saturating_sub(1);
+    let mut index = 0;
+    // A sink that panics is dropped (and said so); the others go on. The last one may keep the
+    // batch itself (a memory sink does): nothing is copied, and the events are not freed here.
     sinks.retain_mut(|sink| {
-        let handled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.handle(events)));
+        let owned = index == last;
+        index += 1;
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if owned {
+                sink.handle_owned(events)
+            } else {
+                sink.handle(events)
+            }
+        }));
         if handled.is_err() {
             tracing::error!("flowkit: an event sink panicked and was removed");
         }
         handled.is_ok()
     });
-    stats
-        .delivered
-        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    stats.delivered.fetch_add(count as u64, Ordering::Relaxed);
     events.clear();
+    if events.capacity() == 0 {
+        events.reserve(BATCH);
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +627,57 @@ mod tests {
                 next_attempt_at: None,
             })
         });
+    }
+
+    /// Hands off at once; never finishes delivering (a server that hangs).
+    struct Hangs;
+
+    impl EventSink for Hangs {
+        fn handle(&mut self, _: &[Event]) {}
+        fn flush(&mut self) -> futures::future::BoxFuture<'_, ()> {
+            Box::pin(std::future::pending())
+        }
+        fn hand_off(&mut self) -> futures::future::BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hand_off_does_not_wait_for_delivery() {
+        let bus = EventBus::builder().sink(Hangs).build();
+        emit_numbered(&bus, 1);
+        let started = std::time::Instant::now();
+        assert!(bus.hand_off_timeout(Duration::from_secs(5)).await);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(!bus.flush_timeout(Duration::from_millis(50)).await);
+        assert_eq!(bus.stats().delivered, 1);
+    }
+
+    #[tokio::test]
+    async fn the_last_sink_keeps_the_batch_and_the_others_see_it_too() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let memory = crate::MemorySink::new();
+        let bus = EventBus::builder()
+            .sink(Stalled {
+                seen: seen.clone(),
+                release: Arc::new(AtomicBool::new(true)),
+            })
+            .sink(memory.clone())
+            .build();
+        for attempt in 0..100 {
+            emit_numbered(&bus, attempt);
+        }
+        bus.flush().await;
+        assert_eq!(seen.lock().unwrap().len(), 100);
+        let kept: Vec<u32> = memory
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::StateChanged(change) => Some(change.attempt),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kept, (0..100).collect::<Vec<_>>());
     }
 
     struct Explodes;

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use crate::sink::{ConsoleSink, EventSink, HttpSink};
 use crate::{EventBus, logging};
 
-static GLOBAL: OnceLock<EventBus> = OnceLock::new();
+pub(crate) static GLOBAL: OnceLock<EventBus> = OnceLock::new();
 
 /// The bus used by runs that were not given one: the one [`init`] or [`Config::init`]
 /// installed, else one built from the environment on first use.
@@ -158,7 +158,11 @@ impl Config {
         for sink in self.sinks {
             builder = builder.boxed_sink(sink);
         }
-        builder.build()
+        let bus = builder.build();
+        if bus.is_enabled() {
+            crate::exit::deliver_at_exit();
+        }
+        bus
     }
 
     /// Installs this configuration for the process.
@@ -205,8 +209,10 @@ pub fn init() {
 }
 
 /// Waits (at most 5 s of real time) until the events emitted so far by runs on the global bus
-/// have reached its sinks. Top-level flow runs do this themselves when they end. Under tokio's
-/// paused clock it takes no virtual time (see [`EventBus::flush`]).
+/// have reached its sinks and been delivered. Top-level flow runs only hand their events off
+/// when they end (to the HTTP sink's spool, which goes on delivering them), and the process
+/// waits for delivery (at most 5 s) when it exits. Under tokio's paused clock it takes no
+/// virtual time (see [`EventBus::flush`]).
 pub async fn flush() {
     if let Some(bus) = GLOBAL.get() {
         bus.flush_timeout(std::time::Duration::from_secs(5)).await;

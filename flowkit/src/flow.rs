@@ -608,7 +608,9 @@ where
             let (state, keyed) = end_record(&run, &result, idempotency.as_ref());
             record_end(&run, durable, state, keyed).await;
         }
-        if root && !run.bus.flush_timeout(FLUSH_LIMIT).await {
+        // Handed off, not delivered: the HTTP sink's spool keeps them while it delivers, so a
+        // flow run does not wait for the server to store its events (the process does, at exit).
+        if root && !run.bus.hand_off_timeout(FLUSH_LIMIT).await {
             tracing::warn!(
                 flow = %run.options.name,
                 "flowkit: the event sinks had not finished delivering when the flow run ended (the HTTP sink keeps what the server has not acknowledged in its spool)"

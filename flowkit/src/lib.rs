@@ -52,6 +52,7 @@ mod cancel;
 mod config;
 mod context;
 mod error;
+mod exit;
 pub mod events;
 mod flow;
 mod ids;

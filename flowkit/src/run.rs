@@ -575,6 +575,24 @@ pub(crate) enum Attempt<T, E> {
 pub(crate) async fn drive<R, T, E, S, F>(
     record: &R,
     policy: &RetryPolicy,
+    start: S,
+    should_retry: impl Fn(&E) -> bool,
+) -> Result<T, RunError<E>>
+where
+    R: Record,
+    E: std::fmt::Display,
+    S: FnMut(u32) -> F,
+    F: Future<Output = Attempt<T, E>>,
+{
+    drive_from(record, policy, None, start, should_retry).await
+}
+
+/// [`drive`], given how the first attempt ended if it already ran (its `Running` recorded):
+/// a task run's first attempt runs outside the loop, and only a failed one enters it.
+pub(crate) async fn drive_from<R, T, E, S, F>(
+    record: &R,
+    policy: &RetryPolicy,
+    mut first: Option<Attempt<T, E>>,
     mut start: S,
     should_retry: impl Fn(&E) -> bool,
 ) -> Result<T, RunError<E>>
@@ -587,12 +605,17 @@ where
     let base = record.attempt_base();
     let mut attempt = base + 1;
     loop {
-        record.set_attempt(attempt);
-        let outcome = if record.cancel_requested() {
-            Attempt::Cancelled
-        } else {
-            record.emit_state(State::Running, attempt, None, None);
-            start(attempt).await
+        let outcome = match first.take() {
+            Some(outcome) => outcome,
+            None => {
+                record.set_attempt(attempt);
+                if record.cancel_requested() {
+                    Attempt::Cancelled
+                } else {
+                    record.emit_state(State::Running, attempt, None, None);
+                    start(attempt).await
+                }
+            }
         };
         let retryable = attempt - base <= policy.retries;
         let total = policy.retries.saturating_add(1);
@@ -626,66 +649,79 @@ where
             }
             None => outcome,
         };
-        let (state, result) = match outcome {
-            Attempt::Ok(value) => (State::Completed, Ok(value)),
-            Attempt::Err(error) => (
-                State::Failed,
-                Err(RunError::Failed {
-                    run_type: record.run_type(),
-                    name: record.name().clone(),
-                    run_id: record.run_id(),
-                    attempts: attempt,
-                    error,
-                }),
-            ),
-            Attempt::TimedOut(after) => (
-                State::TimedOut,
-                Err(RunError::TimedOut {
-                    run_type: record.run_type(),
-                    name: record.name().clone(),
-                    run_id: record.run_id(),
-                    attempts: attempt,
-                    after,
-                }),
-            ),
-            Attempt::Panicked(message) => (
-                State::Crashed,
-                Err(RunError::Panicked {
-                    run_type: record.run_type(),
-                    name: record.name().clone(),
-                    run_id: record.run_id(),
-                    message,
-                }),
-            ),
-            Attempt::Cancelled => (
-                State::Cancelled,
-                Err(RunError::Cancelled {
-                    run_type: record.run_type(),
-                    name: record.name().clone(),
-                    run_id: record.run_id(),
-                }),
-            ),
-            Attempt::Store(error) => (
-                State::Failed,
-                Err(RunError::ResultStore {
-                    run_type: record.run_type(),
-                    name: record.name().clone(),
-                    run_id: record.run_id(),
-                    attempts: attempt,
-                    error,
-                }),
-            ),
-        };
-        let message = match &result {
-            Ok(_) => None,
-            Err(RunError::Failed { error, .. }) => Some(format!("{error:#}")),
-            Err(RunError::ResultStore { error, .. }) => Some(error.to_string()),
-            Err(RunError::TimedOut { after, .. }) => Some(timeout_message(*after)),
-            Err(other) => Some(other.to_string()),
-        };
-        record.end(state, attempt, message);
-        return result;
+        return conclude(record, attempt, outcome);
     }
+}
+
+/// Records how a run's last attempt ended (its terminal state) and gives its result.
+pub(crate) fn conclude<R, T, E>(
+    record: &R,
+    attempt: u32,
+    outcome: Attempt<T, E>,
+) -> Result<T, RunError<E>>
+where
+    R: Record,
+    E: std::fmt::Display,
+{
+    let (state, result) = match outcome {
+        Attempt::Ok(value) => (State::Completed, Ok(value)),
+        Attempt::Err(error) => (
+            State::Failed,
+            Err(RunError::Failed {
+                run_type: record.run_type(),
+                name: record.name().clone(),
+                run_id: record.run_id(),
+                attempts: attempt,
+                error,
+            }),
+        ),
+        Attempt::TimedOut(after) => (
+            State::TimedOut,
+            Err(RunError::TimedOut {
+                run_type: record.run_type(),
+                name: record.name().clone(),
+                run_id: record.run_id(),
+                attempts: attempt,
+                after,
+            }),
+        ),
+        Attempt::Panicked(message) => (
+            State::Crashed,
+            Err(RunError::Panicked {
+                run_type: record.run_type(),
+                name: record.name().clone(),
+                run_id: record.run_id(),
+                message,
+            }),
+        ),
+        Attempt::Cancelled => (
+            State::Cancelled,
+            Err(RunError::Cancelled {
+                run_type: record.run_type(),
+                name: record.name().clone(),
+                run_id: record.run_id(),
+            }),
+        ),
+        Attempt::Store(error) => (
+            State::Failed,
+            Err(RunError::ResultStore {
+                run_type: record.run_type(),
+                name: record.name().clone(),
+                run_id: record.run_id(),
+                attempts: attempt,
+                error,
+            }),
+        ),
+    };
+    let message = match &result {
+        Ok(_) => None,
+        Err(RunError::Failed { error, .. }) => Some(format!("{error:#}")),
+        Err(RunError::ResultStore { error, .. }) => Some(error.to_string()),
+        Err(RunError::TimedOut { after, .. }) => Some(timeout_message(*after)),
+        Err(other) => Some(other.to_string()),
+    };
+    record.end(state, attempt, message);
+    result
 }
 
 fn timeout_message(after: Duration) -> String {

@@ -17,7 +17,8 @@ use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
 use crate::results::plan::{CallExtras, CallParts, FlowDurable, Inputs, TaskPlan};
-use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, drive};
+use crate::retry::RetryPolicy;
+use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, conclude, drive_from};
 use crate::upstream::{Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, ResultStore, State, TaskOptions};
 
@@ -280,16 +281,22 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         // Only the flow's own task runs take a concurrency slot: a task waiting for its
         // sub-tasks must not hold a slot they need.
         let takes_slot = matches!(scope, Some(Scope::Flow(_)));
+        // Boxed: a call that does not persist carries none of it.
+        let plan = TaskPlan::new(
+            &run,
+            CallParts {
+                codec: self.codec,
+                extras: self.extras,
+            },
+        )
+        .map(Box::new);
         Prepared {
             run,
             body: self.body,
             upstream: self.upstream,
             takes_slot,
             guard,
-            parts: CallParts {
-                codec: self.codec,
-                extras: self.extras,
-            },
+            plan,
         }
     }
 
@@ -306,8 +313,13 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
     {
         let prepared = with_current(|scope| self.prepare(scope));
         let run = prepared.run.clone();
-        let fut = prepared.run_to_end();
-        let join = tokio::spawn(fut);
+        // Most runs need nothing but their body: they get a future a fraction of the size of
+        // the full engine's, which every spawned run would otherwise allocate and copy.
+        let join = if prepared.is_plain() {
+            tokio::spawn(prepared.into_plain())
+        } else {
+            tokio::spawn(prepared.run_to_end())
+        };
         TaskHandle {
             run,
             join: Some(join),
@@ -325,7 +337,14 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = TaskResult<B>> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { with_current(|scope| self.prepare(scope)).run_to_end().await })
+        Box::pin(async move {
+            let prepared = with_current(|scope| self.prepare(scope));
+            if prepared.is_plain() {
+                prepared.into_plain().await
+            } else {
+                Box::pin(prepared.run_to_end()).await
+            }
+        })
     }
 }
 
@@ -335,7 +354,8 @@ struct Prepared<B: TaskBody> {
     upstream: Vec<Upstream>,
     takes_slot: bool,
     guard: EndGuard<TaskRun>,
-    parts: CallParts<<B::Output as Outcome>::Ok>,
+    /// How its result is stored, for a call that persists it.
+    plan: Option<Box<TaskPlan<<B::Output as Outcome>::Ok>>>,
 }
 
 /// True if a call of a task with `options` in a durable flow run persists its result.
@@ -365,6 +385,27 @@ impl<B: TaskBody> Prepared<B>
 where
     <B::Output as Outcome>::Err: std::fmt::Display,
 {
+    /// True if the run needs nothing but its body: no upstream to wait for, no result to look
+    /// up or store, no concurrency slot, no timeout.
+    fn is_plain(&self) -> bool {
+        let needs_slot = self.takes_slot
+            && self
+                .run
+                .flow
+                .as_ref()
+                .is_some_and(|flow| flow.limiter.is_some());
+        self.upstream.is_empty()
+            && self.plan.is_none()
+            && !needs_slot
+            && self.run.options.timeout.is_none()
+    }
+
+    /// The future of a [plain](Self::is_plain) run.
+    fn into_plain(self) -> impl Future<Output = TaskResult<B>> {
+        let Prepared { guard, body, .. } = self;
+        run_plain(guard, body)
+    }
+
     async fn run_to_end(self) -> TaskResult<B> {
         let Prepared {
             run,
@@ -372,12 +413,9 @@ where
             upstream,
             takes_slot,
             guard,
-            parts,
+            plan,
         } = self;
         let _guard = guard;
-        // Boxed, as its futures are: a call that does not persist carries none of it (made
-        // before the first await, so that its parts are not held across it).
-        let plan = TaskPlan::new(&run, parts).map(Box::new);
         if let Err((upstream_id, upstream_state)) = wait_all(&upstream).await {
             let error = RunError::UpstreamFailed {
                 run_type: RunType::Task,
@@ -411,7 +449,6 @@ where
                 }
             }
         }
-        let plan = plan.as_deref();
         let limiter = match (&run.flow, takes_slot) {
             (Some(flow), true) => flow.limiter.as_ref(),
             _ => None,
@@ -420,48 +457,101 @@ where
             Some(limiter) => limiter.acquire().await.ok(),
             None => None,
         };
-        let (mut start_attempt, retry_if) = body.into_parts();
-        let timeout = run.options.timeout;
-        let start = |attempt: u32| {
-            let span = tracing::info_span!(
-                "task_run",
-                task = %run.options.name,
-                task_run_id = %run.id,
-                attempt,
-            );
-            let attempt_future = CURRENT
-                .scope(
-                    Scope::Task(run.clone()),
-                    AssertUnwindSafe(start_attempt()).catch_unwind(),
-                )
-                .instrument(span);
-            // A timed-out attempt stops the runs it detached, as a flow's timeout does.
-            let timed = timeout.map(|limit| (limit, run.clone()));
-            async move {
-                let outcome = match timed {
-                    // Boxed: a timer is large, and only runs with a timeout need one.
-                    Some((limit, run)) => {
-                        match Box::pin(tokio::time::timeout(limit, attempt_future)).await {
-                            Ok(outcome) => outcome,
-                            Err(_) => {
-                                run.live.abort_detached();
-                                return Attempt::TimedOut(limit);
-                            }
+        let (start_attempt, retry_if) = body.into_parts();
+        attempts::<B>(&run, start_attempt, retry_if, plan, None).await
+    }
+}
+
+/// Runs a plain run: its first attempt here, in a future that holds little more than the
+/// attempt's own; a failed attempt that may be retried goes on in the full retry loop, boxed.
+async fn run_plain<B: TaskBody>(guard: EndGuard<TaskRun>, body: B) -> TaskResult<B>
+where
+    <B::Output as Outcome>::Err: std::fmt::Display,
+{
+    let run = &guard.record;
+    let (mut start_attempt, retry_if) = body.into_parts();
+    run.set_attempt(1);
+    run.emit_state(State::Running, 1, None, None);
+    let outcome = attempt_of(attempt_future(run, start_attempt(), 1).await);
+    if matches!(outcome, Attempt::Err(_)) && run.options.retry.retries > 0 {
+        return Box::pin(attempts::<B>(
+            run,
+            start_attempt,
+            retry_if,
+            None,
+            Some(outcome),
+        ))
+        .await;
+    }
+    conclude(&**run, 1, outcome)
+}
+
+/// One attempt of a task's body: in the run's scope and span, its panics caught.
+fn attempt_future<F: Future>(
+    run: &Arc<TaskRun>,
+    body: F,
+    attempt: u32,
+) -> impl Future<Output = Result<F::Output, Box<dyn std::any::Any + Send>>> {
+    let span = tracing::info_span!(
+        "task_run",
+        task = %run.options.name,
+        task_run_id = %run.id,
+        attempt,
+    );
+    CURRENT
+        .scope(
+            Scope::Task(run.clone()),
+            AssertUnwindSafe(body).catch_unwind(),
+        )
+        .instrument(span)
+}
+
+/// How an attempt of body `B` ended.
+type BodyAttempt<B> =
+    Attempt<<<B as TaskBody>::Output as Outcome>::Ok, <<B as TaskBody>::Output as Outcome>::Err>;
+
+/// The retry loop of a task run, from its first attempt or after it (`first`).
+async fn attempts<B: TaskBody>(
+    run: &Arc<TaskRun>,
+    mut start_attempt: B::Start,
+    retry_if: B::RetryIf,
+    plan: Option<Box<TaskPlan<<B::Output as Outcome>::Ok>>>,
+    first: Option<BodyAttempt<B>>,
+) -> TaskResult<B>
+where
+    <B::Output as Outcome>::Err: std::fmt::Display,
+{
+    let plan = plan.as_deref();
+    let timeout = run.options.timeout;
+    let policy: &RetryPolicy = &run.options.retry;
+    let start = |attempt: u32| {
+        let attempt_future = attempt_future(run, start_attempt(), attempt);
+        // A timed-out attempt stops the runs it detached, as a flow's timeout does.
+        let timed = timeout.map(|limit| (limit, run.clone()));
+        async move {
+            let outcome = match timed {
+                // Boxed: a timer is large, and only runs with a timeout need one.
+                Some((limit, run)) => {
+                    match Box::pin(tokio::time::timeout(limit, attempt_future)).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            run.live.abort_detached();
+                            return Attempt::TimedOut(limit);
                         }
                     }
-                    None => attempt_future.await,
-                };
-                let ended = attempt_of(outcome);
-                match plan {
-                    // Boxed, and given the whole outcome: nothing of it is held here across
-                    // the store's await.
-                    Some(plan) => Box::pin(plan.persist_attempt(attempt, ended)).await,
-                    None => ended,
                 }
+                None => attempt_future.await,
+            };
+            let ended = attempt_of(outcome);
+            match plan {
+                // Boxed, and given the whole outcome: nothing of it is held here across
+                // the store's await.
+                Some(plan) => Box::pin(plan.persist_attempt(attempt, ended)).await,
+                None => ended,
             }
-        };
-        drive(&*run, &run.options.retry, start, retry_if).await
-    }
+        }
+    };
+    drive_from(&**run, policy, first, start, retry_if).await
 }
 
 /// How an attempt's body ended (a function, so that nothing of the body's output is held

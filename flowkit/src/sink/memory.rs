@@ -163,4 +163,14 @@ impl EventSink for MemorySink {
     fn handle(&mut self, events: &[Event]) {
         self.lock().push(events.to_vec());
     }
+
+    /// Keeps the batch itself: no event is copied, nor freed on the dispatcher's thread.
+    fn handle_owned(&mut self, events: &mut Vec<Event>) {
+        let mut batch = std::mem::take(events);
+        // A small batch in a large buffer gives the rest back (shrinking moves nothing).
+        if batch.len() < batch.capacity() / 2 {
+            batch.shrink_to_fit();
+        }
+        self.lock().push(batch);
+    }
 }

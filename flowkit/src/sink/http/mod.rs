@@ -64,6 +64,8 @@ const MIN_BEAT_GAP: Duration = Duration::from_millis(250);
 enum Command {
     Events(Vec<Event>),
     Flush(oneshot::Sender<usize>),
+    /// Write what came before to the spool, and answer.
+    Spool(oneshot::Sender<()>),
 }
 
 /// Sends events to a flowkit server (`FLOWKIT_API_URL`, `FLOWKIT_API_KEY`; over HTTPS a private
@@ -180,6 +182,22 @@ impl HttpSink {
 impl EventSink for HttpSink {
     fn handle(&mut self, events: &[Event]) {
         let _ = self.tx.send(Command::Events(events.to_vec()));
+    }
+
+    fn handle_owned(&mut self, events: &mut Vec<Event>) {
+        let _ = self.tx.send(Command::Events(std::mem::take(events)));
+    }
+
+    /// Answers once what came before is in the spool (on disk), where the sending thread goes
+    /// on delivering it (and the next program, if this one ends first).
+    fn hand_off(&mut self) -> BoxFuture<'_, ()> {
+        let (done, wait) = oneshot::channel();
+        let sent = self.tx.send(Command::Spool(done)).is_ok();
+        Box::pin(async move {
+            if sent {
+                let _ = wait.await;
+            }
+        })
     }
 
     fn flush(&mut self) -> BoxFuture<'_, ()> {
@@ -442,6 +460,11 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                         ship(&mut buffer, &mut spool, &mut beats);
                         oldest = None;
                     }
+                }
+                Some(Command::Spool(done)) => {
+                    ship(&mut buffer, &mut spool, &mut beats);
+                    oldest = None;
+                    let _ = done.send(());
                 }
                 Some(Command::Flush(done)) => {
                     ship(&mut buffer, &mut spool, &mut beats);
