@@ -244,6 +244,22 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
         }
         None => quote!(::core::option::Option::None),
     };
+    let hook_list = |paths: &[syn::Path]| {
+        let hooks = paths.iter().map(|path| quote!(::flowkit::hook!(#path)));
+        quote!(&[#(#hooks),*])
+    };
+    let (on_completion, on_failure, on_retry, on_cancel) = (
+        hook_list(&options.on_completion),
+        hook_list(&options.on_failure),
+        hook_list(&options.on_retry),
+        hook_list(&options.on_cancel),
+    );
+    let hooks = quote!(::flowkit::Hooks {
+        on_completion: #on_completion,
+        on_failure: #on_failure,
+        on_retry: #on_retry,
+        on_cancel: #on_cancel,
+    });
     let common = quote! {
         name: ::std::borrow::Cow::Borrowed(#name),
         description: #description,
@@ -254,6 +270,7 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
         },
         timeout: #timeout,
         tags: ::std::borrow::Cow::Borrowed(&[#(::std::borrow::Cow::Borrowed(#tags)),*]),
+        hooks: #hooks,
     };
     match kind {
         Kind::Task => quote!(::flowkit::TaskOptions {

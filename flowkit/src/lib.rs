@@ -54,6 +54,7 @@ mod context;
 mod error;
 pub mod events;
 mod flow;
+mod hooks;
 mod ids;
 mod logging;
 mod map;
@@ -61,6 +62,7 @@ mod options;
 mod results;
 mod retry;
 mod run;
+mod sensor;
 pub mod run_name;
 pub mod serve;
 mod sink;
@@ -81,6 +83,7 @@ pub use config::{Config, InitError, flush, global_bus, init};
 pub use context::{RunContext, context, spawn};
 pub use error::RunError;
 pub use flow::{FlowCall, FlowHandle};
+pub use hooks::{HOOKS_TARGET, Hook, HookContext, HookFn, HookFuture, HookOutput, Hooks};
 pub use flowkit_macros::{flow, task};
 pub use logging::RunLogLayer;
 pub use map::{MapHandle, map};
@@ -95,7 +98,8 @@ pub use sink::{ConsoleSink, EventSink, HttpSink, HttpSinkBuilder, MemorySink};
 pub use state::State;
 pub use task::TaskCall;
 pub use task::TaskHandle;
-pub use upstream::{Upstream, allow_failure};
+pub use sensor::{Poke, Sensor, SensorError, sensor, wait_for_run};
+pub use upstream::{TriggerRule, Upstream, allow_failure};
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../README.md")]
@@ -195,6 +199,12 @@ pub mod __private {
     #[inline(always)]
     pub fn always_retry<E>(_: &E) -> bool {
         true
+    }
+
+    /// What a hook returned, as the runtime reads it.
+    #[inline(always)]
+    pub fn hook_output<O: crate::HookOutput>(output: O) -> Result<(), String> {
+        output.into_hook_result()
     }
 
     /// A flow parameter as JSON; a value that does not serialize is recorded as its error.
