@@ -244,8 +244,29 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
         }
         None => quote!(::core::option::Option::None),
     };
+    // What `flowkit::hook!` expands to, with the call spanned at the hook's path so that a
+    // hook of the wrong signature is reported there.
     let hook_list = |paths: &[syn::Path]| {
-        let hooks = paths.iter().map(|path| quote!(::flowkit::hook!(#path)));
+        let hooks = paths.iter().map(|path| {
+            let span = path.span();
+            let name = path
+                .segments
+                .iter()
+                .map(|segment| segment.ident.to_string())
+                .collect::<Vec<_>>()
+                .join("::");
+            let call = quote_spanned!(span=>
+                ::flowkit::__private::hook_output(#path(__flowkit_context).await)
+            );
+            quote!(::flowkit::Hook::new(#name, {
+                fn __flowkit_hook(
+                    __flowkit_context: &::flowkit::HookContext,
+                ) -> ::flowkit::HookFuture<'_> {
+                    ::std::boxed::Box::pin(async move { #call })
+                }
+                __flowkit_hook
+            }))
+        });
         quote!(&[#(#hooks),*])
     };
     let (on_completion, on_failure, on_retry, on_cancel) = (
