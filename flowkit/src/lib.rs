@@ -37,8 +37,8 @@
 //! ```
 //!
 //! The parts: [`task`] and [`flow`] (the macros), [`TaskCall`] and [`FlowCall`] (what a call
-//! returns: await it, or `submit` it), [`map`], [`wait_for`](TaskCall::wait_for) and
-//! [`allow_failure`], [`context`], [`RunError`], the [`events`] schema, the [`EventBus`] and its
+//! returns: await it, or `submit` it), [`map`], [`wait_for`](TaskCall::wait_for) with its
+//! [`TriggerRule`]s and [`allow_failure`], [`Hooks`], [`sensor`] and [`wait_for_run`], [`context`], [`RunError`], the [`events`] schema, the [`EventBus`] and its
 //! sinks ([`ConsoleSink`], [`MemorySink`], your own [`EventSink`]), [`init`], and durable runs:
 //! persisted results and caches in a [`ResultStore`] ([`LocalStore`] by default),
 //! [`FlowCall::resume`] and [`FlowCall::idempotency_key`].
