@@ -166,8 +166,14 @@ async fn a_sensor_shows_one_running_line_then_why_it_waits_and_a_failed_hook_sho
     bus.flush().await;
     let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
     println!("{text}");
-    assert_eq!(text.matches("task file-landed running").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("task file-landed running").count(),
+        1,
+        "{text}"
+    );
     assert!(text.contains("task file-landed waiting: poke 1: not ready; next poke in 10s"));
     assert!(text.contains("task file-landed waiting: poke 2: not ready; next poke in 10s"));
-    assert!(text.contains("on_completion hook `failing_hook` failed: webhook answered 500 (the run stays Completed)"));
+    assert!(text.contains(
+        "on_completion hook `failing_hook` failed: webhook answered 500 (the run stays Completed)"
+    ));
 }

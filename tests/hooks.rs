@@ -84,9 +84,24 @@ async fn on_retry_fires_once_per_retry_and_on_failure_once_with_the_last_error()
     assert_eq!(
         calls_for("always_fails"),
         [
-            ("retrying", State::Retrying, 1, Some("error of attempt 1".into())),
-            ("retrying", State::Retrying, 2, Some("error of attempt 2".into())),
-            ("failed", State::Failed, 3, Some("error of attempt 3".into())),
+            (
+                "retrying",
+                State::Retrying,
+                1,
+                Some("error of attempt 1".into())
+            ),
+            (
+                "retrying",
+                State::Retrying,
+                2,
+                Some("error of attempt 2".into())
+            ),
+            (
+                "failed",
+                State::Failed,
+                3,
+                Some("error of attempt 3".into())
+            ),
         ]
     );
     let events = events(&bus, &memory).await;
@@ -131,19 +146,41 @@ async fn crashes() {
 #[tokio::test(start_paused = true)]
 async fn on_failure_hooks_fire_in_order_for_a_timeout_and_for_a_crash() {
     let (bus, _memory) = recorder();
-    assert_eq!(too_slow().on(&bus).await.unwrap_err().state(), State::TimedOut);
+    assert_eq!(
+        too_slow().on(&bus).await.unwrap_err().state(),
+        State::TimedOut
+    );
     assert_eq!(
         calls_for("too_slow"),
         [
-            ("failed", State::TimedOut, 1, Some("timed out after 1s".into())),
-            ("also_failed", State::TimedOut, 1, Some("timed out after 1s".into())),
+            (
+                "failed",
+                State::TimedOut,
+                1,
+                Some("timed out after 1s".into())
+            ),
+            (
+                "also_failed",
+                State::TimedOut,
+                1,
+                Some("timed out after 1s".into())
+            ),
         ]
     );
-    assert_eq!(crashes().on(&bus).await.unwrap_err().state(), State::Crashed);
+    assert_eq!(
+        crashes().on(&bus).await.unwrap_err().state(),
+        State::Crashed
+    );
     let calls = calls_for("crashes");
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].1, State::Crashed);
-    assert!(calls[0].3.as_deref().unwrap().contains("index out of bounds"));
+    assert!(
+        calls[0]
+            .3
+            .as_deref()
+            .unwrap()
+            .contains("index out of bounds")
+    );
 }
 
 #[task(on_completion = [broken, panicking, completed])]
@@ -239,7 +276,12 @@ async fn on_cancel_fires_once_when_a_submitted_task_is_cancelled() {
     };
     assert_eq!(
         calls_for("dropped_task"),
-        [("cancelled", State::Cancelled, 1, Some("cancelled before it finished".into()))]
+        [(
+            "cancelled",
+            State::Cancelled,
+            1,
+            Some("cancelled before it finished".into())
+        )]
     );
     let run = common::only_run(&events, "dropped_task");
     assert_eq!(
@@ -251,14 +293,14 @@ async fn on_cancel_fires_once_when_a_submitted_task_is_cancelled() {
 /// A flow's hooks see its parameters.
 async fn flow_failed(run: &HookContext) {
     note("flow_failed", run);
-    let day = run.parameters().and_then(|p| p["day"].as_str()).map(str::to_string);
-    CALLS.lock().unwrap().push((
-        "parameters",
-        run.name().to_string(),
-        run.state(),
-        0,
-        day,
-    ));
+    let day = run
+        .parameters()
+        .and_then(|p| p["day"].as_str())
+        .map(str::to_string);
+    CALLS
+        .lock()
+        .unwrap()
+        .push(("parameters", run.name().to_string(), run.state(), 0, day));
 }
 
 #[flow(on_failure = flow_failed)]
@@ -273,7 +315,12 @@ async fn a_flow_hook_sees_the_flow_runs_parameters_and_error() {
     assert_eq!(
         calls_for("nightly"),
         [
-            ("flow_failed", State::Failed, 1, Some("no data for 2026-11-27".into())),
+            (
+                "flow_failed",
+                State::Failed,
+                1,
+                Some("no data for 2026-11-27".into())
+            ),
             ("parameters", State::Failed, 0, Some("2026-11-27".into())),
         ]
     );

@@ -11,26 +11,23 @@ use flowkit::events::EventKind;
 use flowkit::{RunError, State, flow, task};
 use tokio::time::Instant;
 
+/// One poke of [`poker`].
+type PokeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<usize>> + Send>>;
+
+/// When each poke ran.
+type Times = Arc<Mutex<Vec<Duration>>>;
+
 /// A poke that records when it ran and is ready on poke `ready_on` (never if 0).
-fn poker(
-    start: Instant,
-    ready_on: usize,
-) -> (
-    Arc<Mutex<Vec<Duration>>>,
-    impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<usize>> + Send>>
-    + Send
-    + 'static,
-) {
+fn poker(start: Instant, ready_on: usize) -> (Times, impl FnMut() -> PokeFuture + Send + 'static) {
     let times = Arc::new(Mutex::new(Vec::new()));
     let seen = times.clone();
     let poke = move || {
         let seen = seen.clone();
-        let poke: std::pin::Pin<Box<dyn std::future::Future<Output = Option<usize>> + Send>> =
-            Box::pin(async move {
-                let mut times = seen.lock().unwrap();
-                times.push(start.elapsed());
-                (times.len() == ready_on).then_some(times.len())
-            });
+        let poke: PokeFuture = Box::pin(async move {
+            let mut times = seen.lock().unwrap();
+            times.push(start.elapsed());
+            (times.len() == ready_on).then_some(times.len())
+        });
         poke
     };
     (times, poke)
@@ -77,7 +74,10 @@ async fn a_sensor_pokes_on_its_interval_until_ready() {
             (State::Running, None),
             (State::Pending, waiting),
             (State::Running, Some("poke 2".into())),
-            (State::Pending, Some("poke 2: not ready; next poke in 10s".into())),
+            (
+                State::Pending,
+                Some("poke 2: not ready; next poke in 10s".into())
+            ),
             (State::Running, Some("poke 3".into())),
             (State::Completed, Some("ready on poke 3".into())),
         ]
@@ -173,7 +173,11 @@ async fn one_slot() -> Result<(Duration, Duration), RunError<std::convert::Infal
 async fn a_sleeping_sensor_holds_no_concurrency_slot() {
     let (bus, _memory) = recorder();
     let (work_done, sensor_done) = one_slot().on(&bus).await.unwrap();
-    assert_eq!(work_done, Duration::from_millis(5001), "ran while the sensor slept");
+    assert_eq!(
+        work_done,
+        Duration::from_millis(5001),
+        "ran while the sensor slept"
+    );
     assert_eq!(sensor_done, Duration::from_secs(30));
 }
 

@@ -202,7 +202,9 @@ async fn primary_or_fallback() -> Result<(Vec<u32>, Duration), RunError<String>>
         .submit();
     let rows = match primary.await {
         Ok(rows) => rows,
-        Err(_) => fallback.await.map_err(|e| e.map_err(|never| match never {}))?,
+        Err(_) => fallback
+            .await
+            .map_err(|e| e.map_err(|never| match never {}))?,
     };
     let at = start.elapsed();
     let _ = report.await;
@@ -219,7 +221,11 @@ async fn the_fallback_runs_as_soon_as_the_primary_fails() {
 
 #[task]
 async fn load(fail: bool) -> Result<(), String> {
-    if fail { Err("disk full".into()) } else { Ok(()) }
+    if fail {
+        Err("disk full".into())
+    } else {
+        Ok(())
+    }
 }
 
 #[task]
@@ -234,7 +240,9 @@ async fn with_cleanup(fail: bool) -> Result<&'static str, RunError<String>> {
         .wait_for([&loaded])
         .trigger(TriggerRule::AllDone)
         .submit();
-    let cleaned = cleanup.await.map_err(|e| e.map_err(|never| match never {}))?;
+    let cleaned = cleanup
+        .await
+        .map_err(|e| e.map_err(|never| match never {}))?;
     loaded.await?;
     Ok(cleaned)
 }

@@ -468,7 +468,9 @@ fn hooks(expr: &Expr, option: &str) -> syn::Result<Vec<syn::Path>> {
             if array.elems.is_empty() {
                 return Err(syn::Error::new(
                     array.span(),
-                    format!("`{option}` expects at least one hook; give one, or leave `{option}` out"),
+                    format!(
+                        "`{option}` expects at least one hook; give one, or leave `{option}` out"
+                    ),
                 ));
             }
             array

@@ -38,7 +38,11 @@ async fn the_sensor_waits_until_the_run_of_the_same_logical_date_completes() {
     unsafe { std::env::set_var("FLOWKIT_API_URL", &server.url) };
     let spool = TempDir::new("wait-for-run-spool");
     let bus = EventBus::builder()
-        .sink(HttpSink::builder(&server.url).spool_dir(spool.path()).build())
+        .sink(
+            HttpSink::builder(&server.url)
+                .spool_dir(spool.path())
+                .build(),
+        )
         .build();
 
     let day = customers_run("2026-11-28").logical_date();
@@ -67,7 +71,11 @@ async fn the_sensor_waits_until_the_run_of_the_same_logical_date_completes() {
     // This day's run is made again and completes: the sensor is ready with its id.
     let again = customers_run("2026-11-28").with_id(uuid::Uuid::now_v7());
     let id = again.id().unwrap();
-    load_customers(false).scheduled(again).on(&bus).await.unwrap();
+    load_customers(false)
+        .scheduled(again)
+        .on(&bus)
+        .await
+        .unwrap();
     bus.flush().await;
     let found = tokio::time::timeout(Duration::from_secs(20), sensor)
         .await

@@ -17,12 +17,12 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
+use crate::hooks::end_run;
 use crate::results::envelope::Meta;
 use crate::results::idempotency_key;
 use crate::results::plan::{FlowDurable, read_manifest, write_manifest};
 use crate::run::{Attempt, Cancel, Completion, EndGuard, FlowRun, Live, Record, drive};
 use crate::task::Outcome;
-use crate::hooks::end_run;
 use crate::upstream::{TriggerRule, Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, FlowOptions, ResultStore, ResultStoreError, State};
 

@@ -302,7 +302,12 @@ pub(crate) fn end_hooks<'a, R: Record>(
 
 /// Calls the hooks of the end in `state`, then ends the run (for the ends outside the retry
 /// loop: a cached run, a store that cannot be read).
-pub(crate) async fn end_run<R: Record>(record: &R, state: State, attempt: u32, message: Option<String>) {
+pub(crate) async fn end_run<R: Record>(
+    record: &R,
+    state: State,
+    attempt: u32,
+    message: Option<String>,
+) {
     if let Some(hooks) = end_hooks(record, state, attempt, message.as_ref()) {
         hooks.await;
     }

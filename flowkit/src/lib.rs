@@ -62,8 +62,8 @@ mod options;
 mod results;
 mod retry;
 mod run;
-mod sensor;
 pub mod run_name;
+mod sensor;
 pub mod serve;
 mod sink;
 mod state;
@@ -83,8 +83,8 @@ pub use config::{Config, InitError, flush, global_bus, init};
 pub use context::{RunContext, context, spawn};
 pub use error::RunError;
 pub use flow::{FlowCall, FlowHandle};
-pub use hooks::{HOOKS_TARGET, Hook, HookContext, HookFn, HookFuture, HookOutput, Hooks};
 pub use flowkit_macros::{flow, task};
+pub use hooks::{HOOKS_TARGET, Hook, HookContext, HookFn, HookFuture, HookOutput, Hooks};
 pub use logging::RunLogLayer;
 pub use map::{MapHandle, map};
 pub use options::{CacheKey, CachePolicy, FlowOptions, TaskOptions};
@@ -94,11 +94,11 @@ pub use results::{
 };
 pub use retry::{RetryDelay, RetryPolicy};
 pub use run::{RETRY_IF_TARGET, RUNTIME_TARGET};
+pub use sensor::{Poke, RunPoke, Sensor, SensorError, sensor, wait_for_run};
 pub use sink::{ConsoleSink, EventSink, HttpSink, HttpSinkBuilder, MemorySink};
 pub use state::State;
 pub use task::TaskCall;
 pub use task::TaskHandle;
-pub use sensor::{Poke, Sensor, SensorError, sensor, wait_for_run};
 pub use upstream::{TriggerRule, Upstream, allow_failure};
 
 /// The README's examples, compiled and run as doc tests.

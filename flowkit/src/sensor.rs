@@ -287,10 +287,7 @@ where
         let (wake, message) = if next < deadline {
             (
                 next,
-                format!(
-                    "poke {pokes}: not ready; next poke in {}",
-                    humanize(every)
-                ),
+                format!("poke {pokes}: not ready; next poke in {}", humanize(every)),
             )
         } else {
             (
@@ -389,6 +386,9 @@ struct RunPage {
     items: Vec<ListedRun>,
 }
 
+/// One poke of [`wait_for_run`]: the id of the completed run, once there is one.
+pub type RunPoke = Pin<Box<dyn Future<Output = Result<Option<uuid::Uuid>, SensorError>> + Send>>;
+
 /// How many of a deployment's newest runs [`wait_for_run`] looks through.
 const RUNS_LOOKED_AT: usize = 200;
 
@@ -418,8 +418,7 @@ const RUNS_LOOKED_AT: usize = 200;
 pub fn wait_for_run(
     deployment: &str,
     logical_date: chrono::NaiveDate,
-) -> Sensor<impl FnMut() -> Pin<Box<dyn Future<Output = Result<Option<uuid::Uuid>, SensorError>> + Send>> + Send + 'static>
-{
+) -> Sensor<impl FnMut() -> RunPoke + Send + 'static> {
     let client = std::env::var("FLOWKIT_API_URL")
         .ok()
         .map(|text| crate::serve::client::urls(&text))
@@ -434,7 +433,7 @@ pub fn wait_for_run(
     sensor(format!("wait for {deployment}"), move || {
         let client = client.clone();
         let deployment = deployment.clone();
-        let poke: Pin<Box<dyn Future<Output = _> + Send>> =
+        let poke: RunPoke =
             Box::pin(async move { poke_run(client, deployment, logical_date).await });
         poke
     })
@@ -449,7 +448,10 @@ async fn poke_run(
         return Err(SensorError::NoServer { deployment });
     };
     let limit = RUNS_LOOKED_AT.to_string();
-    let query = [("deployment", deployment.as_str()), ("limit", limit.as_str())];
+    let query = [
+        ("deployment", deployment.as_str()),
+        ("limit", limit.as_str()),
+    ];
     let page: RunPage = match client
         .get("/api/flow_runs", &query, Duration::from_secs(10))
         .await
@@ -462,7 +464,9 @@ async fn poke_run(
             });
         }
         Err(unavailable) => {
-            tracing::warn!("could not ask the server for the runs of `{deployment}`: {unavailable}");
+            tracing::warn!(
+                "could not ask the server for the runs of `{deployment}`: {unavailable}"
+            );
             return Ok(None);
         }
     };

@@ -16,9 +16,9 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
+use crate::hooks::end_run;
 use crate::results::plan::{CallExtras, CallParts, FlowDurable, Inputs, TaskPlan};
 use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, drive};
-use crate::hooks::end_run;
 use crate::upstream::{TriggerRule, Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, ResultStore, State, TaskOptions};
 

@@ -209,7 +209,10 @@ enum Verdict {
 
 /// Waits until `rule` is met or cannot be: `Err` with the upstream run that decided it and its
 /// state if the downstream must not run.
-pub(crate) async fn wait_all(upstream: &[Upstream], rule: TriggerRule) -> Result<(), (Uuid, State)> {
+pub(crate) async fn wait_all(
+    upstream: &[Upstream],
+    rule: TriggerRule,
+) -> Result<(), (Uuid, State)> {
     let total = upstream.len();
     let mut counts = Counts::default();
     let mut pending = Vec::new();
@@ -286,7 +289,12 @@ mod tests {
             (NoneSkipped, &[F, K], false),
         ];
         for (rule, ends, runs) in cases {
-            assert_eq!(verdict(*rule, ends), Some(*runs), "{rule} after {} ends", ends.len());
+            assert_eq!(
+                verdict(*rule, ends),
+                Some(*runs),
+                "{rule} after {} ends",
+                ends.len()
+            );
         }
     }
 
@@ -298,6 +306,10 @@ mod tests {
             TriggerRule::OneFailed.decide(Ended::Failed, &counts, 3),
             Some(Verdict::Run)
         ));
-        assert!(TriggerRule::AllDone.decide(Ended::Failed, &counts, 3).is_none());
+        assert!(
+            TriggerRule::AllDone
+                .decide(Ended::Failed, &counts, 3)
+                .is_none()
+        );
     }
 }
