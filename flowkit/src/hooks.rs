@@ -300,6 +300,23 @@ pub(crate) fn end_hooks<'a, R: Record>(
     }))
 }
 
+/// The `on_retry` hooks of the attempt that failed with `error`, as one boxed future; `None`
+/// when there are none (nothing of the context is then held in the retry loop's future).
+pub(crate) fn retry_hooks<R: Record>(
+    record: &R,
+    attempt: u32,
+    error: String,
+) -> Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> {
+    let hooks = record.hooks().on_retry;
+    if hooks.is_empty() {
+        return None;
+    }
+    let context = context_of(record, State::Retrying, attempt, Some(error));
+    Some(Box::pin(async move {
+        fire(record, hooks, "on_retry", &context).await;
+    }))
+}
+
 /// Calls the hooks of the end in `state`, then ends the run (for the ends outside the retry
 /// loop: a cached run, a store that cannot be read).
 pub(crate) async fn end_run<R: Record>(

@@ -759,10 +759,8 @@ async fn retry<R: Record>(
             format!("Attempt {attempt} of {total} failed: {message}; retrying {when}")
         }
     });
-    let hooks = record.hooks().on_retry;
-    if !hooks.is_empty() {
-        let context = crate::hooks::context_of(record, State::Retrying, attempt, Some(message));
-        Box::pin(crate::hooks::fire(record, hooks, "on_retry", &context)).await;
+    if let Some(hooks) = crate::hooks::retry_hooks(record, attempt, message) {
+        hooks.await;
     }
     if delay.is_zero() {
         return !record.cancel_requested();

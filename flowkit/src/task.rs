@@ -432,7 +432,9 @@ where
         // before the first await, so that its parts are not held across it).
         let plan = TaskPlan::new(&run, parts).map(Box::new);
         if !upstream.is_empty() {
-            if let Err((upstream_id, upstream_state)) = wait_all(&upstream, trigger).await {
+            // Boxed: only calls with upstreams carry the wait's state.
+            let waited = Box::pin(wait_all(&upstream, trigger)).await;
+            if let Err((upstream_id, upstream_state)) = waited {
                 let error = RunError::UpstreamFailed {
                     run_type: RunType::Task,
                     name: run.options.name.clone(),
