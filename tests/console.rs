@@ -137,3 +137,43 @@ async fn a_multi_line_error_is_indented_under_its_line() {
         "{text}"
     );
 }
+
+async fn failing_hook(_run: &flowkit::HookContext) -> Result<(), String> {
+    Err("webhook answered 500".into())
+}
+
+#[task(on_completion = failing_hook)]
+async fn hooked() {}
+
+#[flow(name = "console-sensor")]
+async fn waits_for_a_file() -> Result<(), flowkit::RunError<std::convert::Infallible>> {
+    let start = tokio::time::Instant::now();
+    flowkit::sensor("file-landed", move || async move {
+        start.elapsed() >= Duration::from_secs(20)
+    })
+    .every(Duration::from_secs(10))
+    .await?;
+    hooked().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sensor_shows_one_running_line_then_why_it_waits_and_a_failed_hook_shows() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let bus = EventBus::builder()
+        .sink(ConsoleSink::to_writer(out.clone()))
+        .build();
+    waits_for_a_file().on(&bus).await.unwrap();
+    bus.flush().await;
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    println!("{text}");
+    assert_eq!(
+        text.matches("task file-landed running").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("task file-landed waiting: poke 1: not ready; next poke in 10s"));
+    assert!(text.contains("task file-landed waiting: poke 2: not ready; next poke in 10s"));
+    assert!(text.contains(
+        "on_completion hook `failing_hook` failed: webhook answered 500 (the run stays Completed)"
+    ));
+}

@@ -244,6 +244,43 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
         }
         None => quote!(::core::option::Option::None),
     };
+    // What `flowkit::hook!` expands to, with the call spanned at the hook's path so that a
+    // hook of the wrong signature is reported there.
+    let hook_list = |paths: &[syn::Path]| {
+        let hooks = paths.iter().map(|path| {
+            let span = path.span();
+            let name = path
+                .segments
+                .iter()
+                .map(|segment| segment.ident.to_string())
+                .collect::<Vec<_>>()
+                .join("::");
+            let call = quote_spanned!(span=>
+                ::flowkit::__private::hook_output(#path(__flowkit_context).await)
+            );
+            quote!(::flowkit::Hook::new(#name, {
+                fn __flowkit_hook(
+                    __flowkit_context: &::flowkit::HookContext,
+                ) -> ::flowkit::HookFuture<'_> {
+                    ::std::boxed::Box::pin(async move { #call })
+                }
+                __flowkit_hook
+            }))
+        });
+        quote!(&[#(#hooks),*])
+    };
+    let (on_completion, on_failure, on_retry, on_cancel) = (
+        hook_list(&options.on_completion),
+        hook_list(&options.on_failure),
+        hook_list(&options.on_retry),
+        hook_list(&options.on_cancel),
+    );
+    let hooks = quote!(::flowkit::Hooks {
+        on_completion: #on_completion,
+        on_failure: #on_failure,
+        on_retry: #on_retry,
+        on_cancel: #on_cancel,
+    });
     let common = quote! {
         name: ::std::borrow::Cow::Borrowed(#name),
         description: #description,
@@ -254,6 +291,7 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
         },
         timeout: #timeout,
         tags: ::std::borrow::Cow::Borrowed(&[#(::std::borrow::Cow::Borrowed(#tags)),*]),
+        hooks: #hooks,
     };
     match kind {
         Kind::Task => quote!(::flowkit::TaskOptions {

@@ -27,6 +27,10 @@ pub(crate) const TASK_OPTIONS: &[&str] = &[
     "cache_key",
     "cache_expiration",
     "refresh_cache",
+    "on_completion",
+    "on_failure",
+    "on_retry",
+    "on_cancel",
 ];
 
 pub(crate) const FLOW_OPTIONS: &[&str] = &[
@@ -42,6 +46,10 @@ pub(crate) const FLOW_OPTIONS: &[&str] = &[
     "concurrency_limit",
     "persist_result",
     "run_name",
+    "on_completion",
+    "on_failure",
+    "on_retry",
+    "on_cancel",
 ];
 
 pub(crate) enum RetryDelay {
@@ -70,6 +78,11 @@ pub(crate) struct Options {
     pub(crate) refresh_cache: bool,
     /// `run_name = "etl-{day}"`, checked against the parameters in `expand`.
     pub(crate) run_name: Option<syn::LitStr>,
+    /// `on_failure = notify` or `on_failure = [notify, page]`: the hooks of each transition.
+    pub(crate) on_completion: Vec<syn::Path>,
+    pub(crate) on_failure: Vec<syn::Path>,
+    pub(crate) on_retry: Vec<syn::Path>,
+    pub(crate) on_cancel: Vec<syn::Path>,
 }
 
 /// How an option is written, for error messages.
@@ -91,6 +104,10 @@ fn example(option: &str) -> &'static str {
         "cache_expiration" => "cache_expiration = \"1d\"",
         "refresh_cache" => "refresh_cache = true",
         "run_name" => "run_name = \"etl-{day}\"",
+        "on_completion" => "on_completion = record_success",
+        "on_failure" => "on_failure = notify_slack",
+        "on_retry" => "on_retry = log_retry",
+        "on_cancel" => "on_cancel = release_lock",
         _ => "option = value",
     }
 }
@@ -386,6 +403,10 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
                     ));
                 }
             },
+            "on_completion" => options.on_completion = hooks(value, "on_completion")?,
+            "on_failure" => options.on_failure = hooks(value, "on_failure")?,
+            "on_retry" => options.on_retry = hooks(value, "on_retry")?,
+            "on_cancel" => options.on_cancel = hooks(value, "on_cancel")?,
             _ => unreachable!("every allowed option is handled above"),
         }
     }
@@ -427,5 +448,40 @@ fn lit_bool(expr: &Expr, option: &str) -> syn::Result<bool> {
             other.span(),
             format!("`{option}` expects `true` or `false`, like `{option} = true`"),
         )),
+    }
+}
+
+/// The hooks given to `option`: a function's path, or a non-empty list of them.
+fn hooks(expr: &Expr, option: &str) -> syn::Result<Vec<syn::Path>> {
+    let expects = |span| {
+        syn::Error::new(
+            span,
+            format!(
+                "`{option}` expects an async fn taking `&flowkit::HookContext`, or a list of them, like `{}` or `{option} = [notify_slack, page_oncall]`",
+                example(option)
+            ),
+        )
+    };
+    match expr {
+        Expr::Path(path) if path.qself.is_none() => Ok(vec![path.path.clone()]),
+        Expr::Array(array) => {
+            if array.elems.is_empty() {
+                return Err(syn::Error::new(
+                    array.span(),
+                    format!(
+                        "`{option}` expects at least one hook; give one, or leave `{option}` out"
+                    ),
+                ));
+            }
+            array
+                .elems
+                .iter()
+                .map(|hook| match hook {
+                    Expr::Path(path) if path.qself.is_none() => Ok(path.path.clone()),
+                    other => Err(expects(other.span())),
+                })
+                .collect()
+        }
+        other => Err(expects(other.span())),
     }
 }

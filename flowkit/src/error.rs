@@ -92,7 +92,7 @@ pub enum RunError<E> {
         run_id: Uuid,
     },
     /// The run never started: a run it waited for did not complete.
-    #[error("{run_type} `{name}` was skipped: upstream run {upstream} ended {upstream_state}")]
+    #[error("{run_type} `{name}` was skipped: upstream run {upstream} ended {upstream_state}{}", rule_suffix(*trigger))]
     UpstreamFailed {
         /// Flow or task.
         run_type: RunType,
@@ -104,6 +104,8 @@ pub enum RunError<E> {
         upstream: Uuid,
         /// The state it ended in.
         upstream_state: State,
+        /// The trigger rule that was not met.
+        trigger: crate::TriggerRule,
     },
     /// The result store could not be used: a task's result could not be stored (after its
     /// last attempt) or read, or a flow run to resume was not found. The run ends `Failed`.
@@ -129,6 +131,14 @@ struct Failed<E> {
     run_id: Uuid,
     attempts: u32,
     error: E,
+}
+
+/// How a skip names its trigger rule: nothing for the default one.
+fn rule_suffix(rule: crate::TriggerRule) -> String {
+    match rule {
+        crate::TriggerRule::AllSucceeded => String::new(),
+        rule => format!(" (trigger rule {rule})"),
+    }
 }
 
 fn plural(n: u32) -> &'static str {
@@ -303,12 +313,14 @@ impl<E> RunError<E> {
                 run_id,
                 upstream,
                 upstream_state,
+                trigger,
             } => Ok(RunError::UpstreamFailed {
                 run_type,
                 name,
                 run_id,
                 upstream,
                 upstream_state,
+                trigger,
             }),
             RunError::ResultStore {
                 run_type,

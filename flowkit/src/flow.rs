@@ -17,12 +17,13 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
+use crate::hooks::end_run;
 use crate::results::envelope::Meta;
 use crate::results::idempotency_key;
 use crate::results::plan::{FlowDurable, read_manifest, write_manifest};
 use crate::run::{Attempt, Cancel, Completion, EndGuard, FlowRun, Live, Record, drive};
 use crate::task::Outcome;
-use crate::upstream::{Upstream, UpstreamRun, wait_all};
+use crate::upstream::{TriggerRule, Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, FlowOptions, ResultStore, ResultStoreError, State};
 
 /// How long a top-level flow run waits, at its end, for its events to reach the sinks.
@@ -91,6 +92,7 @@ pub struct FlowCall<B: FlowBody> {
     parameters: serde_json::Value,
     body: B,
     upstream: Vec<Upstream>,
+    trigger: TriggerRule,
     bus: Option<EventBus>,
     scheduled: Option<Arc<crate::serve::ScheduledRun>>,
     /// Whether the options' retries are ignored (a run refused before it started).
@@ -119,6 +121,7 @@ where
             parameters,
             body,
             upstream: Vec::new(),
+            trigger: TriggerRule::AllSucceeded,
             bus: None,
             scheduled: None,
             no_retries: false,
@@ -270,6 +273,13 @@ where
         self
     }
 
+    /// When this run starts, given how the runs it waits for end (see
+    /// [`TaskCall::trigger`](crate::TaskCall::trigger)).
+    pub fn trigger(mut self, rule: TriggerRule) -> Self {
+        self.trigger = rule;
+        self
+    }
+
     /// Sends the events of this flow run, and of every run inside it, to `bus` instead of the
     /// global bus (tests use this with a [`MemorySink`](crate::MemorySink)).
     pub fn on(mut self, bus: &EventBus) -> Self {
@@ -386,6 +396,7 @@ where
             run,
             body: self.body,
             upstream: self.upstream,
+            trigger: self.trigger,
             resume: self.resume.is_some(),
             idempotency: self.idempotency,
             child_identity: child.map(|(identity, _)| identity),
@@ -424,6 +435,7 @@ struct Prepared<B: FlowBody> {
     run: Arc<FlowRun>,
     body: B,
     upstream: Vec<Upstream>,
+    trigger: TriggerRule,
     root: bool,
     guard: EndGuard<FlowRun>,
     resume: bool,
@@ -466,6 +478,7 @@ where
             run,
             mut body,
             upstream,
+            trigger,
             root,
             guard,
             resume,
@@ -476,9 +489,9 @@ where
         // Cancellable (by Ctrl-C too) from the start, including while it waits for upstreams.
         let _registration = root.then(|| crate::cancel::register(&run));
         let waited = tokio::select! {
-            waited = wait_all(&upstream) => waited,
+            waited = wait_all(&upstream, trigger) => waited,
             _ = run.cancel.cancelled() => {
-                run.end(State::Cancelled, 0, Some("cancelled before it started".into()));
+                end_run(&*run, State::Cancelled, 0, Some("cancelled before it started".into())).await;
                 return Err(RunError::Cancelled {
                     run_type: RunType::Flow,
                     name: run.options.name.clone(),
@@ -493,6 +506,7 @@ where
                 run_id: run.id,
                 upstream: upstream_id,
                 upstream_state,
+                trigger,
             };
             run.end(State::Skipped, 0, Some(error.to_string()));
             return Err(error);
@@ -503,12 +517,12 @@ where
                 match completed_key(&run, durable, idempotency).await {
                     Ok(Some(value)) => return Ok(value),
                     Ok(None) => {}
-                    Err(error) => return Err(store_failed(&run, error)),
+                    Err(error) => return Err(store_failed(&run, error).await),
                 }
             }
             if resume {
                 if let Err(error) = resume_from(&run, durable).await {
-                    return Err(store_failed(&run, error));
+                    return Err(store_failed(&run, error).await);
                 }
             }
             let parent = run.parent.as_ref();
@@ -713,8 +727,8 @@ impl<T, E> From<&FlowHandle<T, E>> for Upstream {
 }
 
 /// Ends a flow run that could not use its result store `Failed`, before any attempt.
-fn store_failed<E>(run: &FlowRun, error: ResultStoreError) -> RunError<E> {
-    run.end(State::Failed, 0, Some(error.to_string()));
+async fn store_failed<E>(run: &FlowRun, error: ResultStoreError) -> RunError<E> {
+    end_run(run, State::Failed, 0, Some(error.to_string())).await;
     RunError::ResultStore {
         run_type: RunType::Flow,
         name: run.options.name.clone(),
@@ -748,7 +762,7 @@ async fn completed_key<T>(
                 "idempotency key `{}` was completed by flow run {}",
                 idempotency.key, meta.run_id
             );
-            run.end(State::Cached, 0, Some(message));
+            end_run(&**run, State::Cached, 0, Some(message)).await;
             Ok(Some(value))
         }
         Err(unusable) => {

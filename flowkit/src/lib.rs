@@ -37,8 +37,8 @@
 //! ```
 //!
 //! The parts: [`task`] and [`flow`] (the macros), [`TaskCall`] and [`FlowCall`] (what a call
-//! returns: await it, or `submit` it), [`map`], [`wait_for`](TaskCall::wait_for) and
-//! [`allow_failure`], [`context`], [`RunError`], the [`events`] schema, the [`EventBus`] and its
+//! returns: await it, or `submit` it), [`map`], [`wait_for`](TaskCall::wait_for) with its
+//! [`TriggerRule`]s and [`allow_failure`], [`Hooks`], [`sensor`] and [`wait_for_run`], [`context`], [`RunError`], the [`events`] schema, the [`EventBus`] and its
 //! sinks ([`ConsoleSink`], [`MemorySink`], your own [`EventSink`]), [`init`], and durable runs:
 //! persisted results and caches in a [`ResultStore`] ([`LocalStore`] by default),
 //! [`FlowCall::resume`] and [`FlowCall::idempotency_key`].
@@ -55,6 +55,7 @@ mod error;
 mod exit;
 pub mod events;
 mod flow;
+mod hooks;
 mod ids;
 mod logging;
 mod map;
@@ -63,6 +64,7 @@ mod results;
 mod retry;
 mod run;
 pub mod run_name;
+mod sensor;
 pub mod serve;
 mod sink;
 mod state;
@@ -83,6 +85,7 @@ pub use context::{RunContext, context, spawn};
 pub use error::RunError;
 pub use flow::{FlowCall, FlowHandle};
 pub use flowkit_macros::{flow, task};
+pub use hooks::{HOOKS_TARGET, Hook, HookContext, HookFn, HookFuture, HookOutput, Hooks};
 pub use logging::RunLogLayer;
 pub use map::{MapHandle, map};
 pub use options::{CacheKey, CachePolicy, FlowOptions, TaskOptions};
@@ -92,11 +95,12 @@ pub use results::{
 };
 pub use retry::{RetryDelay, RetryPolicy};
 pub use run::{RETRY_IF_TARGET, RUNTIME_TARGET};
+pub use sensor::{Poke, RunPoke, Sensor, SensorError, sensor, wait_for_run};
 pub use sink::{ConsoleSink, EventSink, HttpSink, HttpSinkBuilder, MemorySink};
 pub use state::State;
 pub use task::TaskCall;
 pub use task::TaskHandle;
-pub use upstream::{Upstream, allow_failure};
+pub use upstream::{TriggerRule, Upstream, allow_failure};
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../README.md")]
@@ -196,6 +200,12 @@ pub mod __private {
     #[inline(always)]
     pub fn always_retry<E>(_: &E) -> bool {
         true
+    }
+
+    /// What a hook returned, as the runtime reads it.
+    #[inline(always)]
+    pub fn hook_output<O: crate::HookOutput>(output: O) -> Result<(), String> {
+        output.into_hook_result()
     }
 
     /// A flow parameter as JSON; a value that does not serialize is recorded as its error.

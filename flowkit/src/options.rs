@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::RetryPolicy;
+use crate::{Hooks, RetryPolicy};
 
 /// The options of a `#[task]`. The macro builds one as a `static`; building one by hand lets a
 /// task be defined without the macro (see [`crate::runtime::task`]).
@@ -20,6 +20,7 @@ use crate::RetryPolicy;
 ///     tags: Cow::Borrowed(&[Cow::Borrowed("api")]),
 ///     persist_result: None,
 ///     cache: None,
+///     hooks: flowkit::Hooks::NONE,
 /// };
 /// assert_eq!(FETCH.name, "fetch");
 /// ```
@@ -40,6 +41,8 @@ pub struct TaskOptions {
     pub persist_result: Option<bool>,
     /// Reuse a stored result for the same inputs (`cache_key = inputs`).
     pub cache: Option<CachePolicy>,
+    /// Called when a run completes, fails, retries or is cancelled (`on_failure = notify`).
+    pub hooks: Hooks,
 }
 
 /// How a task's results are cached (`#[task(cache_key = inputs, cache_expiration = "1d")]`).
@@ -79,7 +82,14 @@ impl TaskOptions {
             tags: Cow::Borrowed(&[]),
             persist_result: None,
             cache: None,
+            hooks: Hooks::NONE,
         }
+    }
+
+    /// The same options with these hooks (see [`Hooks`]).
+    pub const fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
     }
 }
 
@@ -112,6 +122,8 @@ pub struct FlowOptions {
     /// replaced by that parameter's value. Without one, a run gets a generated name like
     /// `brave-otter` (see [`crate::run_name`]).
     pub run_name: Option<Cow<'static, str>>,
+    /// Called when a run completes, fails, retries or is cancelled (`on_failure = notify`).
+    pub hooks: Hooks,
 }
 
 impl FlowOptions {
@@ -126,6 +138,13 @@ impl FlowOptions {
             concurrency_limit: None,
             persist_result: false,
             run_name: None,
+            hooks: Hooks::NONE,
         }
+    }
+
+    /// The same options with these hooks (see [`Hooks`]).
+    pub const fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
     }
 }

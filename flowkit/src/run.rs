@@ -288,7 +288,7 @@ impl TaskRun {
 }
 
 /// What the retry loop needs to know of a run.
-pub(crate) trait Record {
+pub(crate) trait Record: Send + Sync + 'static {
     fn run_type(&self) -> RunType;
     fn name(&self) -> &Cow<'static, str>;
     fn run_id(&self) -> Uuid;
@@ -303,6 +303,10 @@ pub(crate) trait Record {
     }
     fn completion(&self) -> &Completion;
     fn live(&self) -> &Live;
+    /// Its hooks (`#[task(on_failure = ...)]`).
+    fn hooks(&self) -> &'static crate::Hooks;
+    /// The parameters a hook is told (its flow run's).
+    fn hook_parameters(&self) -> Option<serde_json::Value>;
     /// Counts the run as live in every run above it that waits for it.
     fn enter_owners(&self);
     /// Leaves the count of every run above it, innermost first.
@@ -455,6 +459,12 @@ impl Record for TaskRun {
     fn live(&self) -> &Live {
         &self.live
     }
+    fn hooks(&self) -> &'static crate::Hooks {
+        &self.options.hooks
+    }
+    fn hook_parameters(&self) -> Option<serde_json::Value> {
+        self.flow.as_ref().map(|flow| flow.parameters.clone())
+    }
     fn enter_owners(&self) {
         if let Some(task) = &self.parent_task {
             task.live.enter();
@@ -502,6 +512,12 @@ impl Record for FlowRun {
     }
     fn live(&self) -> &Live {
         &self.live
+    }
+    fn hooks(&self) -> &'static crate::Hooks {
+        &self.options.hooks
+    }
+    fn hook_parameters(&self) -> Option<serde_json::Value> {
+        Some(self.parameters.clone())
     }
     fn enter_owners(&self) {
         if let Some(task) = &self.parent_task {
@@ -553,6 +569,25 @@ impl<R: Record> Drop for EndGuard<R> {
             };
             // Stopped before it ended: so are the runs it detached.
             record.live().abort_detached();
+            let hooks = record.hooks().on_cancel;
+            if state == State::Cancelled && !hooks.is_empty() {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    // The run stays live (its flow run waits) until its hooks have run.
+                    let record = self.record.clone();
+                    runtime.spawn(async move {
+                        let attempt = record.attempt();
+                        let context = crate::hooks::context_of(
+                            &*record,
+                            state,
+                            attempt,
+                            Some(message.to_string()),
+                        );
+                        crate::hooks::fire(&*record, hooks, "on_cancel", &context).await;
+                        record.end(state, attempt, Some(message.into()));
+                    });
+                    return;
+                }
+            }
             record.end(state, record.attempt(), Some(message.into()));
         }
     }
@@ -649,12 +684,13 @@ where
             }
             None => outcome,
         };
-        return conclude(record, attempt, outcome);
+        return conclude(record, attempt, outcome).await;
     }
 }
 
-/// Records how a run's last attempt ended (its terminal state) and gives its result.
-pub(crate) fn conclude<R, T, E>(
+/// Records how a run's last attempt ended (its terminal state), after its end hooks, and gives
+/// its result.
+pub(crate) async fn conclude<R, T, E>(
     record: &R,
     attempt: u32,
     outcome: Attempt<T, E>,
@@ -720,6 +756,9 @@ where
         Err(RunError::TimedOut { after, .. }) => Some(timeout_message(*after)),
         Err(other) => Some(other.to_string()),
     };
+    if let Some(hooks) = crate::hooks::end_hooks(record, state, attempt, message.as_ref()) {
+        hooks.await;
+    }
     record.end(state, attempt, message);
     result
 }
@@ -757,6 +796,9 @@ async fn retry<R: Record>(
             format!("Attempt {attempt} of {total} failed: {message}; retrying {when}")
         }
     });
+    if let Some(hooks) = crate::hooks::retry_hooks(record, attempt, message) {
+        hooks.await;
+    }
     if delay.is_zero() {
         return !record.cancel_requested();
     }

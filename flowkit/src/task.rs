@@ -16,10 +16,11 @@ use uuid::Uuid;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
+use crate::hooks::end_run;
 use crate::results::plan::{CallExtras, CallParts, FlowDurable, Inputs, TaskPlan};
 use crate::retry::RetryPolicy;
 use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, conclude, drive_from};
-use crate::upstream::{Upstream, UpstreamRun, wait_all};
+use crate::upstream::{TriggerRule, Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, ResultStore, State, TaskOptions};
 
 /// The value-or-error of a task's body: implemented for `Result<T, E>`.
@@ -117,6 +118,7 @@ pub struct TaskCall<'a, B: TaskBody> {
     options: &'static TaskOptions,
     body: B,
     upstream: Vec<Upstream>,
+    trigger: TriggerRule,
     bus: Option<EventBus>,
     map_index: Option<u64>,
     /// How its result is stored, if its type allows (the macros probe it).
@@ -132,6 +134,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             options,
             body,
             upstream: Vec::new(),
+            trigger: TriggerRule::AllSucceeded,
             bus: None,
             map_index: None,
             codec: None,
@@ -208,9 +211,40 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
 
     /// Waits for these runs to end before starting; if one of them fails (and is not wrapped in
     /// [`allow_failure`](crate::allow_failure)), this run is `Skipped` and returns
-    /// [`RunError::UpstreamFailed`].
+    /// [`RunError::UpstreamFailed`]. [`trigger`](Self::trigger) chooses another rule.
     pub fn wait_for<U: Into<Upstream>>(mut self, upstream: impl IntoIterator<Item = U>) -> Self {
         self.upstream.extend(upstream.into_iter().map(Into::into));
+        self
+    }
+
+    /// When this run starts, given how the runs it [waits for](Self::wait_for) end (see
+    /// [`TriggerRule`]; [`AllSucceeded`](TriggerRule::AllSucceeded) by default). A run whose rule
+    /// is not met is recorded `Skipped` and returns [`RunError::UpstreamFailed`].
+    ///
+    /// ```
+    /// use flowkit::{TriggerRule, flow, task};
+    ///
+    /// #[task]
+    /// async fn primary() -> Result<u32, String> { Err("primary source down".into()) }
+    /// #[task]
+    /// async fn fallback() -> u32 { 42 }
+    ///
+    /// #[flow]
+    /// async fn fetch() -> Result<u32, flowkit::RunError<String>> {
+    ///     let first = primary().submit();
+    ///     let backup = fallback().wait_for([&first]).trigger(TriggerRule::OneFailed).submit();
+    ///     match first.await {
+    ///         Ok(value) => Ok(value),
+    ///         Err(_) => Ok(backup.await.expect("the fallback runs when the primary fails")),
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # flowkit::Config::new().console(false).init().ok();
+    /// assert_eq!(fetch().await.unwrap(), 42);
+    /// # }
+    /// ```
+    pub fn trigger(mut self, rule: TriggerRule) -> Self {
+        self.trigger = rule;
         self
     }
 
@@ -232,55 +266,16 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
     }
 
     fn prepare(mut self, scope: Option<&Scope>) -> Prepared<B> {
-        let (flow, parent_task) = match scope {
-            Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
-            Some(Scope::Task(task)) => (task.flow.clone(), Some(task.clone())),
-            None => (None, None),
-        };
-        let own_bus = match (&flow, self.bus.take()) {
-            (Some(_), _) => EventBus::disabled(),
-            (None, Some(bus)) => bus,
-            (None, None) => crate::context::default_bus(scope),
-        };
-        let now = chrono::Utc::now();
         if self.extras.as_ref().is_none_or(|e| e.occurrence.is_none()) {
-            let durable = flow.as_ref().and_then(|flow| flow.durable.as_deref());
+            let flow = scope.and_then(Scope::flow);
+            let durable = flow.and_then(|flow| flow.durable.as_deref());
             if let Some(durable) = durable.filter(|durable| persists(self.options, durable)) {
                 self.extras().occurrence = Some(durable.next_occurrence(self.options));
             }
         }
-        let run = Arc::new(TaskRun {
-            id: crate::ids::new_id(now),
-            options: self.options,
-            flow,
-            parent_task,
-            own_bus,
-            attempt: AtomicU32::new(0),
-            map_index: self.map_index,
-            done: Completion::default(),
-            live: Live::default(),
-        });
-        let upstream_ids: Vec<Uuid> = self.upstream.iter().map(Upstream::id).collect();
-        run.bus().emit_at(now, run.flow_run_id(), Some(run.id), || {
-            EventKind::RunCreated(Arc::new(RunCreated {
-                run_type: RunType::Task,
-                name: run.options.name.clone(),
-                run_name: None,
-                description: None,
-                parameters: None,
-                tags: run.options.tags.clone(),
-                parent_flow_run_id: None,
-                parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),
-                upstream: upstream_ids,
-                map_index: run.map_index,
-                retries: run.options.retry.retries,
-                scheduled: None,
-            }))
-        });
-        let guard = EndGuard::new(run.clone());
-        // Only the flow's own task runs take a concurrency slot: a task waiting for its
-        // sub-tasks must not hold a slot they need.
-        let takes_slot = matches!(scope, Some(Scope::Flow(_)));
+        let bus = self.bus.take();
+        let (run, guard, takes_slot) =
+            new_run(self.options, scope, bus, &self.upstream, self.map_index);
         // Boxed: a call that does not persist carries none of it.
         let plan = TaskPlan::new(
             &run,
@@ -294,6 +289,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             run,
             body: self.body,
             upstream: self.upstream,
+            trigger: self.trigger,
             takes_slot,
             guard,
             plan,
@@ -352,10 +348,66 @@ struct Prepared<B: TaskBody> {
     run: Arc<TaskRun>,
     body: B,
     upstream: Vec<Upstream>,
+    trigger: TriggerRule,
     takes_slot: bool,
     guard: EndGuard<TaskRun>,
     /// How its result is stored, for a call that persists it.
     plan: Option<Box<TaskPlan<<B::Output as Outcome>::Ok>>>,
+}
+
+/// Creates a task run of `options` in `scope` and records it: the run, the guard that ends it
+/// if it is dropped, and whether it takes its flow run's concurrency slot.
+pub(crate) fn new_run(
+    options: &'static TaskOptions,
+    scope: Option<&Scope>,
+    bus: Option<EventBus>,
+    upstream: &[Upstream],
+    map_index: Option<u64>,
+) -> (Arc<TaskRun>, EndGuard<TaskRun>, bool) {
+    let (flow, parent_task) = match scope {
+        Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
+        Some(Scope::Task(task)) => (task.flow.clone(), Some(task.clone())),
+        None => (None, None),
+    };
+    let own_bus = match (&flow, bus) {
+        (Some(_), _) => EventBus::disabled(),
+        (None, Some(bus)) => bus,
+        (None, None) => crate::context::default_bus(scope),
+    };
+    let now = chrono::Utc::now();
+    let run = Arc::new(TaskRun {
+        id: crate::ids::new_id(now),
+        options,
+        flow,
+        parent_task,
+        own_bus,
+        attempt: AtomicU32::new(0),
+        map_index,
+        done: Completion::default(),
+        live: Live::default(),
+    });
+    let upstream_ids: Vec<Uuid> = upstream.iter().map(Upstream::id).collect();
+    run.bus().emit_at(now, run.flow_run_id(), Some(run.id), || {
+        EventKind::RunCreated(Arc::new(RunCreated {
+            run_type: RunType::Task,
+            name: run.options.name.clone(),
+            run_name: None,
+            description: None,
+            parameters: None,
+            tags: run.options.tags.clone(),
+            parent_flow_run_id: None,
+            parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),
+            upstream: upstream_ids,
+            map_index: run.map_index,
+            retries: run.options.retry.retries,
+            scheduled: None,
+        }))
+    });
+    let guard = EndGuard::new(run.clone());
+    // Only the flow's own task runs take a concurrency slot: a task waiting for its
+    // sub-tasks must not hold a slot they need.
+    let takes_slot = matches!(scope, Some(Scope::Flow(_)));
+    (run, guard, takes_slot)
 }
 
 /// True if a call of a task with `options` in a durable flow run persists its result.
@@ -411,34 +463,40 @@ where
             run,
             body,
             upstream,
+            trigger,
             takes_slot,
             guard,
             plan,
         } = self;
         let _guard = guard;
-        if let Err((upstream_id, upstream_state)) = wait_all(&upstream).await {
-            let error = RunError::UpstreamFailed {
-                run_type: RunType::Task,
-                name: run.options.name.clone(),
-                run_id: run.id,
-                upstream: upstream_id,
-                upstream_state,
-            };
-            run.end(State::Skipped, 0, Some(error.to_string()));
-            return Err(error);
+        if !upstream.is_empty() {
+            // Boxed: only calls with upstreams carry the wait's state.
+            let waited = Box::pin(wait_all(&upstream, trigger)).await;
+            if let Err((upstream_id, upstream_state)) = waited {
+                let error = RunError::UpstreamFailed {
+                    run_type: RunType::Task,
+                    name: run.options.name.clone(),
+                    run_id: run.id,
+                    upstream: upstream_id,
+                    upstream_state,
+                    trigger,
+                };
+                run.end(State::Skipped, 0, Some(error.to_string()));
+                return Err(error);
+            }
         }
         drop(upstream);
         if let Some(plan) = &plan {
             match Box::pin(plan.lookup(&run)).await {
                 Ok(Some((value, message))) => {
-                    run.end(State::Cached, 0, Some(message));
+                    end_run(&*run, State::Cached, 0, Some(message)).await;
                     return Ok(value);
                 }
                 Ok(None) => {}
                 Err(error) => {
                     // Never run again what may have completed: a store that cannot be read
                     // fails the run before its body.
-                    run.end(State::Failed, 0, Some(error.to_string()));
+                    end_run(&*run, State::Failed, 0, Some(error.to_string())).await;
                     return Err(RunError::ResultStore {
                         run_type: RunType::Task,
                         name: run.options.name.clone(),
@@ -483,7 +541,7 @@ where
         ))
         .await;
     }
-    conclude(&**run, 1, outcome)
+    conclude(&**run, 1, outcome).await
 }
 
 /// One attempt of a task's body: in the run's scope and span, its panics caught.
@@ -578,6 +636,14 @@ pub struct TaskHandle<T, E> {
 }
 
 impl<T, E> TaskHandle<T, E> {
+    /// A handle of `run`, whose work `join` runs.
+    pub(crate) fn spawned(run: Arc<TaskRun>, join: JoinHandle<Result<T, RunError<E>>>) -> Self {
+        TaskHandle {
+            run,
+            join: Some(join),
+        }
+    }
+
     /// The task run's id.
     pub fn id(&self) -> Uuid {
         self.run.id

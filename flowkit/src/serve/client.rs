@@ -97,6 +97,34 @@ impl ApiClient {
         body: &B,
         timeout: Duration,
     ) -> Result<R, ApiError> {
+        self.exchange(method, path, |request| request.json(body), timeout)
+            .await
+    }
+
+    /// Gets `path` with the query `query` from the server in use, within `timeout`; the
+    /// answer's JSON. Moves to the next URL when the server is unavailable.
+    pub(crate) async fn get<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<R, ApiError> {
+        self.exchange(
+            reqwest::Method::GET,
+            path,
+            |request| request.query(query),
+            timeout,
+        )
+        .await
+    }
+
+    async fn exchange<R: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<R, ApiError> {
         let inner = &self.inner;
         let index = inner.current.load(Ordering::Relaxed);
         let base = inner
@@ -105,11 +133,7 @@ impl ApiClient {
             .cloned()
             .unwrap_or_default();
         let url = format!("{base}{path}");
-        let mut request = inner
-            .client
-            .request(method, &url)
-            .json(body)
-            .timeout(timeout);
+        let mut request = build(inner.client.request(method, &url)).timeout(timeout);
         if let Some(key) = &inner.api_key {
             request = request.bearer_auth(key);
         }

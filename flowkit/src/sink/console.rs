@@ -446,7 +446,9 @@ impl ConsoleSink {
         let (depth, flow) = (view.depth, view.flow);
         match state {
             State::Running => {
-                if view.started.is_none() {
+                // A sensor is `Running` again for each poke: one line for its first.
+                let first = view.started.is_none();
+                if first {
                     view.started = Some(event.timestamp);
                 }
                 if mapped {
@@ -456,12 +458,19 @@ impl ConsoleSink {
                     } else {
                         self.move_mapped(&key, State::Retrying, State::Running, event.timestamp);
                     }
-                } else if change.attempt == 1 {
+                } else if change.attempt == 1 && first {
                     let text = format!(
                         "{} {}",
                         self.paint(BOLD, &label),
                         self.paint(CYAN, "running")
                     );
+                    self.line(event.timestamp, depth, &text);
+                }
+            }
+            // A sensor between pokes says why it waits.
+            State::Pending if !mapped && view.started.is_some() => {
+                if let Some(message) = change.message.as_deref() {
+                    let text = format!("{} waiting: {message}", self.paint(BOLD, &label));
                     self.line(event.timestamp, depth, &text);
                 }
             }
