@@ -32,7 +32,7 @@
 //! ```
 
 mod backfill;
-mod client;
+pub(crate) mod client;
 mod deployment;
 mod state;
 mod worker;
