@@ -168,12 +168,12 @@ pub async fn put_limit(
 /// Removes a limit: its waiters go on at once, without a slot.
 #[utoipa::path(delete, path = "/api/limits/{name}", tag = "limits",
     params(("name" = String, Path, description = "The tag or name")),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn remove_limit(
     State(state): State<AppState>,
     Actor(caller): Actor,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     if !state.store.remove_limit(&name).await? {
         return Err(ApiError::NotFound(format!("limit {name:?}")));
     }
@@ -183,12 +183,12 @@ pub async fn remove_limit(
         &caller,
         AuditAction::LimitRemove,
         Touched {
-            detail: Some(name),
+            detail: Some(name.clone()),
             ..Touched::default()
         },
     )
     .await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(serde_json::json!({ "name": name, "removed": true })))
 }
 
 /// Removes a ticket's place in line if its request is dropped before it is answered (the
