@@ -57,7 +57,22 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
         ("GET", "/api/backfills".into(), None, Some("read")),
         ("GET", format!("/api/backfills/{run}"), None, Some("read")),
         ("GET", "/api/audit".into(), None, Some("read")),
+        ("GET", "/api/limits".into(), None, Some("read")),
         // write: programs and workers.
+        ("GET", "/api/limits/names".into(), None, Some("write")),
+        (
+            "POST",
+            "/api/limits/nolimit/acquire".into(),
+            Some(json!({"ticket": run, "task_run_id": run})),
+            Some("write"),
+        ),
+        (
+            "POST",
+            "/api/limits/nolimit/release".into(),
+            Some(json!({"ticket": run})),
+            Some("write"),
+        ),
+        ("POST", "/api/limits/nolimit/rate".into(), None, Some("write")),
         ("POST", "/api/events".into(), Some(json!([])), Some("write")),
         (
             "POST",
@@ -114,6 +129,13 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
             Some(json!({})),
             Some("operate"),
         ),
+        (
+            "PUT",
+            "/api/limits/scoped".into(),
+            Some(json!({"concurrency": 2})),
+            Some("operate"),
+        ),
+        ("DELETE", "/api/limits/nowhere".into(), None, Some("operate")),
         // admin: keys. (An empty name: allowed through, then refused as a bad request.)
         (
             "POST",
