@@ -192,7 +192,7 @@ async fn waiters_are_served_in_arrival_order_and_a_killed_holder_frees_its_slot(
         let server = server_for(backend, dir.path()).await;
         put(&server, "/api/limits/limited", json!({"concurrency": 3})).await;
         // A takes the three slots and gives them back one by one.
-        let a = program(&server, dir.path(), "a", "3000,3500,4000");
+        let a = program(&server, dir.path(), "a", "4000,4600,5200");
         eventually(Duration::from_secs(20), "A holds 3 slots", || async {
             holders_of(&limit(&server, "limited").await) == 3
         })

@@ -62,17 +62,17 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
         ("GET", "/api/limits/names".into(), None, Some("write")),
         (
             "POST",
-            "/api/limits/nolimit/acquire".into(),
+            "/api/limits/nowhere/acquire".into(),
             Some(json!({"ticket": run, "task_run_id": run})),
             Some("write"),
         ),
         (
             "POST",
-            "/api/limits/nolimit/release".into(),
+            "/api/limits/nowhere/release".into(),
             Some(json!({"ticket": run})),
             Some("write"),
         ),
-        ("POST", "/api/limits/nolimit/rate".into(), None, Some("write")),
+        ("POST", "/api/limits/nowhere/rate".into(), None, Some("write")),
         ("POST", "/api/events".into(), Some(json!([])), Some("write")),
         (
             "POST",
