@@ -260,3 +260,39 @@ async fn waiters_are_served_in_arrival_order_and_a_killed_holder_frees_its_slot(
         assert_eq!(holders_of(&limit(&server, "limited").await), 0, "{backend:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_keeps_a_rate_limits_bucket_and_tells_each_caller_its_wait() {
+    for backend in BACKENDS {
+        let dir = TempDir::new("limits-rate");
+        let server = server_for(backend, dir.path()).await;
+        let (status, body) = put(
+            &server,
+            "/api/limits/orders-api",
+            json!({"rate": {"count": 10, "per_ms": 1000}, "burst": 5}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let started = Instant::now();
+        let mut turns = Vec::new();
+        for _ in 0..8 {
+            let (status, answer) = common::api::post(&server, "/api/limits/orders-api/rate", Value::Null).await;
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(answer["limited"], true);
+            let wait = answer["wait_us"].as_u64().expect("a wait") as i64;
+            // When the turn comes, counted from the first call.
+            turns.push((started.elapsed().as_micros() as i64 + wait) / 1000);
+        }
+        // Five at once, then one every 100 ms (within the time the calls themselves took).
+        let slack = started.elapsed().as_millis() as i64 + 5;
+        for (i, turn) in turns.iter().enumerate() {
+            let expected = (i as i64 - 4).max(0) * 100;
+            assert!(
+                (turn - expected).abs() <= slack,
+                "{backend:?}: call {i} goes at {turn} ms, not {expected} ms: {turns:?}"
+            );
+        }
+        let (_, free) = common::api::post(&server, "/api/limits/nobody/rate", Value::Null).await;
+        assert_eq!(free, json!({"limited": false, "wait_us": 0}), "{backend:?}");
+    }
+}
