@@ -43,7 +43,11 @@ async fn a_tag_limit_lets_that_many_run_at_once_in_arrival_order() {
     // Six one-second tasks two at a time: three seconds, never more than two at once.
     assert_eq!(start.elapsed(), Duration::from_secs(3));
     assert_eq!(PEAK.load(Ordering::SeqCst), 2);
-    assert_eq!(*STARTED.lock().unwrap(), [0, 1, 2, 3, 4, 5], "first come first served");
+    assert_eq!(
+        *STARTED.lock().unwrap(),
+        [0, 1, 2, 3, 4, 5],
+        "first come first served"
+    );
 }
 
 #[task(tags = ["local-ends"], timeout = "1s")]
@@ -175,7 +179,16 @@ async fn a_rate_of_10_per_second_with_burst_5_gives_the_exact_timeline() {
     let order = order.into_inner().unwrap();
     assert_eq!(
         order,
-        [(0, 1000), (1, 1000), (2, 1000), (3, 1000), (4, 1000), (5, 1100), (6, 1200), (7, 1300)]
+        [
+            (0, 1000),
+            (1, 1000),
+            (2, 1000),
+            (3, 1000),
+            (4, 1000),
+            (5, 1100),
+            (6, 1200),
+            (7, 1300)
+        ]
     );
     // A name nobody limits costs no wait.
     let start = Instant::now();

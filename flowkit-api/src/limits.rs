@@ -56,8 +56,12 @@ impl std::str::FromStr for Rate {
             "m" | "min" | "minute" => 60_000,
             "h" | "hour" => 3_600_000,
             "d" | "day" => 86_400_000,
-            other => u64::try_from(humantime::parse_duration(other).map_err(|_| bad())?.as_millis())
-                .map_err(|_| bad())?,
+            other => u64::try_from(
+                humantime::parse_duration(other)
+                    .map_err(|_| bad())?
+                    .as_millis(),
+            )
+            .map_err(|_| bad())?,
         };
         if count == 0 || per_ms == 0 {
             return Err(bad());

@@ -41,7 +41,12 @@ async fn server(database: &str) -> String {
     url
 }
 
-async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, body: Value) -> Value {
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Value,
+) -> Value {
     let response = client
         .request(method, &url)
         .json(&body)

@@ -126,7 +126,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::audit::list_audit))
         .routes(routes!(routes::limits::list_limits))
         .routes(routes!(routes::limits::limit_names))
-        .routes(routes!(routes::limits::put_limit, routes::limits::remove_limit))
+        .routes(routes!(
+            routes::limits::put_limit,
+            routes::limits::remove_limit
+        ))
         .routes(routes!(routes::limits::acquire))
         .routes(routes!(routes::limits::release))
         .routes(routes!(routes::limits::take_token))

@@ -39,7 +39,10 @@ pub async fn sweep(state: &AppState, cutoff: i64) -> Result<(), StoreError> {
     let ttl = i64::try_from(waiter_ttl(&state.orchestra).as_nanos()).unwrap_or(i64::MAX);
     let freed_any = state.store.sweep_slots(cutoff, now - ttl).await?;
     if freed_any > 0 {
-        tracing::info!(freed = freed_any, "freed the slots (or places in line) of runs gone");
+        tracing::info!(
+            freed = freed_any,
+            "freed the slots (or places in line) of runs gone"
+        );
         freed(state).await;
     }
     Ok(())

@@ -79,7 +79,10 @@ fn program(server: &Server, dir: &Path, name: &str, tasks: &str) -> Child {
         .env("FLOWKIT_API_URL", &server.url)
         .env("FLOWKIT_CONSOLE", "off")
         .env("FLOWKIT_SPOOL_DIR", dir.join(format!("spool-{name}")))
-        .env("RUST_LOG", std::env::var("CHILD_LOG").unwrap_or("warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("CHILD_LOG").unwrap_or("warn".into()),
+        )
         .env("LIMIT_OUT", dir.join("marks.txt"))
         .env("LIMIT_TASKS", tasks)
         .stdin(Stdio::null())
@@ -95,7 +98,10 @@ async fn wait_exit(mut child: Child, limit: Duration) {
             assert!(status.success(), "a program failed: {status}");
             return;
         }
-        assert!(started.elapsed() < limit, "a program did not finish in {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "a program did not finish in {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -160,7 +166,14 @@ async fn four_programs_hammering_one_tag_never_exceed_the_limit() {
         let (status, body) = put(&server, "/api/limits/limited", json!({"concurrency": 3})).await;
         assert_eq!(status, 200, "{body}");
         let programs: Vec<Child> = (0..4)
-            .map(|i| program(&server, dir.path(), &format!("p{i}"), "40,40,40,40,40,40,40,40"))
+            .map(|i| {
+                program(
+                    &server,
+                    dir.path(),
+                    &format!("p{i}"),
+                    "40,40,40,40,40,40,40,40",
+                )
+            })
             .collect();
         // The server's count, sampled while they run.
         let mut server_peak = 0;
@@ -173,15 +186,27 @@ async fn four_programs_hammering_one_tag_never_exceed_the_limit() {
             wait_exit(child, Duration::from_secs(30)).await;
         }
         let marks = marks(dir.path());
-        assert_eq!(marks.len(), 64, "{backend:?}: 32 task runs entered and left");
-        assert_eq!(peak(&marks), 3, "{backend:?}: at most 3 at once, and 3 reached");
+        assert_eq!(
+            marks.len(),
+            64,
+            "{backend:?}: 32 task runs entered and left"
+        );
+        assert_eq!(
+            peak(&marks),
+            3,
+            "{backend:?}: at most 3 at once, and 3 reached"
+        );
         assert!(
             (1..=3).contains(&server_peak),
             "{backend:?}: the server counted {server_peak} holders at once"
         );
         let pids: std::collections::HashSet<u32> = marks.iter().map(|m| m.pid).collect();
         assert_eq!(pids.len(), 4, "{backend:?}: every program ran tasks");
-        assert_eq!(holders_of(&limit(&server, "limited").await), 0, "{backend:?}: all given back");
+        assert_eq!(
+            holders_of(&limit(&server, "limited").await),
+            0,
+            "{backend:?}: all given back"
+        );
     }
 }
 
@@ -199,11 +224,18 @@ async fn waiters_are_served_in_arrival_order_and_a_killed_holder_frees_its_slot(
         .await;
         // B, C, D line up in that order; B's task holds its slot for a minute.
         let mut line = Vec::new();
-        for (i, (name, tasks)) in [("b", "60000"), ("c", "300"), ("d", "300")].into_iter().enumerate() {
+        for (i, (name, tasks)) in [("b", "60000"), ("c", "300"), ("d", "300")]
+            .into_iter()
+            .enumerate()
+        {
             let child = program(&server, dir.path(), name, tasks);
-            eventually(Duration::from_secs(20), "the program waits in line", || async {
-                limit(&server, "limited").await["waiting"].as_u64() == Some(i as u64 + 1)
-            })
+            eventually(
+                Duration::from_secs(20),
+                "the program waits in line",
+                || async {
+                    limit(&server, "limited").await["waiting"].as_u64() == Some(i as u64 + 1)
+                },
+            )
             .await;
             line.push(child);
         }
@@ -257,7 +289,11 @@ async fn waiters_are_served_in_arrival_order_and_a_killed_holder_frees_its_slot(
             gone >= Duration::from_millis(1000),
             "{backend:?}: not freed before its heartbeats could stop ({gone:?})"
         );
-        assert_eq!(holders_of(&limit(&server, "limited").await), 0, "{backend:?}");
+        assert_eq!(
+            holders_of(&limit(&server, "limited").await),
+            0,
+            "{backend:?}"
+        );
     }
 }
 
@@ -276,7 +312,8 @@ async fn the_server_keeps_a_rate_limits_bucket_and_tells_each_caller_its_wait() 
         let started = Instant::now();
         let mut turns = Vec::new();
         for _ in 0..8 {
-            let (status, answer) = common::api::post(&server, "/api/limits/orders-api/rate", Value::Null).await;
+            let (status, answer) =
+                common::api::post(&server, "/api/limits/orders-api/rate", Value::Null).await;
             assert_eq!(status, 200, "{answer}");
             assert_eq!(answer["limited"], true);
             let wait = answer["wait_us"].as_u64().expect("a wait") as i64;

@@ -72,7 +72,12 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
             Some(json!({"ticket": run})),
             Some("write"),
         ),
-        ("POST", "/api/limits/nowhere/rate".into(), None, Some("write")),
+        (
+            "POST",
+            "/api/limits/nowhere/rate".into(),
+            None,
+            Some("write"),
+        ),
         ("POST", "/api/events".into(), Some(json!([])), Some("write")),
         (
             "POST",
@@ -135,7 +140,12 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
             Some(json!({"concurrency": 2})),
             Some("operate"),
         ),
-        ("DELETE", "/api/limits/nowhere".into(), None, Some("operate")),
+        (
+            "DELETE",
+            "/api/limits/nowhere".into(),
+            None,
+            Some("operate"),
+        ),
         // admin: keys. (An empty name: allowed through, then refused as a bad request.)
         (
             "POST",

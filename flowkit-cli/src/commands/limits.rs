@@ -39,7 +39,8 @@ pub enum LimitsCommand {
 }
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
-    text.parse().map_err(|e: flowkit_api::limits::RateError| e.to_string())
+    text.parse()
+        .map_err(|e: flowkit_api::limits::RateError| e.to_string())
 }
 
 /// A limit's rate in words: `10/s (burst 5)`.
@@ -74,7 +75,13 @@ pub async fn run(client: &Client, command: LimitsCommand, json: bool) -> anyhow:
             let answer = client
                 .put(&["api", "limits", &name], &spec)
                 .await
-                .map_err(|f| f.with_options(&[("concurrency", "SLOTS"), ("rate", "--rate"), ("burst", "--burst")]))?;
+                .map_err(|f| {
+                    f.with_options(&[
+                        ("concurrency", "SLOTS"),
+                        ("rate", "--rate"),
+                        ("burst", "--burst"),
+                    ])
+                })?;
             if json {
                 output::json(&answer.value);
                 return Ok(());
@@ -106,7 +113,8 @@ pub async fn run(client: &Client, command: LimitsCommand, json: bool) -> anyhow:
                 output::line("No limits. Set one with `flowkit limits set TAG SLOTS`.");
                 return Ok(());
             }
-            let mut table = Table::new(&["NAME", "SLOTS", "WAITING", "RATE", "HELD BY (TASK RUNS)"]);
+            let mut table =
+                Table::new(&["NAME", "SLOTS", "WAITING", "RATE", "HELD BY (TASK RUNS)"]);
             for view in &limits {
                 let slots = match view.concurrency {
                     Some(limit) => format!("{}/{limit}", view.holders.len()),

@@ -12,7 +12,13 @@ fn limits_are_set_listed_removed_and_audited() {
         "{set}"
     );
     flowkit(&[
-        "limits", "set", "cli-orders", "--rate", "10/s", "--burst", "5",
+        "limits",
+        "set",
+        "cli-orders",
+        "--rate",
+        "10/s",
+        "--burst",
+        "5",
     ])
     .ok();
 
@@ -47,7 +53,13 @@ fn limits_are_set_listed_removed_and_audited() {
         .into_iter()
         .flatten()
         .filter(|e| e["detail"].as_str().is_some_and(|d| d.starts_with("cli-")))
-        .map(|e| format!("{} {}", e["action"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or("")))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["action"].as_str().unwrap_or(""),
+                e["detail"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert!(
         actions.contains(&"limit_set cli-api: concurrency 5".to_string()),

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use flowkit_api::access::AuditAction;
 use flowkit_api::limits::{
-    AcquireRequest, AcquireResponse, Holder, LimitNames, LimitSpec, LimitView, Rate,
-    RateResponse, ReleaseRequest,
+    AcquireRequest, AcquireResponse, Holder, LimitNames, LimitSpec, LimitView, Rate, RateResponse,
+    ReleaseRequest,
 };
 use uuid::Uuid;
 
@@ -225,7 +225,10 @@ pub async fn acquire(
     Path(name): Path<String>,
     request: Result<Json<AcquireRequest>, JsonRejection>,
 ) -> Result<Json<AcquireResponse>, ApiError> {
-    let request = body(request, "an acquire: {\"ticket\": ..., \"task_run_id\": ...}")?;
+    let request = body(
+        request,
+        "an acquire: {\"ticket\": ..., \"task_run_id\": ...}",
+    )?;
     check_name(&name)?;
     let mut rx = state.orchestra.limits.subscribe();
     let wait = state.orchestra.poll_wait();

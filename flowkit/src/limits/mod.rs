@@ -151,7 +151,12 @@ pub(crate) async fn acquire(
     };
     if local::any() {
         for tag in &names {
-            let mut told = || waiting(format!("waiting for a slot of tag {tag:?} (limit {} in this process)", local::get(tag).unwrap_or(0)));
+            let mut told = || {
+                waiting(format!(
+                    "waiting for a slot of tag {tag:?} (limit {} in this process)",
+                    local::get(tag).unwrap_or(0)
+                ))
+            };
             if let Some(permit) = local::acquire(tag, &mut told).await {
                 slots.local.push(permit);
             }

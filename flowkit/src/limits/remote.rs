@@ -197,14 +197,16 @@ impl Remote {
                     Err(ApiError::Refused { .. }) | Err(ApiError::Unavailable { .. })
                         if failures + 1 >= TRIES =>
                     {
-                        tracing::warn!(tag, "flowkit: could not take a slot from the server; the task goes on without it");
+                        tracing::warn!(
+                            tag,
+                            "flowkit: could not take a slot from the server; the task goes on without it"
+                        );
                         break;
                     }
                     Err(error) => {
                         failures += 1;
                         tracing::debug!(%error, tag, "flowkit: asking for a slot again");
-                        tokio::time::sleep(Duration::from_millis(100 * u64::from(failures)))
-                            .await;
+                        tokio::time::sleep(Duration::from_millis(100 * u64::from(failures))).await;
                     }
                 }
             }
