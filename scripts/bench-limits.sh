@@ -14,4 +14,4 @@ as_postgres "$BIN/pg_ctl" -D "$dir/data" -o "-p $port -k $dir -c listen_addresse
 trap 'as_postgres "$BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$dir"' EXIT
 psql -h 127.0.0.1 -p "$port" -U postgres -qc 'CREATE DATABASE bench'
 FLOWKIT_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:$port/bench" \
-    flock /tmp/flowkit-cargo.lock cargo bench -p flowkit-server --bench limits "$@"
+    cargo bench -p flowkit-server --bench limits "$@"
