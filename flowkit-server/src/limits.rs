@@ -57,6 +57,8 @@ pub(crate) async fn listen(pool: sqlx::PgPool, orchestra: Arc<Orchestra>) {
                 if let Err(error) = listener.listen(CHANNEL).await {
                     tracing::warn!(%error, "cannot listen for other servers' freed slots");
                 } else {
+                    // A slot freed elsewhere before this listened: everyone looks again.
+                    orchestra.limits.wake();
                     while listener.recv().await.is_ok() {
                         orchestra.limits.wake();
                     }

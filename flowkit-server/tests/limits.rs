@@ -66,7 +66,7 @@ async fn limits_program() {
         .split(',')
         .map(|t| t.trim().parse().expect("milliseconds"))
         .collect();
-    holders(times).await;
+    holders(times).await.expect("the flow ran");
     eprintln!("program done");
 }
 
