@@ -187,6 +187,10 @@ pub enum AuditAction {
     KeyCreate,
     /// Revoked a key.
     KeyRevoke,
+    /// Set a concurrency or rate limit.
+    LimitSet,
+    /// Removed a limit.
+    LimitRemove,
 }
 
 impl AuditAction {
@@ -202,6 +206,8 @@ impl AuditAction {
             AuditAction::BackfillCancel => "backfill_cancel",
             AuditAction::KeyCreate => "key_create",
             AuditAction::KeyRevoke => "key_revoke",
+            AuditAction::LimitSet => "limit_set",
+            AuditAction::LimitRemove => "limit_remove",
         }
     }
 
@@ -217,6 +223,8 @@ impl AuditAction {
             AuditAction::BackfillCancel,
             AuditAction::KeyCreate,
             AuditAction::KeyRevoke,
+            AuditAction::LimitSet,
+            AuditAction::LimitRemove,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)

@@ -16,6 +16,7 @@
 
 pub mod access;
 mod deployment;
+pub mod limits;
 mod schedule;
 pub mod work;
 

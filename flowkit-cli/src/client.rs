@@ -211,6 +211,11 @@ impl Client {
         self.send(Method::POST, segments, &[], Some(body)).await
     }
 
+    /// `PUT` a JSON body.
+    pub async fn put(&self, segments: &[&str], body: &impl Serialize) -> Result<Answer, Failure> {
+        self.send(Method::PUT, segments, &[], Some(body)).await
+    }
+
     /// `PATCH` a JSON body.
     pub async fn patch(&self, segments: &[&str], body: &impl Serialize) -> Result<Answer, Failure> {
         self.send(Method::PATCH, segments, &[], Some(body)).await

@@ -35,6 +35,10 @@
 //!   once, alone on stdout); `flowkit keys list`; `flowkit keys revoke NAME`. Needs an admin key.
 //! - `flowkit audit [--deployment D] [--run ID] [--backfill ID] [--actor KEY]`: who triggered,
 //!   cancelled, paused, backfilled or changed keys, and when.
+//! - `flowkit limits set TAG SLOTS`: at most SLOTS task runs tagged TAG at once, across every
+//!   program; `flowkit limits set NAME --rate 10/s [--burst 5]`: pace `flowkit::rate_limit(NAME)`;
+//!   `flowkit limits ls`: each limit, its slots in use, who holds them, how many wait;
+//!   `flowkit limits rm NAME`.
 //!
 //! Times: `2024-01-01` (midnight UTC), `2024-01-01T06:00` (UTC), RFC 3339 with an offset,
 //! `now`, `today`, or relative to now: `+2h`, `-7d`.
@@ -141,6 +145,9 @@ enum Command {
     Keys(commands::keys::KeysCommand),
     /// Who did what: operators' actions, newest first, with the key that did each.
     Audit(commands::keys::AuditArgs),
+    /// Concurrency limits by tag and rate limits, across every program using the server.
+    #[command(subcommand)]
+    Limits(commands::limits::LimitsCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -179,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workers => commands::workers::list(&client, json).await,
         Command::Keys(command) => commands::keys::run(&client, command, json).await,
         Command::Audit(args) => commands::keys::audit(&client, args, json).await,
+        Command::Limits(command) => commands::limits::run(&client, command, json).await,
     }
 }
 

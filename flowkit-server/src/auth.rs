@@ -100,9 +100,14 @@ pub fn need(method: &Method, route: &str) -> Need {
             "/api/events"
             | "/api/heartbeats"
             | "/api/workers/{worker}/poll"
-            | "/api/workers/{worker}/stop",
+            | "/api/workers/{worker}/stop"
+            | "/api/limits/{name}/acquire"
+            | "/api/limits/{name}/release"
+            | "/api/limits/{name}/rate",
         )
-        | ("PUT", "/api/deployments/{name}") => Need::Scope(Scope::Write),
+        | ("PUT", "/api/deployments/{name}")
+        // Which tags and names are limited: what programs read to know which cost a trip.
+        | ("GET", "/api/limits/names") => Need::Scope(Scope::Write),
         // What operators do.
         (
             "POST",
@@ -112,7 +117,8 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/api/deployments/{name}/backfills"
             | "/api/backfills/{id}/cancel",
         )
-        | ("PATCH", "/api/deployments/{name}") => Need::Scope(Scope::Operate),
+        | ("PATCH", "/api/deployments/{name}")
+        | ("PUT" | "DELETE", "/api/limits/{name}") => Need::Scope(Scope::Operate),
         ("GET" | "HEAD", _) => Need::Scope(Scope::Read),
         _ => Need::Scope(Scope::Admin),
     }

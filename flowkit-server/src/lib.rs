@@ -7,6 +7,7 @@ pub mod backup;
 pub mod body_limits;
 pub mod dashboard;
 pub mod error;
+pub mod limits;
 pub mod orchestrate;
 pub mod routes;
 pub mod serve;
@@ -124,6 +125,15 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::keys::me))
         .routes(routes!(routes::keys::revoke_key))
         .routes(routes!(routes::audit::list_audit))
+        .routes(routes!(routes::limits::list_limits))
+        .routes(routes!(routes::limits::limit_names))
+        .routes(routes!(
+            routes::limits::put_limit,
+            routes::limits::remove_limit
+        ))
+        .routes(routes!(routes::limits::acquire))
+        .routes(routes!(routes::limits::release))
+        .routes(routes!(routes::limits::take_token))
         .routes(routes!(stats))
         .split_for_parts()
 }

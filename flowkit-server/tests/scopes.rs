@@ -57,7 +57,27 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
         ("GET", "/api/backfills".into(), None, Some("read")),
         ("GET", format!("/api/backfills/{run}"), None, Some("read")),
         ("GET", "/api/audit".into(), None, Some("read")),
+        ("GET", "/api/limits".into(), None, Some("read")),
         // write: programs and workers.
+        ("GET", "/api/limits/names".into(), None, Some("write")),
+        (
+            "POST",
+            "/api/limits/nowhere/acquire".into(),
+            Some(json!({"ticket": run, "task_run_id": run})),
+            Some("write"),
+        ),
+        (
+            "POST",
+            "/api/limits/nowhere/release".into(),
+            Some(json!({"ticket": run})),
+            Some("write"),
+        ),
+        (
+            "POST",
+            "/api/limits/nowhere/rate".into(),
+            None,
+            Some("write"),
+        ),
         ("POST", "/api/events".into(), Some(json!([])), Some("write")),
         (
             "POST",
@@ -118,6 +138,18 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
             "POST",
             format!("/api/backfills/{run}/cancel"),
             Some(json!({})),
+            Some("operate"),
+        ),
+        (
+            "PUT",
+            "/api/limits/scoped".into(),
+            Some(json!({"concurrency": 2})),
+            Some("operate"),
+        ),
+        (
+            "DELETE",
+            "/api/limits/nowhere".into(),
+            None,
             Some("operate"),
         ),
         // admin: keys. (An empty name: allowed through, then refused as a bad request.)

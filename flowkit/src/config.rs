@@ -176,6 +176,7 @@ impl Config {
             Some(store) => crate::results::set_global_store(store),
             None => true,
         };
+        crate::limits::remote::configure(self.api_url.as_deref(), self.api_key.clone());
         let set = GLOBAL.get().is_none() && GLOBAL.set(self.build_bus()).is_ok();
         static INSTALLED: std::sync::Once = std::sync::Once::new();
         INSTALLED.call_once(|| {

@@ -450,6 +450,7 @@ where
             && self.plan.is_none()
             && !needs_slot
             && self.run.options.timeout.is_none()
+            && !crate::limits::may_limit(&self.run.options.tags)
     }
 
     /// The future of a [plain](Self::is_plain) run.
@@ -586,21 +587,33 @@ where
         let attempt_future = attempt_future(run, start_attempt(), attempt);
         // A timed-out attempt stops the runs it detached, as a flow's timeout does.
         let timed = timeout.map(|limit| (limit, run.clone()));
+        let limited = crate::limits::may_limit(&run.options.tags).then(|| run.clone());
         async move {
-            let outcome = match timed {
+            // The slots of its tags, held for this attempt only (not across a retry's delay),
+            // taken before its timeout starts.
+            let slots = match &limited {
+                Some(run) => Some(Box::pin(take_slots(run)).await),
+                None => None,
+            };
+            let ended = match timed {
                 // Boxed: a timer is large, and only runs with a timeout need one.
                 Some((limit, run)) => {
                     match Box::pin(tokio::time::timeout(limit, attempt_future)).await {
-                        Ok(outcome) => outcome,
+                        Ok(outcome) => attempt_of(outcome),
                         Err(_) => {
                             run.live.abort_detached();
-                            return Attempt::TimedOut(limit);
+                            Attempt::TimedOut(limit)
                         }
                     }
                 }
-                None => attempt_future.await,
+                None => attempt_of(attempt_future.await),
             };
-            let ended = attempt_of(outcome);
+            if let Some(slots) = slots {
+                Box::pin(slots.release()).await;
+            }
+            if let Attempt::TimedOut(_) = ended {
+                return ended;
+            }
             match plan {
                 // Boxed, and given the whole outcome: nothing of it is held here across
                 // the store's await.
@@ -610,6 +623,25 @@ where
         }
     };
     drive_from(&**run, policy, first, start, retry_if).await
+}
+
+/// Takes the slots of a task run's tags, logging on the run when it must wait.
+async fn take_slots(run: &Arc<TaskRun>) -> crate::limits::Slots {
+    let mut waiting = |message: String| {
+        crate::run::Record::runtime_log(
+            &**run,
+            crate::events::LogLevel::Info,
+            crate::RUNTIME_TARGET,
+            || message,
+        );
+    };
+    crate::limits::acquire(
+        &run.options.tags,
+        run.id,
+        run.flow.as_ref().map(|f| f.id),
+        &mut waiting,
+    )
+    .await
 }
 
 /// How an attempt's body ended (a function, so that nothing of the body's output is held

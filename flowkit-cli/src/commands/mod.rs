@@ -4,6 +4,7 @@ pub mod backfill;
 pub mod deployments;
 pub mod gaps;
 pub mod keys;
+pub mod limits;
 pub mod runs;
 pub mod trigger;
 pub mod workers;

@@ -5,6 +5,7 @@ mod backfills;
 mod common;
 mod deployments;
 mod keys;
+mod limits;
 mod orchestration;
 mod real_worker;
 mod runs;

@@ -1,5 +1,5 @@
 // The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/runs/<id>/tasks/<task run id>`, `#/flows`,
-// `#/deployments`, `#/backfills`, `#/backfills/<id>`, `#/workers`, `#/audit`), the live indicator, the
+// `#/deployments`, `#/backfills`, `#/backfills/<id>`, `#/workers`, `#/limits`, `#/audit`), the live indicator, the
 // theme, and what the key may do (`scopes.js`).
 
 import { follow } from './api.js';
@@ -12,6 +12,7 @@ import { flowsPage } from './flows.js';
 import { deploymentsPage } from './deployments.js';
 import { backfillPage, backfillsPage } from './backfills.js';
 import { workersPage } from './workers.js';
+import { limitsPage } from './limits.js';
 import { auditPage } from './audit.js';
 import { loadScopes } from './scopes.js';
 
@@ -65,6 +66,9 @@ function route() {
   } else if (parts[0] === 'audit') {
     section = 'audit';
     unmount = auditPage(ctx);
+  } else if (parts[0] === 'limits') {
+    section = 'limits';
+    unmount = limitsPage(ctx);
   } else if (parts[0] === 'workers') {
     section = 'workers';
     unmount = workersPage(ctx);

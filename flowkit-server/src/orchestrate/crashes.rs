@@ -30,6 +30,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     let cutoff = crate::store::nanos(now).unwrap_or(0)
         - i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX);
     let stale = state.store.sweep(cutoff).await?;
+    crate::limits::sweep(state, cutoff).await?;
     let mut crashed = 0;
     for (run, worker) in stale {
         let rank = state.store.run_rank(run).await?;

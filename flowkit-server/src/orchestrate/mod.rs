@@ -30,6 +30,8 @@ use crate::store::{Store, StoreError};
 pub struct Orchestra {
     /// Wakes long-polling workers when runs appear or cancels are asked for.
     pub wake: Wake,
+    /// Wakes programs waiting for a concurrency slot when one is freed.
+    pub limits: Wake,
     /// A run whose heartbeats stop for this long is recorded `Crashed`.
     pub heartbeat_timeout: Duration,
     /// How often the scheduler looks for schedules' runs to create.
@@ -44,6 +46,7 @@ impl Orchestra {
     pub fn new(heartbeat_timeout: Duration, tick: Duration) -> Orchestra {
         Orchestra {
             wake: Wake::new(),
+            limits: Wake::new(),
             heartbeat_timeout,
             tick,
             seen: Default::default(),
@@ -90,7 +93,8 @@ pub fn spawn(state: &AppState) {
     tokio::spawn(scheduler::run(state.clone()));
     tokio::spawn(crashes::run(state.clone()));
     if let Store::Postgres(store) = &state.store {
-        tokio::spawn(wake::listen(store.pool().clone(), orchestra));
+        tokio::spawn(wake::listen(store.pool().clone(), orchestra.clone()));
+        tokio::spawn(crate::limits::listen(store.pool().clone(), orchestra));
         // Not orchestration, but the same kind of loop: other servers' revoked keys.
         tokio::spawn(crate::auth::listen(
             store.pool().clone(),

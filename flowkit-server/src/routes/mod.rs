@@ -5,6 +5,7 @@ pub mod backfills;
 pub mod deployments;
 pub mod events;
 pub mod keys;
+pub mod limits;
 pub mod live;
 pub mod runs;
 pub mod work;

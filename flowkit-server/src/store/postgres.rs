@@ -26,6 +26,7 @@ work_store!(
     begin: "BEGIN",
 );
 access_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, notify: true);
+limits_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, lock: " FOR UPDATE");
 
 impl PgStore {
     /// The connection pool (for listening to other servers' notifications).

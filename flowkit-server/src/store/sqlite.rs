@@ -29,6 +29,7 @@ work_store!(
     begin: "BEGIN IMMEDIATE",
 );
 access_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, notify: false);
+limits_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, lock: "");
 
 impl SqliteStore {
     /// One server per SQLite file: nobody else to tell.
