@@ -185,6 +185,10 @@ pub enum AuditAction {
     KeyCreate,
     /// Revoked a key.
     KeyRevoke,
+    /// Made an automation.
+    AutomationCreate,
+    /// Deleted an automation.
+    AutomationDelete,
 }
 
 impl AuditAction {
@@ -199,6 +203,8 @@ impl AuditAction {
             AuditAction::BackfillCancel => "backfill_cancel",
             AuditAction::KeyCreate => "key_create",
             AuditAction::KeyRevoke => "key_revoke",
+            AuditAction::AutomationCreate => "automation_create",
+            AuditAction::AutomationDelete => "automation_delete",
         }
     }
 
@@ -213,6 +219,8 @@ impl AuditAction {
             AuditAction::BackfillCancel,
             AuditAction::KeyCreate,
             AuditAction::KeyRevoke,
+            AuditAction::AutomationCreate,
+            AuditAction::AutomationDelete,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod access;
+pub mod automation;
 mod deployment;
 mod schedule;
 pub mod work;

@@ -109,9 +109,11 @@ pub fn need(method: &Method, route: &str) -> Need {
             "/api/deployments/{name}/runs"
             | "/api/flow_runs/{id}/cancel"
             | "/api/deployments/{name}/backfills"
-            | "/api/backfills/{id}/cancel",
+            | "/api/backfills/{id}/cancel"
+            | "/api/automations",
         )
-        | ("PATCH", "/api/deployments/{name}") => Need::Scope(Scope::Operate),
+        | ("PATCH", "/api/deployments/{name}")
+        | ("DELETE", "/api/automations/{name}") => Need::Scope(Scope::Operate),
         ("GET" | "HEAD", _) => Need::Scope(Scope::Read),
         _ => Need::Scope(Scope::Admin),
     }

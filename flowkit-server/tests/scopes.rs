@@ -57,6 +57,8 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
         ("GET", "/api/backfills".into(), None, Some("read")),
         ("GET", format!("/api/backfills/{run}"), None, Some("read")),
         ("GET", "/api/audit".into(), None, Some("read")),
+        ("GET", "/api/automations".into(), None, Some("read")),
+        ("GET", "/api/deliveries".into(), None, Some("read")),
         // write: programs and workers.
         ("POST", "/api/events".into(), Some(json!([])), Some("write")),
         (
@@ -112,6 +114,19 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
             "POST",
             format!("/api/backfills/{run}/cancel"),
             Some(json!({})),
+            Some("operate"),
+        ),
+        // (An empty name: allowed through, then refused as a bad request.)
+        (
+            "POST",
+            "/api/automations".into(),
+            Some(json!({"name": "", "on": {"late": "1m"}, "notify": []})),
+            Some("operate"),
+        ),
+        (
+            "DELETE",
+            "/api/automations/nobody".into(),
+            None,
             Some("operate"),
         ),
         // admin: keys. (An empty name: allowed through, then refused as a bad request.)

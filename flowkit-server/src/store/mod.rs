@@ -19,6 +19,8 @@ mod backend;
 pub mod work;
 #[macro_use]
 pub mod access;
+#[macro_use]
+pub mod automations;
 mod health;
 pub mod postgres;
 pub mod sqlite;

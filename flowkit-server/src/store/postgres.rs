@@ -26,6 +26,13 @@ work_store!(
     begin: "BEGIN",
 );
 access_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, notify: true);
+automation_store!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+    begin: "BEGIN",
+);
 
 impl PgStore {
     /// The connection pool (for listening to other servers' notifications).

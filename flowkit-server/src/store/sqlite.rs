@@ -29,6 +29,13 @@ work_store!(
     begin: "BEGIN IMMEDIATE",
 );
 access_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, notify: false);
+automation_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    skip_locked: "",
+    begin: "BEGIN IMMEDIATE",
+);
 
 impl SqliteStore {
     /// One server per SQLite file: nobody else to tell.
