@@ -73,6 +73,10 @@ struct Args {
     #[arg(long, env = "FLOWKIT_NOTIFY_ATTEMPTS", default_value_t = 6,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     notify_attempts: u32,
+    /// How long one try of a notification may take (a target that does not answer in time
+    /// counts as failed, and is tried again later).
+    #[arg(long, env = "FLOWKIT_NOTIFY_TIMEOUT", default_value = "10s", value_parser = duration)]
+    notify_timeout: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -232,8 +236,8 @@ async fn main() -> anyhow::Result<()> {
             tick: args.automations_tick,
             retry_base: args.notify_retry,
             max_attempts: args.notify_attempts,
+            timeout: args.notify_timeout,
             public_url: Some(public_url),
-            ..Default::default()
         });
     flowkit_server::orchestrate::spawn(&state);
     flowkit_server::automations::spawn(&state);

@@ -334,27 +334,50 @@ fn check_slack(body: &Value) {
 async fn a_receiver_that_fails_is_retried_and_one_that_never_answers_is_given_up() {
     for backend in BACKENDS {
         let dir = TempDir::new("automations-retry");
-        let server = server(backend, &dir, &["--notify-attempts", "3"]).await;
+        let server = server(
+            backend,
+            &dir,
+            &["--notify-attempts", "3", "--notify-timeout", "2s"],
+        )
+        .await;
         let receiver = Receiver::start().await;
         *receiver.fail_first.lock().unwrap() = 2;
-        // Nobody listens there: every try fails to connect.
-        let dead = format!("http://127.0.0.1:{}/gone", common::free_port());
+        // Always 500.
+        let broken = Receiver::start().await;
+        *broken.fail_first.lock().unwrap() = u32::MAX;
+        // Takes connections and never answers: each try waits out the timeout.
+        let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hanging_url = format!("http://{}/hang", hanging.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = hanging.accept().await {
+                open.push(socket);
+            }
+        });
         automation(
             &server,
             json!({"name": "flaky", "on": {"state": ["Failed"]},
-                   "notify": [{"webhook": format!("{}/hook", receiver.url)}, {"webhook": dead}]}),
+                   "notify": [{"webhook": format!("{}/hook", receiver.url)},
+                              {"webhook": format!("{}/broken", broken.url)},
+                              {"webhook": hanging_url}]}),
         )
         .await;
         let run = Uuid::now_v7();
+        let sent = Instant::now();
         ingest(
             &server,
             vec![created(run, "etl", &[]), change(run, State::Failed, None)],
         )
         .await;
-        // 500, 500, then 200: taken at the third try (after 200 ms and 400 ms).
-        receiver
+        // 500, 500, then 200: taken at the third try (after 200 ms and 400 ms), while the
+        // hanging target's first try still waits for its 2 s timeout.
+        let took = receiver
             .wait_for("/hook", 1, Duration::from_secs(10))
             .await;
+        assert!(
+            sent.elapsed() < Duration::from_millis(1900),
+            "{backend:?}: the hanging target delayed another: {took:?}"
+        );
         // Ingestion never waits on a target: more failures go in fast meanwhile.
         for _ in 0..5 {
             let started = Instant::now();
@@ -366,17 +389,18 @@ async fn a_receiver_that_fails_is_retried_and_one_that_never_answers_is_given_up
             .await;
             assert!(started.elapsed() < Duration::from_secs(1));
         }
-        let listed = eventually(Duration::from_secs(10), "the dead target given up", || async {
+        eventually(Duration::from_secs(20), "both bad targets given up", || async {
             deliveries(&server, "flaky")
                 .await
                 .iter()
-                .any(|d| d["flow_run_id"] == json!(run) && d["status"] == "failed")
+                .filter(|d| d["flow_run_id"] == json!(run) && d["status"] == "failed")
+                .count()
+                == 2
         })
         .await;
-        let _ = listed;
         let all = deliveries(&server, "flaky").await;
         let of_run: Vec<&Value> = all.iter().filter(|d| d["flow_run_id"] == json!(run)).collect();
-        assert_eq!(of_run.len(), 2, "{backend:?}: {all:?}");
+        assert_eq!(of_run.len(), 3, "{backend:?}: {all:?}");
         for d in of_run {
             let codes: Vec<Value> = d["attempts"]
                 .as_array()
@@ -384,31 +408,32 @@ async fn a_receiver_that_fails_is_retried_and_one_that_never_answers_is_given_up
                 .iter()
                 .map(|a| a["status_code"].clone())
                 .collect();
-            if d["target"].as_str().unwrap().starts_with(&receiver.url) {
+            let target = d["target"].as_str().unwrap();
+            if target.starts_with(&receiver.url) {
                 assert_eq!(d["status"], "delivered");
                 assert_eq!(codes, [json!(500), json!(500), json!(200)], "{d}");
                 let first = d["attempts"][0]["error"].as_str().unwrap();
                 assert!(first.contains("500"), "{first}");
+            } else if target.starts_with(&broken.url) {
+                assert_eq!(d["status"], "failed", "{d}");
+                assert_eq!(codes, [json!(500), json!(500), json!(500)], "{d}");
             } else {
                 assert_eq!(d["status"], "failed", "{d}");
                 assert_eq!(codes, [Value::Null, Value::Null, Value::Null], "{d}");
-                assert!(
-                    d["attempts"][2]["error"]
-                        .as_str()
-                        .unwrap()
-                        .contains("could not connect"),
-                    "{d}"
-                );
+                for attempt in d["attempts"].as_array().unwrap() {
+                    assert!(attempt["error"].as_str().unwrap().contains("timed out"), "{d}");
+                    assert!(attempt["millis"].as_u64().unwrap() >= 1900, "{d}");
+                }
             }
         }
-        // The first run's notification reached the receiver once (its two 500s were not
-        // taken).
+        // The run's notification reached the receiver once (its two 500s were not taken).
         let of_first = receiver
             .on("/hook")
             .iter()
             .filter(|r| r.body["flow_run"]["id"] == json!(run))
             .count();
         assert_eq!(of_first, 1);
+        held.abort();
     }
 }
 

@@ -1,48 +1,87 @@
 //! The deliverer: sends the outbox. Each server runs one; it takes due notifications (leased, so
-//! no other server sends them meanwhile; on PostgreSQL with `FOR UPDATE SKIP LOCKED`), posts
-//! them all at once, records each try, and schedules a retry with a doubling wait until
-//! `max_attempts`, then gives up. It wakes when notifications are queued on this server, and
-//! looks for due ones (retries, other servers' leftovers) every second.
+//! no other server sends them meanwhile; on PostgreSQL with `FOR UPDATE SKIP LOCKED`), sends
+//! each in a task of its own (at most [`IN_FLIGHT`] at once), records each try, and schedules a
+//! retry with a doubling wait until `max_attempts`, then gives up. It wakes when notifications
+//! are queued on this server or a send ends, and looks for due ones (retries, other servers'
+//! leftovers) every second.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::join_all;
+use tokio::sync::Semaphore;
 
 use crate::AppState;
 use crate::store::automations::{AttemptRow, DeliveryRow, Outcome};
 use crate::store::{StoreError, nanos};
 
-/// At most this many notifications are sent at once.
-const BATCH: i64 = 32;
+/// At most this many notifications are in flight at once (per server).
+const IN_FLIGHT: usize = 32;
 /// Retries wait at most this long.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
+/// Claims due notifications while there is room in flight, and sends each in a task of its
+/// own: a target that hangs until its timeout holds one slot, never the others' notifications.
 pub(super) async fn run(state: AppState) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
-        match deliver_once(&state).await {
-            // A full batch: there may be more.
-            Ok(n) if n as i64 == BATCH => continue,
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "automations: could not send notifications; will try again"),
+        let room = slots.available_permits();
+        let claimed = if room == 0 {
+            Ok(Vec::new())
+        } else {
+            claim(&state, room).await
+        };
+        let full = match claimed {
+            Ok(due) => {
+                let n = due.len();
+                for delivery in due {
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = send(&state, delivery).await {
+                            tracing::warn!(%error, "automations: could not record a try");
+                        }
+                        drop(slot);
+                        // Room again: look for more at once.
+                        state.automations.wake.notify_one();
+                    });
+                }
+                n > 0 && n == room
+            }
+            Err(error) => {
+                tracing::warn!(%error, "automations: could not take notifications to send; will try again");
+                false
+            }
+        };
+        // Nothing more due, or no room: wait for a queued notification or a send that ends
+        // (both wake us), or a second.
+        if !full || slots.available_permits() == 0 {
+            let _ = tokio::time::timeout(Duration::from_secs(1), state.automations.wake.notified()).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), state.automations.wake.notified()).await;
     }
 }
 
-/// Sends the notifications due now; how many were tried.
-pub async fn deliver_once(state: &AppState) -> Result<usize, StoreError> {
+/// Takes up to `limit` notifications due now, leased for three timeouts (a try takes at most
+/// one).
+async fn claim(state: &AppState, limit: usize) -> Result<Vec<DeliveryRow>, StoreError> {
     let settings = &state.automations.settings;
     let now = nanos(Utc::now()).unwrap_or(0);
-    // A try takes at most `timeout`: the lease outlasts it.
     let lease = i64::try_from((settings.timeout * 3).as_nanos()).unwrap_or(i64::MAX);
-    let due = state
+    state
         .store
-        .claim_deliveries(now, now.saturating_add(lease), BATCH)
-        .await?;
+        .claim_deliveries(now, now.saturating_add(lease), limit as i64)
+        .await
+}
+
+/// Sends the notifications due now and waits for every try to be recorded; how many were
+/// tried. (The server's own deliverer does not wait for a batch: see `run`.)
+pub async fn deliver_once(state: &AppState) -> Result<usize, StoreError> {
+    let due = claim(state, IN_FLIGHT).await?;
     let tried = due.len();
-    let sends = due.into_iter().map(|delivery| send(state, delivery));
-    for result in join_all(sends).await {
+    for result in join_all(due.into_iter().map(|delivery| send(state, delivery))).await {
         result?;
     }
     Ok(tried)
@@ -79,6 +118,12 @@ async fn send(state: &AppState, delivery: DeliveryRow) -> Result<(), StoreError>
         Outcome::GaveUp
     } else {
         let wait = backoff(settings.retry_base, attempt);
+        // Wake the deliverer when it is due (else its once-a-second look finds it).
+        let automations = state.automations.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            automations.wake.notify_one();
+        });
         Outcome::Retry(now.saturating_add(i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX)))
     };
     let label = match outcome {
