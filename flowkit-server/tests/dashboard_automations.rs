@@ -138,7 +138,7 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
             vec![],
         )
         .await;
-    assert_eq!(tries, json!(["no answer"; 6]), "two tries each, no answer");
+    assert_eq!(tries, json!(vec!["no answer"; 6]), "two tries each, no answer");
     let says = browser.text("[data-testid=deliveries]").await;
     assert!(says.contains("Paused deployment flaky"), "{says}");
     browser.screenshot("automations").await;
