@@ -209,7 +209,10 @@ impl AutomationSpec {
                 if let Some(wrong) = states.iter().find(|s| !END_STATES.contains(&s.as_str())) {
                     return Err((
                         "on.state".into(),
-                        format!("{wrong:?} is not a state a run ends in: expected one of {}", END_STATES.join(", ")),
+                        format!(
+                            "{wrong:?} is not a state a run ends in: expected one of {}",
+                            END_STATES.join(", ")
+                        ),
                     ));
                 }
             }

@@ -44,8 +44,8 @@ impl Receiver {
             .expect("a port");
         let url = format!("http://{}", listener.local_addr().expect("an address"));
         let (g, f) = (got.clone(), fail_first.clone());
-        let app = axum::Router::new().fallback(
-            move |uri: axum::http::Uri, body: axum::body::Bytes| {
+        let app =
+            axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
                 let (got, fail_first) = (g.clone(), f.clone());
                 async move {
                     let at = Instant::now();
@@ -64,8 +64,7 @@ impl Receiver {
                     });
                     (axum::http::StatusCode::OK, "ok")
                 }
-            },
-        );
+            });
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver {
             url,
@@ -141,7 +140,10 @@ fn created(run: Uuid, flow: &str, tags: &[&str]) -> flowkit::events::Event {
             run_name: Some(format!("{flow}-run")),
             description: None,
             parameters: None,
-            tags: tags.iter().map(|t| std::borrow::Cow::Owned(t.to_string())).collect(),
+            tags: tags
+                .iter()
+                .map(|t| std::borrow::Cow::Owned(t.to_string()))
+                .collect(),
             parent_flow_run_id: None,
             parent_task_run_id: None,
             upstream: vec![],
@@ -214,9 +216,7 @@ async fn a_failed_run_is_notified_once_per_target_and_other_runs_not_at_all() {
             .await;
         }
 
-        receiver
-            .wait_for("/hook", 1, Duration::from_secs(10))
-            .await;
+        receiver.wait_for("/hook", 1, Duration::from_secs(10)).await;
         receiver
             .wait_for("/slack", 1, Duration::from_secs(10))
             .await;
@@ -235,7 +235,10 @@ async fn a_failed_run_is_notified_once_per_target_and_other_runs_not_at_all() {
             flowkit_api::automation::NotificationKind::State
         );
         let run = notification.flow_run.as_ref().expect("its run");
-        assert_eq!((run.id, run.flow.as_str(), run.state.as_str()), (failed, "etl", "Failed"));
+        assert_eq!(
+            (run.id, run.flow.as_str(), run.state.as_str()),
+            (failed, "etl", "Failed")
+        );
         assert_eq!(run.run_name.as_deref(), Some("etl-run"));
         assert!(run.message.as_deref().unwrap().starts_with("ValueError"));
         assert_eq!(
@@ -243,7 +246,9 @@ async fn a_failed_run_is_notified_once_per_target_and_other_runs_not_at_all() {
             Some(format!("https://flowkit.example.com/ops/#/runs/{failed}").as_str())
         );
         assert!(
-            notification.summary.contains("etl run etl-run is Failed: ValueError"),
+            notification
+                .summary
+                .contains("etl run etl-run is Failed: ValueError"),
             "{}",
             notification.summary
         );
@@ -252,7 +257,10 @@ async fn a_failed_run_is_notified_once_per_target_and_other_runs_not_at_all() {
         let slack = &receiver.on("/slack")[0].body;
         check_slack(slack);
         let text = slack.to_string();
-        assert!(text.contains("&lt;bad&gt; row 7 &amp; more"), "escaped: {text}");
+        assert!(
+            text.contains("&lt;bad&gt; row 7 &amp; more"),
+            "escaped: {text}"
+        );
         assert!(
             text.contains(&format!(
                 "<https://flowkit.example.com/ops/#/runs/{failed}|Open in flowkit>"
@@ -272,8 +280,14 @@ async fn a_failed_run_is_notified_once_per_target_and_other_runs_not_at_all() {
         }
         // Targets' paths are not shown to readers.
         let rules = get(&server, "/api/automations").await;
-        assert_eq!(rules[0]["notify"][0]["webhook"], format!("{}/…", receiver.url));
-        assert_eq!(rules[0]["notify"][1]["slack"], format!("{}/…", receiver.url));
+        assert_eq!(
+            rules[0]["notify"][0]["webhook"],
+            format!("{}/…", receiver.url)
+        );
+        assert_eq!(
+            rules[0]["notify"][1]["slack"],
+            format!("{}/…", receiver.url)
+        );
 
         // Deleted, it notifies of nothing.
         let (status, _) = common::api::send(
@@ -287,7 +301,10 @@ async fn a_failed_run_is_notified_once_per_target_and_other_runs_not_at_all() {
         let run = Uuid::now_v7();
         ingest(
             &server,
-            vec![created(run, "etl", &["prod"]), change(run, State::Failed, None)],
+            vec![
+                created(run, "etl", &["prod"]),
+                change(run, State::Failed, None),
+            ],
         )
         .await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -298,7 +315,10 @@ async fn a_failed_run_is_notified_once_per_target_and_other_runs_not_at_all() {
 /// A Slack incoming-webhook body: `text`, and `blocks` each of a type Slack knows, with mrkdwn
 /// texts under 3,000 characters and at most 10 fields per section.
 fn check_slack(body: &Value) {
-    assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(
+        body["text"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
     let blocks = body["blocks"].as_array().expect("blocks");
     assert!(!blocks.is_empty() && blocks.len() <= 50);
     for block in blocks {
@@ -371,9 +391,7 @@ async fn a_receiver_that_fails_is_retried_and_one_that_never_answers_is_given_up
         .await;
         // 500, 500, then 200: taken at the third try (after 200 ms and 400 ms), while the
         // hanging target's first try still waits for its 2 s timeout.
-        let took = receiver
-            .wait_for("/hook", 1, Duration::from_secs(10))
-            .await;
+        let took = receiver.wait_for("/hook", 1, Duration::from_secs(10)).await;
         assert!(
             sent.elapsed() < Duration::from_millis(1900),
             "{backend:?}: the hanging target delayed another: {took:?}"
@@ -384,22 +402,32 @@ async fn a_receiver_that_fails_is_retried_and_one_that_never_answers_is_given_up
             let other = Uuid::now_v7();
             ingest(
                 &server,
-                vec![created(other, "etl", &[]), change(other, State::Failed, None)],
+                vec![
+                    created(other, "etl", &[]),
+                    change(other, State::Failed, None),
+                ],
             )
             .await;
             assert!(started.elapsed() < Duration::from_secs(1));
         }
-        eventually(Duration::from_secs(20), "both bad targets given up", || async {
-            deliveries(&server, "flaky")
-                .await
-                .iter()
-                .filter(|d| d["flow_run_id"] == json!(run) && d["status"] == "failed")
-                .count()
-                == 2
-        })
+        eventually(
+            Duration::from_secs(20),
+            "both bad targets given up",
+            || async {
+                deliveries(&server, "flaky")
+                    .await
+                    .iter()
+                    .filter(|d| d["flow_run_id"] == json!(run) && d["status"] == "failed")
+                    .count()
+                    == 2
+            },
+        )
         .await;
         let all = deliveries(&server, "flaky").await;
-        let of_run: Vec<&Value> = all.iter().filter(|d| d["flow_run_id"] == json!(run)).collect();
+        let of_run: Vec<&Value> = all
+            .iter()
+            .filter(|d| d["flow_run_id"] == json!(run))
+            .collect();
         assert_eq!(of_run.len(), 3, "{backend:?}: {all:?}");
         for d in of_run {
             let codes: Vec<Value> = d["attempts"]
@@ -421,7 +449,10 @@ async fn a_receiver_that_fails_is_retried_and_one_that_never_answers_is_given_up
                 assert_eq!(d["status"], "failed", "{d}");
                 assert_eq!(codes, [Value::Null, Value::Null, Value::Null], "{d}");
                 for attempt in d["attempts"].as_array().unwrap() {
-                    assert!(attempt["error"].as_str().unwrap().contains("timed out"), "{d}");
+                    assert!(
+                        attempt["error"].as_str().unwrap().contains("timed out"),
+                        "{d}"
+                    );
                     assert!(attempt["millis"].as_u64().unwrap() >= 1900, "{d}");
                 }
             }
@@ -507,8 +538,14 @@ async fn late_runs_and_missed_slas_are_notified_on_time_and_once() {
         assert_eq!(late["deployment"], "nightly");
         let sla = &receiver.on("/sla")[0].body;
         check_slack(sla);
-        assert!(sla["text"].as_str().unwrap().contains("missed its SLA"), "{sla}");
-        assert!(sla.to_string().contains(&slow.to_string()), "the slow run, not the quick one: {sla}");
+        assert!(
+            sla["text"].as_str().unwrap().contains("missed its SLA"),
+            "{sla}"
+        );
+        assert!(
+            sla.to_string().contains(&slow.to_string()),
+            "the slow run, not the quick one: {sla}"
+        );
     }
 }
 
@@ -557,7 +594,10 @@ async fn the_circuit_breaker_pauses_a_deployment_after_n_failures_until_resumed(
         let mut failures = 0;
         let deadline = Instant::now() + Duration::from_secs(20);
         while failures < 3 {
-            assert!(Instant::now() < deadline, "{backend:?}: three runs came due");
+            assert!(
+                Instant::now() < deadline,
+                "{backend:?}: three runs came due"
+            );
             for run in poll(1).await {
                 ingest(
                     &server,
@@ -589,7 +629,12 @@ async fn the_circuit_breaker_pauses_a_deployment_after_n_failures_until_resumed(
             .expect("the pause is in the audit trail")
             .clone();
         assert_eq!(pause["actor"], "automation:breaker", "{pause}");
-        assert!(pause["detail"].as_str().unwrap().contains("last 3 runs failed"));
+        assert!(
+            pause["detail"]
+                .as_str()
+                .unwrap()
+                .contains("last 3 runs failed")
+        );
         receiver.wait_for("/hook", 4, Duration::from_secs(10)).await;
         let breaker: Vec<Received> = receiver
             .on("/hook")
@@ -604,24 +649,34 @@ async fn the_circuit_breaker_pauses_a_deployment_after_n_failures_until_resumed(
         );
 
         // Resumed (the existing resume), it runs again; a success closes the breaker.
-        let (status, view) = patch(&server, "/api/deployments/flaky", json!({"paused": false})).await;
+        let (status, view) =
+            patch(&server, "/api/deployments/flaky", json!({"paused": false})).await;
         assert_eq!(status, 200);
         assert_eq!(view["paused"], false);
         assert!(view.get("paused_by").is_none(), "{view}");
         let deadline = Instant::now() + Duration::from_secs(10);
         let run = loop {
-            assert!(Instant::now() < deadline, "{backend:?}: a run after resuming");
+            assert!(
+                Instant::now() < deadline,
+                "{backend:?}: a run after resuming"
+            );
             if let Some(run) = poll(1).await.first() {
                 break *run;
             }
         };
         ingest(
             &server,
-            vec![change(run, State::Running, None), change(run, State::Completed, None)],
+            vec![
+                change(run, State::Running, None),
+                change(run, State::Completed, None),
+            ],
         )
         .await;
         assert_eq!(common::api::run_state(&server, run).await, "Completed");
-        assert_eq!(get(&server, "/api/deployments/flaky").await["paused"], false);
+        assert_eq!(
+            get(&server, "/api/deployments/flaky").await["paused"],
+            false
+        );
     }
 }
 
@@ -642,10 +697,15 @@ async fn notification_latency_from_ingest_to_receipt() {
         let mut latencies = Vec::new();
         for i in 0..40 {
             let run = Uuid::now_v7();
-            let events = vec![created(run, "etl", &[]), change(run, State::Failed, Some("boom"))];
+            let events = vec![
+                created(run, "etl", &[]),
+                change(run, State::Failed, Some("boom")),
+            ];
             let sent = Instant::now();
             ingest(&server, events).await;
-            receiver.wait_for("/hook", i + 1, Duration::from_secs(10)).await;
+            receiver
+                .wait_for("/hook", i + 1, Duration::from_secs(10))
+                .await;
             latencies.push(receiver.on("/hook")[i].at - sent);
         }
         latencies.sort();

@@ -24,7 +24,14 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
     let mut server = Server::start(
         dir.path(),
         0,
-        &["--api-key", KEY, "--notify-retry", "100ms", "--notify-attempts", "2"],
+        &[
+            "--api-key",
+            KEY,
+            "--notify-retry",
+            "100ms",
+            "--notify-attempts",
+            "2",
+        ],
     )
     .await;
     server.key = Some(KEY.into());
@@ -85,19 +92,29 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
         .await;
         assert_eq!(status, 200, "{body}");
     }
-    assert_eq!(get(&server, "/api/deployments/flaky").await["paused_by"], "automation:breaker");
+    assert_eq!(
+        get(&server, "/api/deployments/flaky").await["paused_by"],
+        "automation:breaker"
+    );
     // Wait until the dead target is given up (two tries), so the page shows both outcomes.
-    eventually(Duration::from_secs(15), "the dead target given up", || async {
-        let all = get(&server, "/api/deliveries").await;
-        all.as_array()
-            .is_some_and(|d| d.iter().filter(|d| d["status"] == "failed").count() == 3)
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the dead target given up",
+        || async {
+            let all = get(&server, "/api/deliveries").await;
+            all.as_array()
+                .is_some_and(|d| d.iter().filter(|d| d["status"] == "failed").count() == 3)
+        },
+    )
     .await;
 
     let browser = Browser::start().await;
     browser.goto(&format!("{}/#/automations", server.url)).await;
     browser
-        .wait_until("the key prompt", "document.getElementById('key-dialog').open")
+        .wait_until(
+            "the key prompt",
+            "document.getElementById('key-dialog').open",
+        )
         .await;
     browser.type_into("#key-input", KEY).await;
     browser.click("#key-form button[type=submit]").await;
@@ -129,7 +146,14 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
         .await;
     assert_eq!(
         statuses,
-        json!(["delivered", "delivered", "delivered", "failed", "failed", "failed"])
+        json!([
+            "delivered",
+            "delivered",
+            "delivered",
+            "failed",
+            "failed",
+            "failed"
+        ])
     );
     let tries = browser
         .eval(
@@ -138,7 +162,11 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
             vec![],
         )
         .await;
-    assert_eq!(tries, json!(vec!["no answer"; 6]), "two tries each, no answer");
+    assert_eq!(
+        tries,
+        json!(vec!["no answer"; 6]),
+        "two tries each, no answer"
+    );
     let says = browser.text("[data-testid=deliveries]").await;
     assert!(says.contains("Paused deployment flaky"), "{says}");
     browser.screenshot("automations").await;
@@ -163,14 +191,19 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
     browser
         .wait_for_count("no badge", "[data-testid=breaker-badge]", 0)
         .await;
-    assert_eq!(get(&server, "/api/deployments/flaky").await["paused"], false);
+    assert_eq!(
+        get(&server, "/api/deployments/flaky").await["paused"],
+        false
+    );
 
     // Deleting a rule from the page.
     browser.goto(&format!("{}/#/automations", server.url)).await;
     browser
         .wait_for_count("two rules", "[data-testid=automation-row]", 2)
         .await;
-    browser.eval("window.confirm = () => true; return true;", vec![]).await;
+    browser
+        .eval("window.confirm = () => true; return true;", vec![])
+        .await;
     browser
         .click_js("[data-name=slow-loads] [data-testid=automation-delete]")
         .await;

@@ -15,7 +15,7 @@ pub enum AutomationsCommand {
     /// Make a rule: when (--on-state, --late, --max-duration/--deadline), for which runs
     /// (--flow, --deployment, --tag), whom to tell (--webhook, --slack), and whether to pause
     /// the deployment after N failures (--pause-after).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List the rules.
     #[command(alias = "list")]
     Ls,
@@ -79,7 +79,9 @@ pub struct CreateArgs {
 impl CreateArgs {
     fn spec(self) -> Result<AutomationSpec, Failure> {
         let sla = self.max_duration.is_some() || self.deadline.is_some();
-        let kinds = usize::from(!self.on_state.is_empty()) + usize::from(self.late.is_some()) + usize::from(sla);
+        let kinds = usize::from(!self.on_state.is_empty())
+            + usize::from(self.late.is_some())
+            + usize::from(sla);
         if kinds != 1 {
             return Err(Failure::Usage(
                 "give one of --on-state, --late, or --max-duration/--deadline".into(),
@@ -142,18 +144,21 @@ fn watching(spec: &AutomationSpec) -> String {
 pub async fn run(client: &Client, command: AutomationsCommand, json: bool) -> anyhow::Result<()> {
     match command {
         AutomationsCommand::Create(args) => {
-            let spec = args.spec()?;
-            let answer = client.post(&["api", "automations"], &spec).await.map_err(|f| {
-                f.with_options(&[
-                    ("name", "--name"),
-                    ("on.state", "--on-state"),
-                    ("on.late", "--late"),
-                    ("on.sla.max_duration", "--max-duration"),
-                    ("on.sla.deadline", "--deadline"),
-                    ("notify", "--webhook/--slack"),
-                    ("pause_after", "--pause-after"),
-                ])
-            })?;
+            let spec = (*args).spec()?;
+            let answer = client
+                .post(&["api", "automations"], &spec)
+                .await
+                .map_err(|f| {
+                    f.with_options(&[
+                        ("name", "--name"),
+                        ("on.state", "--on-state"),
+                        ("on.late", "--late"),
+                        ("on.sla.max_duration", "--max-duration"),
+                        ("on.sla.deadline", "--deadline"),
+                        ("notify", "--webhook/--slack"),
+                        ("pause_after", "--pause-after"),
+                    ])
+                })?;
             if json {
                 output::json(&answer.value);
                 return Ok(());
@@ -164,10 +169,16 @@ pub async fn run(client: &Client, command: AutomationsCommand, json: bool) -> an
                 made.spec.name,
                 made.spec.on.describe(),
                 watching(&made.spec),
-                if made.spec.notify.is_empty() { "nobody".into() } else { targets(&made.spec.notify) }
+                if made.spec.notify.is_empty() {
+                    "nobody".into()
+                } else {
+                    targets(&made.spec.notify)
+                }
             );
             if let Some(n) = made.spec.pause_after {
-                line.push_str(&format!("; pause the deployment after {n} failures in a row"));
+                line.push_str(&format!(
+                    "; pause the deployment after {n} failures in a row"
+                ));
             }
             output::line(line);
             Ok(())

@@ -59,7 +59,8 @@ pub(super) async fn run(state: AppState) {
         // Nothing more due, or no room: wait for a queued notification or a send that ends
         // (both wake us), or a second.
         if !full || slots.available_permits() == 0 {
-            let _ = tokio::time::timeout(Duration::from_secs(1), state.automations.wake.notified()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), state.automations.wake.notified())
+                .await;
         }
     }
 }
@@ -106,7 +107,10 @@ async fn send(state: &AppState, delivery: DeliveryRow) -> Result<(), StoreError>
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             let text: String = text.chars().take(200).collect();
-            (Some(status.as_u16()), Some(format!("answered {status}: {text}").trim().to_string()))
+            (
+                Some(status.as_u16()),
+                Some(format!("answered {status}: {text}").trim().to_string()),
+            )
         }
         Err(error) => (None, Some(describe(&error))),
     };
@@ -154,7 +158,9 @@ async fn send(state: &AppState, delivery: DeliveryRow) -> Result<(), StoreError>
 /// The wait before try `attempt + 1`: `base`, then twice as long each time, at most ten
 /// minutes, give or take a tenth (so many retries do not come at once).
 fn backoff(base: Duration, attempt: i64) -> Duration {
-    let doublings = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
+    let doublings = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
     let wait = base.saturating_mul(1 << doublings).min(MAX_WAIT);
     let jitter = wait.as_secs_f64() * (fastrand::f64() - 0.5) * 0.2;
     Duration::from_secs_f64((wait.as_secs_f64() + jitter).max(0.0))
@@ -187,7 +193,10 @@ mod tests {
         let base = Duration::from_secs(2);
         for (attempt, expected) in [(1, 2.0), (2, 4.0), (3, 8.0), (4, 16.0)] {
             let wait = backoff(base, attempt).as_secs_f64();
-            assert!((wait - expected).abs() <= expected * 0.1 + 1e-9, "{attempt}: {wait}");
+            assert!(
+                (wait - expected).abs() <= expected * 0.1 + 1e-9,
+                "{attempt}: {wait}"
+            );
         }
         assert!(backoff(base, 40) <= MAX_WAIT + MAX_WAIT / 10);
     }

@@ -111,7 +111,12 @@ async fn try_runs_ended(state: &AppState, ids: &[Uuid]) -> Result<(), StoreError
                 state.automations.link(&format!("#/runs/{}", run.id)),
                 now,
             );
-            items.extend(deliveries(rule, &format!("state:{}:{}", run.id, run.state), &n, now_ts));
+            items.extend(deliveries(
+                rule,
+                &format!("state:{}:{}", run.id, run.state),
+                &n,
+                now_ts,
+            ));
             if let Some(n) = rule.spec.pause_after {
                 items.extend(breaker(state, rule, &run, n, now).await?);
             }
@@ -145,7 +150,8 @@ async fn breaker(
         return Ok(Vec::new());
     }
     let last = state.store.last_ended(deployment, i64::from(n)).await?;
-    let failing = last.len() == n as usize && last.iter().all(|s| FAILURE_STATES.contains(&s.as_str()));
+    let failing =
+        last.len() == n as usize && last.iter().all(|s| FAILURE_STATES.contains(&s.as_str()));
     if !failing {
         return Ok(Vec::new());
     }
@@ -153,7 +159,10 @@ async fn breaker(
     if !state.store.pause_by(deployment, &actor).await? {
         return Ok(Vec::new());
     }
-    state.store.drop_future_scheduled(deployment, i64::MIN).await?;
+    state
+        .store
+        .drop_future_scheduled(deployment, i64::MIN)
+        .await?;
     let detail = format!(
         "circuit breaker: its last {n} runs failed (the last: {} {})",
         run.id, run.state
@@ -184,7 +193,12 @@ async fn breaker(
         state.automations.link("#/deployments"),
         now,
     );
-    Ok(deliveries(rule, &format!("breaker:{}", run.id), &note, nanos(now).unwrap_or(0)))
+    Ok(deliveries(
+        rule,
+        &format!("breaker:{}", run.id),
+        &note,
+        nanos(now).unwrap_or(0),
+    ))
 }
 
 /// One check at `now` of late runs and SLAs; how many notifications were queued (each late
@@ -197,7 +211,12 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> Result<usize, StoreEr
         match &rule.spec.on {
             Trigger::State(_) => {}
             Trigger::Late(_) => {
-                let Some(grace) = rule.spec.on.grace().and_then(|g| chrono::Duration::from_std(g).ok()) else {
+                let Some(grace) = rule
+                    .spec
+                    .on
+                    .grace()
+                    .and_then(|g| chrono::Duration::from_std(g).ok())
+                else {
                     continue;
                 };
                 let cutoff = now - grace;
@@ -233,16 +252,31 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> Result<usize, StoreEr
             }
             Trigger::Sla(_) => {
                 let mut candidates = Vec::new();
-                if let Some(max) = rule.spec.on.max_duration().and_then(|d| chrono::Duration::from_std(d).ok()) {
+                if let Some(max) = rule
+                    .spec
+                    .on
+                    .max_duration()
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                {
                     let since = nanos(now - max - LOOKBACK).unwrap_or(0);
                     let max_ns = max.num_nanoseconds().unwrap_or(i64::MAX);
                     candidates.extend(state.store.too_long(since, max_ns, now_ts).await?);
                 }
-                if let Some(deadline) = rule.spec.on.deadline().and_then(|d| chrono::Duration::from_std(d).ok()) {
+                if let Some(deadline) = rule
+                    .spec
+                    .on
+                    .deadline()
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                {
                     let since = nanos(now - deadline - LOOKBACK - LOOKBACK).unwrap_or(0);
                     let from = nanos(rule.created.max(now - LOOKBACK)).unwrap_or(0);
                     let deadline_ns = deadline.num_nanoseconds().unwrap_or(i64::MAX);
-                    candidates.extend(state.store.past_deadline(since, deadline_ns, from, now_ts).await?);
+                    candidates.extend(
+                        state
+                            .store
+                            .past_deadline(since, deadline_ns, from, now_ts)
+                            .await?,
+                    );
                 }
                 let mut seen = std::collections::HashSet::new();
                 for run in candidates {

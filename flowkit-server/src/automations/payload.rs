@@ -57,7 +57,11 @@ pub fn run_label(run: &Run) -> String {
     let flow = run.name.as_deref().unwrap_or("flow");
     match &run.run_name {
         Some(name) => format!("{flow} run {name}"),
-        None => format!("{flow} run {}", &run.id.simple().to_string()[..8]),
+        // The id's end: its start is the time (UUID v7), the same for runs made together.
+        None => {
+            let id = run.id.simple().to_string();
+            format!("{flow} run {}", &id[id.len() - 8..])
+        }
     }
 }
 
@@ -101,15 +105,14 @@ pub fn slack_body(n: &Notification) -> Value {
     let mut fields = Vec::new();
     if let Some(run) = &n.flow_run {
         fields.push(json!({"type": "mrkdwn", "text": format!("*Flow*\n{}", escape(&run.flow))}));
-        let name = run
-            .run_name
-            .clone()
-            .unwrap_or_else(|| run.id.to_string());
+        let name = run.run_name.clone().unwrap_or_else(|| run.id.to_string());
         fields.push(json!({"type": "mrkdwn", "text": format!("*Run*\n{}", escape(&name))}));
         fields.push(json!({"type": "mrkdwn", "text": format!("*State*\n{}", escape(&run.state))}));
     }
     if let Some(deployment) = &n.deployment {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*Deployment*\n{}", escape(deployment))}));
+        fields.push(
+            json!({"type": "mrkdwn", "text": format!("*Deployment*\n{}", escape(deployment))}),
+        );
     }
     if !fields.is_empty() {
         blocks.push(json!({"type": "section", "fields": fields}));
@@ -122,7 +125,8 @@ pub fn slack_body(n: &Notification) -> Value {
             "text": {"type": "mrkdwn", "text": format!("```{}```", escape(&message))},
         }));
     }
-    let mut context = vec![json!({"type": "mrkdwn", "text": format!("automation *{}*", escape(&n.automation))})];
+    let mut context =
+        vec![json!({"type": "mrkdwn", "text": format!("automation *{}*", escape(&n.automation))})];
     if let Some(url) = &n.url {
         context.push(json!({"type": "mrkdwn", "text": format!("<{url}|Open in flowkit>")}));
     }

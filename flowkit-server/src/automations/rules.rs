@@ -46,7 +46,11 @@ pub fn matches(spec: &AutomationSpec, run: &Run) -> bool {
     if run.run_type != "flow" {
         return false;
     }
-    if spec.flow.as_ref().is_some_and(|f| run.name.as_deref() != Some(f.as_str())) {
+    if spec
+        .flow
+        .as_ref()
+        .is_some_and(|f| run.name.as_deref() != Some(f.as_str()))
+    {
         return false;
     }
     if spec
@@ -78,7 +82,9 @@ pub fn sla_missed_at(trigger: &Trigger, run: &Run, now: DateTime<Utc>) -> Option
             missed = Some(at);
         }
     }
-    if let (Some(deadline), Some(logical)) = (trigger.deadline(), run.interval_start.or(run.scheduled)) {
+    if let (Some(deadline), Some(logical)) =
+        (trigger.deadline(), run.interval_start.or(run.scheduled))
+    {
         let at = logical + chrono::Duration::from_std(deadline).ok()?;
         if now > at && !completed_by(at) {
             missed = Some(missed.map_or(at, |m| m.min(at)));
@@ -136,8 +142,14 @@ mod tests {
         let trigger = sla(r#"{"sla": {"max_duration": "30m"}}"#);
         let mut r = run("Running");
         r.start = Some(at("2026-01-01T00:00:00Z"));
-        assert_eq!(sla_missed_at(&trigger, &r, at("2026-01-01T00:29:59Z")), None);
-        assert_eq!(sla_missed_at(&trigger, &r, at("2026-01-01T00:30:00Z")), None);
+        assert_eq!(
+            sla_missed_at(&trigger, &r, at("2026-01-01T00:29:59Z")),
+            None
+        );
+        assert_eq!(
+            sla_missed_at(&trigger, &r, at("2026-01-01T00:30:00Z")),
+            None
+        );
         assert_eq!(
             sla_missed_at(&trigger, &r, at("2026-01-01T00:30:01Z")),
             Some(at("2026-01-01T00:30:00Z"))
@@ -145,7 +157,10 @@ mod tests {
         // Ended in time: never missed, whatever the time now.
         r.state = "Completed".into();
         r.end = Some(at("2026-01-01T00:20:00Z"));
-        assert_eq!(sla_missed_at(&trigger, &r, at("2026-01-02T00:00:00Z")), None);
+        assert_eq!(
+            sla_missed_at(&trigger, &r, at("2026-01-02T00:00:00Z")),
+            None
+        );
         // Ended late (even failing): missed.
         r.state = "Failed".into();
         r.end = Some(at("2026-01-01T00:40:00Z"));
@@ -154,7 +169,10 @@ mod tests {
             Some(at("2026-01-01T00:30:00Z"))
         );
         // Not started: no duration yet.
-        assert_eq!(sla_missed_at(&trigger, &run("Scheduled"), at("2030-01-01T00:00:00Z")), None);
+        assert_eq!(
+            sla_missed_at(&trigger, &run("Scheduled"), at("2030-01-01T00:00:00Z")),
+            None
+        );
     }
 
     #[test]
@@ -164,19 +182,28 @@ mod tests {
         r.scheduled = Some(at("2026-01-02T00:00:00Z"));
         r.interval_start = Some(at("2026-01-01T00:00:00Z"));
         // From the interval's start, not the due time.
-        assert_eq!(sla_missed_at(&trigger, &r, at("2026-01-01T05:59:00Z")), None);
+        assert_eq!(
+            sla_missed_at(&trigger, &r, at("2026-01-01T05:59:00Z")),
+            None
+        );
         assert_eq!(
             sla_missed_at(&trigger, &r, at("2026-01-01T06:00:01Z")),
             Some(at("2026-01-01T06:00:00Z"))
         );
         // Without an interval, from the due time.
         r.interval_start = None;
-        assert_eq!(sla_missed_at(&trigger, &r, at("2026-01-02T05:00:00Z")), None);
+        assert_eq!(
+            sla_missed_at(&trigger, &r, at("2026-01-02T05:00:00Z")),
+            None
+        );
         assert!(sla_missed_at(&trigger, &r, at("2026-01-02T06:00:01Z")).is_some());
         // Completed in time: met.
         r.state = "Completed".into();
         r.end = Some(at("2026-01-02T05:00:00Z"));
-        assert_eq!(sla_missed_at(&trigger, &r, at("2026-01-03T00:00:00Z")), None);
+        assert_eq!(
+            sla_missed_at(&trigger, &r, at("2026-01-03T00:00:00Z")),
+            None
+        );
         // Failed in time: still missed (it did not complete).
         r.state = "Failed".into();
         assert!(sla_missed_at(&trigger, &r, at("2026-01-03T00:00:00Z")).is_some());
@@ -192,7 +219,10 @@ mod tests {
         };
         let r = run("Failed");
         assert!(matches(&spec(""), &r));
-        assert!(matches(&spec(r#", "flow": "etl", "deployment": "nightly", "tags": ["prod"]"#), &r));
+        assert!(matches(
+            &spec(r#", "flow": "etl", "deployment": "nightly", "tags": ["prod"]"#),
+            &r
+        ));
         assert!(!matches(&spec(r#", "flow": "other""#), &r));
         assert!(!matches(&spec(r#", "deployment": "hourly""#), &r));
         assert!(!matches(&spec(r#", "tags": ["prod", "eu"]"#), &r));

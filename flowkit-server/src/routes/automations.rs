@@ -101,7 +101,13 @@ pub async fn list_automations(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<AutomationView>>, ApiError> {
     Ok(Json(
-        state.store.automations().await?.iter().filter_map(view).collect(),
+        state
+            .store
+            .automations()
+            .await?
+            .iter()
+            .filter_map(view)
+            .collect(),
     ))
 }
 
