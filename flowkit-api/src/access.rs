@@ -191,6 +191,10 @@ pub enum AuditAction {
     LimitSet,
     /// Removed a limit.
     LimitRemove,
+    /// Made an automation.
+    AutomationCreate,
+    /// Deleted an automation.
+    AutomationDelete,
 }
 
 impl AuditAction {
@@ -208,6 +212,8 @@ impl AuditAction {
             AuditAction::KeyRevoke => "key_revoke",
             AuditAction::LimitSet => "limit_set",
             AuditAction::LimitRemove => "limit_remove",
+            AuditAction::AutomationCreate => "automation_create",
+            AuditAction::AutomationDelete => "automation_delete",
         }
     }
 
@@ -225,6 +231,8 @@ impl AuditAction {
             AuditAction::KeyRevoke,
             AuditAction::LimitSet,
             AuditAction::LimitRemove,
+            AuditAction::AutomationCreate,
+            AuditAction::AutomationDelete,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod access;
+pub mod automation;
 mod deployment;
 pub mod limits;
 mod schedule;

@@ -399,6 +399,9 @@ pub struct DeploymentView {
     pub max_active_runs: usize,
     /// Whether its schedules are paused.
     pub paused: bool,
+    /// The automation that paused it (the circuit breaker), while it stays paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_by: Option<String>,
     /// Its work queue.
     #[serde(default)]
     pub queue: String,

@@ -33,6 +33,11 @@
 //! - `flowkit workers`: the workers, their queues, the runs they hold and when they were seen.
 //! - `flowkit keys create --name NAME --scope read[,operate…]`: make a scoped API key (printed
 //!   once, alone on stdout); `flowkit keys list`; `flowkit keys revoke NAME`. Needs an admin key.
+//! - `flowkit automations create --name N (--on-state Failed,Crashed | --late 5m |
+//!   --max-duration 1h | --deadline 30h) [--flow F] [--deployment D] [--tag T]... [--webhook URL]...
+//!   [--slack URL]... [--pause-after N]`: a rule that notifies (and, with `--pause-after`, pauses
+//!   the deployment after N failures in a row); `flowkit automations ls`, `rm NAME`,
+//!   `deliveries [--automation N]` (what was sent, each try's status).
 //! - `flowkit audit [--deployment D] [--run ID] [--backfill ID] [--actor KEY]`: who triggered,
 //!   cancelled, paused, backfilled or changed keys, and when.
 //! - `flowkit limits set TAG SLOTS`: at most SLOTS task runs tagged TAG at once, across every
@@ -148,6 +153,10 @@ enum Command {
     /// Concurrency limits by tag and rate limits, across every program using the server.
     #[command(subcommand)]
     Limits(commands::limits::LimitsCommand),
+    /// Rules that notify (webhook, Slack) on failures, late runs and missed SLAs, and pause a
+    /// deployment after N failures; what they sent.
+    #[command(subcommand)]
+    Automations(commands::automations::AutomationsCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -187,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => commands::keys::run(&client, command, json).await,
         Command::Audit(args) => commands::keys::audit(&client, args, json).await,
         Command::Limits(command) => commands::limits::run(&client, command, json).await,
+        Command::Automations(command) => commands::automations::run(&client, command, json).await,
     }
 }
 

@@ -115,10 +115,12 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/api/flow_runs/{id}/cancel"
             | "/api/flow_runs/{id}/retry"
             | "/api/deployments/{name}/backfills"
-            | "/api/backfills/{id}/cancel",
+            | "/api/backfills/{id}/cancel"
+            | "/api/automations",
         )
         | ("PATCH", "/api/deployments/{name}")
-        | ("PUT" | "DELETE", "/api/limits/{name}") => Need::Scope(Scope::Operate),
+        | ("PUT" | "DELETE", "/api/limits/{name}")
+        | ("DELETE", "/api/automations/{name}") => Need::Scope(Scope::Operate),
         ("GET" | "HEAD", _) => Need::Scope(Scope::Read),
         _ => Need::Scope(Scope::Admin),
     }

@@ -3,6 +3,7 @@
 //! server in-process as well as as a process.
 
 pub mod auth;
+pub mod automations;
 pub mod backup;
 pub mod body_limits;
 pub mod dashboard;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// Orchestration's settings and wake-ups.
     pub orchestra: Arc<orchestrate::Orchestra>,
+    /// Automations' settings, the deliverer's wake-ups and the cached rules.
+    pub automations: Arc<automations::Automations>,
 }
 
 impl AppState {
@@ -57,7 +60,15 @@ impl AppState {
             metrics,
             shutdown: Shutdown::new(),
             orchestra: Arc::new(orchestrate::Orchestra::default()),
+            automations: Arc::new(automations::Automations::default()),
         }
+    }
+
+    /// The same state with automations' settings (ticks, retries, the public address for
+    /// links).
+    pub fn with_automations(mut self, settings: automations::Settings) -> AppState {
+        self.automations = Arc::new(automations::Automations::new(settings));
+        self
     }
 
     /// The same state with orchestration's settings: how long a run's heartbeats may stop
@@ -134,6 +145,12 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::limits::acquire))
         .routes(routes!(routes::limits::release))
         .routes(routes!(routes::limits::take_token))
+        .routes(routes!(
+            routes::automations::create_automation,
+            routes::automations::list_automations
+        ))
+        .routes(routes!(routes::automations::delete_automation))
+        .routes(routes!(routes::automations::list_deliveries))
         .routes(routes!(stats))
         .split_for_parts()
 }

@@ -58,6 +58,25 @@ struct Args {
     /// ahead; workers are handed each one the moment it is due, whatever the tick).
     #[arg(long, env = "FLOWKIT_SCHEDULER_TICK", default_value = "5s", value_parser = duration)]
     scheduler_tick: Duration,
+    /// The address users reach the dashboard at (`https://flowkit.example.com/flowkit/`), for
+    /// the links in notifications. Default: the address listened on, with --base-path.
+    #[arg(long, env = "FLOWKIT_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// How often automations look for late runs and missed SLAs.
+    #[arg(long, env = "FLOWKIT_AUTOMATIONS_TICK", default_value = "1s", value_parser = duration)]
+    automations_tick: Duration,
+    /// How long a failed notification waits before its first retry (each next retry waits
+    /// twice as long, at most 10 minutes).
+    #[arg(long, env = "FLOWKIT_NOTIFY_RETRY", default_value = "2s", value_parser = duration)]
+    notify_retry: Duration,
+    /// A notification is given up after this many tries.
+    #[arg(long, env = "FLOWKIT_NOTIFY_ATTEMPTS", default_value_t = 6,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    notify_attempts: u32,
+    /// How long one try of a notification may take (a target that does not answer in time
+    /// counts as failed, and is tried again later).
+    #[arg(long, env = "FLOWKIT_NOTIFY_TIMEOUT", default_value = "10s", value_parser = duration)]
+    notify_timeout: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -202,10 +221,26 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("flowkit-server listening on {scheme}://{address}");
     flowkit_server::spawn_retention(store.clone(), args.retention_days);
-    let state = AppState::new(store, api_key).with_orchestra(
-        flowkit_server::orchestrate::Orchestra::new(args.heartbeat_timeout, args.scheduler_tick),
-    );
+    let public_url = args.public_url.clone().unwrap_or_else(|| {
+        format!(
+            "{scheme}://{address}{}/",
+            args.base_path.0.as_deref().unwrap_or("")
+        )
+    });
+    let state = AppState::new(store, api_key)
+        .with_orchestra(flowkit_server::orchestrate::Orchestra::new(
+            args.heartbeat_timeout,
+            args.scheduler_tick,
+        ))
+        .with_automations(flowkit_server::automations::Settings {
+            tick: args.automations_tick,
+            retry_base: args.notify_retry,
+            max_attempts: args.notify_attempts,
+            timeout: args.notify_timeout,
+            public_url: Some(public_url),
+        });
     flowkit_server::orchestrate::spawn(&state);
+    flowkit_server::automations::spawn(&state);
     let shutdown: Shutdown = state.shutdown.clone();
     tokio::spawn({
         let shutdown = shutdown.clone();

@@ -58,6 +58,8 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
         ("GET", format!("/api/backfills/{run}"), None, Some("read")),
         ("GET", "/api/audit".into(), None, Some("read")),
         ("GET", "/api/limits".into(), None, Some("read")),
+        ("GET", "/api/automations".into(), None, Some("read")),
+        ("GET", "/api/deliveries".into(), None, Some("read")),
         // write: programs and workers.
         ("GET", "/api/limits/names".into(), None, Some("write")),
         (
@@ -146,9 +148,22 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
             Some(json!({"concurrency": 2})),
             Some("operate"),
         ),
+        // (An empty name: allowed through, then refused as a bad request.)
+        (
+            "POST",
+            "/api/automations".into(),
+            Some(json!({"name": "", "on": {"late": "1m"}, "notify": []})),
+            Some("operate"),
+        ),
         (
             "DELETE",
             "/api/limits/nowhere".into(),
+            None,
+            Some("operate"),
+        ),
+        (
+            "DELETE",
+            "/api/automations/nobody".into(),
             None,
             Some("operate"),
         ),

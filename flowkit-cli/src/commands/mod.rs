@@ -1,5 +1,6 @@
 //! One module per resource; each command fetches, then prints a table or the server's JSON.
 
+pub mod automations;
 pub mod backfill;
 pub mod deployments;
 pub mod gaps;

@@ -15,6 +15,8 @@ const WORDS = {
   backfill_cancel: 'cancelled a backfill',
   key_create: 'made a key',
   key_revoke: 'revoked a key',
+  automation_create: 'made an automation',
+  automation_delete: 'deleted an automation',
 };
 
 function target(entry) {

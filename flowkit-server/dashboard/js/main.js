@@ -1,5 +1,5 @@
 // The dashboard's shell: routes (`#/runs`, `#/runs/<id>`, `#/runs/<id>/tasks/<task run id>`, `#/flows`,
-// `#/deployments`, `#/backfills`, `#/backfills/<id>`, `#/workers`, `#/limits`, `#/audit`), the live indicator, the
+// `#/deployments`, `#/backfills`, `#/backfills/<id>`, `#/workers`, `#/limits`, `#/automations`, `#/audit`), the live indicator, the
 // theme, and what the key may do (`scopes.js`).
 
 import { follow } from './api.js';
@@ -14,6 +14,7 @@ import { backfillPage, backfillsPage } from './backfills.js';
 import { workersPage } from './workers.js';
 import { limitsPage } from './limits.js';
 import { auditPage } from './audit.js';
+import { automationsPage } from './automations.js';
 import { loadScopes } from './scopes.js';
 
 const page = document.getElementById('page');
@@ -63,6 +64,9 @@ function route() {
   } else if (parts[0] === 'backfills') {
     section = 'backfills';
     unmount = parts[1] ? backfillPage(ctx, parts[1]) : backfillsPage(ctx);
+  } else if (parts[0] === 'automations') {
+    section = 'automations';
+    unmount = automationsPage(ctx);
   } else if (parts[0] === 'audit') {
     section = 'audit';
     unmount = auditPage(ctx);

@@ -60,6 +60,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
         }
         crashed += 1;
         tracing::warn!(%run, ?worker, "a run's heartbeats stopped: recorded Crashed");
+        crate::automations::runs_ended(state, &[run]).await;
         if let Some(row) = row {
             let retries = rank.as_ref().map_or(0, |r| r.1);
             let attempt = if never_started {

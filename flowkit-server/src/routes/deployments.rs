@@ -256,7 +256,13 @@ async fn view(
             interval_start: run.interval_start,
         })
         .collect();
+    let paused_by = if paused {
+        state.store.paused_by(&spec.name).await?
+    } else {
+        None
+    };
     Ok(DeploymentView {
+        paused_by,
         schedules: spec.describe().unwrap_or_default(),
         name: spec.name,
         flow: spec.flow,

@@ -137,6 +137,9 @@ pub async fn ingest(
         &state.live,
         outcome.fresh.iter().map(|&i| events[i].clone()),
     );
+    // Flow runs that ended in this batch: the automations watching them queue their
+    // notifications (sent later, by the deliverer; never here).
+    crate::automations::runs_ended(&state, &ended_flow_runs(&events, &outcome.fresh)).await;
     // The database refused these (by position among the valid events).
     if !outcome.refused.is_empty() {
         for (position, error) in outcome.refused {
@@ -152,6 +155,27 @@ pub async fn ingest(
         duplicates: outcome.duplicates,
         rejected,
     }))
+}
+
+/// The flow runs that the fresh events of a batch (by position) put in a final state.
+fn ended_flow_runs(events: &[Event], fresh: &[usize]) -> Vec<uuid::Uuid> {
+    let mut ids: Vec<uuid::Uuid> = fresh
+        .iter()
+        .filter_map(|&i| {
+            let event = events.get(i)?;
+            match &event.kind {
+                EventKind::StateChanged(change)
+                    if event.task_run_id.is_none() && change.state.is_terminal() =>
+                {
+                    event.flow_run_id
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Replaces each NUL character in the strings and keys of `value` by U+FFFD.

@@ -1,6 +1,7 @@
 //! The HTTP routes, one module per resource.
 
 pub mod audit;
+pub mod automations;
 pub mod backfills;
 pub mod deployments;
 pub mod events;

@@ -27,6 +27,13 @@ work_store!(
 );
 access_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, notify: true);
 limits_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, lock: " FOR UPDATE");
+automation_store!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+    begin: "BEGIN",
+);
 
 impl PgStore {
     /// The connection pool (for listening to other servers' notifications).

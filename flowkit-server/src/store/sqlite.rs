@@ -30,6 +30,13 @@ work_store!(
 );
 access_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, notify: false);
 limits_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, lock: "");
+automation_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    skip_locked: "",
+    begin: "BEGIN IMMEDIATE",
+);
 
 impl SqliteStore {
     /// One server per SQLite file: nobody else to tell.

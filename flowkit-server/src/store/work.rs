@@ -895,14 +895,15 @@ macro_rules! work_store {
                     .collect()
             }
 
-            /// Pauses or resumes a deployment from the API; whether it exists.
+            /// Pauses or resumes a deployment from the API (an operator's pause is no longer an
+            /// automation's); whether it exists.
             pub(crate) async fn set_paused(
                 &self,
                 name: String,
                 paused: bool,
             ) -> Result<bool, $crate::store::StoreError> {
                 self.write(move |tx| Box::pin(async move {
-                    let done = sqlx::query("UPDATE deployments SET paused = $1 WHERE name = $2")
+                    let done = sqlx::query("UPDATE deployments SET paused = $1, paused_by = NULL WHERE name = $2")
                         .bind(i64::from(paused))
                         .bind(name)
                         .execute(&mut **tx)
