@@ -21,6 +21,7 @@ pub mod work;
 pub mod access;
 #[macro_use]
 pub mod limits;
+#[macro_use]
 pub mod automations;
 mod health;
 pub mod postgres;
