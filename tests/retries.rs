@@ -127,12 +127,12 @@ async fn jitter_spreads_delays_within_its_fraction() {
     // Each Retrying event says when the next attempt starts.
     let events = events(&bus, &memory).await;
     for event in &events {
-        if let EventKind::StateChanged(change) = &event.kind {
-            if change.state == State::Retrying {
-                let next = change.next_attempt_at.expect("a next attempt time");
-                let wait = (next - event.timestamp).num_milliseconds();
-                assert!((7_900..=12_100).contains(&wait), "{wait} ms");
-            }
+        if let EventKind::StateChanged(change) = &event.kind
+            && change.state == State::Retrying
+        {
+            let next = change.next_attempt_at.expect("a next attempt time");
+            let wait = (next - event.timestamp).num_milliseconds();
+            assert!((7_900..=12_100).contains(&wait), "{wait} ms");
         }
     }
 }

@@ -124,18 +124,18 @@ fn check_signature(kind: Kind, function: &ItemFn) -> syn::Result<Vec<Arg>> {
             },
         }
     }
-    if kind == Kind::Flow && !sig.generics.params.is_empty() {
-        if let Some(GenericParam::Lifetime(lifetime)) = sig
+    if kind == Kind::Flow
+        && !sig.generics.params.is_empty()
+        && let Some(GenericParam::Lifetime(lifetime)) = sig
             .generics
             .params
             .iter()
             .find(|p| matches!(p, GenericParam::Lifetime(_)))
-        {
-            return Err(syn::Error::new(
-                lifetime.span(),
-                "#[flow] arguments must be owned: a flow runs as its own tokio task",
-            ));
-        }
+    {
+        return Err(syn::Error::new(
+            lifetime.span(),
+            "#[flow] arguments must be owned: a flow runs as its own tokio task",
+        ));
     }
     Ok(args)
 }

@@ -182,10 +182,10 @@ impl Access {
         let trusted = self.trusted.load(Ordering::SeqCst);
         if trusted {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((caller, at)) = cache.get(&digest) {
-                if at.elapsed() < CACHE_FOR {
-                    return Ok(Some(caller.clone()));
-                }
+            if let Some((caller, at)) = cache.get(&digest)
+                && at.elapsed() < CACHE_FOR
+            {
+                return Ok(Some(caller.clone()));
             }
         }
         let generation = self.generation.load(Ordering::SeqCst);
@@ -306,15 +306,15 @@ pub async fn require_key(
         Ok(None) => return ApiError::Unauthorized.into_response(),
         Err(error) => return ApiError::Store(error).into_response(),
     };
-    if let Need::Scope(scope) = needed {
-        if !caller.scopes.allows(scope) {
-            return ApiError::Forbidden {
-                key: caller.name.to_string(),
-                scope,
-                route: format!("{} {route}", request.method()),
-            }
-            .into_response();
+    if let Need::Scope(scope) = needed
+        && !caller.scopes.allows(scope)
+    {
+        return ApiError::Forbidden {
+            key: caller.name.to_string(),
+            scope,
+            route: format!("{} {route}", request.method()),
         }
+        .into_response();
     }
     request.extensions_mut().insert(caller);
     next.run(request).await

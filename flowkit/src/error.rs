@@ -151,7 +151,7 @@ pub(crate) fn humanize(d: Duration) -> String {
         format!("{ms}ms")
     } else if ms < 60_000 {
         let s = ms as f64 / 1000.0;
-        if ms % 1_000 == 0 {
+        if ms.is_multiple_of(1_000) {
             format!("{s:.0}s")
         } else {
             format!("{s:.2}s")

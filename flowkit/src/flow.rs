@@ -520,10 +520,8 @@ where
                     Err(error) => return Err(store_failed(&run, error).await),
                 }
             }
-            if resume {
-                if let Err(error) = resume_from(&run, durable).await {
-                    return Err(store_failed(&run, error).await);
-                }
+            if resume && let Err(error) = resume_from(&run, durable).await {
+                return Err(store_failed(&run, error).await);
             }
             let parent = run.parent.as_ref();
             if let (Some(identity), Some(parent)) = (child_identity, parent) {
@@ -876,13 +874,13 @@ fn end_record<T, E>(
 
 /// Records how the run ended in its manifest, and the value under its idempotency key.
 async fn record_end(run: &Arc<FlowRun>, durable: &FlowDurable, state: State, keyed: Option<Keyed>) {
-    if durable.keeps_manifest() {
-        if let Err(error) = write_manifest(&*durable.store, run, run.attempt(), state).await {
-            warn_on_flow(
-                run,
-                &format!("could not record the end of the run: {error}"),
-            );
-        }
+    if durable.keeps_manifest()
+        && let Err(error) = write_manifest(&*durable.store, run, run.attempt(), state).await
+    {
+        warn_on_flow(
+            run,
+            &format!("could not record the end of the run: {error}"),
+        );
     }
     if let Some((key, bytes)) = keyed {
         let stored = match bytes {

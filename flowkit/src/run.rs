@@ -570,23 +570,24 @@ impl<R: Record> Drop for EndGuard<R> {
             // Stopped before it ended: so are the runs it detached.
             record.live().abort_detached();
             let hooks = record.hooks().on_cancel;
-            if state == State::Cancelled && !hooks.is_empty() {
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    // The run stays live (its flow run waits) until its hooks have run.
-                    let record = self.record.clone();
-                    runtime.spawn(async move {
-                        let attempt = record.attempt();
-                        let context = crate::hooks::context_of(
-                            &*record,
-                            state,
-                            attempt,
-                            Some(message.to_string()),
-                        );
-                        crate::hooks::fire(&*record, hooks, "on_cancel", &context).await;
-                        record.end(state, attempt, Some(message.into()));
-                    });
-                    return;
-                }
+            if state == State::Cancelled
+                && !hooks.is_empty()
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                // The run stays live (its flow run waits) until its hooks have run.
+                let record = self.record.clone();
+                runtime.spawn(async move {
+                    let attempt = record.attempt();
+                    let context = crate::hooks::context_of(
+                        &*record,
+                        state,
+                        attempt,
+                        Some(message.to_string()),
+                    );
+                    crate::hooks::fire(&*record, hooks, "on_cancel", &context).await;
+                    record.end(state, attempt, Some(message.into()));
+                });
+                return;
             }
             record.end(state, record.attempt(), Some(message.into()));
         }

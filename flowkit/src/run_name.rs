@@ -66,17 +66,17 @@ pub fn render(template: &str, parameters: &serde_json::Value) -> String {
             rest = &tail[2..];
             continue;
         }
-        if tail.starts_with('{') {
-            if let Some(end) = tail.find('}') {
-                let key = &tail[1..end];
-                match parameters.get(key.trim()) {
-                    Some(serde_json::Value::String(text)) => out.push_str(text),
-                    Some(value) => out.push_str(&value.to_string()),
-                    None => out.push_str(&tail[..=end]),
-                }
-                rest = &tail[end + 1..];
-                continue;
+        if tail.starts_with('{')
+            && let Some(end) = tail.find('}')
+        {
+            let key = &tail[1..end];
+            match parameters.get(key.trim()) {
+                Some(serde_json::Value::String(text)) => out.push_str(text),
+                Some(value) => out.push_str(&value.to_string()),
+                None => out.push_str(&tail[..=end]),
             }
+            rest = &tail[end + 1..];
+            continue;
         }
         out.push_str(&tail[..1]);
         rest = &tail[1..];

@@ -113,10 +113,9 @@ pub async fn rules(state: &AppState) -> Result<Arc<Vec<Rule>>, StoreError> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
+        && at.elapsed() < Duration::from_secs(1)
     {
-        if at.elapsed() < Duration::from_secs(1) {
-            return Ok(rules.clone());
-        }
+        return Ok(rules.clone());
     }
     let rows = state.store.automations().await?;
     let rules: Arc<Vec<Rule>> = Arc::new(rows.iter().filter_map(Rule::from_row).collect());

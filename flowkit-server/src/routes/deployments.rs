@@ -54,10 +54,10 @@ pub async fn put_deployment(
     if spec.queue.trim().is_empty() || spec.queue.len() > 200 {
         return Err(ApiError::bad("queue", "must be 1 to 200 characters"));
     }
-    if let Some(parameters) = &spec.parameters {
-        if !parameters.is_object() {
-            return Err(ApiError::bad("parameters", "must be a JSON object"));
-        }
+    if let Some(parameters) = &spec.parameters
+        && !parameters.is_object()
+    {
+        return Err(ApiError::bad("parameters", "must be a JSON object"));
     }
     if let Some(schema) = &spec.parameter_schema {
         let validator = jsonschema::validator_for(schema)
@@ -114,19 +114,18 @@ pub fn parameter_field(error: &jsonschema::ValidationError<'_>) -> String {
         field.push_str(part);
     }
     // A missing or unknown property is named by the error, not the path.
-    if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind() {
-        if let Some(name) = property.as_str() {
-            field.push('.');
-            field.push_str(name);
-        }
+    if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind()
+        && let Some(name) = property.as_str()
+    {
+        field.push('.');
+        field.push_str(name);
     }
     if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
         error.kind()
+        && let Some(name) = unexpected.first()
     {
-        if let Some(name) = unexpected.first() {
-            field.push('.');
-            field.push_str(name);
-        }
+        field.push('.');
+        field.push_str(name);
     }
     field
 }
@@ -155,12 +154,12 @@ pub async fn get_deployment(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<DeploymentView>, ApiError> {
-    if let Some((text, paused, updated)) = state.store.deployment_row(&name).await? {
-        if let Ok(spec) = serde_json::from_str::<DeploymentSpec>(&text) {
-            return Ok(Json(
-                view(&state, spec, paused, crate::store::time(Some(updated))).await?,
-            ));
-        }
+    if let Some((text, paused, updated)) = state.store.deployment_row(&name).await?
+        && let Ok(spec) = serde_json::from_str::<DeploymentSpec>(&text)
+    {
+        return Ok(Json(
+            view(&state, spec, paused, crate::store::time(Some(updated))).await?,
+        ));
     }
     Err(ApiError::NotFound(format!("deployment {name:?}")))
 }

@@ -118,10 +118,10 @@ pub async fn put_limit(
     if spec.concurrency == Some(0) {
         return Err(ApiError::bad("concurrency", "must be at least 1"));
     }
-    if let Some(rate) = &spec.rate {
-        if rate.count == 0 || rate.per_ms == 0 {
-            return Err(ApiError::bad("rate", "count and per_ms must be at least 1"));
-        }
+    if let Some(rate) = &spec.rate
+        && (rate.count == 0 || rate.per_ms == 0)
+    {
+        return Err(ApiError::bad("rate", "count and per_ms must be at least 1"));
     }
     if spec.burst == Some(0) {
         return Err(ApiError::bad("burst", "must be at least 1"));
@@ -199,15 +199,15 @@ struct LeaveLine {
 
 impl Drop for LeaveLine {
     fn drop(&mut self) {
-        if let Some((state, ticket)) = self.state.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    if let Err(error) = state.store.release_slot(ticket).await {
-                        tracing::debug!(%error, "could not drop a waiter that left");
-                    }
-                    freed(&state).await;
-                });
-            }
+        if let Some((state, ticket)) = self.state.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                if let Err(error) = state.store.release_slot(ticket).await {
+                    tracing::debug!(%error, "could not drop a waiter that left");
+                }
+                freed(&state).await;
+            });
         }
     }
 }

@@ -115,10 +115,10 @@ pub async fn trigger(
         (Some(_), None) => return Err(ApiError::bad("interval_end", "is missing")),
         (None, Some(_)) => return Err(ApiError::bad("interval_start", "is missing")),
     };
-    if let Some(queue) = &request.queue {
-        if queue.trim().is_empty() || queue.len() > 200 {
-            return Err(ApiError::bad("queue", "must be 1 to 200 characters"));
-        }
+    if let Some(queue) = &request.queue
+        && (queue.trim().is_empty() || queue.len() > 200)
+    {
+        return Err(ApiError::bad("queue", "must be 1 to 200 characters"));
     }
     let parameters = merged_parameters(&spec, request.parameters)?;
     let now = Utc::now();
@@ -145,10 +145,10 @@ pub async fn trigger(
         .await?;
     if created.is_empty() {
         // Another request with the same key won the race.
-        if let Some(key) = &request.idempotency_key {
-            if let Some(existing) = state.store.work_by_key(&name, key).await? {
-                return Ok((StatusCode::OK, Json(existing.view(false))));
-            }
+        if let Some(key) = &request.idempotency_key
+            && let Some(existing) = state.store.work_by_key(&name, key).await?
+        {
+            return Ok((StatusCode::OK, Json(existing.view(false))));
         }
         return Err(ApiError::bad("idempotency_key", "could not create the run"));
     }

@@ -72,10 +72,10 @@ impl Health {
         {
             return Err(format!("the last write failed: {error}"));
         }
-        if let Some((at, answer)) = &*self.probe.lock().unwrap_or_else(|e| e.into_inner()) {
-            if at.elapsed() < PROBE_EVERY {
-                return answer.clone();
-            }
+        if let Some((at, answer)) = &*self.probe.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < PROBE_EVERY
+        {
+            return answer.clone();
         }
         let answer = match tokio::time::timeout(Duration::from_secs(5), probe).await {
             Ok(Ok(())) => Ok(()),

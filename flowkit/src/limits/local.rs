@@ -23,11 +23,11 @@ pub(super) struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut state = self.tag.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(permit) = self.permit.take() {
-            if state.1 > 0 {
-                state.1 -= 1;
-                permit.forget();
-            }
+        if let Some(permit) = self.permit.take()
+            && state.1 > 0
+        {
+            state.1 -= 1;
+            permit.forget();
         }
     }
 }

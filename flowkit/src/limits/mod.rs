@@ -93,14 +93,12 @@ pub fn remove_rate(name: &str) -> bool {
 /// # }
 /// ```
 pub async fn rate_limit(name: &str) {
-    if let Some(remote) = remote::get() {
-        if remote.table().await.rate.iter().any(|n| n == name) {
-            if let Some(wait) = remote.take_token(name).await {
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+    if let Some(remote) = remote::get()
+        && remote.table().await.rate.iter().any(|n| n == name)
+        && let Some(wait) = remote.take_token(name).await
+        && !wait.is_zero()
+    {
+        tokio::time::sleep(wait).await;
     }
     if let Some(bucket) = rate::get(name) {
         let now = tokio::time::Instant::now();

@@ -132,12 +132,12 @@ impl Remote {
     /// Forgets a tag the server says it no longer limits.
     fn unlimited(&self, tag: &str) {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, names)) = table.as_ref() {
-            if names.concurrency.contains_key(tag) {
-                let mut names = (**names).clone();
-                names.concurrency.remove(tag);
-                *table = Some((*at, Arc::new(names)));
-            }
+        if let Some((at, names)) = table.as_ref()
+            && names.concurrency.contains_key(tag)
+        {
+            let mut names = (**names).clone();
+            names.concurrency.remove(tag);
+            *table = Some((*at, Arc::new(names)));
         }
     }
 
@@ -295,10 +295,10 @@ struct LeaveLine(Option<(&'static Remote, String, Uuid)>);
 
 impl Drop for LeaveLine {
     fn drop(&mut self) {
-        if let Some((remote, tag, ticket)) = self.0.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move { remote.release_one(&tag, ticket).await });
-            }
+        if let Some((remote, tag, ticket)) = self.0.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move { remote.release_one(&tag, ticket).await });
         }
     }
 }

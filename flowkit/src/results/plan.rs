@@ -319,15 +319,15 @@ impl<T> TaskPlan<T> {
         &self,
         run: &Arc<TaskRun>,
     ) -> Result<Option<(T, String)>, ResultStoreError> {
-        if self.resume {
-            if let Some((meta, value)) = self.read(run, &self.record_key, "earlier result").await? {
-                let message = format!(
-                    "resumed: the result of task run {} (stored {})",
-                    meta.run_id,
-                    meta.stored_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
-                );
-                return Ok(Some((value, message)));
-            }
+        if self.resume
+            && let Some((meta, value)) = self.read(run, &self.record_key, "earlier result").await?
+        {
+            let message = format!(
+                "resumed: the result of task run {} (stored {})",
+                meta.run_id,
+                meta.stored_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
+            );
+            return Ok(Some((value, message)));
         }
         let Some(cache_key) = self.cache_key.as_deref().filter(|_| !self.refresh) else {
             return Ok(None);

@@ -340,7 +340,7 @@ pub(crate) async fn work(
                         }
                         // Each server in the list once at once, then wait.
                         let unavailable = matches!(error, ApiError::Unavailable { .. });
-                        if !unavailable || failures % api.servers().max(1) == 0 {
+                        if !unavailable || failures.is_multiple_of(api.servers().max(1)) {
                             retry_at = Some(Instant::now() + delays.next().unwrap_or(Duration::from_secs(5)));
                         }
                     }

@@ -204,17 +204,16 @@ impl EventSink for HttpSink {
         let (done, wait) = oneshot::channel();
         let sent = self.tx.send(Command::Flush(done)).is_ok();
         Box::pin(async move {
-            if sent {
-                if let Ok(spooled) = wait.await {
-                    if spooled > 0 {
-                        tracing::warn!(
-                            spooled,
-                            "flowkit: the server has not taken every event yet (unreachable or \
+            if sent
+                && let Ok(spooled) = wait.await
+                && spooled > 0
+            {
+                tracing::warn!(
+                    spooled,
+                    "flowkit: the server has not taken every event yet (unreachable or \
                              failing); they wait in the spool and will be delivered when it does \
                              (by this program or the next)"
-                        );
-                    }
-                }
+                );
             }
         })
     }
