@@ -94,6 +94,9 @@ fn init_child(events_file: &str) {
 async fn side_effect(index: u32, dir: String) -> u32 {
     let block_at = std::env::var("DURABLE_BLOCK_AT").ok();
     if block_at.as_deref() == Some(&*index.to_string()) {
+        // What ran so far is in the events file before the parent is told to kill: the
+        // dispatcher writes on its own tick, which a loaded machine may not give it in time.
+        flowkit::flush().await;
         std::fs::write(Path::new(&dir).join("blocked"), b"").expect("the marker");
         std::future::pending::<()>().await;
     }

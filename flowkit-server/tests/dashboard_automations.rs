@@ -1,7 +1,8 @@
 //! The dashboard's automations in a real browser (Debian's headless Chromium) against a real
 //! server process: the page lists the rules and their latest notifications with each try, the
 //! circuit breaker's badge shows on the deployment it paused, switching it on resumes it, and
-//! deleting a rule from the page removes it. One server and one browser for every step.
+//! deleting a rule from the page removes it, and a rule is made with the page's form (a refused
+//! field named under it). One server and one browser for every step.
 //! Screenshots go to `target/tmp/dashboard-screenshots/`.
 
 mod common;
@@ -221,5 +222,68 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
             .any(|e| e["action"] == "automation_delete" && e["detail"] == "slow-loads"),
         "{audit}"
     );
+
+    // Making a rule from the page: a state the server refuses is named under its field; a
+    // late-run rule is made and listed.
+    browser
+        .type_into("[data-testid=automation-name]", "from-page")
+        .await;
+    browser
+        .eval(
+            "const s = document.querySelector('[data-testid=automation-on-state]'); s.value = 'Failed, Exploded'; return true;",
+            vec![],
+        )
+        .await;
+    browser
+        .type_into(
+            "[data-testid=automation-webhook]",
+            &format!("{receiver}/hook"),
+        )
+        .await;
+    browser.click_js("[data-testid=automation-submit]").await;
+    browser
+        .wait_until(
+            "the refused state named under its field",
+            "document.querySelector('[data-field=\"on.state\"] [data-testid=field-error]')?.textContent.includes('Exploded')",
+        )
+        .await;
+    browser
+        .eval(
+            "const k = document.querySelector('[data-testid=automation-on]'); k.value = 'late'; k.dispatchEvent(new Event('change')); return true;",
+            vec![],
+        )
+        .await;
+    let hidden = browser
+        .eval(
+            "return [document.querySelector('[data-field=\"on.state\"]').hidden, document.querySelector('[data-field=\"on.late\"]').hidden];",
+            vec![],
+        )
+        .await;
+    assert_eq!(hidden, json!([true, false]), "only the late field shows");
+    browser
+        .type_into("[data-testid=automation-on-late]", "15m")
+        .await;
+    browser
+        .type_into("[data-testid=automation-deployment]", "flaky")
+        .await;
+    browser.click_js("[data-testid=automation-submit]").await;
+    browser
+        .wait_for_count("the rule made", "[data-name=from-page]", 1)
+        .await;
+    let when = browser
+        .text("[data-name=from-page] [data-testid=automation-when]")
+        .await;
+    assert_eq!(when, "late by 15m");
+    let rules = get(&server, "/api/automations").await;
+    let made = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "from-page")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(made["on"], json!({"late": "15m"}), "{rules}");
+    assert_eq!(made["deployment"], "flaky", "{rules}");
+    browser.screenshot("automations-form").await;
     browser.close().await;
 }
