@@ -16,6 +16,7 @@ mod evaluate;
 mod payload;
 mod rules;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ impl Default for Settings {
 }
 
 /// Automations' settings, shared parts and cache.
+/// Rules as read: when, in which generation, and the rules.
+type CachedRules = (Instant, u64, Arc<Vec<Rule>>);
+
 #[derive(Debug)]
 pub struct Automations {
     /// How they behave.
@@ -65,8 +69,12 @@ pub struct Automations {
     pub wake: tokio::sync::Notify,
     client: reqwest::Client,
     /// The rules, read at most once a second (a rule made or deleted on this server empties
-    /// it; on another server's, it shows within a second).
-    cache: Mutex<Option<(Instant, Arc<Vec<Rule>>)>>,
+    /// it; on another server's, it shows within a second), with the generation they were read
+    /// in.
+    cache: Mutex<Option<CachedRules>>,
+    /// Bumped when a rule is made or deleted here: a read that began before is not cached (it
+    /// may have missed the change, and would hide it for a second).
+    generation: AtomicU64,
 }
 
 impl Default for Automations {
@@ -88,12 +96,15 @@ impl Automations {
             wake: tokio::sync::Notify::new(),
             client,
             cache: Mutex::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
     /// Forgets the cached rules (one was made or deleted).
     pub fn forget_rules(&self) {
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *cache = None;
     }
 
     /// The link to a dashboard page (`#/runs/<id>`), if the public address is known.
@@ -108,19 +119,24 @@ impl Automations {
 /// The rules (cached for a second).
 pub async fn rules(state: &AppState) -> Result<Arc<Vec<Rule>>, StoreError> {
     let automations = &state.automations;
-    if let Some((at, rules)) = automations
+    let generation = automations.generation.load(Ordering::SeqCst);
+    if let Some((at, read_in, rules)) = automations
         .cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
+        && *read_in == generation
         && at.elapsed() < Duration::from_secs(1)
     {
         return Ok(rules.clone());
     }
     let rows = state.store.automations().await?;
     let rules: Arc<Vec<Rule>> = Arc::new(rows.iter().filter_map(Rule::from_row).collect());
-    *automations.cache.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((Instant::now(), rules.clone()));
+    let mut cache = automations.cache.lock().unwrap_or_else(|e| e.into_inner());
+    // A rule made or deleted while reading: this read may predate it; let the next one cache.
+    if automations.generation.load(Ordering::SeqCst) == generation {
+        *cache = Some((Instant::now(), generation, rules.clone()));
+    }
     Ok(rules)
 }
 
