@@ -195,6 +195,9 @@ pub enum AuditAction {
     AutomationCreate,
     /// Deleted an automation.
     AutomationDelete,
+    /// Registered a new deployment, or changed a registered one's spec (what a serving
+    /// program does at start with a `write` key).
+    DeploymentRegister,
 }
 
 impl AuditAction {
@@ -214,6 +217,7 @@ impl AuditAction {
             AuditAction::LimitRemove => "limit_remove",
             AuditAction::AutomationCreate => "automation_create",
             AuditAction::AutomationDelete => "automation_delete",
+            AuditAction::DeploymentRegister => "deployment_register",
         }
     }
 
@@ -233,6 +237,7 @@ impl AuditAction {
             AuditAction::LimitRemove,
             AuditAction::AutomationCreate,
             AuditAction::AutomationDelete,
+            AuditAction::DeploymentRegister,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)

@@ -62,3 +62,48 @@ async fn every_route_but_health_needs_the_key() {
         assert_eq!(page.status(), 200, "{path}");
     }
 }
+
+/// Listening beyond this machine without a key is refused at start, naming the flag that
+/// fixes it; `--allow-public-without-key` says it is meant.
+#[tokio::test]
+async fn a_public_bind_without_a_key_is_refused() {
+    let dir = TempDir::new("auth-public");
+    let database = format!("sqlite://{}", dir.path().join("flowkit.db").display());
+    let binary = env!("CARGO_BIN_EXE_flowkit-server");
+    let refused = tokio::process::Command::new(binary)
+        .args(["--bind", "0.0.0.0:0", "--database-url", &database])
+        .env_remove("FLOWKIT_API_KEY")
+        .output()
+        .await
+        .expect("the server runs");
+    assert!(!refused.status.success(), "it must not start");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without an API key")
+            && stderr.contains("--api-key"),
+        "{stderr}"
+    );
+
+    let mut allowed = tokio::process::Command::new(binary)
+        .args(["--bind", "0.0.0.0:0", "--database-url", &database])
+        .arg("--allow-public-without-key")
+        .env_remove("FLOWKIT_API_KEY")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server runs");
+    let stdout = allowed.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("it says where it listens")
+        .expect("reading its output")
+        .expect("a line");
+    assert!(line.contains("0.0.0.0:"), "{line}");
+    let port = line.rsplit(':').next().expect("a port");
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .expect("it answers");
+    assert_eq!(health.status(), 200);
+}

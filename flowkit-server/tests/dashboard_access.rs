@@ -103,6 +103,10 @@ async fn a_read_key_sees_no_actions_and_an_operator_cancels_and_is_audited() {
             format!("/backfills/{backfill}"),
             "[data-testid=backfill-intervals] [data-testid=interval]",
         ),
+        (
+            "/automations".to_string(),
+            "[data-testid=automations-empty], [data-testid=automation-row]",
+        ),
     ] {
         browser
             .eval(
@@ -201,10 +205,13 @@ async fn a_read_key_sees_no_actions_and_an_operator_cancels_and_is_audited() {
         .wait_until(
             "the deployment's audit",
             "(() => { const rows = [...document.querySelectorAll('[data-testid=audit] [data-testid=audit-entry]')];\
-             return location.hash.includes('deployment=nightly') && rows.length === 3 && rows.map(r => r.dataset.action); })()",
+             return location.hash.includes('deployment=nightly') && rows.length === 4 && rows.map(r => r.dataset.action); })()",
         )
         .await;
-    assert_eq!(on_deployment, json!(["cancel", "backfill", "trigger"]));
+    assert_eq!(
+        on_deployment,
+        json!(["cancel", "backfill", "trigger", "deployment_register"])
+    );
     browser.screenshot("access-audit").await;
     browser.close().await;
 }

@@ -488,6 +488,7 @@ async fn every_route_with_every_scope(backend: Backend) {
             pair("operator", "pause"),
             pair("operator", "cancel"),
             pair("operator", "trigger"),
+            pair("writer", "deployment_register"),
         ]
     );
     let (_, everything) = call(&server, Some(&both), Method::GET, "/api/audit", None).await;
@@ -576,4 +577,106 @@ async fn a_server_without_an_api_key_makes_no_keys() {
         me,
         json!({"name": "anonymous", "scopes": ["read", "write", "operate", "admin"]})
     );
+}
+
+/// A key is stored as its SHA-256 only: no column holds the key itself.
+async fn keys_are_stored_as_their_digest(backend: Backend) {
+    use sha2::Digest;
+    use sqlx::Connection;
+    let dir = TempDir::new("scopes-hash");
+    let database = backend.database_url(dir.path()).await;
+    let server = Server::start_with(&database, 0, &["--api-key", ADMIN]).await;
+    let key = make_key(&server, "stored", &["read"]).await;
+    let digest: String = sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let query = "SELECT name, hash, prefix, scopes, created_by FROM api_keys";
+    let rows: Vec<(String, String, String, String, String)> = match backend {
+        Backend::Sqlite => {
+            let mut db = sqlx::SqliteConnection::connect(&database).await.unwrap();
+            sqlx::query_as(query).fetch_all(&mut db).await.unwrap()
+        }
+        Backend::Postgres => {
+            let mut db = sqlx::PgConnection::connect(&database).await.unwrap();
+            sqlx::query_as(query).fetch_all(&mut db).await.unwrap()
+        }
+    };
+    let row = rows
+        .iter()
+        .find(|row| row.0 == "stored")
+        .expect("the key's row");
+    assert_eq!(row.1, digest, "{backend:?}");
+    for row in &rows {
+        let columns = [&row.0, &row.1, &row.2, &row.3, &row.4];
+        assert!(
+            columns
+                .iter()
+                .all(|c| !c.contains(&key) && !c.contains(ADMIN)),
+            "{backend:?}: a key is stored in clear: {row:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keys_are_stored_as_their_digest_on_both_databases() {
+    let [sqlite, postgres] = BACKENDS.map(keys_are_stored_as_their_digest);
+    tokio::join!(sqlite, postgres);
+}
+
+/// A program's `write` key may register deployments (what `flowkit::serve` does at start);
+/// a new deployment and each change of one is on the audit trail with the key's name, and
+/// registering the same spec again is not.
+async fn registering_a_deployment_is_audited(backend: Backend) {
+    let dir = TempDir::new("scopes-register");
+    let database = backend.database_url(dir.path()).await;
+    let server = Server::start_with(&database, 0, &["--api-key", ADMIN]).await;
+    let program = make_key(&server, "etl-program", &["write"]).await;
+    let spec =
+        |every: &str| json!({"name": "registered", "flow": "etl", "schedules": [{"every": every}]});
+    for every in ["1h", "1h", "2h"] {
+        let (status, body) = call(
+            &server,
+            Some(&program),
+            Method::PUT,
+            "/api/deployments/registered",
+            Some(&spec(every)),
+        )
+        .await;
+        assert_eq!(status, 200, "{backend:?}: {body}");
+    }
+    let (_, entries) = call(
+        &server,
+        Some(ADMIN),
+        Method::GET,
+        "/api/audit?deployment=registered",
+        None,
+    )
+    .await;
+    let entries: Vec<(&str, &str, &str)> = entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+                e["detail"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("etl-program", "deployment_register", "changed: schedules"),
+            ("etl-program", "deployment_register", "new"),
+        ],
+        "{backend:?}"
+    );
+}
+
+#[tokio::test]
+async fn registering_a_deployment_is_audited_on_both_databases() {
+    let [sqlite, postgres] = BACKENDS.map(registering_a_deployment_is_audited);
+    tokio::join!(sqlite, postgres);
 }

@@ -208,3 +208,98 @@ async fn the_server_answers_over_https_and_the_sink_connects_with_the_ca() {
         started.elapsed()
     );
 }
+
+#[flow(name = "tls-worker-flow")]
+async fn tls_worker_flow() -> u32 {
+    7
+}
+
+/// A worker that knows the server's CA only from `FLOWKIT_CA_CERT`: its polls (the worker's
+/// client) and its events (the HTTP sink) both go over HTTPS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child process by the test below"]
+async fn tls_worker_process() {
+    flowkit::init();
+    let deployment =
+        flowkit::serve::Deployment::new("over-tls", |_: &flowkit::serve::ScheduledRun| {
+            tls_worker_flow()
+        });
+    flowkit::serve::Server::new([deployment])
+        .worker_name("tls-worker")
+        .run()
+        .await
+        .expect("serves");
+}
+
+#[tokio::test]
+async fn a_worker_with_the_ca_in_flowkit_ca_cert_polls_and_reports_over_https() {
+    let dir = TempDir::new("tls-worker");
+    let (ca, cert, key) = certificates(dir.path());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start(
+        dir.path(),
+        0,
+        &["--api-key", KEY, "--tls-cert", &cert, "--tls-key", &key],
+    )
+    .await;
+    let mut worker = tokio::process::Command::new(std::env::current_exe().expect("this binary"))
+        .args(["tls_worker_process", "--exact", "--ignored", "--nocapture"])
+        .env("FLOWKIT_API_URL", &server.url)
+        .env("FLOWKIT_API_KEY", KEY)
+        .env("FLOWKIT_CA_CERT", &ca)
+        .env("FLOWKIT_CONSOLE", "off")
+        .env("FLOWKIT_SPOOL_DIR", dir.path().join("spool"))
+        .env("FLOWKIT_STATE_DIR", dir.path().join("state"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the worker starts");
+    let trusted = client(Some(&ca));
+    let api = |method: reqwest::Method, path: &str| {
+        trusted
+            .request(method, format!("{}{path}", server.url))
+            .bearer_auth(KEY)
+    };
+    // The worker registers its deployment over HTTPS.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = api(reqwest::Method::GET, "/api/deployments/over-tls")
+            .send()
+            .await
+            .expect("HTTPS")
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let triggered: serde_json::Value = api(reqwest::Method::POST, "/api/deployments/over-tls/runs")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("HTTPS")
+        .json()
+        .await
+        .expect("JSON");
+    let id = triggered["id"].as_str().expect("the run's id").to_string();
+    // It claims the run over HTTPS and its sink reports the run's end.
+    loop {
+        let run: serde_json::Value = api(reqwest::Method::GET, &format!("/api/flow_runs/{id}"))
+            .send()
+            .await
+            .expect("HTTPS")
+            .json()
+            .await
+            .expect("JSON");
+        if run["state"] == "Completed" {
+            assert_eq!(run["worker"], "tls-worker", "{run}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not complete over HTTPS: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.kill().await.ok();
+}

@@ -63,7 +63,8 @@ fn keys_are_made_scoped_listed_revoked_and_the_audit_names_them() {
         actions,
         [
             ("cli-operator".to_string(), "resume".to_string()),
-            ("cli-operator".to_string(), "pause".to_string())
+            ("cli-operator".to_string(), "pause".to_string()),
+            ("api-key".to_string(), "deployment_register".to_string()),
         ]
     );
     let table = flowkit(&["audit", "--actor", "cli-operator"]).ok();

@@ -17,6 +17,9 @@ const WORDS = {
   key_revoke: 'revoked a key',
   automation_create: 'made an automation',
   automation_delete: 'deleted an automation',
+  limit_set: 'set a limit',
+  limit_remove: 'removed a limit',
+  deployment_register: 'registered a deployment',
 };
 
 function target(entry) {

@@ -25,6 +25,7 @@ const LAST: i64 = 10;
     responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn put_deployment(
     State(state): State<AppState>,
+    Actor(caller): Actor,
     Path(name): Path<String>,
     body: Result<Json<DeploymentSpec>, JsonRejection>,
 ) -> Result<Json<DeploymentView>, ApiError> {
@@ -101,8 +102,51 @@ pub async fn put_deployment(
     if before.is_none() || changed {
         crate::orchestrate::tick_one(&state, now, &name).await?;
     }
+    // A program's key may register deployments; who made or changed one is on the record.
+    let detail = match &before {
+        None => Some("new".to_string()),
+        Some((old, _)) => {
+            let fields = changed_fields(old, &spec);
+            (!fields.is_empty()).then(|| format!("changed: {}", fields.join(", ")))
+        }
+    };
+    if let Some(detail) = detail {
+        let touched = super::audit::Touched {
+            deployment: Some(name.clone()),
+            detail: Some(detail),
+            ..Default::default()
+        };
+        super::audit::record(&state, &caller, AuditAction::DeploymentRegister, touched).await;
+    }
     let paused = before.and_then(|(_, paused)| paused);
     Ok(Json(view(&state, spec, paused, Some(now)).await?))
+}
+
+/// The fields of a deployment's spec that differ between `old` and `new`.
+fn changed_fields(old: &DeploymentSpec, new: &DeploymentSpec) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    let mut differs = |name, changed| {
+        if changed {
+            fields.push(name);
+        }
+    };
+    differs("flow", old.flow != new.flow);
+    differs("schedules", old.schedules != new.schedules);
+    differs("time_zone", old.time_zone != new.time_zone);
+    differs("catchup", old.catchup != new.catchup);
+    differs(
+        "max_active_runs",
+        old.max_active_runs != new.max_active_runs,
+    );
+    differs("paused", old.paused != new.paused);
+    differs("queue", old.queue != new.queue);
+    differs("priority", old.priority != new.priority);
+    differs("parameters", old.parameters != new.parameters);
+    differs(
+        "parameter_schema",
+        old.parameter_schema != new.parameter_schema,
+    );
+    fields
 }
 
 /// The field a schema error is about: `parameters`, or `parameters.day` for a property.
