@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
+use flowkit_api::states;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -150,36 +151,18 @@ fn stored_nanos(field: &str, time: DateTime<Utc>) -> Result<i64, ApiError> {
     })
 }
 
-const STATES: [&str; 11] = [
-    "Scheduled",
-    "Pending",
-    "Running",
-    "Retrying",
-    "Completed",
-    "Cached",
-    "Failed",
-    "Crashed",
-    "TimedOut",
-    "Cancelled",
-    "Skipped",
-];
-
 /// The state named `name` (in any case), or a 400 naming `field`.
 pub(crate) fn state_name(field: &str, name: &str) -> Result<&'static str, ApiError> {
-    let name = name.trim();
-    STATES
-        .iter()
-        .find(|s| s.eq_ignore_ascii_case(name))
-        .copied()
-        .ok_or_else(|| {
-            ApiError::bad(
-                field,
-                format!(
-                    "unknown state {name:?}; expected one of {}",
-                    STATES.join(", ")
-                ),
-            )
-        })
+    states::find(name).ok_or_else(|| {
+        ApiError::bad(
+            field,
+            format!(
+                "unknown state {:?}; expected one of {}",
+                name.trim(),
+                states::STATES.join(", ")
+            ),
+        )
+    })
 }
 
 /// `Failed,crashed` as states; empty parts are ignored.
