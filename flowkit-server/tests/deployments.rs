@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{BACKENDS, Server, TempDir};
+use flowkit::flow;
 use flowkit::serve::{Deployment, ScheduledRun};
-use flowkit::{EventBus, HttpSink, flow};
 use serde_json::json;
 
 #[flow(name = "deployed-etl")]
@@ -45,13 +45,7 @@ async fn a_serving_program_registers_its_deployments_with_the_server() {
 
         // One of its runs streams to the server.
         let spool = TempDir::new("deployments-spool");
-        let bus = EventBus::builder()
-            .sink(
-                HttpSink::builder(&server.url)
-                    .spool_dir(spool.path())
-                    .build(),
-            )
-            .build();
+        let bus = server.bus(spool.path());
         let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
         let run = ScheduledRun::new("nightly", at("2026-11-27T01:00:00Z"))
             .with_interval(at("2026-11-26T01:00:00Z"), at("2026-11-27T01:00:00Z"));
