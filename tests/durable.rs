@@ -17,15 +17,9 @@ use flowkit::{
 };
 use uuid::Uuid;
 
-/// A fresh directory for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "flowkit-durable-{name}-{}-{}",
-        std::process::id(),
-        Uuid::now_v7().simple()
-    ));
-    std::fs::create_dir_all(&dir).expect("a temp dir");
-    dir
+/// A fresh directory for one test, removed at its end (pass or fail).
+fn temp_dir(name: &str) -> common::TempDir {
+    common::TempDir::new(&format!("durable-{name}"))
 }
 
 fn store(dir: &Path) -> Arc<dyn ResultStore> {
@@ -255,7 +249,6 @@ fn sigkill_mid_flow_then_resume_in_another_process() {
     assert_eq!(resumed_ends.len(), 20);
     assert!(resumed_ends[..11].iter().all(|s| *s == State::Cached));
     assert!(resumed_ends[11..].iter().all(|s| *s == State::Completed));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,7 +356,6 @@ async fn resume_after_a_failure_fixed_by_an_input_reruns_only_that_task_and_its_
         "{error}"
     );
     assert!(take_calls().is_empty());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,7 +427,6 @@ async fn a_resumed_parent_resumes_its_child_flow_runs_by_identity() {
     for child in children_before {
         assert_eq!(events.attempts(child), 2, "a new attempt of child {child}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,7 +473,6 @@ async fn cache_hits_within_expiration_runs_after_it_and_on_new_inputs() {
     assert_eq!(price_in(&store, 2, true).await, (20, State::Completed));
     assert_eq!(price_in(&store, 2, false).await, (20, State::Cached));
     assert_eq!(calls(), 4);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[task(name = "shape", cache_key = inputs)]
@@ -544,7 +534,6 @@ async fn a_changed_or_corrupt_result_is_recomputed_with_a_warning() {
         "{:?}",
         events.logs(run)
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -635,7 +624,6 @@ async fn a_store_that_cannot_be_written_fails_the_attempt_and_is_retried_never_a
     let error = result.expect_err("the store cannot be written");
     assert!(error.to_string().contains("/dev/null/results"), "{error}");
     assert_eq!(STORED_CALLS.load(Ordering::SeqCst), before + 3);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -710,7 +698,6 @@ async fn a_map_of_1000_with_10_failures_resumed_reruns_exactly_10() {
         ),
         (990, 10)
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -743,5 +730,4 @@ async fn an_idempotency_key_already_completed_returns_its_result_without_running
     let (other, _) = run("2026-11-28!", "nightly-2026-11-28").await;
     assert_eq!(other.unwrap(), 11);
     assert_eq!(NIGHTLY_RUNS.load(Ordering::SeqCst), 2);
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod common;
+
 use chrono::{DateTime, Utc};
 use flowkit::flow;
 use flowkit::serve::{Backfill, Deployment, ScheduledRun, ServeError, Server};
@@ -47,10 +49,11 @@ fn utc(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
 
-fn state_file(tag: &str) -> PathBuf {
-    std::env::temp_dir()
-        .join(format!("flowkit-serve-test-{tag}-{}", uuid::Uuid::now_v7()))
-        .join("serve.json")
+/// A state file in a fresh directory, removed with the directory at the test's end.
+fn state_file(tag: &str) -> (common::TempDir, PathBuf) {
+    let dir = common::TempDir::new(&format!("serve-test-{tag}"));
+    let file = dir.join("serve.json");
+    (dir, file)
 }
 
 /// Serves `deployment` from `start` for `for_secs` seconds of virtual time.
@@ -83,7 +86,7 @@ fn last_ran(state: &PathBuf, deployment: &str, at: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn runs_start_when_due_with_their_data_interval() {
-    let state = state_file("due");
+    let (_dir, state) = state_file("due");
     let deployment = Deployment::new("due", |_| record(0)).every("15m");
     serve_for(deployment, &state, "2026-11-27T10:05:00Z", 50 * 60).await;
     assert_eq!(scheduled_times("due"), ["10:15", "10:30", "10:45"]);
@@ -100,7 +103,7 @@ async fn runs_start_when_due_with_their_data_interval() {
 
 #[tokio::test(start_paused = true)]
 async fn catchup_runs_exactly_the_missed_intervals_oldest_first_within_max_active_runs() {
-    let state = state_file("catchup");
+    let (_dir, state) = state_file("catchup");
     // The program last ran the 10:00 run, then was down for three intervals.
     last_ran(&state, "catchup", "2026-11-27T10:00:00Z");
     let deployment = Deployment::new("catchup", |_| record(60))
@@ -122,7 +125,7 @@ async fn catchup_runs_exactly_the_missed_intervals_oldest_first_within_max_activ
 
 #[tokio::test(start_paused = true)]
 async fn without_catchup_only_the_latest_missed_interval_runs() {
-    let state = state_file("latest");
+    let (_dir, state) = state_file("latest");
     last_ran(&state, "latest", "2026-11-27T10:00:00Z");
     let deployment = Deployment::new("latest", |_| record(0)).every("15m");
     serve_for(deployment, &state, "2026-11-27T10:50:00Z", 60).await;
@@ -131,7 +134,7 @@ async fn without_catchup_only_the_latest_missed_interval_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_due_run_waits_for_the_one_before_it_with_one_active_run() {
-    let state = state_file("serial");
+    let (_dir, state) = state_file("serial");
     // Each run takes 20 minutes; one runs at a time, so they start late but in order.
     let deployment = Deployment::new("serial", |_| record(20 * 60)).every("15m");
     serve_for(deployment, &state, "2026-11-27T10:00:30Z", 61 * 60).await;
@@ -141,7 +144,7 @@ async fn a_due_run_waits_for_the_one_before_it_with_one_active_run() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_program_catches_up_from_its_state_file() {
-    let state = state_file("restart");
+    let (_dir, state) = state_file("restart");
     let deployment = || {
         Deployment::new("restart", |_| record(0))
             .every("1h")
@@ -159,7 +162,7 @@ async fn a_restarted_program_catches_up_from_its_state_file() {
 
 #[tokio::test(start_paused = true)]
 async fn a_corrupt_state_file_is_a_fresh_start() {
-    let state = state_file("corrupt");
+    let (_dir, state) = state_file("corrupt");
     std::fs::create_dir_all(state.parent().unwrap()).unwrap();
     std::fs::write(&state, "{ half a file").unwrap();
     let deployment = Deployment::new("corrupt", |_| record(0))
@@ -171,7 +174,7 @@ async fn a_corrupt_state_file_is_a_fresh_start() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cron_in_a_time_zone_runs_at_local_times() {
-    let state = state_file("cron");
+    let (_dir, state) = state_file("cron");
     let deployment = Deployment::new("cron", |_| record(0))
         .cron("0 2 * * *")
         .time_zone("Europe/Madrid");

@@ -30,19 +30,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The states a flow run can end in, which a `state` trigger may name.
-pub const END_STATES: [&str; 7] = [
-    "Completed",
-    "Cached",
-    "Failed",
-    "Crashed",
-    "TimedOut",
-    "Cancelled",
-    "Skipped",
-];
-
-/// The states that count as failures for the circuit breaker.
-pub const FAILURE_STATES: [&str; 3] = ["Failed", "Crashed", "TimedOut"];
+/// The states a flow run can end in, which a `state` trigger may name; those that count as
+/// failures for the circuit breaker.
+pub use crate::states::{END_STATES, FAILURE_STATES};
 
 /// A rule: when it fires (`on`), which runs it watches (`flow`, `deployment`, `tags`: all that
 /// are given must hold), whom it tells (`notify`) and whether it pauses the deployment.

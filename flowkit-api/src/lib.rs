@@ -19,6 +19,7 @@ pub mod automation;
 mod deployment;
 pub mod limits;
 mod schedule;
+pub mod states;
 pub mod work;
 
 pub use deployment::{DEFAULT_QUEUE, DeploymentSpec, ScheduleSpec};

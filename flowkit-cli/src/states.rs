@@ -1,21 +1,7 @@
 //! Run states as the CLI shows them: one symbol each (for strips and grids), an outcome they
 //! count under, whether they are final.
 
-/// The states a flow run can be in, as the server names them.
-pub const STATES: [&str; 12] = [
-    "Scheduled",
-    "Pending",
-    "Running",
-    "Retrying",
-    "Cancelling",
-    "Completed",
-    "Cached",
-    "Failed",
-    "Crashed",
-    "TimedOut",
-    "Cancelled",
-    "Skipped",
-];
+pub use flowkit_api::states::{STATES, is_final};
 
 /// One column-wide symbol for `state`.
 pub fn symbol(state: &str) -> char {
@@ -57,14 +43,6 @@ pub fn legend(strip: &str) -> String {
         .map(|(symbol, word)| format!("{symbol} {word}"))
         .collect::<Vec<_>>()
         .join("  ")
-}
-
-/// Whether a run in `state` has ended.
-pub fn is_final(state: &str) -> bool {
-    matches!(
-        state,
-        "Completed" | "Cached" | "Failed" | "Crashed" | "TimedOut" | "Cancelled" | "Skipped"
-    )
 }
 
 /// Whether a run in `state` did its work.
@@ -123,10 +101,7 @@ pub fn summary<'a>(states: impl IntoIterator<Item = Option<&'a str>>) -> String 
 /// The server's spelling of a state typed in any case (`failed` → `Failed`), or the text as
 /// typed if it names none (the server then says which states there are).
 pub fn canonical(text: &str) -> String {
-    STATES
-        .iter()
-        .find(|s| s.eq_ignore_ascii_case(text))
-        .map_or_else(|| text.to_string(), |s| s.to_string())
+    flowkit_api::states::find(text).map_or_else(|| text.to_string(), str::to_string)
 }
 
 #[cfg(test)]
@@ -154,7 +129,7 @@ mod tests {
 
     #[test]
     fn every_state_has_its_own_symbol_or_shares_it_with_a_synonym() {
-        for state in STATES {
+        for state in STATES.into_iter().chain(["Cancelling"]) {
             assert_ne!(symbol(state), '?', "{state}");
         }
         assert_eq!(legend("✓✗✓"), "✓ completed  ✗ failed");

@@ -7,9 +7,10 @@ mod common;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use common::api::until;
 use common::browser::{Browser, artifacts};
 use common::{Server, TempDir};
-use flowkit::{EventBus, HttpSink, RunLogLayer, flow, task};
+use flowkit::{RunLogLayer, flow, task};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing_subscriber::prelude::*;
@@ -120,40 +121,6 @@ async fn wide() -> usize {
     flowkit::map(0..10_000u32, tiny).await.len()
 }
 
-fn bus(server: &Server, key: Option<&str>, spool: &TempDir) -> EventBus {
-    let mut sink = HttpSink::builder(server.url.clone()).spool_dir(spool.path());
-    if let Some(key) = key {
-        sink = sink.api_key(key);
-    }
-    EventBus::builder().sink(sink.build()).build()
-}
-
-/// Reads the API (with `key`) until `ready` holds for the answer.
-async fn api_until(
-    server: &Server,
-    key: &str,
-    path: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        let value: Value = client
-            .get(format!("{}{path}", server.url))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        if ready(&value) {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the API never showed what was expected at {path}");
-}
-
 const COUNT: &str = "document.querySelectorAll";
 
 /// The flow name and state badge of each table row matching `rows`, in order.
@@ -175,7 +142,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     let dir = TempDir::new("dash");
     let server = Server::start(dir.path(), 0, &[]).await;
     let spool = TempDir::new("dash-spool");
-    let bus = bus(&server, None, &spool);
+    let bus = server.bus(spool.path());
     assert_eq!(etl("2026-11-26".into()).on(&bus).await.unwrap(), 150);
     assert!(failing().on(&bus).await.is_err());
     let warehouse = TempDir::new("dash-warehouse");
@@ -193,7 +160,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
 
     let browser = Browser::start().await;
     // The run list: the three runs, with their states.
-    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser.open(&server, "/runs").await;
     browser
         .wait_for_count("three runs listed", "[data-testid=run-row]", 3)
         .await;
@@ -269,7 +236,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     // The ETL run: parameters, state history, one bar per task run, retry segments, upstream.
     let runs = server.get("/api/flow_runs?flow=browser-etl").await;
     let id = runs["items"][0]["id"].as_str().unwrap().to_string();
-    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser.open(&server, &format!("/runs/{id}")).await;
     browser
         .wait_for_count("the timeline", "[data-testid=task-row]", 7)
         .await;
@@ -415,9 +382,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     // The example's run: its flaky extract's three attempts, the mapped transforms, the loads.
     let runs = server.get("/api/flow_runs?flow=ecommerce-daily-etl").await;
     let example = runs["items"][0]["id"].as_str().unwrap().to_string();
-    browser
-        .goto(&format!("{}/#/runs/{example}", server.url))
-        .await;
+    browser.open(&server, &format!("/runs/{example}")).await;
     browser
         .wait_until(
             "the example's timeline",
@@ -456,7 +421,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     browser.full_page_screenshot("run-example-daily-etl").await;
 
     // Flows: health per flow, with runs by state over time.
-    browser.goto(&format!("{}/#/flows", server.url)).await;
+    browser.open(&server, "/flows").await;
     browser
         .wait_for_count("three flow cards", "[data-testid=flow-card]", 3)
         .await;
@@ -498,7 +463,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
         .await;
     assert_eq!(background, "rgb(15, 18, 22)");
     browser.screenshot("flows-dark").await;
-    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser.open(&server, &format!("/runs/{id}")).await;
     browser
         .wait_for_count("the timeline in dark", "[data-testid=task-row]", 7)
         .await;
@@ -509,9 +474,7 @@ async fn runs_timeline_logs_and_flows_as_a_user_sees_them() {
     bus.flush().await;
     let runs = server.get("/api/flow_runs?flow=regional-backfill").await;
     let parent = runs["items"][0]["id"].as_str().unwrap().to_string();
-    browser
-        .goto(&format!("{}/#/runs/{parent}", server.url))
-        .await;
+    browser.open(&server, &format!("/runs/{parent}")).await;
     browser
         .wait_for_count(
             "the child flow runs",
@@ -543,7 +506,8 @@ async fn asks_for_the_api_key_once_then_updates_live() {
     install_log_layer();
     const KEY: &str = "dashboard-key-1";
     let dir = TempDir::new("dash-key");
-    let server = Server::start(dir.path(), 0, &["--api-key", KEY]).await;
+    let mut server = Server::start(dir.path(), 0, &["--api-key", KEY]).await;
+    server.key = Some(KEY.into());
     let browser = Browser::start().await;
     browser.goto(&server.url).await;
     browser
@@ -603,7 +567,7 @@ async fn asks_for_the_api_key_once_then_updates_live() {
         .await;
     browser.eval("window.noReload = true;", vec![]).await;
     let spool = TempDir::new("dash-key-spool");
-    let bus = bus(&server, Some(KEY), &spool);
+    let bus = server.bus(spool.path());
     let running = tokio::spawn({
         let bus = bus.clone();
         async move { live().on(&bus).await }
@@ -619,12 +583,12 @@ async fn asks_for_the_api_key_once_then_updates_live() {
     );
 
     // Its page follows it: Running, then Completed, with the log line arriving live.
-    let runs = api_until(&server, KEY, "/api/flow_runs", |v| {
+    let runs = until(&server, "the runs", "/api/flow_runs", |v| {
         v["items"][0]["state"] == "Running"
     })
     .await;
     let id = runs["items"][0]["id"].as_str().unwrap().to_string();
-    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser.open(&server, &format!("/runs/{id}")).await;
     browser
         .wait_until(
             "the running run",
@@ -669,14 +633,15 @@ async fn asks_for_the_api_key_once_then_updates_live() {
         let bus = bus.clone();
         async move { live_wide().on(&bus).await }
     });
-    let runs = api_until(&server, KEY, "/api/flow_runs?flow=browser-live-wide", |v| {
-        v["items"][0]["state"] == "Running"
-    })
+    let runs = until(
+        &server,
+        "the wide run",
+        "/api/flow_runs?flow=browser-live-wide",
+        |v| v["items"][0]["state"] == "Running",
+    )
     .await;
     let wide_id = runs["items"][0]["id"].as_str().unwrap().to_string();
-    browser
-        .goto(&format!("{}/#/runs/{wide_id}", server.url))
-        .await;
+    browser.open(&server, &format!("/runs/{wide_id}")).await;
     browser
         .wait_until(
             "the wide run's page",
@@ -713,7 +678,7 @@ async fn asks_for_the_api_key_once_then_updates_live() {
     browser.screenshot("run-live-wide").await;
 
     // The server goes away: the indicator says so, and a page that cannot load says what to do.
-    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser.open(&server, "/runs").await;
     browser
         .wait_for_count("the list", "[data-testid=run-row]", 2)
         .await;
@@ -752,7 +717,7 @@ async fn ten_thousand_task_runs_render_and_scroll() {
     let dir = TempDir::new("dash-wide");
     let server = Server::start(dir.path(), 0, &[]).await;
     let spool = TempDir::new("dash-wide-spool");
-    let bus = bus(&server, None, &spool);
+    let bus = server.bus(spool.path());
     assert_eq!(wide().on(&bus).await.unwrap(), 10_000);
     bus.flush().await;
     let runs = server.get("/api/flow_runs?flow=browser-wide").await;
@@ -767,7 +732,7 @@ async fn ten_thousand_task_runs_render_and_scroll() {
 
     let browser = Browser::start().await;
     let opened = Instant::now();
-    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser.open(&server, &format!("/runs/{id}")).await;
     browser
         .wait_until(
             "the timeline of 10,000 runs",
@@ -903,7 +868,7 @@ async fn five_thousand_flow_runs_list_and_chart_quickly() {
     }
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser.open(&server, "/runs").await;
     browser
         .wait_for_count("the first page of runs", "[data-testid=run-row]", 50)
         .await;
@@ -920,7 +885,7 @@ async fn five_thousand_flow_runs_list_and_chart_quickly() {
             .contains("Load more")
     );
     browser.screenshot("runs-5000").await;
-    browser.goto(&format!("{}/#/flows", server.url)).await;
+    browser.open(&server, "/flows").await;
     browser
         .wait_for_count("20 flow cards", "[data-testid=flow-card]", 20)
         .await;
@@ -982,7 +947,7 @@ async fn deployments_show_their_schedule_next_runs_and_last_runs() {
         .await
         .expect("registered");
     assert!(registered.status().is_success());
-    let bus = bus(&server, None, &spool);
+    let bus = server.bus(spool.path());
     for day in ["2026-11-24", "2026-11-25", "2026-11-26"] {
         let start: chrono::DateTime<chrono::Utc> = format!("{day}T01:00:00Z").parse().unwrap();
         let run = flowkit::serve::ScheduledRun::new("nightly-load", start + chrono::Days::new(1))
@@ -992,7 +957,7 @@ async fn deployments_show_their_schedule_next_runs_and_last_runs() {
     bus.flush().await;
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/#/deployments", server.url)).await;
+    browser.open(&server, "/deployments").await;
     browser
         .wait_for_count("one deployment", "[data-testid=deployment-row]", 1)
         .await;

@@ -140,20 +140,7 @@ async fn a_read_key_sees_no_actions_and_an_operator_cancels_and_is_audited() {
 
     // An operator's key: the run page offers cancel; it cancels; the audit names the key.
     open_with_key(&browser, &server, &operator, &format!("/runs/{run}")).await;
-    browser
-        .wait_until(
-            "the cancel button",
-            "(() => { const b = document.querySelector('[data-testid=cancel-run]'); return b && !b.hidden && b.offsetParent !== null; })()",
-        )
-        .await;
-    browser.click("[data-testid=cancel-run]").await;
-    browser.click("[data-testid=cancel-confirm]").await;
-    let answer = browser
-        .wait_until(
-            "the cancel answer",
-            "document.querySelector('[data-testid=cancel-answer]')?.dataset.state",
-        )
-        .await;
+    let answer = browser.cancel_run().await;
     assert_eq!(answer, json!("Cancelled"));
     let on_run = browser
         .wait_until(
@@ -261,14 +248,7 @@ async fn the_dashboard_and_api_work_under_a_base_path() {
     let browser = Browser::start().await;
     // The page asks for the key, then lists the run, live.
     browser.goto(&format!("{}/flowkit", server.url)).await;
-    browser
-        .wait_until(
-            "the key prompt",
-            "document.getElementById('key-dialog').open",
-        )
-        .await;
-    browser.type_into("#key-input", ADMIN).await;
-    browser.click("#key-form button[type=submit]").await;
+    browser.enter_key(ADMIN).await;
     browser
         .wait_until(
             "the run listed",

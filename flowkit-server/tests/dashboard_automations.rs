@@ -110,15 +110,8 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
     .await;
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/#/automations", server.url)).await;
-    browser
-        .wait_until(
-            "the key prompt",
-            "document.getElementById('key-dialog').open",
-        )
-        .await;
-    browser.type_into("#key-input", KEY).await;
-    browser.click("#key-form button[type=submit]").await;
+    browser.open(&server, "/automations").await;
+    browser.enter_key(KEY).await;
     browser
         .wait_for_count("two rules", "[data-testid=automation-row]", 2)
         .await;
@@ -173,7 +166,7 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
     browser.screenshot("automations").await;
 
     // The breaker's badge on the deployment; switching it on resumes it and clears the badge.
-    browser.goto(&format!("{}/#/deployments", server.url)).await;
+    browser.open(&server, "/deployments").await;
     browser
         .wait_for_count("the breaker's badge", "[data-testid=breaker-badge]", 1)
         .await;
@@ -198,7 +191,7 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
     );
 
     // Deleting a rule from the page.
-    browser.goto(&format!("{}/#/automations", server.url)).await;
+    browser.open(&server, "/automations").await;
     browser
         .wait_for_count("two rules", "[data-testid=automation-row]", 2)
         .await;

@@ -7,7 +7,7 @@ mod common;
 
 use common::browser::Browser;
 use common::{Server, TempDir};
-use flowkit::{EventBus, HttpSink, flow, task};
+use flowkit::{flow, task};
 use serde_json::{Value, json};
 
 #[task(retries = 1, retry_delay = "100ms")]
@@ -142,13 +142,7 @@ async fn what_went_wrong_is_found_in_seconds() {
     let dir = TempDir::new("findings");
     let server = Server::start(dir.path(), 0, &[]).await;
     let spool = TempDir::new("findings-spool");
-    let bus = EventBus::builder()
-        .sink(
-            HttpSink::builder(server.url.clone())
-                .spool_dir(spool.path())
-                .build(),
-        )
-        .build();
+    let bus = server.bus(spool.path());
     for (day, bad_row) in [
         ("2026-11-26", false),
         ("2026-11-27", true),
@@ -184,7 +178,7 @@ async fn what_went_wrong_is_found_in_seconds() {
     let browser = Browser::start().await;
 
     // 1. A run found by its name: typed into the search, one row, with that name.
-    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser.open(&server, "/runs").await;
     browser
         .wait_for_count("six runs", "[data-testid=run-row]", 6)
         .await;
@@ -214,7 +208,7 @@ async fn what_went_wrong_is_found_in_seconds() {
         )
         .await;
     assert_eq!(bar, json!(["5", "1", "1 of 5 failed", "Completed"]));
-    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser.open(&server, "/runs").await;
     browser
         .wait_for_count("all six runs again", "[data-testid=run-row]", 6)
         .await;
@@ -227,9 +221,7 @@ async fn what_went_wrong_is_found_in_seconds() {
         .await;
     assert_eq!(child_of, Value::from(format!("#/runs/{parent_run}")));
     // In its parent's timeline it is a row that opens its page.
-    browser
-        .goto(&format!("{}/#/runs/{parent_run}", server.url))
-        .await;
+    browser.open(&server, &format!("/runs/{parent_run}")).await;
     browser
         .wait_until(
             "the child's row",
@@ -258,7 +250,7 @@ async fn what_went_wrong_is_found_in_seconds() {
             &format!("location.hash === '#/runs/{child_run}' && document.querySelector('[data-testid=run-name]')?.textContent === 'find-child'"),
         )
         .await;
-    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser.open(&server, "/runs").await;
     browser
         .wait_for_count("the six runs", "[data-testid=run-row]", 6)
         .await;
@@ -299,9 +291,7 @@ async fn what_went_wrong_is_found_in_seconds() {
     browser.screenshot("findings-failed-tasks").await;
 
     // 3. The retried 503 has its log line, at WARN, with the delay.
-    browser
-        .goto(&format!("{}/#/runs/{bad_day}", server.url))
-        .await;
+    browser.open(&server, &format!("/runs/{bad_day}")).await;
     browser
         .wait_until(
             "the retry's log line",
@@ -346,7 +336,7 @@ async fn what_went_wrong_is_found_in_seconds() {
     };
     let extract = task_id("extract_orders", None);
     browser
-        .goto(&format!("{}/#/runs/{bad_day}/tasks/{extract}", server.url))
+        .open(&server, &format!("/runs/{bad_day}/tasks/{extract}"))
         .await;
     browser
         .wait_for_count("its two attempts", "[data-testid=attempt]", 2)
@@ -384,9 +374,7 @@ async fn what_went_wrong_is_found_in_seconds() {
     browser.full_page_screenshot("findings-task-page").await;
 
     // 5. The failed flow's error callout links to the task that caused it.
-    browser
-        .goto(&format!("{}/#/runs/{load_run}", server.url))
-        .await;
+    browser.open(&server, &format!("/runs/{load_run}")).await;
     browser
         .wait_until(
             "the link to the culprit",
@@ -426,7 +414,7 @@ async fn what_went_wrong_is_found_in_seconds() {
         .await;
 
     // 6. The flows failing most come first, and a low success rate looks like it.
-    browser.goto(&format!("{}/#/flows", server.url)).await;
+    browser.open(&server, "/flows").await;
     browser
         .wait_for_count("four flow cards", "[data-testid=flow-card]", 4)
         .await;
@@ -485,7 +473,7 @@ async fn what_went_wrong_is_found_in_seconds() {
     browser.screenshot("findings-grid").await;
 
     // 7. Home: what an on-call person needs first.
-    browser.goto(&format!("{}/#/home", server.url)).await;
+    browser.open(&server, "/home").await;
     browser
         .wait_for_count(
             "the failed run on the home view",

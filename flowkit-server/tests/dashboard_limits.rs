@@ -37,7 +37,7 @@ async fn the_limits_page_shows_slots_in_use_and_who_holds_them() {
     );
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/#/limits", server.url)).await;
+    browser.open(&server, "/limits").await;
     browser
         .wait_for_count("two limits", "[data-testid=limit-row]", 2)
         .await;

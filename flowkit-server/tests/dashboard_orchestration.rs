@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::api::{get, post, put, report};
+use common::api::{get, post, put, report, until};
 use common::browser::Browser;
 use common::{Server, TempDir};
 use fantoccini::Locator;
@@ -17,27 +17,6 @@ use flowkit::State;
 use serde_json::{Value, json};
 
 const KEY: &str = "orchestration-key";
-
-/// Reads `path` until `ready` holds for the answer (30 s at most), and returns it.
-async fn api_until(
-    server: &Server,
-    what: &str,
-    path: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let value = get(server, path).await;
-        if ready(&value) {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {path} answers {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Types `text` into the input matching `css`, replacing what it held, as a user would.
 async fn fill(browser: &Browser, css: &str, text: &str) {
@@ -120,15 +99,8 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     assert_eq!(status, 200, "{body}");
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/#/deployments", server.url)).await;
-    browser
-        .wait_until(
-            "the key prompt",
-            "document.getElementById('key-dialog').open",
-        )
-        .await;
-    browser.type_into("#key-input", KEY).await;
-    browser.click("#key-form button[type=submit]").await;
+    browser.open(&server, "/deployments").await;
+    browser.enter_key(KEY).await;
     browser
         .wait_for_count("two deployments", "[data-testid=deployment-row]", 2)
         .await;
@@ -267,7 +239,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     browser
         .click_js("[data-name=daily] [data-testid=pause-toggle]")
         .await;
-    api_until(&server, "daily paused", "/api/deployments/daily", |d| {
+    until(&server, "daily paused", "/api/deployments/daily", |d| {
         d["paused"] == true
     })
     .await;
@@ -303,7 +275,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     .await;
     assert_eq!(status, 201, "{late}");
     let late = late["id"].as_str().unwrap().to_string();
-    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser.open(&server, "/runs").await;
     let marks = browser
         .wait_until(
             "upcoming and late runs marked",
@@ -323,25 +295,10 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     browser.screenshot("orchestration-runs").await;
 
     // Cancel the upcoming run from its page: asked once more, then the server's answer.
-    browser
-        .goto(&format!("{}/#/runs/{upcoming}", server.url))
-        .await;
-    browser
-        .wait_until(
-            "the cancel button",
-            "(() => { const b = document.querySelector('[data-testid=cancel-run]'); return b && !b.hidden && b.offsetParent !== null; })()",
-        )
-        .await;
-    browser.click("[data-testid=cancel-run]").await;
-    browser.click("[data-testid=cancel-confirm]").await;
-    let answer = browser
-        .wait_until(
-            "the cancel answer",
-            "document.querySelector('[data-testid=cancel-answer]')?.dataset.state",
-        )
-        .await;
+    browser.open(&server, &format!("/runs/{upcoming}")).await;
+    let answer = browser.cancel_run().await;
     assert_eq!(answer, json!("Cancelled"));
-    api_until(
+    until(
         &server,
         "the run cancelled",
         &format!("/api/flow_runs/{upcoming}"),
@@ -360,7 +317,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     // A run that ended offers no cancel.
     let done = uuid::Uuid::now_v7();
     report(&server, done, &[State::Running, State::Completed], 0).await;
-    browser.goto(&format!("{}/#/runs/{done}", server.url)).await;
+    browser.open(&server, &format!("/runs/{done}")).await;
     browser
         .wait_until(
             "the ended run's page",
@@ -391,7 +348,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         .unwrap_or_default()
         .to_string();
     assert_eq!(taken, late, "the oldest due run: {answer}");
-    browser.goto(&format!("{}/#/workers", server.url)).await;
+    browser.open(&server, "/workers").await;
     let row = browser
         .wait_until(
             "the worker's row",
@@ -427,9 +384,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     );
     browser.screenshot("orchestration-workers").await;
     // The run's page says how it was made and which worker took it.
-    browser
-        .goto(&format!("{}/#/runs/{taken}", server.url))
-        .await;
+    browser.open(&server, &format!("/runs/{taken}")).await;
     let made = browser
         .wait_until(
             "the run's worker",
@@ -441,9 +396,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     assert_eq!(made, json!(["trigger", "w1"]));
 
     // The backfill form: a bad range is refused under its field; a good one opens its grid.
-    browser
-        .goto(&format!("{}/#/backfills?deployment=daily", server.url))
-        .await;
+    browser.open(&server, "/backfills?deployment=daily").await;
     browser
         .wait_until(
             "the backfill form",
@@ -470,7 +423,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
             "location.hash.startsWith('#/backfills/') && document.querySelectorAll('[data-testid=interval]').length === 2",
         )
         .await;
-    let chunked = api_until(&server, "the chunked backfill", "/api/backfills", |b| {
+    let chunked = until(&server, "the chunked backfill", "/api/backfills", |b| {
         b.as_array().map(Vec::len) == Some(1)
     })
     .await;
@@ -491,9 +444,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     .await;
     assert_eq!(status, 201, "{backfill}");
     let id = backfill["id"].as_str().unwrap().to_string();
-    browser
-        .goto(&format!("{}/#/backfills/{id}", server.url))
-        .await;
+    browser.open(&server, &format!("/backfills/{id}")).await;
     browser
         .wait_for_count("ten day cells", "[data-testid=interval]", 10)
         .await;
@@ -547,7 +498,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
 
     // Cancel: its runs not started are cancelled.
     browser.click("[data-testid=backfill-cancel]").await;
-    api_until(
+    until(
         &server,
         "the backfill cancelled",
         &format!("/api/backfills/{id}"),
@@ -571,7 +522,7 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
     assert_eq!(counts, json!({"Completed": 1, "Failed": 1, "Cancelled": 8}));
 
     // Both are listed, newest first.
-    browser.goto(&format!("{}/#/backfills", server.url)).await;
+    browser.open(&server, "/backfills").await;
     browser
         .wait_for_count("two backfills", "[data-testid=backfill-row]", 2)
         .await;

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{BACKENDS, Server, TempDir};
+use flowkit::flow;
 use flowkit::serve::{Deployment, ScheduledRun};
-use flowkit::{EventBus, HttpSink, flow};
 use serde_json::json;
 
 #[flow(name = "deployed-etl")]
@@ -45,13 +45,7 @@ async fn a_serving_program_registers_its_deployments_with_the_server() {
 
         // One of its runs streams to the server.
         let spool = TempDir::new("deployments-spool");
-        let bus = EventBus::builder()
-            .sink(
-                HttpSink::builder(&server.url)
-                    .spool_dir(spool.path())
-                    .build(),
-            )
-            .build();
+        let bus = server.bus(spool.path());
         let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
         let run = ScheduledRun::new("nightly", at("2026-11-27T01:00:00Z"))
             .with_interval(at("2026-11-26T01:00:00Z"), at("2026-11-27T01:00:00Z"));
@@ -80,6 +74,70 @@ async fn a_serving_program_registers_its_deployments_with_the_server() {
         assert_eq!(last.len(), 1);
         assert_eq!(last[0]["state"], "Completed");
         assert_eq!(last[0]["interval_start"], "2026-11-26T01:00:00Z");
+    }
+}
+
+/// The ids of deployment `nightly`'s runs for logical date `day`, newest first.
+async fn runs_of_day(server: &Server, day: &str) -> Vec<String> {
+    let path = format!("/api/flow_runs?deployment=nightly&logical_date={day}");
+    let page = server.get(&path).await;
+    let items = page["items"].as_array().unwrap_or_else(|| panic!("{page}"));
+    items
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().into())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deployments_runs_are_listed_by_logical_date() {
+    for backend in BACKENDS {
+        let dir = TempDir::new("logical-date");
+        let database = backend.database_url(dir.path()).await;
+        let server = Server::start_with(&database, 0, &[]).await;
+        let spool = TempDir::new("logical-date-spool");
+        let bus = server.bus(spool.path());
+        let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        // Three nightly runs, each for the day before it is due, then one due on the 27th
+        // with no interval (its logical date is the day it was due).
+        let mut ids = Vec::new();
+        for due in ["2026-11-27", "2026-11-28", "2026-11-29"] {
+            let end = at(&format!("{due}T01:00:00Z"));
+            let run = ScheduledRun::new("nightly", end)
+                .with_interval(end - chrono::Days::new(1), end)
+                .with_id(uuid::Uuid::now_v7());
+            ids.push(run.id().unwrap().to_string());
+            deployed_etl(run.logical_date())
+                .scheduled(run)
+                .on(&bus)
+                .await
+                .unwrap();
+        }
+        let adhoc =
+            ScheduledRun::new("nightly", at("2026-11-27T15:00:00Z")).with_id(uuid::Uuid::now_v7());
+        ids.push(adhoc.id().unwrap().to_string());
+        deployed_etl(adhoc.logical_date())
+            .scheduled(adhoc)
+            .on(&bus)
+            .await
+            .unwrap();
+        bus.flush().await;
+
+        assert_eq!(runs_of_day(&server, "2026-11-26").await, [ids[0].clone()]);
+        assert_eq!(
+            runs_of_day(&server, "2026-11-27").await,
+            [ids[3].clone(), ids[1].clone()],
+            "{backend:?}: the interval's day, else the day it was due"
+        );
+        assert!(runs_of_day(&server, "2026-11-25").await.is_empty());
+        let bad = reqwest::get(format!(
+            "{}/api/flow_runs?logical_date=27.11.2026",
+            server.url
+        ))
+        .await
+        .expect("an answer");
+        assert_eq!(bad.status(), 400);
+        let body: serde_json::Value = bad.json().await.unwrap_or_default();
+        assert_eq!(body["field"], "logical_date", "{body}");
     }
 }
 

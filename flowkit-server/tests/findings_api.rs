@@ -5,7 +5,7 @@
 mod common;
 
 use common::{BACKENDS, Server, TempDir};
-use flowkit::{EventBus, HttpSink, flow, task};
+use flowkit::{flow, task};
 use serde_json::Value;
 
 #[task]
@@ -62,13 +62,7 @@ async fn runs_are_named_counted_and_filtered_by_failures() {
         let dir = TempDir::new("findings-api");
         let server = Server::start_with(&backend.database_url(dir.path()).await, 0, &[]).await;
         let spool = TempDir::new("findings-api-spool");
-        let bus = EventBus::builder()
-            .sink(
-                HttpSink::builder(server.url.clone())
-                    .spool_dir(spool.path())
-                    .build(),
-            )
-            .build();
+        let bus = server.bus(spool.path());
         daily("2026-11-01".into(), false).on(&bus).await.unwrap();
         daily("2026-11-02".into(), true).on(&bus).await.unwrap();
         assert!(failing().on(&bus).await.is_err());

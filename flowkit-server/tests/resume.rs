@@ -382,20 +382,10 @@ async fn retry_from_failure_in_the_browser_reuses_the_completed_tasks() {
     state_is(&server, run, "Failed", Duration::from_secs(30)).await;
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/#/runs/{run}", server.url)).await;
+    browser.open(&server, &format!("/runs/{run}")).await;
+    browser.enter_key(KEY).await;
     browser
-        .wait_until(
-            "the key prompt",
-            "document.getElementById('key-dialog').open",
-        )
-        .await;
-    browser.type_into("#key-input", KEY).await;
-    browser.click("#key-form button[type=submit]").await;
-    browser
-        .wait_until(
-            "the retry button",
-            "(() => { const b = document.querySelector('[data-testid=retry-run]'); return b && !b.hidden && b.offsetParent !== null; })()",
-        )
+        .wait_shown("the retry button", "[data-testid=retry-run]")
         .await;
     browser.screenshot("resume-failed-run").await;
 

@@ -17,7 +17,8 @@ use flowkit::State;
 use flowkit::events::{Event, EventKind, LogLevel, LogRecord, RunType, StateChanged};
 use uuid::Uuid;
 
-/// A small tmpfs, unmounted at drop.
+/// A small tmpfs, unmounted at drop (lazily: a server killed a moment before may still hold a
+/// file there, and a busy mount would be left behind with its directory).
 struct Tmpfs(TempDir);
 
 impl Tmpfs {
@@ -51,7 +52,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.path()).status();
+        let _ = Command::new("umount")
+            .arg("--lazy")
+            .arg(self.path())
+            .status();
     }
 }
 

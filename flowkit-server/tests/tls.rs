@@ -1,7 +1,7 @@
-//! HTTPS: the server on a certificate signed by a private CA (made here with `openssl`) answers
-//! over TLS, a client trusting that CA connects and one that does not is refused, the HTTP sink
-//! delivers a flow's events with the CA configured, and a client that never finishes its
-//! handshake is cut off like one that never sends its request.
+//! HTTPS: the server on a certificate signed by a private CA (made by scripts/test-certs.sh)
+//! answers over TLS, a client trusting that CA connects and one that does not is refused, the
+//! HTTP sink delivers a flow's events with the CA configured, and a client that never finishes
+//! its handshake is cut off like one that never sends its request.
 
 mod common;
 
@@ -13,84 +13,19 @@ use flowkit::{EventBus, HttpSink, flow};
 
 const KEY: &str = "tls-test-key";
 
-/// A CA and a server certificate it signed for 127.0.0.1 and localhost, in `dir`: (CA
-/// certificate, server certificate, server key).
-pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=flowkit test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("the extensions file");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost, made in `dir` by
+/// `scripts/test-certs.sh`: (CA certificate, server certificate, server key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-certs.sh");
+    let made = std::process::Command::new("bash")
+        .arg(script)
+        .arg(dir)
+        .output();
+    let made = made.expect("bash runs");
+    let why = String::from_utf8_lossy(&made.stderr);
+    assert!(made.status.success(), "{script}: {why}");
+    let file = |name: &str| dir.join(name);
+    (file("ca.pem"), file("server.pem"), file("server.key"))
 }
 
 fn client(ca: Option<&Path>) -> reqwest::Client {

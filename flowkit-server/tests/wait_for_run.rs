@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Server, TempDir};
+use flowkit::flow;
 use flowkit::serve::ScheduledRun;
-use flowkit::{EventBus, HttpSink, flow};
 
 #[flow(name = "load-customers")]
 async fn load_customers(fail: bool) -> Result<u32, String> {
@@ -37,13 +37,7 @@ async fn the_sensor_waits_until_the_run_of_the_same_logical_date_completes() {
     // concurrently (the runtime is current-thread and no request has been made yet).
     unsafe { std::env::set_var("FLOWKIT_API_URL", &server.url) };
     let spool = TempDir::new("wait-for-run-spool");
-    let bus = EventBus::builder()
-        .sink(
-            HttpSink::builder(&server.url)
-                .spool_dir(spool.path())
-                .build(),
-        )
-        .build();
+    let bus = server.bus(spool.path());
 
     let day = customers_run("2026-11-28").logical_date();
     assert_eq!(day.to_string(), "2026-11-27");

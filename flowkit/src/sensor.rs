@@ -389,15 +389,17 @@ struct RunPage {
 /// One poke of [`wait_for_run`]: the id of the completed run, once there is one.
 pub type RunPoke = Pin<Box<dyn Future<Output = Result<Option<uuid::Uuid>, SensorError>> + Send>>;
 
-/// How many of a deployment's newest runs [`wait_for_run`] looks through.
-const RUNS_LOOKED_AT: usize = 200;
+/// How many of a deployment's runs of one logical date [`wait_for_run`] looks through (the
+/// newest: a day's runs are few, reruns included).
+const RUNS_LOOKED_AT: usize = 100;
 
 /// Waits until a run of another deployment for the same logical date has completed (Airflow's
 /// `ExternalTaskSensor`): a [`sensor`] named `wait for <deployment>` whose poke asks the
 /// server (`FLOWKIT_API_URL`, with `FLOWKIT_API_KEY`) for the deployment's runs and looks for a
 /// `Completed` one whose logical date (the start of its data interval, else the day it was due,
 /// as [`ScheduledRun::logical_date`](crate::serve::ScheduledRun::logical_date) says) is
-/// `logical_date`. Its value is that run's id. It looks at the deployment's 200 newest runs.
+/// `logical_date`. Its value is that run's id. It asks only for the runs of that logical date
+/// (`GET /api/flow_runs?deployment=…&logical_date=…`), however many of other days there are.
 ///
 /// Without a server it fails at once, saying so. A server that cannot be reached counts as "not
 /// yet" (the sensor keeps poking until its timeout).
@@ -448,8 +450,10 @@ async fn poke_run(
         return Err(SensorError::NoServer { deployment });
     };
     let limit = RUNS_LOOKED_AT.to_string();
+    let day = logical_date.to_string();
     let query = [
         ("deployment", deployment.as_str()),
+        ("logical_date", day.as_str()),
         ("limit", limit.as_str()),
     ];
     let page: RunPage = match client

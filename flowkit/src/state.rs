@@ -97,3 +97,30 @@ impl std::fmt::Display for State {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::State;
+
+    /// The server and the command line name states from `flowkit_api::states`: it must list
+    /// exactly the runtime's, in the same order, with the same ones final.
+    #[test]
+    fn the_api_lists_the_runtimes_states() {
+        let names = State::ALL.map(State::as_str);
+        assert_eq!(names, flowkit_api::states::STATES);
+        for state in State::ALL {
+            assert_eq!(
+                state.is_terminal(),
+                flowkit_api::states::is_final(state.as_str()),
+                "{state}"
+            );
+            let failure = state.is_terminal() && !state.is_success() && state != State::Cancelled;
+            let failure = failure && state != State::Skipped;
+            assert_eq!(
+                failure,
+                flowkit_api::states::FAILURE_STATES.contains(&state.as_str()),
+                "{state}"
+            );
+        }
+    }
+}

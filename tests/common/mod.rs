@@ -27,6 +27,47 @@ pub fn child_test(name: &str) -> std::process::Command {
     command
 }
 
+/// A fresh directory for one test (`flowkit-<tag>-<pid>-<uuid>` in the system's temp dir),
+/// removed when dropped: at the test's end, and when an assertion fails too.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "flowkit-{tag}-{}-{}",
+            std::process::id(),
+            Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A bus that records into memory.
 pub fn recorder() -> (EventBus, MemorySink) {
     let memory = MemorySink::new();

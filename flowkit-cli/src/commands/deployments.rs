@@ -51,7 +51,7 @@ pub async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
             d.name.clone(),
             d.flow.clone(),
             schedules(d),
-            yes_no(d.paused),
+            paused(d),
             next,
             strip,
         ]);
@@ -89,7 +89,7 @@ pub async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
         ("flow", d.flow.clone()),
         ("schedules", schedules(&d).replace(", ", "\n")),
         ("time zone", d.time_zone.clone()),
-        ("paused", yes_no(d.paused)),
+        ("paused", paused(&d)),
         ("catchup", yes_no(d.catchup)),
         ("max active runs", d.max_active_runs.to_string()),
         ("queue", format!("{} (priority {})", d.queue, d.priority)),
@@ -195,6 +195,14 @@ fn schedules(d: &DeploymentView) -> String {
         "none (triggered only)".into()
     } else {
         d.schedules.join(", ")
+    }
+}
+
+/// `no`, `yes`, or `yes, by automation:NAME` for one the circuit breaker paused.
+fn paused(d: &DeploymentView) -> String {
+    match (d.paused, &d.paused_by) {
+        (true, Some(by)) => format!("yes, by {by}"),
+        (paused, _) => yes_no(paused),
     }
 }
 

@@ -89,6 +89,8 @@ impl Drop for TempDir {
 /// The test server.
 pub struct Server {
     pub url: String,
+    /// Its SQLite database, for a test to reach under the API.
+    pub database: String,
     _child: Mutex<Child>,
     /// Held open: the server exits when it closes.
     _stdin: Mutex<ChildStdin>,
@@ -140,6 +142,7 @@ impl Server {
             .expect("the server says where it listens within a minute");
         Server {
             url,
+            database: format!("sqlite://{}", dir.join("flowkit.db").display()),
             _child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
         }

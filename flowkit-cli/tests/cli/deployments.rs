@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::common::{flowkit, server};
+use crate::common::{block_on, flowkit, server};
 
 #[test]
 fn deployments_shows_schedules_in_words_pauses_and_next_runs() {
@@ -47,4 +47,32 @@ fn deployments_shows_schedules_in_words_pauses_and_next_runs() {
     let shown = out.cell("cli-nightly", "NEXT RUN");
     let expected = next.format("%Y-%m-%d %H:%MZ (in ").to_string();
     assert!(shown.starts_with(&expected), "{shown:?} vs {expected:?}");
+}
+
+#[test]
+fn a_deployment_the_circuit_breaker_paused_says_which_automation_did() {
+    let server = server();
+    server.put_deployment(
+        json!({"name": "cli-flaky", "flow": "etl", "schedules": [{"every": "1h"}]}),
+    );
+    // What the breaker does when a rule's runs keep failing (its own tests are the server's).
+    block_on(async {
+        let store = flowkit_server::Store::open(&server.database)
+            .await
+            .expect("the database opens");
+        let paused = store.pause_by("cli-flaky", "automation:etl-breaker").await;
+        assert!(paused.expect("the pause"), "it was not paused yet");
+    });
+
+    let out = flowkit(&["deployments"]).ok();
+    assert_eq!(
+        out.cell("cli-flaky", "PAUSED"),
+        "yes, by automation:etl-breaker"
+    );
+    let shown = flowkit(&["deployment", "cli-flaky"]).ok();
+    assert!(
+        shown.stdout.contains("yes, by automation:etl-breaker"),
+        "{}",
+        shown.stdout
+    );
 }

@@ -1,6 +1,6 @@
-//! The `flowkit` command line against a server on HTTPS with a private CA (made here with
-//! `openssl`) and under a base path: it connects with `FLOWKIT_CA_CERT`, and without it says
-//! the server cannot be reached (exit 3) rather than talking in plain text.
+//! The `flowkit` command line against a server on HTTPS with a private CA (made by
+//! scripts/test-certs.sh) and under a base path: it connects with `FLOWKIT_CA_CERT`, and
+//! without it says the server cannot be reached (exit 3) rather than talking in plain text.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -12,82 +12,19 @@ use crate::common::{TempDir, block_on, flowkit_env};
 
 const KEY: &str = "cli-tls-key";
 
-/// A CA and a server certificate it signed for 127.0.0.1: (CA, certificate, key).
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost, made in `dir` by
+/// `scripts/test-certs.sh`: (CA certificate, server certificate, server key).
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=flowkit cli test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("the extensions file");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-certs.sh");
+    let made = std::process::Command::new("bash")
+        .arg(script)
+        .arg(dir)
+        .output();
+    let made = made.expect("bash runs");
+    let why = String::from_utf8_lossy(&made.stderr);
+    assert!(made.status.success(), "{script}: {why}");
+    let file = |name: &str| dir.join(name);
+    (file("ca.pem"), file("server.pem"), file("server.key"))
 }
 
 #[test]

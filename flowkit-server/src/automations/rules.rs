@@ -94,7 +94,7 @@ pub fn sla_missed_at(trigger: &Trigger, run: &Run, now: DateTime<Utc>) -> Option
 }
 
 fn ended(state: &str) -> bool {
-    flowkit_api::automation::END_STATES.contains(&state)
+    flowkit_api::states::is_final(state)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use flowkit_api::states;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -36,6 +37,9 @@ pub struct FlowRunsQuery {
     parent: Option<Uuid>,
     /// Only runs started by this deployment.
     deployment: Option<String>,
+    /// Only runs for this logical date (`2026-11-27`, UTC): the day their data interval
+    /// starts, or, for a run without one, the day it was due.
+    logical_date: Option<NaiveDate>,
     /// Text in the flow's or the run's name, the parameters, the tags or the deployment
     /// (case-insensitive), or a run id.
     q: Option<String>,
@@ -131,6 +135,16 @@ fn cursor(field: &str, text: Option<&str>) -> Result<Option<(i64, Uuid)>, ApiErr
         .ok_or_else(|| ApiError::bad(field, "not a cursor this server gave"))
 }
 
+/// The day `date` (UTC) as a half-open range of stored times.
+fn day_nanos(date: NaiveDate) -> Result<(i64, i64), ApiError> {
+    let start = date.and_time(chrono::NaiveTime::MIN).and_utc();
+    let end = start + chrono::Days::new(1);
+    Ok((
+        stored_nanos("logical_date", start)?,
+        stored_nanos("logical_date", end)?,
+    ))
+}
+
 fn nanos(field: &str, time: Option<DateTime<Utc>>) -> Result<Option<i64>, ApiError> {
     time.map(|t| stored_nanos(field, t)).transpose()
 }
@@ -150,36 +164,18 @@ fn stored_nanos(field: &str, time: DateTime<Utc>) -> Result<i64, ApiError> {
     })
 }
 
-const STATES: [&str; 11] = [
-    "Scheduled",
-    "Pending",
-    "Running",
-    "Retrying",
-    "Completed",
-    "Cached",
-    "Failed",
-    "Crashed",
-    "TimedOut",
-    "Cancelled",
-    "Skipped",
-];
-
 /// The state named `name` (in any case), or a 400 naming `field`.
 pub(crate) fn state_name(field: &str, name: &str) -> Result<&'static str, ApiError> {
-    let name = name.trim();
-    STATES
-        .iter()
-        .find(|s| s.eq_ignore_ascii_case(name))
-        .copied()
-        .ok_or_else(|| {
-            ApiError::bad(
-                field,
-                format!(
-                    "unknown state {name:?}; expected one of {}",
-                    STATES.join(", ")
-                ),
-            )
-        })
+    states::find(name).ok_or_else(|| {
+        ApiError::bad(
+            field,
+            format!(
+                "unknown state {:?}; expected one of {}",
+                name.trim(),
+                states::STATES.join(", ")
+            ),
+        )
+    })
 }
 
 /// `Failed,crashed` as states; empty parts are ignored.
@@ -223,6 +219,7 @@ pub async fn list_flow_runs(
         until: nanos("until", q.until)?,
         tag: stored_text(q.tag),
         deployment: stored_text(q.deployment),
+        logical_day: q.logical_date.map(day_nanos).transpose()?,
         started_only: false,
         parent: q.parent,
         search: stored_text(q.q).filter(|text| !text.trim().is_empty()),

@@ -307,6 +307,13 @@ macro_rules! backend {
                 if let Some(deployment) = &filter.deployment {
                     query.push(" AND deployment = ").push_bind(deployment.clone());
                 }
+                if let Some((from, to)) = filter.logical_day {
+                    query
+                        .push(" AND COALESCE(interval_start_ts, scheduled_ts) >= ")
+                        .push_bind(from)
+                        .push(" AND COALESCE(interval_start_ts, scheduled_ts) < ")
+                        .push_bind(to);
+                }
                 if filter.started_only {
                     query.push(" AND state <> 'Scheduled'");
                 }

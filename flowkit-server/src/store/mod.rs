@@ -207,6 +207,9 @@ pub struct RunFilter {
     pub tag: Option<String>,
     /// Only runs of this deployment.
     pub deployment: Option<String>,
+    /// Only runs whose logical time (the start of the data interval, else the time it was
+    /// due) falls in this half-open range (nanoseconds).
+    pub logical_day: Option<(i64, i64)>,
     /// Leave out the runs still `Scheduled` (made ahead by the server, not started).
     pub started_only: bool,
     pub parent: Option<Uuid>,

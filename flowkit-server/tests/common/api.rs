@@ -96,3 +96,25 @@ where
     }
     started.elapsed()
 }
+
+/// Reads `path` until `ready` holds for the answer (30 s at most, naming `what` if not), and
+/// returns it.
+pub async fn until(
+    server: &Server,
+    what: &str,
+    path: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = get(server, path).await;
+        if ready(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {path} answers {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

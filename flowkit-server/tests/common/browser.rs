@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use super::{TempDir, free_port};
+use super::{Server, TempDir, free_port};
 
 /// Where screenshots go: `target/tmp/dashboard-screenshots/`.
 pub fn artifacts() -> PathBuf {
@@ -94,6 +94,45 @@ impl Browser {
 
     pub async fn goto(&self, url: &str) {
         self.client.goto(url).await.expect("the page loads");
+    }
+
+    /// Opens the dashboard of `server` at `hash` (`/runs`, `/deployments`, …).
+    pub async fn open(&self, server: &Server, hash: &str) {
+        self.goto(&format!("{}/#{hash}", server.url)).await;
+    }
+
+    /// Waits for the dashboard's key prompt, and answers it with `key`.
+    pub async fn enter_key(&self, key: &str) {
+        self.wait_until(
+            "the key prompt",
+            "document.getElementById('key-dialog').open",
+        )
+        .await;
+        self.type_into("#key-input", key).await;
+        self.click("#key-form button[type=submit]").await;
+    }
+
+    /// Waits (like `wait_until`) until the element matching `css` is shown: there, not
+    /// hidden, and laid out.
+    pub async fn wait_shown(&self, what: &str, css: &str) {
+        let expression = format!(
+            "(() => {{ const b = document.querySelector({css:?}); \
+             return b && !b.hidden && b.offsetParent !== null; }})()"
+        );
+        self.wait_until(what, &expression).await;
+    }
+
+    /// On a run's page: presses Cancel, confirms, and returns the state the server answered.
+    pub async fn cancel_run(&self) -> Value {
+        self.wait_shown("the cancel button", "[data-testid=cancel-run]")
+            .await;
+        self.click("[data-testid=cancel-run]").await;
+        self.click("[data-testid=cancel-confirm]").await;
+        self.wait_until(
+            "the cancel answer",
+            "document.querySelector('[data-testid=cancel-answer]')?.dataset.state",
+        )
+        .await
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value; a

@@ -232,6 +232,16 @@ impl Server {
             .expect("json")
     }
 
+    /// An event bus streaming to this server (with its key, if it has one), spooling to `spool`
+    /// while it cannot reach it: how a program reports runs here.
+    pub fn bus(&self, spool: &Path) -> flowkit::EventBus {
+        let mut sink = flowkit::HttpSink::builder(&self.url).spool_dir(spool);
+        if let Some(key) = &self.key {
+            sink = sink.api_key(key);
+        }
+        flowkit::EventBus::builder().sink(sink.build()).build()
+    }
+
     pub async fn event_count(&self) -> i64 {
         self.get("/api/stats").await["events"]
             .as_i64()

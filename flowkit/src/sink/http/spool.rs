@@ -290,13 +290,14 @@ mod tests {
 
     #[test]
     fn an_unwritable_spool_keeps_batches_in_memory() {
-        let file = temp_dir().join("not-a-directory");
+        let dir = temp_dir();
+        let file = dir.join("not-a-directory");
         std::fs::write(&file, "").unwrap();
         let mut spool = Spool::open(file.clone());
         spool.push(body("[1]", 1));
         assert_eq!(spool.read_front().as_deref(), Some(&b"[1]"[..]));
         spool.delivered();
         assert!(spool.is_empty());
-        std::fs::remove_file(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
