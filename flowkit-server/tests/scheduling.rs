@@ -1,0 +1,212 @@
+//! The server's scheduler and claims in this process, at explicit times (no clock waited on):
+//! catchup after an outage, ticks racing on one database, and `max_active_runs` across a mix
+//! of scheduled, triggered and backfill runs. On SQLite and PostgreSQL alike.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::{BACKENDS, Backend, TempDir, run_created};
+use flowkit::State;
+use flowkit::events::{Event, EventKind, RunType, StateChanged};
+use flowkit_server::orchestrate::{Orchestra, tick};
+use flowkit_server::store::work::{ClaimRequest, WorkRow};
+use flowkit_server::{AppState, Store};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("a time")
+}
+
+fn nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().expect("a time in range")
+}
+
+fn time(nanos: i64) -> String {
+    DateTime::from_timestamp_nanos(nanos)
+        .format("%H:%M")
+        .to_string()
+}
+
+/// A server's state over `database`, with none of its loops running: the test ticks.
+async fn state(database: &str) -> AppState {
+    let store = Store::open(database).await.expect("the database opens");
+    AppState::new(store, None).with_orchestra(Orchestra::new(
+        Duration::from_secs(30),
+        Duration::from_secs(3600),
+    ))
+}
+
+async fn database(backend: Backend, dir: &TempDir) -> String {
+    backend.database_url(dir.path()).await
+}
+
+/// Registers a deployment as `PUT /api/deployments/{name}` stores it (without its first tick,
+/// which would be at the real time).
+async fn register(state: &AppState, spec: Value) {
+    let name = spec["name"].as_str().expect("a name").to_string();
+    let flow = spec["flow"].as_str().unwrap_or("etl").to_string();
+    state
+        .store
+        .put_deployment(&name, &flow, &spec.to_string(), 0)
+        .await
+        .expect("registered");
+}
+
+/// One poll's claims of `worker` for `deployment` (allowing `max_active` at once), at `now`.
+async fn claim(
+    state: &AppState,
+    worker: &str,
+    deployment: &str,
+    max_active: i64,
+    now: DateTime<Utc>,
+) -> Vec<WorkRow> {
+    let deployments = HashMap::from([(deployment.to_string(), max_active)]);
+    state
+        .store
+        .claim(&ClaimRequest {
+            worker,
+            deployments: &deployments,
+            queues: &[],
+            capacity: 10,
+            now: nanos(now),
+        })
+        .await
+        .expect("a claim")
+}
+
+fn event(run: Uuid, kind: EventKind) -> Event {
+    Event {
+        id: Uuid::now_v7(),
+        timestamp: Utc::now(),
+        flow_run_id: Some(run),
+        task_run_id: None,
+        kind,
+    }
+}
+
+/// The events of a run that ran and ended `Completed`, as its program sends them.
+async fn complete(state: &AppState, run: Uuid) {
+    let states = [State::Running, State::Completed].map(|state| {
+        event(
+            run,
+            EventKind::StateChanged(StateChanged {
+                state,
+                attempt: 1,
+                message: None,
+                next_attempt_at: None,
+            }),
+        )
+    });
+    let mut events = vec![event(run, run_created(RunType::Flow, "etl", 0))];
+    events.extend(states);
+    state.store.ingest(&events).await.expect("ingested");
+}
+
+/// The deployment's runs, oldest first.
+async fn runs(state: &AppState, deployment: &str) -> Vec<WorkRow> {
+    let mut runs = state
+        .store
+        .work_list(Some(deployment), None, 10_000)
+        .await
+        .expect("the runs");
+    runs.sort_by_key(|r| r.scheduled_ts);
+    runs
+}
+
+/// Scheduled times (`HH:MM`) and data intervals of the deployment's runs due by `now` and not
+/// yet run.
+async fn waiting(state: &AppState, deployment: &str, now: DateTime<Utc>) -> Vec<String> {
+    runs(state, deployment)
+        .await
+        .iter()
+        .filter(|r| r.status == "scheduled" && r.scheduled_ts <= nanos(now))
+        .map(|r| {
+            format!(
+                "{} [{}, {})",
+                time(r.scheduled_ts),
+                r.interval_start_ts.map(time).unwrap_or_default(),
+                r.interval_end_ts.map(time).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn after_an_outage_the_server_makes_the_missed_times_oldest_first_within_max_active_runs() {
+    for backend in BACKENDS {
+        let dir = TempDir::new("sched-catchup");
+        let state = state(&database(backend, &dir).await).await;
+        for (name, catchup) in [("hourly", true), ("latest", false)] {
+            register(
+                &state,
+                json!({"name": name, "flow": "etl", "schedules": [{"cron": "0 * * * *"}],
+                       "catchup": catchup, "max_active_runs": 2}),
+            )
+            .await;
+        }
+        // Up at 00:00:30: the next time of each (01:00) made ahead, nothing of the past.
+        let up = at("2026-01-01T00:00:30Z");
+        assert_eq!(tick(&state, up).await.unwrap(), 2, "{backend:?}");
+        // 01:00 runs; then the server is down until 04:30: 02:00, 03:00 and 04:00 are missed.
+        let one = at("2026-01-01T01:00:00.100Z");
+        for name in ["hourly", "latest"] {
+            let got = claim(&state, "w", name, 2, one).await;
+            assert_eq!(got.len(), 1, "{backend:?}");
+            complete(&state, got[0].id).await;
+        }
+        let back = at("2026-01-01T04:30:00Z");
+        // Three missed and the next (05:00) with catchup; the latest missed and the next without.
+        assert_eq!(tick(&state, back).await.unwrap(), 4 + 2, "{backend:?}");
+        assert_eq!(
+            waiting(&state, "hourly", back).await,
+            [
+                "02:00 [01:00, 02:00)",
+                "03:00 [02:00, 03:00)",
+                "04:00 [03:00, 04:00)"
+            ],
+            "{backend:?}"
+        );
+        assert_eq!(
+            waiting(&state, "latest", back).await,
+            ["04:00 [03:00, 04:00)"],
+            "{backend:?}"
+        );
+        // A tick again makes nothing more.
+        assert_eq!(tick(&state, back).await.unwrap(), 0, "{backend:?}");
+
+        // Handed out oldest first, two at a time (its max_active_runs), whoever asks.
+        let first = claim(&state, "a", "hourly", 2, back).await;
+        let times = |rows: &[WorkRow]| {
+            rows.iter()
+                .map(|r| time(r.scheduled_ts))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(times(&first), ["02:00", "03:00"], "{backend:?}");
+        assert!(claim(&state, "b", "hourly", 2, back).await.is_empty());
+        complete(&state, first[0].id).await;
+        let next = claim(&state, "b", "hourly", 2, back).await;
+        assert_eq!(times(&next), ["04:00"], "{backend:?}");
+        complete(&state, first[1].id).await;
+        complete(&state, next[0].id).await;
+        // 05:00 is not due yet; at 05:00 it is.
+        assert!(claim(&state, "a", "hourly", 2, back).await.is_empty());
+        let five = claim(&state, "a", "hourly", 2, at("2026-01-01T05:00:00Z")).await;
+        assert_eq!(times(&five), ["05:00"], "{backend:?}");
+
+        // Every time from 01:00 to 05:00 has exactly one run, with catchup.
+        let all: Vec<String> = runs(&state, "hourly")
+            .await
+            .iter()
+            .map(|r| time(r.scheduled_ts))
+            .collect();
+        assert_eq!(
+            all,
+            ["01:00", "02:00", "03:00", "04:00", "05:00"],
+            "{backend:?}"
+        );
+    }
+}
