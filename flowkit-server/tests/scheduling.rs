@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -207,6 +207,72 @@ async fn after_an_outage_the_server_makes_the_missed_times_oldest_first_within_m
             all,
             ["01:00", "02:00", "03:00", "04:00", "05:00"],
             "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ticks_racing_on_one_database_make_one_run_per_deployment_and_time() {
+    for backend in BACKENDS {
+        let dir = TempDir::new("sched-race");
+        let database = database(backend, &dir).await;
+        // PostgreSQL: two servers on the database. SQLite (one server per file): one server
+        // whose loop ticks while a registration or a resume ticks too.
+        let first = state(&database).await;
+        let second = match backend {
+            Backend::Postgres => state(&database).await,
+            Backend::Sqlite => first.clone(),
+        };
+        let servers = [first, second];
+        for d in 0..20 {
+            register(
+                &servers[0],
+                json!({"name": format!("d{d:02}"), "flow": "etl", "schedules": [{"every": "1m"}],
+                       "catchup": true}),
+            )
+            .await;
+        }
+        let start = at("2026-01-01T00:00:30Z");
+        // Eight ticks at once at each of a few times, on both servers: the first times, then
+        // a catchup after five minutes down, then a tick a minute later.
+        let mut made = 0;
+        for now in [
+            start,
+            start + chrono::TimeDelta::minutes(15),
+            start + chrono::TimeDelta::minutes(16),
+        ] {
+            let mut ticks = tokio::task::JoinSet::new();
+            for i in 0..8 {
+                let state = servers[i % 2].clone();
+                // Some a few milliseconds apart, as servers' clocks are.
+                let now = now + chrono::TimeDelta::milliseconds(i as i64 % 3);
+                ticks.spawn(async move { tick(&state, now).await });
+            }
+            for result in ticks.join_all().await {
+                made += result.unwrap_or_else(|e| panic!("a tick failed ({backend:?}): {e}"));
+            }
+        }
+        // Each deployment: every minute from 00:01 to 00:26 (16 minutes on, 10 ahead), once.
+        let mut total = 0;
+        for d in 0..20 {
+            let name = format!("d{d:02}");
+            let rows = runs(&servers[1], &name).await;
+            let times: Vec<i64> = rows.iter().map(|r| r.scheduled_ts).collect();
+            let distinct: HashSet<i64> = times.iter().copied().collect();
+            assert_eq!(
+                distinct.len(),
+                times.len(),
+                "{name}: a time twice ({backend:?})"
+            );
+            let expected: Vec<i64> = (1..=26)
+                .map(|m| nanos(at("2026-01-01T00:00:00Z") + chrono::TimeDelta::minutes(m)))
+                .collect();
+            assert_eq!(times, expected, "{name}: every minute once ({backend:?})");
+            total += rows.len();
+        }
+        assert_eq!(
+            made, total,
+            "each run counted by the tick that made it ({backend:?})"
         );
     }
 }
