@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -274,5 +274,104 @@ async fn ticks_racing_on_one_database_make_one_run_per_deployment_and_time() {
             made, total,
             "each run counted by the tick that made it ({backend:?})"
         );
+    }
+}
+
+#[tokio::test]
+async fn max_active_runs_holds_across_backfill_triggered_and_scheduled_runs() {
+    for backend in BACKENDS {
+        let dir = TempDir::new("sched-mix");
+        let database = database(backend, &dir).await;
+        // A server on a real port for the API (backfills, triggers), and the test's hand on
+        // its store for claims at explicit times.
+        let state = state(&database).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = flowkit_server::app(state.clone());
+        let served = tokio::spawn(async move {
+            let limits = flowkit_server::Limits::default();
+            let _ =
+                flowkit_server::serve(listener, router, &limits, flowkit_server::Shutdown::new())
+                    .await;
+        });
+        let client = reqwest::Client::new();
+        let call = |method: reqwest::Method, path: &str, body: Value| {
+            let request = client.request(method, format!("{url}{path}")).json(&body);
+            async move {
+                let response = request.send().await.expect("the server answers");
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                assert!((200..300).contains(&status), "{status} {body}");
+                body
+            }
+        };
+        call(
+            reqwest::Method::PUT,
+            "/api/deployments/mix",
+            json!({"name": "mix", "flow": "etl", "schedules": [{"every": "1m"}],
+                   "max_active_runs": 2}),
+        )
+        .await;
+        // A backfill of six minutes allowing five at once, above the deployment's two.
+        let backfill = call(
+            reqwest::Method::POST,
+            "/api/deployments/mix/backfills",
+            json!({"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T00:06:00Z", "max_active": 5}),
+        )
+        .await;
+        assert_eq!(backfill["intervals"].as_array().map(Vec::len), Some(6));
+        for _ in 0..4 {
+            call(
+                reqwest::Method::POST,
+                "/api/deployments/mix/runs",
+                json!({}),
+            )
+            .await;
+        }
+        let made = runs(&state, "mix").await;
+        let origins: BTreeMap<&str, usize> = made.iter().fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r.origin.as_str()).or_default() += 1;
+            m
+        });
+        assert_eq!(origins["backfill"], 6, "{origins:?}");
+        assert_eq!(origins["trigger"], 4, "{origins:?}");
+        assert!(origins["schedule"] >= 10, "{origins:?}");
+        let total = made.len();
+
+        // An hour from now everything is due. Three workers take turns: each poll claims what
+        // the limit allows; a run in hand ends at a pseudo-random later turn.
+        let later = Utc::now() + chrono::TimeDelta::hours(1);
+        let mut active: Vec<(Uuid, String)> = Vec::new();
+        let (mut ran, mut peak) = (HashSet::new(), 0);
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut turns = 0;
+        while ran.len() < total {
+            turns += 1;
+            assert!(
+                turns < 1_000,
+                "stuck with {} of {total} run ({backend:?})",
+                ran.len()
+            );
+            let worker = format!("w{}", turns % 3);
+            for row in claim(&state, &worker, "mix", 2, later).await {
+                assert!(ran.insert(row.id), "a run handed out twice ({backend:?})");
+                active.push((row.id, row.origin));
+            }
+            peak = peak.max(active.len());
+            assert!(
+                active.len() <= 2,
+                "{} running at once: {active:?} ({backend:?})",
+                active.len()
+            );
+            if !active.is_empty() && rng.bool() {
+                let (id, _) = active.remove(rng.usize(..active.len()));
+                complete(&state, id).await;
+            }
+        }
+        assert_eq!(peak, 2, "the limit was reached ({backend:?})");
+        for (id, _) in active.drain(..) {
+            complete(&state, id).await;
+        }
+        served.abort();
     }
 }
