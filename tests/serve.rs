@@ -170,6 +170,56 @@ async fn a_corrupt_state_file_is_a_fresh_start() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn several_schedules_merge_their_times_each_run_with_its_own_interval() {
+    let intervals = |deployment: &str| -> Vec<String> {
+        with_seen(deployment, |s| {
+            s.runs
+                .iter()
+                .map(|r| {
+                    let (start, end) = r.interval().expect("an interval");
+                    format!(
+                        "{} [{}, {})",
+                        r.scheduled_at().format("%H:%M"),
+                        start.format("%H:%M"),
+                        end.format("%H:%M")
+                    )
+                })
+                .collect()
+        })
+    };
+    // Hourly on the hour and at half past: each run's interval is from its own schedule's
+    // previous time.
+    let state = state_file("several");
+    let deployment = Deployment::new("several", |_| record(0))
+        .every("1h")
+        .cron("30 * * * *");
+    serve_for(deployment, &state, "2026-11-27T10:05:00Z", 2 * 3600).await;
+    assert_eq!(
+        intervals("several"),
+        [
+            "10:30 [09:30, 10:30)",
+            "11:00 [10:00, 11:00)",
+            "11:30 [10:30, 11:30)",
+            "12:00 [11:00, 12:00)",
+        ]
+    );
+    std::fs::remove_dir_all(state.parent().unwrap()).unwrap();
+
+    // Two schedules that meet on the hour: one run per time, its interval from the first
+    // schedule given that fires then (here the half-hourly one).
+    let state = state_file("meeting");
+    let deployment = Deployment::new("meeting", |_| record(0))
+        .every("30m")
+        .cron("0 * * * *");
+    serve_for(deployment, &state, "2026-11-27T10:05:00Z", 3600).await;
+    assert_eq!(
+        intervals("meeting"),
+        ["10:30 [10:00, 10:30)", "11:00 [10:30, 11:00)",]
+    );
+    std::fs::remove_dir_all(state.parent().unwrap()).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_cron_in_a_time_zone_runs_at_local_times() {
     let state = state_file("cron");
     let deployment = Deployment::new("cron", |_| record(0))
