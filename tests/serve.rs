@@ -160,16 +160,148 @@ async fn a_restarted_program_catches_up_from_its_state_file() {
     );
 }
 
+/// What `tracing` logs on this thread while it is alive (the tests' runtime has one thread).
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// The lines that contain `text`.
+    fn lines(&self, text: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl tracing_subscriber::fmt::MakeWriter<'_> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&self) -> Logs {
+        self.clone()
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_corrupt_state_file_is_a_fresh_start() {
+async fn a_corrupt_state_file_is_a_warning_and_a_fresh_start() {
     let (_dir, state) = state_file("corrupt");
     std::fs::create_dir_all(state.parent().unwrap()).unwrap();
     std::fs::write(&state, "{ half a file").unwrap();
     let deployment = Deployment::new("corrupt", |_| record(0))
         .every("15m")
         .catchup(true);
+    let logs = Logs::default();
+    let guard = logs.capture();
     serve_for(deployment, &state, "2026-11-27T10:50:00Z", 11 * 60).await;
+    drop(guard);
     assert_eq!(scheduled_times("corrupt"), ["11:00"], "nothing to catch up");
+    let warned = logs.lines("the scheduler's state is corrupt; starting fresh");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("WARN"), "{warned:?}");
+    assert!(
+        warned[0].contains(&state.display().to_string()),
+        "{warned:?}"
+    );
+    // The file is good again after the run it made.
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(saved.contains("2026-11-27T11:00:00Z"), "{saved}");
+    std::fs::remove_dir_all(state.parent().unwrap()).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_state_file_is_a_fresh_start_said_once_at_info() {
+    let (_dir, state) = state_file("missing");
+    let deployment = || {
+        Deployment::new("missing", |_| record(0))
+            .every("15m")
+            .catchup(true)
+    };
+    let logs = Logs::default();
+    let guard = logs.capture();
+    serve_for(deployment(), &state, "2026-11-27T10:50:00Z", 11 * 60).await;
+    assert_eq!(scheduled_times("missing"), ["11:00"], "nothing to catch up");
+    let said = logs.lines("no scheduler state yet; starting fresh");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains(" INFO "), "{said:?}");
+    assert!(said[0].contains(&state.display().to_string()), "{said:?}");
+    // Started again, the file is there: nothing said, and what was missed is caught up.
+    serve_for(deployment(), &state, "2026-11-27T11:20:00Z", 60).await;
+    drop(guard);
+    assert_eq!(logs.lines("no scheduler state yet").len(), 1);
+    assert_eq!(scheduled_times("missing"), ["11:00", "11:15"]);
+    assert!(logs.lines("WARN").is_empty(), "{:?}", logs.lines("WARN"));
+    std::fs::remove_dir_all(state.parent().unwrap()).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn several_schedules_merge_their_times_each_run_with_its_own_interval() {
+    let intervals = |deployment: &str| -> Vec<String> {
+        with_seen(deployment, |s| {
+            s.runs
+                .iter()
+                .map(|r| {
+                    let (start, end) = r.interval().expect("an interval");
+                    format!(
+                        "{} [{}, {})",
+                        r.scheduled_at().format("%H:%M"),
+                        start.format("%H:%M"),
+                        end.format("%H:%M")
+                    )
+                })
+                .collect()
+        })
+    };
+    // Hourly on the hour and at half past: each run's interval is from its own schedule's
+    // previous time.
+    let (_dir, state) = state_file("several");
+    let deployment = Deployment::new("several", |_| record(0))
+        .every("1h")
+        .cron("30 * * * *");
+    serve_for(deployment, &state, "2026-11-27T10:05:00Z", 2 * 3600).await;
+    assert_eq!(
+        intervals("several"),
+        [
+            "10:30 [09:30, 10:30)",
+            "11:00 [10:00, 11:00)",
+            "11:30 [10:30, 11:30)",
+            "12:00 [11:00, 12:00)",
+        ]
+    );
+    std::fs::remove_dir_all(state.parent().unwrap()).unwrap();
+
+    // Two schedules that meet on the hour: one run per time, its interval from the first
+    // schedule given that fires then (here the half-hourly one).
+    let (_dir, state) = state_file("meeting");
+    let deployment = Deployment::new("meeting", |_| record(0))
+        .every("30m")
+        .cron("0 * * * *");
+    serve_for(deployment, &state, "2026-11-27T10:05:00Z", 3600).await;
+    assert_eq!(
+        intervals("meeting"),
+        ["10:30 [10:00, 10:30)", "11:00 [10:30, 11:00)",]
+    );
+    std::fs::remove_dir_all(state.parent().unwrap()).unwrap();
 }
 
 #[tokio::test(start_paused = true)]

@@ -479,6 +479,22 @@ async fn scheduled_runs_are_made_once_per_time_by_two_servers_and_a_restart() {
     let distinct: HashSet<&&str> = times.iter().collect();
     assert!(times.len() >= 100, "made ahead: {}", times.len());
     assert_eq!(distinct.len(), times.len(), "no time twice");
+    // And none missing: from the first time to the last, every second has its run.
+    let mut seconds: Vec<i64> = times
+        .iter()
+        .map(|t| {
+            t.parse::<chrono::DateTime<chrono::Utc>>()
+                .expect("a time")
+                .timestamp()
+        })
+        .collect();
+    seconds.sort_unstable();
+    let gaps: Vec<(i64, i64)> = seconds
+        .windows(2)
+        .filter(|w| w[1] - w[0] != 1)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert!(gaps.is_empty(), "times missing between {gaps:?}");
     drop(b);
 }
 

@@ -125,6 +125,19 @@ fn a_real_worker_runs_what_the_command_line_starts() {
         "{detail}"
     );
 
+    // `Load` has no `deny_unknown_fields`, so serde alone would drop a misspelt parameter: the
+    // schema the program publishes refuses it, and the server names it.
+    let published = serde_json::to_value(flowkit::schemars::schema_for!(Load)).unwrap();
+    assert_eq!(published.get("additionalProperties"), None, "{published}");
+    let unknown = flowkit(&["trigger", "cli-real", "--param", "colour=red"]).expect_code(1);
+    assert!(
+        unknown
+            .stderr
+            .contains("`parameters.colour` (--param colour)"),
+        "{unknown}"
+    );
+    assert!(unknown.stderr.contains("(HTTP 400 from "), "{unknown}");
+
     let done = flowkit(&["trigger", "cli-real", "--param", "days=2", "--wait"]).ok();
     assert!(done.stderr.contains("Completed after "), "{done}");
     let failed = flowkit(&["trigger", "cli-real", "--param", "fail=true", "--wait"]).expect_code(4);

@@ -214,6 +214,61 @@ mod tests {
     }
 
     #[test]
+    fn several_schedules_merge_their_times_each_with_its_own_interval() {
+        let shown = |runs: &[NewWork]| {
+            let hm = |ts: i64| {
+                DateTime::from_timestamp_nanos(ts)
+                    .format("%H:%M")
+                    .to_string()
+            };
+            runs.iter()
+                .map(|r| {
+                    let (start, end) = r.interval.expect("an interval");
+                    format!("{} [{}, {})", hm(r.scheduled_ts), hm(start), hm(end))
+                })
+                .collect::<Vec<_>>()
+        };
+        // Hourly on the hour and at half past, caught up after being down from 00:00 to 02:45.
+        let s = spec(
+            r#"{"name": "d", "flow": "f", "catchup": true,
+                "schedules": [{"every": "1h"}, {"cron": "30 * * * *"}]}"#,
+        );
+        let runs = due(
+            &s,
+            Some(at("2026-01-01T00:00:00Z")),
+            at("2026-01-01T02:45:00Z"),
+        );
+        assert_eq!(
+            shown(&runs),
+            [
+                "00:30 [23:30, 00:30)",
+                "01:00 [00:00, 01:00)",
+                "01:30 [00:30, 01:30)",
+                "02:00 [01:00, 02:00)",
+                "02:30 [01:30, 02:30)",
+                "03:00 [02:00, 03:00)", // the next one, ahead
+            ]
+        );
+        // Two schedules meeting on the hour: one run per time (the store's unique slot would
+        // refuse a second), its interval from the first schedule given that fires then.
+        let s = spec(
+            r#"{"name": "d", "flow": "f", "schedules": [{"every": "30m"}, {"cron": "0 * * * *"}]}"#,
+        );
+        let runs = due(&s, None, at("2026-01-01T00:05:00Z"));
+        assert_eq!(shown(&runs), ["00:30 [00:00, 00:30)"]);
+        let runs = due(
+            &s,
+            Some(at("2026-01-01T00:30:00Z")),
+            at("2026-01-01T01:45:00Z"),
+        );
+        assert_eq!(
+            shown(&runs),
+            ["01:30 [01:00, 01:30)", "02:00 [01:30, 02:00)"],
+            "without catchup the latest missed, then the next"
+        );
+    }
+
+    #[test]
     fn runs_already_created_ahead_are_not_made_again() {
         let s = spec(r#"{"name": "d", "flow": "f", "schedules": [{"every": "1m"}]}"#);
         // The latest created is 00:10; at 00:00:30 nothing new is within ten minutes.

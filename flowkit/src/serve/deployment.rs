@@ -130,13 +130,26 @@ impl ScheduledRun {
     }
 
     /// The data interval `[start, end)` the run is for: from the schedule's previous time to this
-    /// one (Airflow's `data_interval_start` / `data_interval_end`).
+    /// one (Airflow's `data_interval_start` / `data_interval_end`); a backfill's interval; for a
+    /// triggered (manual) run, the one its trigger gave (`interval_start`/`interval_end`), else
+    /// `None`: a manual run has no data interval unless given one.
     pub fn interval(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         self.interval
     }
 
-    /// The start of the interval, or the scheduled time if there is none (Airflow's `ds`, as a
-    /// UTC date).
+    /// The start of the interval (Airflow's `ds`, as a UTC date); for a run without one (a
+    /// manual run not given an interval) the day it was due, so a deployment's
+    /// `|run| etl(run.logical_date())` still has a day to pass (Airflow 2 gives a manual run its
+    /// trigger time the same way). Whether the run has a data interval of its own is
+    /// [`interval`](Self::interval)`.is_some()`.
+    ///
+    /// ```
+    /// use flowkit::serve::ScheduledRun;
+    /// // Triggered at 09:15 on 28 November with no interval: none, and that day.
+    /// let manual = ScheduledRun::new("nightly", "2026-11-28T09:15:00Z".parse().unwrap());
+    /// assert_eq!(manual.interval(), None);
+    /// assert_eq!(manual.logical_date().to_string(), "2026-11-28");
+    /// ```
     pub fn logical_date(&self) -> chrono::NaiveDate {
         self.interval
             .map_or(self.scheduled_at, |(start, _)| start)
@@ -261,6 +274,12 @@ impl Deployment {
     /// flowkit re-exports: `use flowkit::schemars;` lets `#[derive(schemars::JsonSchema)]` find
     /// it without a dependency of your own. Doc comments become the fields' descriptions.
     ///
+    /// The published schema refuses properties `P` does not name (`additionalProperties:
+    /// false`), so a trigger with a misspelt parameter is a 400 naming it rather than a run that
+    /// silently ignores it, whether or not `P` has `#[serde(deny_unknown_fields)]`. A `P` that
+    /// takes other properties says so itself: a `#[serde(flatten)]` map of extras publishes
+    /// what they may be, and is kept.
+    ///
     /// ```
     /// use flowkit::flow;
     /// use flowkit::schemars::{self, JsonSchema};
@@ -291,6 +310,7 @@ impl Deployment {
     /// let schema = spec.parameter_schema.unwrap();
     /// assert_eq!(schema["properties"]["limit"]["type"], "integer");
     /// assert_eq!(schema["properties"]["region"]["description"], "The region to report on.");
+    /// assert_eq!(schema["additionalProperties"], false);
     /// ```
     pub fn with_parameters<P, F, B>(name: impl Into<String>, defaults: P, flow: F) -> Deployment
     where
@@ -321,7 +341,7 @@ impl Deployment {
         });
         let mut deployment = Deployment::with_starter(name, options.name.to_string(), start);
         deployment.parameters = encoded.map(Some);
-        deployment.parameter_schema = Some(schemars::schema_for!(P).to_value());
+        deployment.parameter_schema = Some(closed(schemars::schema_for!(P).to_value()));
         deployment
     }
 
@@ -438,6 +458,37 @@ impl Deployment {
     pub(crate) fn checked_schedules(&self) -> Result<Vec<Schedule>, ScheduleError> {
         self.spec().schedules().map_err(|(_, error)| error)
     }
+}
+
+/// The schema, refusing properties it does not name: serde drops an unknown field of a struct
+/// without `#[serde(deny_unknown_fields)]`, so a trigger's misspelt parameter (`colour` for
+/// `color`) would be accepted and silently ignored. A root object schema that says nothing of
+/// other properties gets `additionalProperties: false`; one that does (a flattened map gives
+/// `additionalProperties: {…}`, `deny_unknown_fields` gives `false`) or that is built from
+/// subschemas (`allOf`/`oneOf`/`anyOf`: a flattened enum, whose properties the root does not
+/// list) is kept as it is.
+fn closed(mut schema: serde_json::Value) -> serde_json::Value {
+    if let Some(root) = schema.as_object_mut() {
+        let object = root.get("type").and_then(|t| t.as_str()) == Some("object")
+            || root.contains_key("properties");
+        let composed = ["allOf", "oneOf", "anyOf", "$ref"]
+            .iter()
+            .any(|key| root.contains_key(*key));
+        let says = [
+            "additionalProperties",
+            "unevaluatedProperties",
+            "patternProperties",
+        ]
+        .iter()
+        .any(|key| root.contains_key(*key));
+        if object && !composed && !says {
+            root.insert(
+                "additionalProperties".into(),
+                serde_json::Value::Bool(false),
+            );
+        }
+    }
+    schema
 }
 
 /// Runs a deployment's flow call to its end.
@@ -617,6 +668,89 @@ mod tests {
         );
         assert_eq!(created.scheduled.as_ref().unwrap().deployment, "report");
         assert_eq!(created.name, "report");
+    }
+
+    #[test]
+    fn the_published_schema_refuses_unknown_properties_unless_the_type_takes_them() {
+        #[flow]
+        async fn load(_days: u32) {}
+        // A plain struct (no `deny_unknown_fields`): serde would drop `colour`; the schema
+        // refuses it.
+        let spec = deployment(&EventBus::builder().build()).spec();
+        let schema = spec.parameter_schema.unwrap();
+        assert_eq!(schema["additionalProperties"], false, "{schema:#}");
+
+        // `deny_unknown_fields`: already closed, kept as it is.
+        #[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        struct Strict {
+            days: u32,
+        }
+        let spec =
+            Deployment::with_parameters("strict", Strict { days: 1 }, |_, p: Strict| load(p.days))
+                .spec();
+        assert_eq!(
+            spec.parameter_schema.unwrap()["additionalProperties"],
+            false
+        );
+
+        // A flattened map of extras: other properties are the type's to take, so the schema
+        // keeps saying what they may be (here: strings).
+        #[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
+        struct Open {
+            days: u32,
+            #[serde(flatten)]
+            extra: std::collections::BTreeMap<String, String>,
+        }
+        let open = Open {
+            days: 1,
+            extra: Default::default(),
+        };
+        let spec = Deployment::with_parameters("open", open, |_, p: Open| load(p.days)).spec();
+        let schema = spec.parameter_schema.unwrap();
+        assert_eq!(
+            schema["additionalProperties"],
+            serde_json::json!({"type": "string"}),
+            "{schema:#}"
+        );
+
+        // Not an object at the root (a bare number): nothing to close.
+        let spec = Deployment::with_parameters("days", 1u32, |_, days: u32| load(days)).spec();
+        let schema = spec.parameter_schema.unwrap();
+        assert_eq!(schema.get("additionalProperties"), None, "{schema:#}");
+    }
+
+    #[test]
+    fn a_handed_out_run_has_the_interval_it_was_given_and_a_manual_one_none() {
+        let claimed = |interval: Option<(&str, &str)>| flowkit_api::work::ClaimedRun {
+            id: Uuid::now_v7(),
+            deployment: "nightly".into(),
+            scheduled_at: "2026-11-28T09:15:00Z".parse().unwrap(),
+            interval_start: interval.map(|(s, _)| s.parse().unwrap()),
+            interval_end: interval.map(|(_, e)| e.parse().unwrap()),
+            parameters: None,
+            attempt: 1,
+            resume: false,
+        };
+        // Triggered with no interval: none; its logical date is the day it was due.
+        let manual = ScheduledRun::claimed(&claimed(None));
+        assert_eq!(manual.interval(), None);
+        assert_eq!(manual.logical_date().to_string(), "2026-11-28");
+        // Triggered (or backfilled) for a day: that day, whenever it runs.
+        let given = ScheduledRun::claimed(&claimed(Some((
+            "2024-03-01T00:00:00Z",
+            "2024-03-02T00:00:00Z",
+        ))));
+        assert_eq!(given.logical_date().to_string(), "2024-03-01");
+        assert_eq!(
+            given
+                .interval()
+                .map(|(s, e)| (s.to_rfc3339(), e.to_rfc3339())),
+            Some((
+                "2024-03-01T00:00:00+00:00".to_string(),
+                "2024-03-02T00:00:00+00:00".to_string()
+            ))
+        );
     }
 
     #[test]

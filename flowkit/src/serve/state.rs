@@ -2,8 +2,9 @@
 //! file, so a program restarted after downtime knows which runs it missed.
 //!
 //! The file is written aside and renamed over the old one, so it is never half-written. A file
-//! that is missing starts fresh; one that cannot be read or parsed is a warning and a fresh
-//! start, never a crash.
+//! that is missing is a fresh start, said at `info` (the usual first start, so not a warning;
+//! it names the file, so a user who moved it sees why nothing was caught up); one that cannot
+//! be read or parsed is a `warn` and a fresh start, never a crash.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,11 +21,14 @@ pub(crate) struct SchedulerState {
 }
 
 impl SchedulerState {
-    /// Reads the state at `path`; missing or unreadable is a fresh start (said, if unreadable).
+    /// Reads the state at `path`; missing or unreadable is a fresh start (said at `info` if
+    /// missing, at `warn` if unreadable or corrupt).
     pub(crate) fn load(path: &Path) -> SchedulerState {
         let text = match std::fs::read(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!(file = %path.display(),
+                    "flowkit: no scheduler state yet; starting fresh (times missed before now are not caught up)");
                 return SchedulerState::default();
             }
             Err(error) => {
