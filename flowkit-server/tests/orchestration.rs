@@ -677,3 +677,94 @@ async fn pausing_drops_upcoming_runs_and_resuming_makes_them_again() {
     let (status, _) = patch(&server, "/api/deployments/nope", json!({"paused": true})).await;
     assert_eq!(status, 404);
 }
+
+/// A counter of the server's `/metrics` (0 before its first increment).
+async fn metric(server: &Server, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|line| line.split([' ', '{']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The CPU time a process used so far (user and system), from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the command name (which may hold spaces), from the 3rd: utime is the 14th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+#[tokio::test]
+async fn a_poll_held_back_by_max_active_runs_waits_idle_and_gets_the_run_once_the_last_ends() {
+    for backend in common::BACKENDS {
+        let dir = TempDir::new("orch-held");
+        let database = backend.database_url(dir.path()).await;
+        // The default heartbeat timeout: a poll waits up to 10 s.
+        let server = Server::start_with(&database, 0, &[]).await;
+        deployment(&server, "one", json!({})).await; // max_active_runs: 1
+        let (_, first) = trigger(&server, "one", json!({})).await;
+        let (_, second) = trigger(&server, "one", json!({})).await;
+        let first: Uuid = first["id"].as_str().unwrap().parse().unwrap();
+        let second: Uuid = second["id"].as_str().unwrap().parse().unwrap();
+        let (claimed, _) = poll(&server, "a", poll_body(&["one"], 1, &[])).await;
+        assert_eq!(claimed, [first], "{backend:?}");
+        report(&server, first, &[State::Running], 0).await;
+
+        // Another worker waits: the second run is due, but held back behind the first.
+        let url = server.url.clone();
+        let waiting = tokio::spawn(async move {
+            let answer = ServerUrl(url)
+                .post("/api/workers/b/poll", poll_body(&["one"], 1, &[]))
+                .await;
+            (answer, Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (rounds, cpu, wall) = (
+            metric(&server, "flowkit_claim_rounds_total").await,
+            cpu_time(server.pid()),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let rounds = metric(&server, "flowkit_claim_rounds_total").await - rounds;
+        let (cpu, wall) = (cpu_time(server.pid()) - cpu, wall.elapsed());
+        println!("{backend:?}: {rounds} claim rounds and {cpu:?} of CPU in {wall:?} of waiting");
+        assert!(
+            rounds <= 2.0,
+            "the waiting poll does not look again and again ({backend:?}): {rounds} claim rounds in {wall:?}"
+        );
+        assert!(
+            cpu < wall / 5,
+            "the server idles while the poll waits ({backend:?}): {cpu:?} of CPU in {wall:?}"
+        );
+        assert!(!waiting.is_finished(), "still waiting ({backend:?})");
+
+        // The first run ends: the waiting poll gets the second at once.
+        let ended = Instant::now();
+        report(&server, first, &[State::Completed], 0).await;
+        let ((status, answer), answered) = waiting.await.expect("the poll");
+        assert_eq!(status, 200, "{answer}");
+        let handed: Vec<&str> = answer["runs"]
+            .as_array()
+            .map(|runs| runs.iter().filter_map(|r| r["id"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(handed, [second.to_string()], "{backend:?}: {answer}");
+        let took = answered.duration_since(ended);
+        println!("{backend:?}: handed out {took:?} after the run before it ended");
+        assert!(
+            took < Duration::from_millis(500),
+            "handed out as the run before it ended ({backend:?}): {took:?}"
+        );
+    }
+}

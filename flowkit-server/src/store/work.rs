@@ -364,18 +364,22 @@ macro_rules! work_store {
                 rows.iter().map(Self::work_from_row).collect()
             }
 
-            /// When the next run a worker could take becomes due (Unix nanoseconds).
+            /// When the next run a worker could take becomes due after `after` (Unix
+            /// nanoseconds). Runs already due but held back by a limit are not counted: a
+            /// run ending wakes the polls waiting on those.
             pub(crate) async fn next_due(
                 &self,
                 deployments: &[String],
                 queues: &[String],
+                after: i64,
             ) -> Result<Option<i64>, $crate::store::StoreError> {
                 if deployments.is_empty() {
                     return Ok(None);
                 }
                 let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT MIN(scheduled_ts) FROM work WHERE status = 'scheduled' AND deployment IN (",
+                    "SELECT MIN(scheduled_ts) FROM work WHERE status = 'scheduled' AND scheduled_ts > ",
                 );
+                query.push_bind(after).push(" AND deployment IN (");
                 let mut list = query.separated(", ");
                 for d in deployments {
                     list.push_bind(d.clone());
@@ -1099,13 +1103,15 @@ impl Store {
         dispatch!(self.work_list(deployment, backfill, limit))
     }
 
-    /// When the next run a worker could take becomes due.
+    /// When the next run a worker could take becomes due, after `after` (runs already due
+    /// but held back by a limit wait for a run to end, which wakes the polls).
     pub async fn next_due(
         &self,
         deployments: &[String],
         queues: &[String],
+        after: i64,
     ) -> Result<Option<i64>, StoreError> {
-        dispatch!(self.next_due(deployments, queues))
+        dispatch!(self.next_due(deployments, queues, after))
     }
 
     /// Hands due runs to a worker.
