@@ -768,3 +768,70 @@ async fn a_poll_held_back_by_max_active_runs_waits_idle_and_gets_the_run_once_th
         );
     }
 }
+
+#[tokio::test]
+async fn a_run_triggered_on_another_server_reaches_a_waiting_poll_at_once_even_as_listen_reconnects()
+ {
+    use sqlx::Connection;
+    let database = Backend::Postgres.database_url(Path::new("/")).await;
+    // The default heartbeat timeout: a poll waits up to 10 s.
+    let a = Server::start_with(&database, 0, &[]).await;
+    let b = Server::start_with(&database, 0, &[]).await;
+    deployment(&a, "x", json!({"max_active_runs": 100})).await;
+    let name = database
+        .rsplit_once('/')
+        .expect("a database URL")
+        .1
+        .to_string();
+    let mut admin = sqlx::PgConnection::connect(&database)
+        .await
+        .expect("a connection to the test database");
+    let mut took = Vec::new();
+    for round in 0..6 {
+        // A worker waits on server A.
+        let url = a.url.clone();
+        let waiting = tokio::spawn(async move {
+            let answer = ServerUrl(url)
+                .post("/api/workers/w/poll", poll_body(&["x"], 1, &[]))
+                .await;
+            (answer, Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reconnecting = round % 2 == 1;
+        if reconnecting {
+            // The connections that LISTEN are cut just before the trigger: its notification
+            // may be sent while A is not listening, and A must look for itself once it is.
+            let cut: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE datname = $1 AND query LIKE 'LISTEN%' AND pg_terminate_backend(pid)",
+            )
+            .bind(&name)
+            .fetch_all(&mut admin)
+            .await
+            .expect("terminating the listeners");
+            assert!(!cut.is_empty(), "the servers listen");
+        }
+        // Triggered on server B.
+        let from = Instant::now();
+        let (status, run) = trigger(&b, "x", json!({})).await;
+        assert_eq!(status, 201, "{run}");
+        let ((status, answer), answered) = waiting.await.expect("the poll");
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["runs"][0]["id"], run["id"],
+            "round {round}: {answer}"
+        );
+        let latency = answered.duration_since(from);
+        took.push((reconnecting, latency));
+        // It is done: the next round's poll waits again.
+        let id: Uuid = run["id"].as_str().unwrap().parse().unwrap();
+        report(&a, id, &[State::Running, State::Completed], 0).await;
+    }
+    println!("trigger on B → handed out by A (reconnecting?, latency): {took:?}");
+    for (reconnecting, latency) in took {
+        assert!(
+            latency < Duration::from_millis(1000),
+            "handed out at once (LISTEN reconnecting: {reconnecting}): {latency:?}"
+        );
+    }
+}
