@@ -835,3 +835,64 @@ async fn a_run_triggered_on_another_server_reaches_a_waiting_poll_at_once_even_a
         );
     }
 }
+
+#[tokio::test]
+async fn a_due_run_cancelled_before_any_worker_took_it_never_starts() {
+    for backend in common::BACKENDS {
+        let dir = TempDir::new("orch-cancel-due");
+        let database = backend.database_url(dir.path()).await;
+        // Polls wait 200 ms.
+        let server = Server::start_with(&database, 0, &["--heartbeat-timeout", "600ms"]).await;
+        deployment(&server, "one", json!({})).await; // max_active_runs: 1
+        deployment(&server, "idle", json!({"max_active_runs": 5})).await;
+        let id = |run: &Value| -> Uuid { run["id"].as_str().unwrap().parse().unwrap() };
+
+        // Due now, before any worker polled.
+        let (_, early) = trigger(&server, "idle", json!({})).await;
+        // Due now, held back behind a running run.
+        let (_, running) = trigger(&server, "one", json!({})).await;
+        let (_, held) = trigger(&server, "one", json!({})).await;
+        let (early, running, held) = (id(&early), id(&running), id(&held));
+        let (claimed, _) = poll(&server, "w", poll_body(&["one"], 1, &[])).await;
+        assert_eq!(claimed, [running], "{backend:?}");
+        report(&server, running, &[State::Running], 0).await;
+
+        for run in [early, held] {
+            let (status, answer) =
+                post(&server, &format!("/api/flow_runs/{run}/cancel"), json!({})).await;
+            assert_eq!(
+                (status, answer["state"].as_str()),
+                (200, Some("Cancelled")),
+                "{backend:?}: {answer}"
+            );
+        }
+        // The running run ends (waking the polls); workers with room ask again and again.
+        report(&server, running, &[State::Completed], 0).await;
+        for _ in 0..3 {
+            let (ids, answer) = poll(&server, "w", poll_body(&["one", "idle"], 5, &[])).await;
+            assert!(
+                ids.is_empty(),
+                "a cancelled run is never handed out ({backend:?}): {answer}"
+            );
+        }
+        for run in [early, held] {
+            assert_eq!(run_state(&server, run).await, "Cancelled", "{backend:?}");
+            let detail = get(&server, &format!("/api/flow_runs/{run}")).await;
+            assert!(
+                detail["start"].is_null(),
+                "it never started ({backend:?}): {detail}"
+            );
+        }
+        let work = get(&server, "/api/deployments/one/runs").await;
+        let statuses: Vec<(&str, &str)> = work
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+            .collect();
+        assert!(
+            statuses.contains(&(held.to_string().as_str(), "cancelled")),
+            "{backend:?}: {statuses:?}"
+        );
+    }
+}
