@@ -896,3 +896,91 @@ async fn a_due_run_cancelled_before_any_worker_took_it_never_starts() {
         );
     }
 }
+
+#[tokio::test]
+async fn within_a_queue_higher_priority_goes_first_and_a_held_back_one_does_not_block_the_rest() {
+    for backend in common::BACKENDS {
+        let dir = TempDir::new("orch-priority");
+        let database = backend.database_url(dir.path()).await;
+        let server = Server::start_with(&database, 0, &["--heartbeat-timeout", "600ms"]).await;
+        for (name, priority) in [("low", -5), ("mid", 0), ("high", 10)] {
+            deployment(
+                &server,
+                name,
+                json!({"queue": "q", "priority": priority, "max_active_runs": 100}),
+            )
+            .await;
+        }
+        let id = |run: &Value| -> Uuid { run["id"].as_str().unwrap().parse().unwrap() };
+        // Made in the worst order: lowest priority first, oldest first.
+        let mut made = Vec::new();
+        for name in ["low", "low", "mid", "high", "mid", "high"] {
+            let (status, run) = trigger(&server, name, json!({})).await;
+            assert_eq!(status, 201, "{run}");
+            made.push((name, id(&run)));
+        }
+        let ranked = |name: &str| {
+            made.iter()
+                .filter(|m| m.0 == name)
+                .map(|m| m.1)
+                .collect::<Vec<_>>()
+        };
+        let expected: Vec<Uuid> = [ranked("high"), ranked("mid"), ranked("low")].concat();
+        // One at a time, as a worker with room for one takes them.
+        let mut order = Vec::new();
+        let request = json!({"host": "h", "deployments": ["low", "mid", "high"], "queues": ["q"], "capacity": 1, "running": []});
+        for _ in 0..made.len() {
+            let (ids, answer) = poll(&server, "w", request.clone()).await;
+            assert_eq!(ids.len(), 1, "{backend:?}: {answer}");
+            report(&server, ids[0], &[State::Running, State::Completed], 0).await;
+            order.extend(ids);
+        }
+        assert_eq!(
+            order, expected,
+            "highest priority first, then oldest ({backend:?})"
+        );
+        // Several at once come in the same order.
+        for name in ["low", "mid", "high"] {
+            trigger(&server, name, json!({})).await;
+        }
+        let mut request = request.clone();
+        request["capacity"] = json!(3);
+        let (ids, answer) = poll(&server, "w", request.clone()).await;
+        let names: Vec<&str> = answer["runs"]
+            .as_array()
+            .map(|runs| {
+                runs.iter()
+                    .filter_map(|r| r["deployment"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(names, ["high", "mid", "low"], "{backend:?}: {answer}");
+        for run in ids {
+            report(&server, run, &[State::Running, State::Completed], 0).await;
+        }
+
+        // The highest priority deployment at its limit with many runs due (say a backfill)
+        // does not hide a lower one's run from a worker with room.
+        deployment(
+            &server,
+            "busy",
+            json!({"queue": "q", "priority": 100, "max_active_runs": 1}),
+        )
+        .await;
+        for _ in 0..40 {
+            trigger(&server, "busy", json!({})).await;
+        }
+        let mut request = request.clone();
+        request["deployments"] = json!(["busy", "low"]);
+        request["capacity"] = json!(1);
+        let (first, _) = poll(&server, "w1", request.clone()).await;
+        assert_eq!(first.len(), 1, "{backend:?}");
+        let (_, low) = trigger(&server, "low", json!({})).await;
+        let (next, answer) = poll(&server, "w2", request.clone()).await;
+        assert_eq!(
+            next,
+            [id(&low)],
+            "the lower priority run, while the higher is at its limit ({backend:?}): {answer}"
+        );
+    }
+}

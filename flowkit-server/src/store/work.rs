@@ -418,18 +418,9 @@ macro_rules! work_store {
                         query.push(")");
                     }
                 };
-                let order = |query: &mut QueryBuilder<$db>| {
-                    query.push(" ORDER BY ");
-                    if !request.queues.is_empty() {
-                        query.push("CASE queue");
-                        for (rank, q) in request.queues.iter().enumerate() {
-                            query.push(" WHEN ").push_bind(q.clone()).push(" THEN ").push_bind(rank as i64);
-                        }
-                        query.push(" END, ");
-                    }
-                    query.push("priority DESC, scheduled_ts, id");
-                };
-                // Which deployments have due runs, best first.
+                // Which deployments have due runs, best first (by their best run). One row a
+                // deployment: many due runs of one held back by its limit (a backfill) must not
+                // hide the others'.
                 let mut query = QueryBuilder::<$db>::new(
                     "SELECT deployment FROM work WHERE status = 'scheduled' AND scheduled_ts <= ",
                 );
@@ -440,16 +431,40 @@ macro_rules! work_store {
                 }
                 query.push(")");
                 filter(&mut query);
-                order(&mut query);
-                query.push(" LIMIT ").push_bind((request.capacity * 4 + 16) as i64);
-                let rows = query.build().fetch_all(&self.reader).await?;
-                let mut order_of: Vec<String> = Vec::new();
-                for row in &rows {
-                    let d: String = row.try_get("deployment")?;
-                    if !order_of.contains(&d) {
-                        order_of.push(d);
+                query.push(" GROUP BY deployment ORDER BY ");
+                if !request.queues.is_empty() {
+                    query.push("MIN(CASE queue");
+                    for (rank, q) in request.queues.iter().enumerate() {
+                        query.push(" WHEN ").push_bind(q.clone()).push(" THEN ").push_bind(rank as i64);
                     }
+                    query.push(" END), ");
                 }
+                query.push("MAX(priority) DESC, MIN(scheduled_ts), deployment");
+                let due: Vec<String> = query.build_query_scalar().fetch_all(&self.reader).await?;
+                if due.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Those at their `max_active_runs` are skipped here (the claim checks again,
+                // under the deployment's lock).
+                let mut query = QueryBuilder::<$db>::new(
+                    "SELECT deployment, COUNT(*) AS active FROM work WHERE status = 'claimed' AND deployment IN (",
+                );
+                let mut list = query.separated(", ");
+                for d in &due {
+                    list.push_bind(d.clone());
+                }
+                query.push(") GROUP BY deployment");
+                let mut active: std::collections::HashMap<String, i64> = Default::default();
+                for row in query.build().fetch_all(&self.reader).await? {
+                    active.insert(row.try_get("deployment")?, row.try_get("active")?);
+                }
+                let order_of: Vec<String> = due
+                    .into_iter()
+                    .filter(|d| {
+                        let max = request.deployments.get(d).copied().unwrap_or(1);
+                        active.get(d).copied().unwrap_or(0) < max
+                    })
+                    .collect();
                 let mut claimed = Vec::new();
                 for deployment in order_of {
                     let room = request.capacity - claimed.len();
