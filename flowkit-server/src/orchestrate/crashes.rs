@@ -62,6 +62,13 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             super::record_state(&state.store, &unfinished, State::Crashed, &message).await?;
         }
         freed |= row.is_some();
+        // Its own end may have arrived since `rank` was read (a program whose heartbeat came
+        // just too late): that state won over `Crashed`, so the run did not crash: no
+        // automation hears of a crash, and it is not made again.
+        if let Some((2, _, _)) = state.store.run_rank(run).await? {
+            tracing::info!(%run, "a run whose heartbeats stopped ended on its own meanwhile");
+            continue;
+        }
         crashed += 1;
         tracing::warn!(%run, ?worker, "a run's heartbeats stopped: recorded Crashed");
         crate::automations::runs_ended(state, &[run]).await;
