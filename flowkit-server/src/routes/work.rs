@@ -531,7 +531,9 @@ pub async fn stop(
 }
 
 /// Any program streaming events says its flow runs are alive; the answer lists those to
-/// cancel. Runs whose heartbeats stop for the timeout are recorded `Crashed`.
+/// cancel. Runs whose heartbeats stop for the timeout are recorded `Crashed`. With `wait_ms`,
+/// the answer is held (at most `heartbeat_ms`) until a cancel is asked for one of the runs,
+/// on any server sharing the database: a cancel reaches a plain program within milliseconds.
 #[utoipa::path(post, path = "/api/heartbeats", tag = "orchestration",
     request_body(content = Object, description = "A flowkit_api::work::Heartbeat"),
     responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
@@ -543,11 +545,29 @@ pub async fn heartbeats(
     if request.runs.len() > 100_000 {
         return Err(ApiError::bad("runs", "too many"));
     }
+    let most = state.orchestra.poll_wait();
+    let heartbeat_ms = u64::try_from(most.as_millis()).unwrap_or(10_000);
+    // Subscribed before the heartbeat is written: a cancel asked after it wakes this.
+    let mut rx = state.orchestra.wake.subscribe();
     let now = nanos(Utc::now()).unwrap_or(0);
-    let (cancel, _) = state.store.heartbeat(None, request.runs, now).await?;
+    let (mut cancel, _) = state
+        .store
+        .heartbeat(None, request.runs.clone(), now)
+        .await?;
+    let wait = Duration::from_millis(request.wait_ms).min(most);
+    let deadline = tokio::time::Instant::now() + wait;
+    while cancel.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = state.shutdown.triggered() => break,
+        }
+        rx.mark_unchanged();
+        cancel = state.store.cancels_asked(&request.runs).await?;
+    }
     Ok(Json(HeartbeatResponse {
         cancel,
-        heartbeat_ms: u64::try_from(state.orchestra.poll_wait().as_millis()).unwrap_or(10_000),
+        heartbeat_ms,
     }))
 }
 

@@ -658,6 +658,25 @@ macro_rules! work_store {
                 })).await
             }
 
+            /// Which of `runs` a cancel was asked for (a read: nothing written).
+            pub(crate) async fn cancels_asked(
+                &self,
+                runs: &[uuid::Uuid],
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                if runs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT run_id FROM live_runs WHERE cancel_requested = 1 AND run_id IN (",
+                );
+                let mut list = query.separated(", ");
+                for id in runs {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                Ok(query.build_query_scalar().fetch_all(&self.reader).await?)
+            }
+
             /// Asks for a run to be cancelled: a run not yet claimed is cancelled at once
             /// (`Some(row)`); a live one is marked for its program's next heartbeat (`None`,
             /// `true`); `None, false` if neither.
@@ -1152,6 +1171,11 @@ impl Store {
         now: i64,
     ) -> Result<(Vec<Uuid>, Vec<Uuid>), StoreError> {
         dispatch!(self.heartbeat(worker, runs, now))
+    }
+
+    /// Which of `runs` a cancel was asked for (a read).
+    pub async fn cancels_asked(&self, runs: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        dispatch!(self.cancels_asked(runs))
     }
 
     /// Asks for a run to be cancelled.
