@@ -279,6 +279,39 @@ async fn three_workers_and_two_servers_run_each_triggered_run_exactly_once() {
         p(1.0)
     );
 
+    // What one run stores, for the exact count at the end: every run of the flow stores the
+    // same events (its own and the server's), and one flow run and one task run.
+    let first: Vec<Uuid> = {
+        let mut ids: Vec<Uuid> = lines(dir.path()).iter().map(|l| l.run).collect();
+        ids.dedup();
+        ids
+    };
+    assert_eq!(first.len(), 20);
+    for run in &first {
+        eventually(Duration::from_secs(10), "the run Completed", || async {
+            run_state(&one, *run).await == "Completed"
+        })
+        .await;
+    }
+    let stats = get(&one, "/api/stats").await;
+    let (events, runs) = (
+        stats["events"].as_i64().unwrap_or(-1),
+        stats["runs"].as_i64().unwrap_or(-1),
+    );
+    assert_eq!(runs, 40, "a flow run and a task run each: {stats}");
+    assert_eq!(events % 20, 0, "as many events for each run: {stats}");
+    let per_run = events / 20;
+    eprintln!("each run stores {per_run} events, a flow run and a task run");
+    let history = |states: serde_json::Value| -> Vec<String> {
+        states
+            .as_array()
+            .expect("a history")
+            .iter()
+            .map(|c| c["state"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let expected = history(get(&one, &format!("/api/flow_runs/{}/states", first[0])).await);
+
     // Many at once, on both servers; then one server is killed, and the rest go to the other.
     let mut triggered = vec![];
     let started = Instant::now();
@@ -322,6 +355,25 @@ async fn three_workers_and_two_servers_run_each_triggered_run_exactly_once() {
         })
         .await;
     }
+    // No event lost, none twice, none extra (no Crashed recorded by the server): each run has
+    // exactly the history of the first ones, one task run, and the total is exact.
+    for run in &triggered {
+        let detail = get(&two, &format!("/api/flow_runs/{run}")).await;
+        assert_eq!(
+            detail["task_runs"].as_array().map(Vec::len),
+            Some(1),
+            "one task run: {detail}"
+        );
+        assert_eq!(detail["task_runs"][0]["state"], "Completed", "{detail}");
+        let states = history(get(&two, &format!("/api/flow_runs/{run}/states")).await);
+        assert_eq!(states, expected, "the state history of {run}");
+    }
+    let stats = get(&two, "/api/stats").await;
+    assert_eq!(
+        (stats["events"].as_i64(), stats["runs"].as_i64()),
+        (Some(1000 * per_run), Some(2000)),
+        "{per_run} events and 2 runs for each of 1,000 runs: {stats}"
+    );
 
     // SIGTERM: each worker stops at once (nothing in hand) and says so.
     for worker in &workers.0 {
