@@ -234,6 +234,16 @@ pub struct StopRequest {
 pub struct Heartbeat {
     /// The flow runs it is running.
     pub runs: Vec<Uuid>,
+    /// How long the server may hold the answer while none of `runs` is to be cancelled, in
+    /// milliseconds (0, the default: answer at once). The server answers as soon as a cancel
+    /// is asked for one of them, so it reaches the program within milliseconds rather than at
+    /// its next heartbeat; it holds the answer at most its `heartbeat_ms`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wait_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The answer to a [`Heartbeat`].

@@ -238,37 +238,32 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Listens on PostgreSQL for other servers' revocations, reconnecting when the connection
-/// drops; the cache is trusted only while it listens.
+/// drops; the cache is trusted only while it listens (a reconnection `recv` would hide could
+/// miss a revocation, so the cache is emptied then too).
 pub(crate) async fn listen(pool: sqlx::PgPool, access: Arc<Access>) {
+    use crate::listen::Heard;
     use crate::store::access::KEYS_CHANNEL;
-    loop {
-        match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(KEYS_CHANNEL).await {
-                Err(error) => tracing::warn!(%error, "cannot listen for revoked keys"),
-                Ok(()) => {
-                    // Anything revoked before now is in the database, not in a notification.
-                    access.forget();
-                    access.trusted.store(true, Ordering::SeqCst);
-                    loop {
-                        match listener.recv().await {
-                            Ok(_) => {
-                                access.forget();
-                                access.heard.send_modify(|n| *n = n.wrapping_add(1));
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "lost the connection that hears revoked keys");
-                                break;
-                            }
-                        }
-                    }
-                }
-            },
-            Err(error) => tracing::warn!(%error, "cannot listen for revoked keys"),
-        }
-        access.trusted.store(false, Ordering::SeqCst);
-        access.forget();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    crate::listen::listen(
+        pool,
+        KEYS_CHANNEL,
+        "revoked keys",
+        move |heard| match heard {
+            Heard::Listening => {
+                // Anything revoked before now is in the database, not in a notification.
+                access.forget();
+                access.trusted.store(true, Ordering::SeqCst);
+            }
+            Heard::Notified => {
+                access.forget();
+                access.heard.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            Heard::Lost => {
+                access.trusted.store(false, Ordering::SeqCst);
+                access.forget();
+            }
+        },
+    )
+    .await
 }
 
 /// The key check (a middleware of every route but the dashboard's files): 401 without a known

@@ -9,6 +9,7 @@ pub mod body_limits;
 pub mod dashboard;
 pub mod error;
 pub mod limits;
+pub mod listen;
 pub mod orchestrate;
 pub mod routes;
 pub mod serve;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::AppState;
+use crate::listen::Heard;
 use crate::orchestrate::Orchestra;
 use crate::store::StoreError;
 
@@ -49,25 +50,12 @@ pub async fn sweep(state: &AppState, cutoff: i64) -> Result<(), StoreError> {
 }
 
 /// Listens on PostgreSQL for slots freed on other servers, reconnecting when the connection
-/// drops (and waking everyone then: they look for themselves).
+/// drops; once listening (again), every waiter looks for itself: a slot freed elsewhere while
+/// this server was not listening is found then.
 pub(crate) async fn listen(pool: sqlx::PgPool, orchestra: Arc<Orchestra>) {
-    loop {
-        match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut listener) => {
-                if let Err(error) = listener.listen(CHANNEL).await {
-                    tracing::warn!(%error, "cannot listen for other servers' freed slots");
-                } else {
-                    // A slot freed elsewhere before this listened: everyone looks again.
-                    orchestra.limits.wake();
-                    while listener.recv().await.is_ok() {
-                        orchestra.limits.wake();
-                    }
-                    tracing::warn!("lost the connection that hears other servers' freed slots");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot listen for other servers' freed slots"),
-        }
-        orchestra.limits.wake();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    crate::listen::listen(pool, CHANNEL, "freed slots", move |heard| match heard {
+        Heard::Listening | Heard::Notified => orchestra.limits.wake(),
+        Heard::Lost => {}
+    })
+    .await
 }

@@ -1,8 +1,9 @@
 //! The dashboard's orchestration pages in a real browser (Debian's headless Chromium) against a
 //! real server process: the "Run" form drawn from a deployment's parameter schema, the pause
-//! switch, upcoming and late runs, cancelling a run, the workers page, and backfills drawn as a
-//! calendar of their intervals. The server wants an API key, so every write the pages make
-//! carries it. One server and one browser for every step: they take most of the time.
+//! switch, upcoming and late runs, cancelling a run (one no worker took, and one a real worker
+//! is running), the workers page, and backfills drawn as a calendar of their intervals. The
+//! server wants an API key, so every write the pages make carries it. One server and one browser
+//! for every step of the first test: they take most of the time.
 //! Screenshots go to `target/tmp/dashboard-screenshots/`.
 
 mod common;
@@ -534,5 +535,128 @@ async fn run_form_pause_cancel_workers_and_backfills_in_the_browser() {
         .await;
     assert_eq!(listed, json!([id, chunked[0]["id"]]));
     browser.screenshot("orchestration-backfills").await;
+    browser.close().await;
+}
+
+/// The task of the worker below: sleeps a minute (unless cancelled).
+#[flowkit::task]
+async fn nap() {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[flowkit::flow]
+async fn napping() -> Result<(), flowkit::RunError<std::convert::Infallible>> {
+    nap().await
+}
+
+/// A worker serving `napping` (run as a child process by the test below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child process by the test below"]
+async fn napping_worker() {
+    flowkit::init();
+    let deployment =
+        flowkit::serve::Deployment::new("napping", |_: &flowkit::serve::ScheduledRun| napping());
+    flowkit::serve::Server::new([deployment])
+        .worker_name("napper")
+        .run()
+        .await
+        .expect("serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_a_worker_is_running_from_the_browser() {
+    let dir = TempDir::new("dash-cancel-live");
+    let mut server = Server::start(dir.path(), 0, &["--api-key", KEY]).await;
+    server.key = Some(KEY.into());
+    let mut worker = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["napping_worker", "--exact", "--ignored", "--nocapture"])
+        .env("FLOWKIT_API_URL", &server.url)
+        .env("FLOWKIT_API_KEY", KEY)
+        .env("FLOWKIT_CONSOLE", "off")
+        .env("FLOWKIT_SPOOL_DIR", dir.path().join("spool"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the worker starts");
+    struct Reap<'a>(&'a mut std::process::Child);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _reap = Reap(&mut worker);
+    api_until(
+        &server,
+        "the deployment registered",
+        "/api/deployments/napping",
+        |d| d["name"] == "napping",
+    )
+    .await;
+    let (status, run) = post(&server, "/api/deployments/napping/runs", json!({})).await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().expect("an id").to_string();
+    // The worker took it and its task sleeps.
+    api_until(
+        &server,
+        "the task running",
+        &format!("/api/flow_runs/{id}"),
+        |r| r["state"] == "Running" && r["task_runs"][0]["state"] == "Running",
+    )
+    .await;
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/#/runs/{id}", server.url)).await;
+    browser
+        .wait_until(
+            "the key prompt",
+            "document.getElementById('key-dialog').open",
+        )
+        .await;
+    browser.type_into("#key-input", KEY).await;
+    browser.click("#key-form button[type=submit]").await;
+    browser
+        .wait_until(
+            "the cancel button of the running run",
+            "(() => { const b = document.querySelector('[data-testid=cancel-run]');\
+             return document.querySelector('[data-testid=run-head] .badge')?.dataset.state === 'Running'\
+               && b && !b.hidden && b.offsetParent !== null; })()",
+        )
+        .await;
+    browser.click("[data-testid=cancel-run]").await;
+    let asked = Instant::now();
+    browser.click("[data-testid=cancel-confirm]").await;
+    let answer = browser
+        .wait_until(
+            "the cancel answer",
+            "document.querySelector('[data-testid=cancel-answer]')?.dataset.state",
+        )
+        .await;
+    assert_eq!(
+        answer,
+        json!("Cancelling"),
+        "the worker is asked to stop it"
+    );
+    browser
+        .wait_until(
+            "the badge shows Cancelled",
+            "document.querySelector('[data-testid=run-head] .badge')?.dataset.state === 'Cancelled'",
+        )
+        .await;
+    let took = asked.elapsed();
+    eprintln!(
+        "dashboard cancel of a running run → Cancelled on the page in {} ms",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "within a second or two: {took:?}"
+    );
+    let detail = get(&server, &format!("/api/flow_runs/{id}")).await;
+    assert_eq!(detail["state"], "Cancelled", "{detail}");
+    assert_eq!(detail["task_runs"][0]["state"], "Cancelled", "{detail}");
+    browser
+        .screenshot("orchestration-running-run-cancelled")
+        .await;
     browser.close().await;
 }

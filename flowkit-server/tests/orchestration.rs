@@ -693,3 +693,310 @@ async fn pausing_drops_upcoming_runs_and_resuming_makes_them_again() {
     let (status, _) = patch(&server, "/api/deployments/nope", json!({"paused": true})).await;
     assert_eq!(status, 404);
 }
+
+/// A counter of the server's `/metrics` (0 before its first increment).
+async fn metric(server: &Server, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|line| line.split([' ', '{']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The CPU time a process used so far (user and system), from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the command name (which may hold spaces), from the 3rd: utime is the 14th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+#[tokio::test]
+async fn a_poll_held_back_by_max_active_runs_waits_idle_and_gets_the_run_once_the_last_ends() {
+    for backend in common::BACKENDS {
+        let dir = TempDir::new("orch-held");
+        let database = backend.database_url(dir.path()).await;
+        // The default heartbeat timeout: a poll waits up to 10 s.
+        let server = Server::start_with(&database, 0, &[]).await;
+        deployment(&server, "one", json!({})).await; // max_active_runs: 1
+        let (_, first) = trigger(&server, "one", json!({})).await;
+        let (_, second) = trigger(&server, "one", json!({})).await;
+        let first: Uuid = first["id"].as_str().unwrap().parse().unwrap();
+        let second: Uuid = second["id"].as_str().unwrap().parse().unwrap();
+        let (claimed, _) = poll(&server, "a", poll_body(&["one"], 1, &[])).await;
+        assert_eq!(claimed, [first], "{backend:?}");
+        report(&server, first, &[State::Running], 0).await;
+
+        // Another worker waits: the second run is due, but held back behind the first.
+        let url = server.url.clone();
+        let waiting = tokio::spawn(async move {
+            let answer = ServerUrl(url)
+                .post("/api/workers/b/poll", poll_body(&["one"], 1, &[]))
+                .await;
+            (answer, Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (rounds, cpu, wall) = (
+            metric(&server, "flowkit_claim_rounds_total").await,
+            cpu_time(server.pid()),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let rounds = metric(&server, "flowkit_claim_rounds_total").await - rounds;
+        let (cpu, wall) = (cpu_time(server.pid()) - cpu, wall.elapsed());
+        println!("{backend:?}: {rounds} claim rounds and {cpu:?} of CPU in {wall:?} of waiting");
+        assert!(
+            rounds <= 2.0,
+            "the waiting poll does not look again and again ({backend:?}): {rounds} claim rounds in {wall:?}"
+        );
+        assert!(
+            cpu < wall / 5,
+            "the server idles while the poll waits ({backend:?}): {cpu:?} of CPU in {wall:?}"
+        );
+        assert!(!waiting.is_finished(), "still waiting ({backend:?})");
+
+        // The first run ends: the waiting poll gets the second at once.
+        let ended = Instant::now();
+        report(&server, first, &[State::Completed], 0).await;
+        let ((status, answer), answered) = waiting.await.expect("the poll");
+        assert_eq!(status, 200, "{answer}");
+        let handed: Vec<&str> = answer["runs"]
+            .as_array()
+            .map(|runs| runs.iter().filter_map(|r| r["id"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(handed, [second.to_string()], "{backend:?}: {answer}");
+        let took = answered.duration_since(ended);
+        println!("{backend:?}: handed out {took:?} after the run before it ended");
+        assert!(
+            took < Duration::from_millis(500),
+            "handed out as the run before it ended ({backend:?}): {took:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_run_triggered_on_another_server_reaches_a_waiting_poll_at_once_even_as_listen_reconnects()
+ {
+    use sqlx::Connection;
+    let database = Backend::Postgres.database_url(Path::new("/")).await;
+    // The default heartbeat timeout: a poll waits up to 10 s.
+    let a = Server::start_with(&database, 0, &[]).await;
+    let b = Server::start_with(&database, 0, &[]).await;
+    deployment(&a, "x", json!({"max_active_runs": 100})).await;
+    let name = database
+        .rsplit_once('/')
+        .expect("a database URL")
+        .1
+        .to_string();
+    let mut admin = sqlx::PgConnection::connect(&database)
+        .await
+        .expect("a connection to the test database");
+    let mut took = Vec::new();
+    for round in 0..6 {
+        // A worker waits on server A.
+        let url = a.url.clone();
+        let waiting = tokio::spawn(async move {
+            let answer = ServerUrl(url)
+                .post("/api/workers/w/poll", poll_body(&["x"], 1, &[]))
+                .await;
+            (answer, Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reconnecting = round % 2 == 1;
+        if reconnecting {
+            // The connections that LISTEN are cut just before the trigger: its notification
+            // may be sent while A is not listening, and A must look for itself once it is.
+            let cut: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE datname = $1 AND query LIKE 'LISTEN%' AND pg_terminate_backend(pid)",
+            )
+            .bind(&name)
+            .fetch_all(&mut admin)
+            .await
+            .expect("terminating the listeners");
+            assert!(!cut.is_empty(), "the servers listen");
+        }
+        // Triggered on server B.
+        let from = Instant::now();
+        let (status, run) = trigger(&b, "x", json!({})).await;
+        assert_eq!(status, 201, "{run}");
+        let ((status, answer), answered) = waiting.await.expect("the poll");
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["runs"][0]["id"], run["id"],
+            "round {round}: {answer}"
+        );
+        let latency = answered.duration_since(from);
+        took.push((reconnecting, latency));
+        // It is done: the next round's poll waits again.
+        let id: Uuid = run["id"].as_str().unwrap().parse().unwrap();
+        report(&a, id, &[State::Running, State::Completed], 0).await;
+    }
+    println!("trigger on B → handed out by A (reconnecting?, latency): {took:?}");
+    for (reconnecting, latency) in took {
+        assert!(
+            latency < Duration::from_millis(1000),
+            "handed out at once (LISTEN reconnecting: {reconnecting}): {latency:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_due_run_cancelled_before_any_worker_took_it_never_starts() {
+    for backend in common::BACKENDS {
+        let dir = TempDir::new("orch-cancel-due");
+        let database = backend.database_url(dir.path()).await;
+        // Polls wait 200 ms.
+        let server = Server::start_with(&database, 0, &["--heartbeat-timeout", "600ms"]).await;
+        deployment(&server, "one", json!({})).await; // max_active_runs: 1
+        deployment(&server, "idle", json!({"max_active_runs": 5})).await;
+        let id = |run: &Value| -> Uuid { run["id"].as_str().unwrap().parse().unwrap() };
+
+        // Due now, before any worker polled.
+        let (_, early) = trigger(&server, "idle", json!({})).await;
+        // Due now, held back behind a running run.
+        let (_, running) = trigger(&server, "one", json!({})).await;
+        let (_, held) = trigger(&server, "one", json!({})).await;
+        let (early, running, held) = (id(&early), id(&running), id(&held));
+        let (claimed, _) = poll(&server, "w", poll_body(&["one"], 1, &[])).await;
+        assert_eq!(claimed, [running], "{backend:?}");
+        report(&server, running, &[State::Running], 0).await;
+
+        for run in [early, held] {
+            let (status, answer) =
+                post(&server, &format!("/api/flow_runs/{run}/cancel"), json!({})).await;
+            assert_eq!(
+                (status, answer["state"].as_str()),
+                (200, Some("Cancelled")),
+                "{backend:?}: {answer}"
+            );
+        }
+        // The running run ends (waking the polls); workers with room ask again and again.
+        report(&server, running, &[State::Completed], 0).await;
+        for _ in 0..3 {
+            let (ids, answer) = poll(&server, "w", poll_body(&["one", "idle"], 5, &[])).await;
+            assert!(
+                ids.is_empty(),
+                "a cancelled run is never handed out ({backend:?}): {answer}"
+            );
+        }
+        for run in [early, held] {
+            assert_eq!(run_state(&server, run).await, "Cancelled", "{backend:?}");
+            let detail = get(&server, &format!("/api/flow_runs/{run}")).await;
+            assert!(
+                detail["start"].is_null(),
+                "it never started ({backend:?}): {detail}"
+            );
+        }
+        let work = get(&server, "/api/deployments/one/runs").await;
+        let statuses: Vec<(&str, &str)> = work
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+            .collect();
+        assert!(
+            statuses.contains(&(held.to_string().as_str(), "cancelled")),
+            "{backend:?}: {statuses:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn within_a_queue_higher_priority_goes_first_and_a_held_back_one_does_not_block_the_rest() {
+    for backend in common::BACKENDS {
+        let dir = TempDir::new("orch-priority");
+        let database = backend.database_url(dir.path()).await;
+        let server = Server::start_with(&database, 0, &["--heartbeat-timeout", "600ms"]).await;
+        for (name, priority) in [("low", -5), ("mid", 0), ("high", 10)] {
+            deployment(
+                &server,
+                name,
+                json!({"queue": "q", "priority": priority, "max_active_runs": 100}),
+            )
+            .await;
+        }
+        let id = |run: &Value| -> Uuid { run["id"].as_str().unwrap().parse().unwrap() };
+        // Made in the worst order: lowest priority first, oldest first.
+        let mut made = Vec::new();
+        for name in ["low", "low", "mid", "high", "mid", "high"] {
+            let (status, run) = trigger(&server, name, json!({})).await;
+            assert_eq!(status, 201, "{run}");
+            made.push((name, id(&run)));
+        }
+        let ranked = |name: &str| {
+            made.iter()
+                .filter(|m| m.0 == name)
+                .map(|m| m.1)
+                .collect::<Vec<_>>()
+        };
+        let expected: Vec<Uuid> = [ranked("high"), ranked("mid"), ranked("low")].concat();
+        // One at a time, as a worker with room for one takes them.
+        let mut order = Vec::new();
+        let request = json!({"host": "h", "deployments": ["low", "mid", "high"], "queues": ["q"], "capacity": 1, "running": []});
+        for _ in 0..made.len() {
+            let (ids, answer) = poll(&server, "w", request.clone()).await;
+            assert_eq!(ids.len(), 1, "{backend:?}: {answer}");
+            report(&server, ids[0], &[State::Running, State::Completed], 0).await;
+            order.extend(ids);
+        }
+        assert_eq!(
+            order, expected,
+            "highest priority first, then oldest ({backend:?})"
+        );
+        // Several at once come in the same order.
+        for name in ["low", "mid", "high"] {
+            trigger(&server, name, json!({})).await;
+        }
+        let mut request = request.clone();
+        request["capacity"] = json!(3);
+        let (ids, answer) = poll(&server, "w", request.clone()).await;
+        let names: Vec<&str> = answer["runs"]
+            .as_array()
+            .map(|runs| {
+                runs.iter()
+                    .filter_map(|r| r["deployment"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(names, ["high", "mid", "low"], "{backend:?}: {answer}");
+        for run in ids {
+            report(&server, run, &[State::Running, State::Completed], 0).await;
+        }
+
+        // The highest priority deployment at its limit with many runs due (say a backfill)
+        // does not hide a lower one's run from a worker with room.
+        deployment(
+            &server,
+            "busy",
+            json!({"queue": "q", "priority": 100, "max_active_runs": 1}),
+        )
+        .await;
+        for _ in 0..40 {
+            trigger(&server, "busy", json!({})).await;
+        }
+        let mut request = request.clone();
+        request["deployments"] = json!(["busy", "low"]);
+        request["capacity"] = json!(1);
+        let (first, _) = poll(&server, "w1", request.clone()).await;
+        assert_eq!(first.len(), 1, "{backend:?}");
+        let (_, low) = trigger(&server, "low", json!({})).await;
+        let (next, answer) = poll(&server, "w2", request.clone()).await;
+        assert_eq!(
+            next,
+            [id(&low)],
+            "the lower priority run, while the higher is at its limit ({backend:?}): {answer}"
+        );
+    }
+}

@@ -32,11 +32,14 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
     let stale = state.store.sweep(cutoff).await?;
     crate::limits::sweep(state, cutoff).await?;
     let mut crashed = 0;
+    // Whether a run handed out ended here: its place under `max_active_runs` is free.
+    let mut freed = false;
     for (run, worker) in stale {
         let rank = state.store.run_rank(run).await?;
         if let Some((2, _, _)) = rank {
             // It ended; only its work row may be left to settle.
             state.store.finished(vec![run]).await?;
+            freed = true;
             continue;
         }
         let never_started = matches!(&rank, Some((0, _, s)) if s == "Scheduled");
@@ -58,6 +61,14 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             let unfinished = state.store.unfinished_under(run).await?;
             super::record_state(&state.store, &unfinished, State::Crashed, &message).await?;
         }
+        freed |= row.is_some();
+        // Its own end may have arrived since `rank` was read (a program whose heartbeat came
+        // just too late): that state won over `Crashed`, so the run did not crash: no
+        // automation hears of a crash, and it is not made again.
+        if let Some((2, _, _)) = state.store.run_rank(run).await? {
+            tracing::info!(%run, "a run whose heartbeats stopped ended on its own meanwhile");
+            continue;
+        }
         crashed += 1;
         tracing::warn!(%run, ?worker, "a run's heartbeats stopped: recorded Crashed");
         crate::automations::runs_ended(state, &[run]).await;
@@ -75,9 +86,12 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
                     .store
                     .create_work(vec![again], crate::store::nanos(now).unwrap_or(0))
                     .await?;
-                super::wake_all(state).await;
             }
         }
+    }
+    if freed {
+        // Runs made again, or places freed: the waiting polls look again.
+        super::wake_all(state).await;
     }
     Ok(crashed)
 }

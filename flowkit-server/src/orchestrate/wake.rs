@@ -2,11 +2,10 @@
 //! `NOTIFY flowkit_work` carries the bump to every server process sharing the database.
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::sync::watch;
 
 use super::Orchestra;
+use crate::listen::Heard;
 
 /// The PostgreSQL channel servers tell each other about work on.
 pub const CHANNEL: &str = "flowkit_work";
@@ -43,28 +42,13 @@ impl Wake {
 }
 
 /// Listens on PostgreSQL for other servers' wake-ups, reconnecting when the connection drops.
+/// Once `LISTEN` is established (at first, and after each reconnection) every waiting poll
+/// looks again: a run triggered on another server while this one was not listening would
+/// otherwise wait for the poll's deadline (up to 10 s).
 pub(super) async fn listen(pool: sqlx::PgPool, orchestra: Arc<Orchestra>) {
-    loop {
-        match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut listener) => {
-                if let Err(error) = listener.listen(CHANNEL).await {
-                    tracing::warn!(%error, "cannot listen for other servers' work");
-                } else {
-                    loop {
-                        match listener.recv().await {
-                            Ok(_) => orchestra.wake.wake(),
-                            Err(error) => {
-                                tracing::warn!(%error, "lost the connection that hears other servers' work");
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot listen for other servers' work"),
-        }
-        // Missed notifications: wake everyone, they look for themselves.
-        orchestra.wake.wake();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    crate::listen::listen(pool, CHANNEL, "work", move |heard| match heard {
+        Heard::Listening | Heard::Notified => orchestra.wake.wake(),
+        Heard::Lost => {}
+    })
+    .await
 }

@@ -128,6 +128,11 @@ pub async fn ingest(
     }
     let started = std::time::Instant::now();
     let outcome = state.store.ingest(&events).await?;
+    if outcome.settled > 0 {
+        // Runs handed out by the server ended: their places under `max_active_runs` are
+        // free, so the polls waiting for one (here and on the other servers) look again.
+        crate::orchestrate::wake_all(&state).await;
+    }
     metrics::histogram!("flowkit_ingest_batch_seconds").record(started.elapsed().as_secs_f64());
     metrics::counter!("flowkit_events_ingested_total").increment(outcome.stored as u64);
     for seconds in &outcome.task_durations {

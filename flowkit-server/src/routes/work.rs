@@ -240,6 +240,8 @@ pub async fn cancel(
         )
         .await?;
         state.store.finished(vec![id]).await?;
+        // Its place under `max_active_runs` is free.
+        wake_all(&state).await;
         "Cancelled"
     };
     record(
@@ -434,6 +436,9 @@ pub async fn poll(
         } else {
             request.capacity as usize
         };
+        if capacity > 0 {
+            metrics::counter!("flowkit_claim_rounds_total").increment(1);
+        }
         let runs = state
             .store
             .claim(&ClaimRequest {
@@ -452,11 +457,14 @@ pub async fn poll(
                 heartbeat_ms,
             }));
         }
-        // Nothing yet: wait for a wake-up, the next run's time, or the deadline.
+        // Nothing yet: wait for a wake-up, the next run's time, or the deadline. Runs already
+        // due that the claim left are held back by a limit (`max_active_runs`, a backfill's
+        // `max_active`): a run ending wakes this, so they are not waited on by the clock
+        // (which would look again at once, in a loop, until the deadline).
         let mut until = deadline;
         if capacity > 0 {
             let names: Vec<String> = limits.keys().cloned().collect();
-            if let Some(next) = state.store.next_due(&names, &request.queues).await? {
+            if let Some(next) = state.store.next_due(&names, &request.queues, now).await? {
                 let left = Duration::from_nanos(u64::try_from(next - now).unwrap_or(0));
                 until = until.min(tokio::time::Instant::now() + left);
             }
@@ -491,16 +499,18 @@ pub async fn stop(
     let request = body(request, "a stop: {\"handed_back\": [...]}")?;
     check_worker_name(&worker)?;
     let now = nanos(Utc::now()).unwrap_or(0);
-    let mut made = false;
+    // A run handed back frees its place under `max_active_runs` even when not made again.
+    let mut freed = false;
     for id in request.handed_back {
         if let Some(row) = state
             .store
             .settle(id, "cancelled", Some(worker.clone()))
             .await?
         {
+            freed = true;
             let flow = crate::orchestrate::flow_of(&state, &row.deployment).await;
             let again = row.again(row.attempt, &flow, now);
-            made |= !state.store.create_work(vec![again], now).await?.is_empty();
+            state.store.create_work(vec![again], now).await?;
         }
     }
     let seen = state
@@ -514,14 +524,16 @@ pub async fn stop(
         row.last_seen_ts = now;
         state.store.worker_seen(row).await?;
     }
-    if made {
+    if freed {
         wake_all(&state).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Any program streaming events says its flow runs are alive; the answer lists those to
-/// cancel. Runs whose heartbeats stop for the timeout are recorded `Crashed`.
+/// cancel. Runs whose heartbeats stop for the timeout are recorded `Crashed`. With `wait_ms`,
+/// the answer is held (at most `heartbeat_ms`) until a cancel is asked for one of the runs,
+/// on any server sharing the database: a cancel reaches a plain program within milliseconds.
 #[utoipa::path(post, path = "/api/heartbeats", tag = "orchestration",
     request_body(content = Object, description = "A flowkit_api::work::Heartbeat"),
     responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
@@ -533,11 +545,29 @@ pub async fn heartbeats(
     if request.runs.len() > 100_000 {
         return Err(ApiError::bad("runs", "too many"));
     }
+    let most = state.orchestra.poll_wait();
+    let heartbeat_ms = u64::try_from(most.as_millis()).unwrap_or(10_000);
+    // Subscribed before the heartbeat is written: a cancel asked after it wakes this.
+    let mut rx = state.orchestra.wake.subscribe();
     let now = nanos(Utc::now()).unwrap_or(0);
-    let (cancel, _) = state.store.heartbeat(None, request.runs, now).await?;
+    let (mut cancel, _) = state
+        .store
+        .heartbeat(None, request.runs.clone(), now)
+        .await?;
+    let wait = Duration::from_millis(request.wait_ms).min(most);
+    let deadline = tokio::time::Instant::now() + wait;
+    while cancel.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = state.shutdown.triggered() => break,
+        }
+        rx.mark_unchanged();
+        cancel = state.store.cancels_asked(&request.runs).await?;
+    }
     Ok(Json(HeartbeatResponse {
         cancel,
-        heartbeat_ms: u64::try_from(state.orchestra.poll_wait().as_millis()).unwrap_or(10_000),
+        heartbeat_ms,
     }))
 }
 

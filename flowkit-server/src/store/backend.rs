@@ -261,7 +261,7 @@ macro_rules! backend {
                         ids.push_bind(*id);
                     }
                     update.push(")");
-                    update.build().execute(&mut *tx).await?;
+                    outcome.settled += update.build().execute(&mut *tx).await?.rows_affected();
                     let mut delete = QueryBuilder::<$db>::new("DELETE FROM live_runs WHERE run_id IN (");
                     let mut ids = delete.separated(", ");
                     for id in chunk {

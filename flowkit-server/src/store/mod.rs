@@ -107,6 +107,10 @@ pub struct Ingested {
     /// How long each task run that ended in this batch took, in seconds.
     #[serde(skip)]
     pub task_durations: Vec<f64>,
+    /// How many runs handed out by the server this batch ended (their work settled `done`):
+    /// each frees a place under its deployment's `max_active_runs`, so waiting polls look again.
+    #[serde(skip)]
+    pub settled: u64,
 }
 
 /// The health of one flow.
@@ -547,6 +551,7 @@ impl Store {
                     outcome.duplicates += done.duplicates;
                     outcome.fresh.extend(done.fresh.iter().map(|i| offset + i));
                     outcome.task_durations.extend(done.task_durations);
+                    outcome.settled += done.settled;
                 }
                 Err(error) if error.is_data_error() => {
                     if part.len() == 1 {

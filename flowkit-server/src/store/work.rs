@@ -364,18 +364,22 @@ macro_rules! work_store {
                 rows.iter().map(Self::work_from_row).collect()
             }
 
-            /// When the next run a worker could take becomes due (Unix nanoseconds).
+            /// When the next run a worker could take becomes due after `after` (Unix
+            /// nanoseconds). Runs already due but held back by a limit are not counted: a
+            /// run ending wakes the polls waiting on those.
             pub(crate) async fn next_due(
                 &self,
                 deployments: &[String],
                 queues: &[String],
+                after: i64,
             ) -> Result<Option<i64>, $crate::store::StoreError> {
                 if deployments.is_empty() {
                     return Ok(None);
                 }
                 let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT MIN(scheduled_ts) FROM work WHERE status = 'scheduled' AND deployment IN (",
+                    "SELECT MIN(scheduled_ts) FROM work WHERE status = 'scheduled' AND scheduled_ts > ",
                 );
+                query.push_bind(after).push(" AND deployment IN (");
                 let mut list = query.separated(", ");
                 for d in deployments {
                     list.push_bind(d.clone());
@@ -414,18 +418,9 @@ macro_rules! work_store {
                         query.push(")");
                     }
                 };
-                let order = |query: &mut QueryBuilder<$db>| {
-                    query.push(" ORDER BY ");
-                    if !request.queues.is_empty() {
-                        query.push("CASE queue");
-                        for (rank, q) in request.queues.iter().enumerate() {
-                            query.push(" WHEN ").push_bind(q.clone()).push(" THEN ").push_bind(rank as i64);
-                        }
-                        query.push(" END, ");
-                    }
-                    query.push("priority DESC, scheduled_ts, id");
-                };
-                // Which deployments have due runs, best first.
+                // Which deployments have due runs, best first (by their best run). One row a
+                // deployment: many due runs of one held back by its limit (a backfill) must not
+                // hide the others'.
                 let mut query = QueryBuilder::<$db>::new(
                     "SELECT deployment FROM work WHERE status = 'scheduled' AND scheduled_ts <= ",
                 );
@@ -436,16 +431,40 @@ macro_rules! work_store {
                 }
                 query.push(")");
                 filter(&mut query);
-                order(&mut query);
-                query.push(" LIMIT ").push_bind((request.capacity * 4 + 16) as i64);
-                let rows = query.build().fetch_all(&self.reader).await?;
-                let mut order_of: Vec<String> = Vec::new();
-                for row in &rows {
-                    let d: String = row.try_get("deployment")?;
-                    if !order_of.contains(&d) {
-                        order_of.push(d);
+                query.push(" GROUP BY deployment ORDER BY ");
+                if !request.queues.is_empty() {
+                    query.push("MIN(CASE queue");
+                    for (rank, q) in request.queues.iter().enumerate() {
+                        query.push(" WHEN ").push_bind(q.clone()).push(" THEN ").push_bind(rank as i64);
                     }
+                    query.push(" END), ");
                 }
+                query.push("MAX(priority) DESC, MIN(scheduled_ts), deployment");
+                let due: Vec<String> = query.build_query_scalar().fetch_all(&self.reader).await?;
+                if due.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Those at their `max_active_runs` are skipped here (the claim checks again,
+                // under the deployment's lock).
+                let mut query = QueryBuilder::<$db>::new(
+                    "SELECT deployment, COUNT(*) AS active FROM work WHERE status = 'claimed' AND deployment IN (",
+                );
+                let mut list = query.separated(", ");
+                for d in &due {
+                    list.push_bind(d.clone());
+                }
+                query.push(") GROUP BY deployment");
+                let mut active: std::collections::HashMap<String, i64> = Default::default();
+                for row in query.build().fetch_all(&self.reader).await? {
+                    active.insert(row.try_get("deployment")?, row.try_get("active")?);
+                }
+                let order_of: Vec<String> = due
+                    .into_iter()
+                    .filter(|d| {
+                        let max = request.deployments.get(d).copied().unwrap_or(1);
+                        active.get(d).copied().unwrap_or(0) < max
+                    })
+                    .collect();
                 let mut claimed = Vec::new();
                 for deployment in order_of {
                     let room = request.capacity - claimed.len();
@@ -637,6 +656,25 @@ macro_rules! work_store {
                         .collect::<Result<_, _>>()?;
                     Ok((cancel, lost))
                 })).await
+            }
+
+            /// Which of `runs` a cancel was asked for (a read: nothing written).
+            pub(crate) async fn cancels_asked(
+                &self,
+                runs: &[uuid::Uuid],
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                if runs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT run_id FROM live_runs WHERE cancel_requested = 1 AND run_id IN (",
+                );
+                let mut list = query.separated(", ");
+                for id in runs {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                Ok(query.build_query_scalar().fetch_all(&self.reader).await?)
             }
 
             /// Asks for a run to be cancelled: a run not yet claimed is cancelled at once
@@ -1099,13 +1137,15 @@ impl Store {
         dispatch!(self.work_list(deployment, backfill, limit))
     }
 
-    /// When the next run a worker could take becomes due.
+    /// When the next run a worker could take becomes due, after `after` (runs already due
+    /// but held back by a limit wait for a run to end, which wakes the polls).
     pub async fn next_due(
         &self,
         deployments: &[String],
         queues: &[String],
+        after: i64,
     ) -> Result<Option<i64>, StoreError> {
-        dispatch!(self.next_due(deployments, queues))
+        dispatch!(self.next_due(deployments, queues, after))
     }
 
     /// Hands due runs to a worker.
@@ -1131,6 +1171,11 @@ impl Store {
         now: i64,
     ) -> Result<(Vec<Uuid>, Vec<Uuid>), StoreError> {
         dispatch!(self.heartbeat(worker, runs, now))
+    }
+
+    /// Which of `runs` a cancel was asked for (a read).
+    pub async fn cancels_asked(&self, runs: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        dispatch!(self.cancels_asked(runs))
     }
 
     /// Asks for a run to be cancelled.

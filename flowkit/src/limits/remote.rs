@@ -222,7 +222,10 @@ impl Remote {
                         .send(
                             Method::POST,
                             "/api/heartbeats",
-                            &Heartbeat { runs: vec![live] },
+                            &Heartbeat {
+                                runs: vec![live],
+                                ..Heartbeat::default()
+                            },
                             REQUEST_TIMEOUT,
                         )
                         .await;

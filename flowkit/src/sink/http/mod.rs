@@ -19,8 +19,10 @@
 //! otherwise), so the server can tell a program that was killed (its runs are recorded
 //! `Crashed` once the heartbeats stop) from one that is still working. Heartbeats are requests
 //! of their own, beside the event posts: they never hold up delivery. Their answer's `cancel`
-//! ids cancel those runs here (a cancel from the API or the dashboard). Runs a worker of this
-//! program holds are left out: the worker's polls are their heartbeats.
+//! ids cancel those runs here (a cancel from the API or the dashboard). The server holds each
+//! heartbeat's answer up to a period until a cancel is asked for one of its runs (a long
+//! poll), so a cancel arrives within milliseconds, and the next heartbeat follows the answer.
+//! Runs a worker of this program holds are left out: the worker's polls are their heartbeats.
 //!
 //! **Several servers.** The URL may list several servers sharing one database, separated by
 //! commas: a post that cannot connect or gets a server error moves the sink to the next one.
@@ -265,17 +267,21 @@ impl Server {
         }
     }
 
-    /// Sends a heartbeat for `runs`; the answer, if there was one.
+    /// Sends a heartbeat for `runs`, which the server may hold up to `wait` until one of them
+    /// is to be cancelled; the answer, if there was one.
     async fn heartbeat(
         &self,
         client: &reqwest::Client,
         runs: Vec<uuid::Uuid>,
+        wait: Duration,
     ) -> Option<HeartbeatResponse> {
         let (index, base) = self.base();
         let url = format!("{base}/api/heartbeats");
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let sent = self
             .request(client, reqwest::Method::POST, &url)
-            .json(&Heartbeat { runs })
+            .timeout(REQUEST_TIMEOUT + wait)
+            .json(&Heartbeat { runs, wait_ms })
             .send()
             .await;
         let response = match sent {
@@ -449,7 +455,9 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                         oldest = Some(Instant::now());
                     }
                     if beats.seen(&events) {
-                        // A run started: heartbeat soon, not a whole period later.
+                        // A run started: heartbeat soon, not a whole period later (a held
+                        // heartbeat, without it, is dropped for one that has it).
+                        beat_in_flight = None;
                         let now = Instant::now();
                         let soon = last_beat.map_or(now, |last| (last + MIN_BEAT_GAP).max(now));
                         next_beat = Some(next_beat.map_or(soon, |next| next.min(soon)));
@@ -521,7 +529,9 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                 tracing::debug!(runs = runs.len(), "flowkit: heartbeat");
                 if !runs.is_empty() {
                     last_beat = Some(Instant::now());
-                    beat_in_flight = Some(Box::pin(server.heartbeat(&client, runs)));
+                    // Held by the server until a cancel for one of them, or a period: the
+                    // cancel reaches this program at once, not at its next heartbeat.
+                    beat_in_flight = Some(Box::pin(server.heartbeat(&client, runs, beat_every)));
                 }
             }
             answer = async { beat_in_flight.as_mut().expect("guarded by the condition").await },
