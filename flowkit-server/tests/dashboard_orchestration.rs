@@ -586,7 +586,7 @@ async fn cancelling_a_run_a_worker_is_running_from_the_browser() {
         }
     }
     let _reap = Reap(&mut worker);
-    api_until(
+    until(
         &server,
         "the deployment registered",
         "/api/deployments/napping",
@@ -597,7 +597,7 @@ async fn cancelling_a_run_a_worker_is_running_from_the_browser() {
     assert_eq!(status, 201, "{run}");
     let id = run["id"].as_str().expect("an id").to_string();
     // The worker took it and its task sleeps.
-    api_until(
+    until(
         &server,
         "the task running",
         &format!("/api/flow_runs/{id}"),
