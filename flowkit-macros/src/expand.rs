@@ -294,11 +294,18 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
         hooks: #hooks,
     };
     match kind {
-        Kind::Task => quote!(::flowkit::TaskOptions {
-            #common
-            persist_result: #persist,
-            cache: #cache,
-        }),
+        Kind::Task => {
+            let record = match options.record_arguments {
+                Some((on, _)) => quote!(::core::option::Option::Some(#on)),
+                None => quote!(::core::option::Option::None),
+            };
+            quote!(::flowkit::TaskOptions {
+                #common
+                persist_result: #persist,
+                cache: #cache,
+                record_arguments: #record,
+            })
+        }
         Kind::Flow => {
             let limit = match options.concurrency_limit {
                 Some(n) => quote!(::core::option::Option::Some(#n)),
@@ -311,11 +318,13 @@ fn options_tokens(kind: Kind, options: &Options, function: &ItemFn) -> TokenStre
                 }
                 None => quote!(::core::option::Option::None),
             };
+            let record = matches!(options.record_arguments, Some((true, _)));
             quote!(::flowkit::FlowOptions {
                 #common
                 concurrency_limit: #limit,
                 persist_result: #persist,
                 run_name: #run_name,
+                record_arguments: #record,
             })
         }
     }
@@ -486,6 +495,7 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
             }
             let params = &generics.params;
             let (codec, hash_inputs) = durable_tokens(opts, &args, &output, opaque)?;
+            let record_arguments = arguments_tokens(opts, &args);
             let existing = where_clause.map(|w| {
                 let predicates = &w.predicates;
                 quote!(#predicates,)
@@ -499,11 +509,13 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
                     #(#send_checks)*
                     static __FLOWKIT_OPTIONS: ::flowkit::TaskOptions = #options;
                     let __flowkit_inputs = #hash_inputs;
+                    let __flowkit_recorded = #record_arguments;
                     ::flowkit::runtime::task(
                         &__FLOWKIT_OPTIONS,
                         ::flowkit::runtime::Body::new(#start, #retry_if),
                     )
                     .__durable(#codec, __flowkit_inputs)
+                    .__arguments(__flowkit_recorded)
                 }
             })
         }
@@ -540,6 +552,54 @@ fn generate(kind: Kind, opts: &Options, function: &ItemFn) -> syn::Result<TokenS
                     )
                 }
             })
+        }
+    }
+}
+
+/// The arguments of a task call as JSON, when they are recorded: always with
+/// `record_arguments = true` (every argument must be `Serialize`: an error at the option names
+/// the type that is not), never with `false`, else when the flow run records its tasks'
+/// arguments (then an argument that is not `Serialize` is recorded by its type's name).
+fn arguments_tokens(opts: &Options, args: &[Arg]) -> TokenStream {
+    let key = |arg: &Arg| {
+        let key = arg.ident.to_string();
+        key.strip_prefix("r#").unwrap_or(&key).to_string()
+    };
+    match opts.record_arguments {
+        Some((false, _)) => quote!(::core::option::Option::None),
+        Some((true, span)) => {
+            let records = args.iter().map(|arg| {
+                // The argument named with the option's span, so that one that is not
+                // `Serialize` is an error at `record_arguments`.
+                let ident = Ident::new(&arg.ident.to_string(), span);
+                let key = key(arg);
+                quote_spanned!(span=> ::flowkit::__private::record_argument(&mut __flowkit_arguments, #key, &#ident);)
+            });
+            quote!({
+                #[allow(unused_mut)]
+                let mut __flowkit_arguments = ::flowkit::Arguments::new();
+                #(#records)*
+                ::core::option::Option::Some(__flowkit_arguments.finish())
+            })
+        }
+        None => {
+            let records = args.iter().map(|arg| {
+                let ident = &arg.ident;
+                let key = key(arg);
+                quote!((&&::flowkit::__private::Argument(&#ident)).record_argument(#key, &mut __flowkit_arguments);)
+            });
+            quote!(
+                if ::flowkit::__private::wants_arguments(&__FLOWKIT_OPTIONS) {
+                    #[allow(unused_imports)]
+                    use ::flowkit::__private::{RecordOpaque as _, RecordSerialize as _};
+                    #[allow(unused_mut)]
+                    let mut __flowkit_arguments = ::flowkit::Arguments::new();
+                    #(#records)*
+                    ::core::option::Option::Some(__flowkit_arguments.finish())
+                } else {
+                    ::core::option::Option::None
+                }
+            )
         }
     }
 }

@@ -27,6 +27,7 @@ pub(crate) const TASK_OPTIONS: &[&str] = &[
     "cache_key",
     "cache_expiration",
     "refresh_cache",
+    "record_arguments",
     "on_completion",
     "on_failure",
     "on_retry",
@@ -46,6 +47,7 @@ pub(crate) const FLOW_OPTIONS: &[&str] = &[
     "concurrency_limit",
     "persist_result",
     "run_name",
+    "record_arguments",
     "on_completion",
     "on_failure",
     "on_retry",
@@ -76,6 +78,8 @@ pub(crate) struct Options {
     pub(crate) cache_key: Option<Span>,
     pub(crate) cache_expiration: Option<Duration>,
     pub(crate) refresh_cache: bool,
+    /// `record_arguments = true|false`, with the span of the option.
+    pub(crate) record_arguments: Option<(bool, Span)>,
     /// `run_name = "etl-{day}"`, checked against the parameters in `expand`.
     pub(crate) run_name: Option<syn::LitStr>,
     /// `on_failure = notify` or `on_failure = [notify, page]`: the hooks of each transition.
@@ -104,6 +108,7 @@ fn example(option: &str) -> &'static str {
         "cache_expiration" => "cache_expiration = \"1d\"",
         "refresh_cache" => "refresh_cache = true",
         "run_name" => "run_name = \"etl-{day}\"",
+        "record_arguments" => "record_arguments = true",
         "on_completion" => "on_completion = record_success",
         "on_failure" => "on_failure = notify_slack",
         "on_retry" => "on_retry = log_retry",
@@ -370,6 +375,10 @@ pub(crate) fn parse(kind: Kind, args: TokenStream) -> syn::Result<Options> {
             }
             "persist_result" => {
                 options.persist_result = Some((lit_bool(value, "persist_result")?, meta.span()));
+            }
+            "record_arguments" => {
+                options.record_arguments =
+                    Some((lit_bool(value, "record_arguments")?, meta.span()));
             }
             "refresh_cache" => {
                 options.refresh_cache = lit_bool(value, "refresh_cache")?;

@@ -110,6 +110,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::events::ingest))
         .routes(routes!(routes::runs::list_flow_runs))
         .routes(routes!(routes::runs::get_flow_run))
+        .routes(routes!(routes::runs::get_task_run))
         .routes(routes!(routes::runs::get_logs))
         .routes(routes!(routes::runs::get_states))
         .routes(routes!(routes::runs::flow_activity))

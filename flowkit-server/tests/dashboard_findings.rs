@@ -1,7 +1,7 @@
 //! Finding what went wrong, in a real browser (Debian's headless Chromium), as an on-call user
 //! would: a run found by its name, the runs with failed tasks, the log line of a retried 503, a
-//! task run's page opened from its URL, the failed flow's link to the task that caused it, and
-//! every page at 390 × 844 with nothing clipped sideways. One server and one browser for all.
+//! task run's page opened from its URL with its recorded arguments, the failed flow's link to the
+//! task that caused it, and every page at 390 × 844 with nothing clipped sideways. One server and one browser for all.
 
 mod common;
 
@@ -48,7 +48,7 @@ async fn load_warehouse(rows: u32) -> Result<(), String> {
 }
 
 /// Completes whatever its rows hold: a bad row is counted, not fatal.
-#[flow(name = "find-etl", run_name = "etl-{day}", tags = ["nightly"])]
+#[flow(name = "find-etl", run_name = "etl-{day}", tags = ["nightly"], record_arguments = true)]
 async fn nightly(
     day: String,
     bad_row: bool,
@@ -61,9 +61,17 @@ async fn nightly(
     Ok(valid.iter().filter(|r| r.is_ok()).count() + orders as usize)
 }
 
+/// Stages a batch: its arguments are recorded, the batch over the 16 KiB cap as a marker.
+#[task(record_arguments = true)]
+async fn stage(table: String, batch: Vec<u32>) -> usize {
+    let _ = table;
+    batch.len()
+}
+
 #[flow(name = "find-load")]
 async fn load() -> Result<(), flowkit::RunError<String>> {
     let _ = validate(1).await;
+    let _ = stage("orders".into(), (0..10_000).collect()).await;
     load_warehouse(40).await
 }
 
@@ -335,6 +343,51 @@ async fn what_went_wrong_is_found_in_seconds() {
             .expect("the task run")
     };
     let extract = task_id("extract_orders", None);
+    // The flow run's list leaves task runs' arguments out; the task run's own route has them.
+    assert!(
+        detail["task_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["parameters"].is_null()),
+        "{detail}"
+    );
+    let own = server
+        .get(&format!("/api/flow_runs/{bad_day}/task_runs/{extract}"))
+        .await;
+    assert_eq!(own["parameters"], json!({"day": "2026-11-27"}));
+    assert_eq!(own["name"], "extract_orders");
+    // A task run asked for under another flow run, or one that does not exist, is a 404; a
+    // bad id names its field.
+    for (path, status, field) in [
+        (
+            format!("/api/flow_runs/{load_run}/task_runs/{extract}"),
+            404,
+            None,
+        ),
+        (
+            format!(
+                "/api/flow_runs/{bad_day}/task_runs/{}",
+                uuid::Uuid::now_v7()
+            ),
+            404,
+            None,
+        ),
+        (
+            format!("/api/flow_runs/{bad_day}/task_runs/nope"),
+            400,
+            Some("task_run_id"),
+        ),
+    ] {
+        let response = reqwest::get(format!("{}{path}", server.url))
+            .await
+            .expect("the request");
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let body: Value = response.json().await.expect("a JSON error");
+        if let Some(field) = field {
+            assert_eq!(body["field"], field, "{body}");
+        }
+    }
     browser
         .open(&server, &format!("/runs/{bad_day}/tasks/{extract}"))
         .await;
@@ -371,6 +424,28 @@ async fn what_went_wrong_is_found_in_seconds() {
         .await;
     let dependents = text(&browser, "[data-testid=task-flow-link]").await;
     assert_eq!(dependents, "find-etl · etl-2026-11-27");
+    // Its id is whole and does not run under the next field.
+    let id_clear = browser
+        .eval(
+            "const id = document.querySelector('[data-testid=task-head] .run-id').getBoundingClientRect();\
+             const next = document.querySelector('[data-testid=task-head] .run-id').closest('.meta > div').nextElementSibling.getBoundingClientRect();\
+             return id.right <= next.left + 1 || next.top >= id.bottom;",
+            vec![],
+        )
+        .await;
+    assert_eq!(id_clear, true, "the task run id overlaps the next field");
+    // Its arguments, recorded because its flow records its tasks'.
+    browser
+        .wait_for_count("its one argument", "[data-testid=argument]", 1)
+        .await;
+    assert_eq!(
+        text(
+            &browser,
+            "[data-testid=argument][data-name=day] td:last-child"
+        )
+        .await,
+        "2026-11-27"
+    );
     browser.full_page_screenshot("findings-task-page").await;
 
     // 5. The failed flow's error callout links to the task that caused it.
@@ -401,6 +476,12 @@ async fn what_went_wrong_is_found_in_seconds() {
         text(&browser, "[data-testid=task-name]").await,
         "load_warehouse"
     );
+    // Its flow does not record arguments, and neither does it: the page says how to.
+    assert!(
+        text(&browser, "[data-testid=no-arguments]")
+            .await
+            .contains("record_arguments = true"),
+    );
     // "1 of 4" says why it stopped there, and so does its log.
     assert_eq!(
         text(&browser, "[data-testid=task-attempts]").await,
@@ -412,6 +493,54 @@ async fn what_went_wrong_is_found_in_seconds() {
             "[...document.querySelectorAll('[data-testid=log-line]')].some(l => l.dataset.level === 'WARN' && l.textContent.includes('retry_if refused to retry: attempt 1 of 4'))",
         )
         .await;
+
+    // A batch over the 16 KiB cap is a marker saying so and how large it was; the run completed.
+    let load_detail = server.get(&format!("/api/flow_runs/{load_run}")).await;
+    let stage = load_detail["task_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "stage")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .expect("the stage task run");
+    browser
+        .goto(&format!("{}/#/runs/{load_run}/tasks/{stage}", server.url))
+        .await;
+    browser
+        .wait_until(
+            "the truncation marker",
+            "document.querySelector('[data-testid=argument-marker]')",
+        )
+        .await;
+    let size = serde_json::to_string(&(0..10_000).collect::<Vec<u32>>())
+        .unwrap()
+        .len();
+    assert_eq!(
+        text(
+            &browser,
+            "[data-testid=argument][data-name=batch] [data-testid=argument-marker]"
+        )
+        .await,
+        format!("<truncated: {size} bytes of JSON, over the 16 KiB cap>")
+    );
+    assert_eq!(
+        text(
+            &browser,
+            "[data-testid=argument][data-name=table] td:last-child"
+        )
+        .await,
+        "orders"
+    );
+    assert_eq!(
+        browser
+            .eval(
+                "return document.querySelector('[data-testid=task-head] .badge').dataset.state",
+                vec![]
+            )
+            .await,
+        "Completed"
+    );
+    browser.screenshot("findings-task-arguments").await;
 
     // 6. The flows failing most come first, and a low success rate looks like it.
     browser.open(&server, "/flows").await;

@@ -27,6 +27,12 @@ fn routes() -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
         ("GET", format!("/api/flow_runs/{run}"), None, Some("read")),
         (
             "GET",
+            format!("/api/flow_runs/{run}/task_runs/{run}"),
+            None,
+            Some("read"),
+        ),
+        (
+            "GET",
             format!("/api/flow_runs/{run}/logs"),
             None,
             Some("read"),

@@ -90,7 +90,8 @@ pub struct RunCreated {
     /// The doc comment of the flow (task events leave it out to stay small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<Cow<'static, str>>,
-    /// The flow's parameters, as JSON (flows only).
+    /// The flow's parameters, as JSON; for a task run, its call's arguments when its task or flow
+    /// records them (`record_arguments = true`), by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<serde_json::Value>,
     /// Tags from the options.

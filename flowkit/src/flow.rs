@@ -345,6 +345,9 @@ where
                     .and_then(crate::serve::ScheduledRun::id)
             })
             .unwrap_or_else(|| crate::ids::new_id(chrono::Utc::now()));
+        if self.options.record_arguments {
+            crate::arguments::flow_records_arguments();
+        }
         let run = Arc::new(FlowRun {
             id,
             options: self.options,

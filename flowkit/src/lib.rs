@@ -47,6 +47,7 @@
 #[cfg(test)]
 extern crate self as flowkit;
 
+mod arguments;
 mod bus;
 mod cancel;
 mod config;
@@ -79,6 +80,7 @@ mod upstream;
 /// your own; chrono and uuid types are supported.
 pub use schemars;
 
+pub use arguments::{ARGUMENTS_CAP, Arguments};
 pub use bus::{BusStats, EventBus, EventBusBuilder};
 pub use cancel::cancel_all;
 pub use config::{Config, InitError, flush, global_bus, init};
@@ -154,6 +156,7 @@ pub mod runtime {
 /// What the macros' expansions use. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::arguments::{Argument, RecordOpaque, RecordSerialize, wants_arguments};
     pub use crate::results::keys::{
         HashOpaque, HashSerialize, Input, Probe, ProbeNone, ProbeSerde,
     };
@@ -182,6 +185,17 @@ pub mod __private {
     #[inline(always)]
     pub fn require_send<F: Send>(future: F) -> F {
         future
+    }
+
+    /// Records an argument of a task with `record_arguments = true`: it must be serializable
+    /// (the macro points an error here at the option, naming the argument's type).
+    #[inline(always)]
+    pub fn record_argument<T: serde::Serialize + ?Sized>(
+        arguments: &mut crate::Arguments,
+        name: &str,
+        value: &T,
+    ) {
+        arguments.add(name, value);
     }
 
     /// Points an error at an argument that cannot be sent to another thread.

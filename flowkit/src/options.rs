@@ -20,6 +20,7 @@ use crate::{Hooks, RetryPolicy};
 ///     tags: Cow::Borrowed(&[Cow::Borrowed("api")]),
 ///     persist_result: None,
 ///     cache: None,
+///     record_arguments: None,
 ///     hooks: flowkit::Hooks::NONE,
 /// };
 /// assert_eq!(FETCH.name, "fetch");
@@ -41,6 +42,12 @@ pub struct TaskOptions {
     pub persist_result: Option<bool>,
     /// Reuse a stored result for the same inputs (`cache_key = inputs`).
     pub cache: Option<CachePolicy>,
+    /// Whether each run records its call's arguments as its parameters (up to
+    /// [`ARGUMENTS_CAP`](crate::ARGUMENTS_CAP) of JSON): `Some(true)` always
+    /// (`record_arguments = true`), `Some(false)` never, `None` as its flow run says
+    /// (`#[flow(record_arguments = true)]`). The `#[task]` macro serializes them; a call built
+    /// by hand records none.
+    pub record_arguments: Option<bool>,
     /// Called when a run completes, fails, retries or is cancelled (`on_failure = notify`).
     pub hooks: Hooks,
 }
@@ -82,6 +89,7 @@ impl TaskOptions {
             tags: Cow::Borrowed(&[]),
             persist_result: None,
             cache: None,
+            record_arguments: None,
             hooks: Hooks::NONE,
         }
     }
@@ -122,6 +130,9 @@ pub struct FlowOptions {
     /// replaced by that parameter's value. Without one, a run gets a generated name like
     /// `brave-otter` (see [`crate::run_name`]).
     pub run_name: Option<Cow<'static, str>>,
+    /// Its task runs record their arguments as their parameters, unless a task says
+    /// `record_arguments = false` (`#[flow(record_arguments = true)]`).
+    pub record_arguments: bool,
     /// Called when a run completes, fails, retries or is cancelled (`on_failure = notify`).
     pub hooks: Hooks,
 }
@@ -138,6 +149,7 @@ impl FlowOptions {
             concurrency_limit: None,
             persist_result: false,
             run_name: None,
+            record_arguments: false,
             hooks: Hooks::NONE,
         }
     }

@@ -176,7 +176,7 @@ where
     ) {
         let options = options_named(&self.name);
         let (run, guard, takes_slot) =
-            with_current(|scope| crate::task::new_run(options, scope, self.bus, &[], None));
+            with_current(|scope| crate::task::new_run(options, scope, self.bus, &[], None, None));
         let future = poke_until(
             run.clone(),
             guard,

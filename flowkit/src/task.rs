@@ -124,6 +124,8 @@ pub struct TaskCall<'a, B: TaskBody> {
     /// How its result is stored, if its type allows (the macros probe it).
     codec: Option<Codec<<B::Output as Outcome>::Ok>>,
     extras: Option<Box<CallExtras>>,
+    /// Its arguments as JSON, when its task or flow records them.
+    arguments: Option<Box<serde_json::Value>>,
     _borrows: PhantomData<&'a ()>,
 }
 
@@ -139,6 +141,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             map_index: None,
             codec: None,
             extras: None,
+            arguments: None,
             _borrows: PhantomData,
         }
     }
@@ -157,6 +160,17 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
                 Some(hash) => Inputs::Hashed(hash),
                 None => Inputs::Failed,
             };
+        }
+        self
+    }
+
+    /// Gives the call its recorded arguments (what `#[task]` expands to, when its task or its
+    /// flow run records them): the run's `RunCreated` event carries them as its parameters.
+    #[doc(hidden)]
+    #[inline]
+    pub fn __arguments(mut self, arguments: Option<serde_json::Value>) -> Self {
+        if let Some(arguments) = arguments {
+            self.arguments = Some(Box::new(arguments));
         }
         self
     }
@@ -274,8 +288,15 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             }
         }
         let bus = self.bus.take();
-        let (run, guard, takes_slot) =
-            new_run(self.options, scope, bus, &self.upstream, self.map_index);
+        let arguments = self.arguments.take().map(|arguments| *arguments);
+        let (run, guard, takes_slot) = new_run(
+            self.options,
+            scope,
+            bus,
+            &self.upstream,
+            self.map_index,
+            arguments,
+        );
         // Boxed: a call that does not persist carries none of it.
         let plan = TaskPlan::new(
             &run,
@@ -363,6 +384,7 @@ pub(crate) fn new_run(
     bus: Option<EventBus>,
     upstream: &[Upstream],
     map_index: Option<u64>,
+    arguments: Option<serde_json::Value>,
 ) -> (Arc<TaskRun>, EndGuard<TaskRun>, bool) {
     let (flow, parent_task) = match scope {
         Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
@@ -393,7 +415,7 @@ pub(crate) fn new_run(
             name: run.options.name.clone(),
             run_name: None,
             description: None,
-            parameters: None,
+            parameters: arguments,
             tags: run.options.tags.clone(),
             parent_flow_run_id: None,
             parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),

@@ -1,8 +1,9 @@
 // One task run, on a page of its own (`#/runs/<flow run>/tasks/<task run>`): every attempt with
-// its error, start, end and duration, its state history, tags, upstreams and dependents, logs.
+// its error, start, end and duration, its arguments (when recorded), its state history, tags,
+// upstreams and dependents, logs.
 
 import { get } from './api.js';
-import { FAILED, attemptState, attemptsText, badge, duration, elapsed, errorState, h, shortId, taskLabels, taskUrl, throttle, time, toMs } from './dom.js';
+import { FAILED, attemptState, attemptsText, badge, duration, elapsed, errorState, h, paramText, shortId, taskLabels, taskUrl, throttle, time, toMs } from './dom.js';
 import { logsPanel } from './logs.js';
 
 /** The attempts of a run from its state changes: a `Running` to the state that follows it. */
@@ -23,6 +24,29 @@ export function attemptsOf(changes) {
   return attempts;
 }
 
+/** The markers the runtime records in place of an argument: over the size cap, or not serializable. */
+const MARKER = /^<(truncated|not serializable): .*>$/s;
+
+/**
+ * The Arguments panel: a name/value table like a flow run's parameters, a marker (an argument
+ * over the 16 KiB cap, or one that does not serialize) set apart; or why there are none.
+ */
+export function argumentsPanel(el, parameters) {
+  const entries = parameters && typeof parameters === 'object' ? Object.entries(parameters) : [];
+  el.replaceChildren(h('h2', {}, 'Arguments'), entries.length
+    ? h('table', { class: 'kv', 'data-testid': 'arguments' }, entries.map(([k, v]) => {
+      const marker = typeof v === 'string' && MARKER.test(v);
+      return h('tr', { 'data-testid': 'argument', 'data-name': k },
+        h('td', {}, k),
+        h('td', {}, marker
+          ? h('span', { class: 'marker', 'data-testid': 'argument-marker' }, v)
+          : h('pre', {}, paramText(v))));
+    }))
+    : h('p', { class: 'muted', 'data-testid': 'no-arguments' }, parameters
+      ? 'This task takes no arguments.'
+      : 'Not recorded: add record_arguments = true to the task (or to its flow) to record them.'));
+}
+
 export function taskPage({ root, subscribe }, flowRunId, taskRunId) {
   let stopped = false;
   let loaded = false;
@@ -32,10 +56,11 @@ export function taskPage({ root, subscribe }, flowRunId, taskRunId) {
   const head = h('section', { class: 'panel', 'data-testid': 'task-head' }, h('div', { class: 'loading' }, 'Loading the task run…'));
   const problem = h('div');
   const attemptsPanel = h('section', { class: 'panel flush', 'data-testid': 'task-attempts-panel' });
+  const args = h('section', { class: 'panel', 'data-testid': 'task-arguments' });
   const relations = h('section', { class: 'panel', 'data-testid': 'task-relations' });
   const history = h('section', { class: 'panel', 'data-testid': 'task-history' });
   const logs = logsPanel(flowRunId, nameOf, { task: taskRunId });
-  root.append(head, problem, attemptsPanel, h('div', { class: 'columns' }, relations, history), logs.el);
+  root.append(head, problem, attemptsPanel, h('div', { class: 'columns' }, args, relations), history, logs.el);
 
   const links = (ids) => (ids.length
     ? ids.slice(0, 50).map((u, i) => [i ? ', ' : '', h('a', { href: taskUrl(flowRunId, u) }, nameOf(u))])
@@ -91,14 +116,17 @@ export function taskPage({ root, subscribe }, flowRunId, taskRunId) {
 
   async function load() {
     try {
-      const [flow, changes] = await Promise.all([
+      const [flow, changes, own] = await Promise.all([
         get(`/api/flow_runs/${flowRunId}`),
         get(`/api/flow_runs/${flowRunId}/states`, { task_run_id: taskRunId }),
+        // Its arguments come with it alone (the flow run's list leaves them out).
+        get(`/api/flow_runs/${flowRunId}/task_runs/${taskRunId}`),
       ]);
       if (stopped) return;
       const task = flow.task_runs.find((t) => t.id === taskRunId);
       if (!task) throw Object.assign(new Error('no such task run'), { status: 404 });
       render(flow, task, changes);
+      argumentsPanel(args, own.parameters);
       if (!loaded) { loaded = true; logs.reload(); performance.mark('flowkit:task-rendered'); }
       return task;
     } catch (error) {

@@ -283,7 +283,12 @@ pub async fn get_flow_run(
     Path(id): Path<String>,
 ) -> Result<Json<FlowRunDetail>, ApiError> {
     let run = flow_run(&state, &id).await?;
-    let task_runs = state.store.task_runs(run.id).await?;
+    let mut task_runs = state.store.task_runs(run.id).await?;
+    // A task run's recorded arguments (up to 16 KiB each) are on its own route: 10,000 mapped
+    // task runs would otherwise make this answer many megabytes.
+    for task in &mut task_runs {
+        task.parameters = None;
+    }
     let child_flow_runs = state.store.child_flow_runs(run.id).await?;
     let work = state.store.work(run.id).await?.map(|w| w.view(false));
     Ok(Json(FlowRunDetail {
@@ -293,6 +298,35 @@ pub async fn get_flow_run(
         origin: work.as_ref().map(|w| w.origin.as_str()),
         worker: work.and_then(|w| w.worker),
     }))
+}
+
+/// One task run of a flow run, with its recorded arguments as `parameters` (a task records
+/// them with `#[task(record_arguments = true)]`, or in a flow with
+/// `#[flow(record_arguments = true)]`; otherwise `null`).
+#[utoipa::path(get, path = "/api/flow_runs/{id}/task_runs/{task_run_id}", tag = "runs",
+    params(("id" = Uuid, Path, description = "The flow run's id"),
+        ("task_run_id" = Uuid, Path, description = "The task run's id")),
+    responses((status = 200, body = Run), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_task_run(
+    State(state): State<AppState>,
+    Path((id, task_run_id)): Path<(String, String)>,
+) -> Result<Json<Run>, ApiError> {
+    let flow_run_id = run_id(&id)?;
+    let task_run_id = Uuid::parse_str(&task_run_id).map_err(|_| {
+        ApiError::bad(
+            "task_run_id",
+            format!("{task_run_id:?} is not a run id (a UUID)"),
+        )
+    })?;
+    state
+        .store
+        .run(task_run_id)
+        .await?
+        .filter(|r| r.run_type == "task" && r.flow_run_id == Some(flow_run_id))
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("task run {task_run_id} in flow run {flow_run_id}"))
+        })
 }
 
 /// Which state changes to list.

@@ -144,6 +144,32 @@ impl MemorySink {
             .collect()
     }
 
+    /// The parameters recorded with run `run_id`: a flow run's, or a task run's arguments when
+    /// its task or flow records them (`record_arguments = true`); `None` if none were.
+    ///
+    /// ```
+    /// use flowkit::task;
+    ///
+    /// #[task(record_arguments = true)]
+    /// async fn load(table: String, rows: u32) {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (_, events) = flowkit::testing::capture(|| load("orders".into(), 3)).await;
+    /// let arguments = events.parameters(events.runs_named("load")[0]).unwrap();
+    /// assert_eq!(arguments, serde_json::json!({"table": "orders", "rows": 3}));
+    /// # }
+    /// ```
+    pub fn parameters(&self, run_id: Uuid) -> Option<serde_json::Value> {
+        self.lock()
+            .iter()
+            .flatten()
+            .filter(|e| e.run_id() == Some(run_id))
+            .find_map(|e| match &e.kind {
+                EventKind::RunCreated(created) => created.parameters.clone(),
+                _ => None,
+            })
+    }
+
     /// The ids of the task runs of flow run `flow_run_id`, in creation order (tasks called from
     /// its tasks included; its child flow runs' task runs not).
     pub fn task_runs_of(&self, flow_run_id: Uuid) -> Vec<Uuid> {
