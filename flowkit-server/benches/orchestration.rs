@@ -880,7 +880,10 @@ async fn scheduler_cost(bench: &Bench) {
     // make, then one a minute later making a minute's runs.
     let now = Utc::now();
     for (label, at) in [
-        ("a tick as registering ends (the horizon moved on meanwhile)", now),
+        (
+            "a tick as registering ends (the horizon moved on meanwhile)",
+            now,
+        ),
         ("a routine tick with nothing to make", now),
         (
             "a tick making a minute's runs (10,000)",
