@@ -8,11 +8,22 @@
 //! bash scripts/bench-orchestration.sh                                  # both, with a throwaway PostgreSQL
 //! ```
 //!
-//! The server runs in this process on a real port, over HTTP like a worker on another machine;
-//! workers are HTTP clients that poll for runs and report each one's `Running` and `Completed`
-//! events (what a no-op deployment run sends). The baseline is the floor of a queue on the same
-//! database: the same claims as bare SQL (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
-//! LOCKED)` on PostgreSQL), with no HTTP, no events and no run rows.
+//! The server runs in this process on a real port, over HTTP like a worker on another machine.
+//! Two kinds of workers take its runs:
+//!
+//! - **Real workers**: this benchmark's binary run again as a program calling
+//!   `flowkit::serve` with `FLOWKIT_API_URL` set (`FLOWKIT_BENCH_WORKER=<kind>`), running no-op
+//!   `#[flow]`s and streaming their events with the HTTP sink, as a user's program does. Their
+//!   figures are read from what the server stored: a run's `start` (its `Running` event's
+//!   timestamp) against its scheduled time, or against the moment the benchmark sent the
+//!   trigger; a SIGKILLed worker's runs' `Crashed` (the server's event) against the kill.
+//! - **Raw pollers**: HTTP clients that poll for runs and report each one's `Running` and
+//!   `Completed` events at once: the server's own floor, the baseline of the real workers'
+//!   latencies (trigger or scheduled time → claimed).
+//!
+//! The throughput baseline is the floor of a queue on the same database: the same claims as
+//! bare SQL (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)` on PostgreSQL), with no
+//! HTTP, no events and no run rows.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use flowkit::State;
 use flowkit::events::{Event, EventKind, RunCreated, RunType, StateChanged};
+use flowkit::serve::{Deployment, Schedule};
 use flowkit_server::orchestrate::Orchestra;
 use flowkit_server::{AppState, Limits, Shutdown, Store, app};
 use serde_json::{Value, json};
@@ -29,6 +41,13 @@ use uuid::Uuid;
 const WORKERS: usize = 3;
 const RUNS: usize = 3_000;
 const DEPLOYMENTS: usize = 10_000;
+/// Schedule accuracy: this many deployments due every second, 1 s / this apart, so each run is
+/// due alone.
+const EVERY_SECOND: usize = 5;
+/// At least this many runs measured per latency figure.
+const SAMPLES: usize = 100;
+/// Tells this binary it is a worker, and which.
+const WORKER_ENV: &str = "FLOWKIT_BENCH_WORKER";
 
 fn event(run: Uuid, kind: EventKind) -> Event {
     Event {
@@ -453,19 +472,31 @@ async fn latency_loaded(bench: &Bench, rate: u64, seconds: u64) -> Vec<f64> {
         .collect()
 }
 
-/// Schedule accuracy: a deployment due every second; from each run's scheduled time to its
-/// claim by an idle worker.
+/// The schedules of the accuracy deployments: every second, the `i`th at `i / EVERY_SECOND`
+/// past the second.
+fn every_second(i: usize) -> Value {
+    let anchor =
+        DateTime::UNIX_EPOCH + chrono::TimeDelta::milliseconds((1000 * i / EVERY_SECOND) as i64);
+    json!([{"every": "1s", "anchor": anchor}])
+}
+
+/// Schedule accuracy for a raw poller: `EVERY_SECOND` deployments each due every second; from
+/// each run's scheduled time to its claim by an idle poller.
 async fn schedule_accuracy(bench: &Bench, runs: usize) -> Vec<f64> {
-    let name = "every-second";
-    bench
-        .deployment(name, json!({"schedules": [{"every": "1s"}]}))
-        .await;
+    let names: Vec<String> = (0..EVERY_SECOND)
+        .map(|i| format!("raw-every-second-{i}"))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        bench
+            .deployment(name, json!({"schedules": every_second(i)}))
+            .await;
+    }
     let client = reqwest::Client::new();
     let mut ms = Vec::new();
     while ms.len() < runs {
         let answer: Value = client
             .post(format!("{}/api/workers/accuracy/poll", bench.url))
-            .json(&json!({"host": "bench", "deployments": [name], "capacity": 1}))
+            .json(&json!({"host": "bench", "deployments": names, "capacity": 1}))
             .send()
             .await
             .expect("poll")
@@ -482,14 +513,321 @@ async fn schedule_accuracy(bench: &Bench, runs: usize) -> Vec<f64> {
             ) else {
                 continue;
             };
-            // The first run may have been due before the worker started.
-            if now - at < chrono::TimeDelta::seconds(1) {
+            // The first runs may have been due before the poller started.
+            if now - at < chrono::TimeDelta::milliseconds(150) {
                 ms.push((now - at).num_microseconds().unwrap_or(0) as f64 / 1e3);
             }
             bench.post("/api/events", json!(run_events(id))).await;
         }
     }
     ms
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real workers: this binary run again as a `flowkit::serve` program.
+
+#[flowkit::flow(name = "bench-noop")]
+async fn noop() {}
+
+#[flowkit::flow(name = "bench-sleepy")]
+async fn sleepy() {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+/// The deployments a worker of `kind` serves.
+fn worker_deployments(kind: &str) -> Vec<Deployment> {
+    match kind {
+        "accuracy" => (0..EVERY_SECOND)
+            .map(|i| {
+                let anchor = DateTime::UNIX_EPOCH
+                    + chrono::TimeDelta::milliseconds((1000 * i / EVERY_SECOND) as i64);
+                let every = Schedule::every("1s").expect("a period").anchored_at(anchor);
+                Deployment::new(format!("every-second-{i}"), |_| noop())
+                    .schedule(every)
+                    .max_active_runs(100)
+            })
+            .collect(),
+        "trigger" => vec![Deployment::new("real-trigger", |_| noop()).max_active_runs(1_000_000)],
+        "crash" => vec![Deployment::new("real-crash", |_| sleepy()).max_active_runs(100)],
+        other => panic!("no worker kind {other:?}"),
+    }
+}
+
+/// The body of a worker process: serves its kind's deployments for the server in
+/// `FLOWKIT_API_URL` until its stdin closes (or it is killed).
+fn worker_main(kind: &str) {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        flowkit::init();
+        let name = std::env::var("FLOWKIT_BENCH_WORKER_NAME").expect("a worker name");
+        let state =
+            std::env::temp_dir().join(format!("flowkit-bench-worker-{}.json", std::process::id()));
+        flowkit::serve::Server::new(worker_deployments(kind))
+            .worker_name(name)
+            .max_runs(64)
+            .state_file(state)
+            .run()
+            .await
+            .expect("the worker serves");
+    });
+}
+
+/// A worker process, killed at drop.
+struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    fn start(bench: &Bench, kind: &str, name: &str) -> WorkerProcess {
+        let exe = std::env::current_exe().expect("this binary's path");
+        let child = std::process::Command::new(exe)
+            .env(WORKER_ENV, kind)
+            .env("FLOWKIT_BENCH_WORKER_NAME", name)
+            .env("FLOWKIT_API_URL", &bench.url)
+            .env("FLOWKIT_CONSOLE", "off")
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the worker starts");
+        WorkerProcess(child)
+    }
+
+    /// SIGKILL; when.
+    fn kill(&mut self) -> DateTime<Utc> {
+        let at = Utc::now();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        at
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the server stored of a flow run, once `ready` holds for it (waits up to 60 s).
+async fn stored(bench: &Bench, id: Uuid, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = bench
+            .client
+            .get(format!("{}/api/flow_runs/{id}", bench.url))
+            .send()
+            .await
+            .expect("the server answers");
+        if response.status().is_success() {
+            let run: Value = response.json().await.unwrap_or(Value::Null);
+            if ready(&run) {
+                return run;
+            }
+        }
+        assert!(Instant::now() < deadline, "run {id} not as awaited in 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn time_of(run: &Value, field: &str) -> Option<DateTime<Utc>> {
+    run[field].as_str().and_then(|s| s.parse().ok())
+}
+
+/// When the server stored the run's `Running` (its event's timestamp).
+async fn running_at(bench: &Bench, id: Uuid) -> DateTime<Utc> {
+    let run = stored(bench, id, |r| time_of(r, "start").is_some()).await;
+    time_of(&run, "start").expect("a start")
+}
+
+fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_microseconds().unwrap_or(0) as f64 / 1e3
+}
+
+/// Triggers a run of `deployment` now; its id and when the trigger was sent.
+async fn trigger_at(bench: &Bench, deployment: &str) -> (Uuid, DateTime<Utc>) {
+    let sent = Utc::now();
+    (bench.trigger(deployment).await, sent)
+}
+
+/// Waits until a worker serving `deployment` runs what is triggered (a first run, not counted).
+async fn warm_up(bench: &Bench, deployment: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bench
+        .client
+        .get(format!("{}/api/deployments/{deployment}", bench.url))
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{deployment} not registered in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        let id = bench.trigger(deployment).await;
+        running_at(bench, id).await;
+    }
+}
+
+/// Trigger → `Running` (stored) with one idle real worker, one run at a time.
+async fn real_trigger_idle(bench: &Bench) -> Vec<f64> {
+    let _worker = WorkerProcess::start(bench, "trigger", "real-idle");
+    warm_up(bench, "real-trigger").await;
+    let mut sent = Vec::new();
+    for _ in 0..2 * SAMPLES {
+        sent.push(trigger_at(bench, "real-trigger").await);
+        // The worker is idle again well before the next one.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let mut ms = Vec::new();
+    for (id, at) in sent {
+        ms.push(ms_between(at, running_at(bench, id).await));
+    }
+    ms
+}
+
+/// Trigger → `Running` (stored) with three real workers while triggers arrive at `rate` per
+/// second for `seconds`.
+async fn real_trigger_loaded(bench: &Bench, rate: u64, seconds: u64) -> Vec<f64> {
+    let _workers: Vec<WorkerProcess> = (0..WORKERS)
+        .map(|w| WorkerProcess::start(bench, "trigger", &format!("real-load-{w}")))
+        .collect();
+    warm_up(bench, "real-trigger").await;
+    // Every worker polling before the clock starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let total = (rate * seconds) as usize;
+    let mut every = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut triggers = tokio::task::JoinSet::new();
+    for _ in 0..total {
+        every.tick().await;
+        let (url, client) = (bench.url.clone(), bench.client.clone());
+        triggers.spawn(async move {
+            let at = Utc::now();
+            let run: Value = client
+                .post(format!("{url}/api/deployments/real-trigger/runs"))
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("trigger")
+                .json()
+                .await
+                .expect("run");
+            (run["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()), at)
+        });
+    }
+    let mut sent = Vec::new();
+    while let Some(Ok((id, at))) = triggers.join_next().await {
+        sent.extend(id.map(|id| (id, at)));
+    }
+    let mut ms = Vec::new();
+    for (id, at) in sent {
+        ms.push(ms_between(at, running_at(bench, id).await));
+    }
+    ms
+}
+
+/// Scheduled time → `Running` (stored) with one idle real worker serving `EVERY_SECOND`
+/// deployments due every second, each run due alone.
+async fn real_schedule_accuracy(bench: &Bench) -> Vec<f64> {
+    let started = Utc::now();
+    let _worker = WorkerProcess::start(bench, "accuracy", "real-accuracy");
+    // Runs due from 3 s on: the worker is registered and polling by then.
+    let from = started + chrono::TimeDelta::seconds(3);
+    let seconds = (SAMPLES / EVERY_SECOND) as i64 + 1;
+    let until = from + chrono::TimeDelta::seconds(seconds);
+    tokio::time::sleep(
+        ((until - Utc::now()) + chrono::TimeDelta::seconds(1))
+            .to_std()
+            .unwrap_or_default(),
+    )
+    .await;
+    let mut ms = Vec::new();
+    for i in 0..EVERY_SECOND {
+        let runs = bench
+            .client
+            .get(format!(
+                "{}/api/deployments/every-second-{i}/runs?limit=1000",
+                bench.url
+            ))
+            .send()
+            .await
+            .expect("the runs")
+            .json::<Value>()
+            .await
+            .expect("a list");
+        for run in runs.as_array().cloned().unwrap_or_default() {
+            let (Some(id), Some(at)) = (
+                run["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()),
+                time_of(&run, "scheduled_at"),
+            ) else {
+                continue;
+            };
+            if at >= from && at < until {
+                ms.push(ms_between(at, running_at(bench, id).await));
+            }
+        }
+    }
+    ms
+}
+
+/// SIGKILL of a worker running three long runs → each stored `Crashed` (the server's event),
+/// in seconds, with the server's heartbeat timeout.
+async fn crash_detection(bench: &Bench) -> Vec<f64> {
+    let mut worker = WorkerProcess::start(bench, "crash", "real-crash");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bench
+        .client
+        .get(format!("{}/api/deployments/real-crash", bench.url))
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "real-crash not registered in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(bench.trigger("real-crash").await);
+    }
+    for id in &ids {
+        running_at(bench, *id).await;
+    }
+    // Killed at a random point of its polls (they are its heartbeats).
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(500..3_000))).await;
+    let killed = worker.kill();
+    let mut seconds = Vec::new();
+    for id in ids {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let run = loop {
+            let run = stored(bench, id, |_| true).await;
+            if run["state"] == "Crashed" {
+                break run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} not Crashed in 120 s: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let at = time_of(&run, "end").expect("an end");
+        seconds.push(ms_between(killed, at) / 1e3);
+    }
+    seconds
 }
 
 fn cpu_seconds() -> f64 {
@@ -502,6 +840,16 @@ fn cpu_seconds() -> f64 {
 
 /// The scheduler with 10,000 deployments due every minute.
 async fn scheduler_cost(bench: &Bench) {
+    // The accuracy figures' deployments due every second are paused first: a tick makes at
+    // most 100 runs ahead of each, so they would be behind and add runs to every tick here.
+    for i in 0..EVERY_SECOND {
+        for name in [format!("every-second-{i}"), format!("raw-every-second-{i}")] {
+            let path = format!("/api/deployments/{name}");
+            bench
+                .call(reqwest::Method::PATCH, &path, json!({"paused": true}))
+                .await;
+        }
+    }
     let started = Instant::now();
     let mut puts = tokio::task::JoinSet::new();
     for chunk in 0..8 {
@@ -527,10 +875,16 @@ async fn scheduler_cost(bench: &Bench) {
         registered.as_secs_f64(),
         registered.as_secs_f64() * 1e3 / DEPLOYMENTS as f64
     );
-    // A tick with nothing new to make, then one a minute later making a minute's runs.
+    // The tick the scheduler's loop makes as registering ends (the ten-minute horizon moved on
+    // while the deployments were registered), the routine tick after it with nothing new to
+    // make, then one a minute later making a minute's runs.
     let now = Utc::now();
     for (label, at) in [
-        ("a tick with nothing to make", now),
+        (
+            "a tick as registering ends (the horizon moved on meanwhile)",
+            now,
+        ),
+        ("a routine tick with nothing to make", now),
         (
             "a tick making a minute's runs (10,000)",
             now + chrono::TimeDelta::minutes(1),
@@ -614,23 +968,48 @@ async fn run(database: &str, label: &str) {
         floor / ours
     );
 
-    let idle = latency_idle(&bench).await;
-    println!("trigger → claimed, idle worker: {}", summary(idle));
     let rate = if database.starts_with("postgres") {
         200
     } else {
         100
     };
-    let loaded = latency_loaded(&bench, rate, 5).await;
+    println!("real workers (flowkit::serve processes; times as the server stored them):");
+    let accuracy = real_schedule_accuracy(&bench).await;
     println!(
-        "trigger → claimed, {WORKERS} workers, {rate} triggers/s: {}",
+        "  scheduled time → Running, 1 worker, {EVERY_SECOND} deployments due every second: {}",
+        summary(accuracy)
+    );
+    let idle = real_trigger_idle(&bench).await;
+    println!("  trigger → Running, 1 idle worker: {}", summary(idle));
+    let loaded = real_trigger_loaded(&bench, rate, 5).await;
+    println!(
+        "  trigger → Running, {WORKERS} workers, {rate} triggers/s: {}",
         summary(loaded)
     );
-
-    let accuracy = schedule_accuracy(&bench, 10).await;
+    let crashes = crash_detection(&bench).await;
     println!(
-        "schedule accuracy (scheduled time → claimed), every 1s: {}",
+        "  SIGKILLed worker → its runs Crashed, heartbeat timeout {} s (polls, its heartbeats, every {} s): {}",
+        bench.state.orchestra.heartbeat_timeout.as_secs(),
+        bench.state.orchestra.poll_wait().as_secs(),
+        crashes
+            .iter()
+            .map(|s| format!("{s:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    println!("baseline, raw HTTP pollers (claim, then report at once):");
+    let accuracy = schedule_accuracy(&bench, SAMPLES).await;
+    println!(
+        "  scheduled time → claimed, {EVERY_SECOND} deployments due every second: {}",
         summary(accuracy)
+    );
+    let idle = latency_idle(&bench).await;
+    println!("  trigger → claimed, idle poller: {}", summary(idle));
+    let loaded = latency_loaded(&bench, rate, 5).await;
+    println!(
+        "  trigger → claimed, {WORKERS} pollers, {rate} triggers/s: {}",
+        summary(loaded)
     );
 
     println!("scheduler, {DEPLOYMENTS} deployments due every minute:");
@@ -641,8 +1020,25 @@ async fn run(database: &str, label: &str) {
     );
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    if let Ok(kind) = std::env::var(WORKER_ENV) {
+        worker_main(&kind);
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(bench_main());
+}
+
+async fn bench_main() {
+    println!(
+        "load average at start: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     let dir = std::env::temp_dir().join(format!("flowkit-bench-orch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temp dir");
     let sqlite = format!("sqlite://{}", dir.join("bench.db").display());
@@ -651,4 +1047,10 @@ async fn main() {
         run(&url, "PostgreSQL").await;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "\nload average at the end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
 }
