@@ -46,6 +46,7 @@ fn state(state: State) -> EventKind {
         attempt: 1,
         message: None,
         next_attempt_at: None,
+        result: None,
     })
 }
 

@@ -72,6 +72,29 @@ pub trait ResultStore: Send + Sync + std::fmt::Debug + 'static {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
     /// Stores `value` under `key`, replacing what was there, atomically.
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()>;
+    /// Copies the object under `from` to `to` (a result kept under its cache key as well).
+    /// The default reads it and writes it again; a store that can copy in place (an object
+    /// store's server-side copy) overrides it.
+    fn copy<'a>(&'a self, from: &'a str, to: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            match self.get(from).await? {
+                Some(value) => self.put(to, value).await,
+                None => Err(ResultStoreError::Unavailable {
+                    location: self.location(),
+                    action: "copy",
+                    key: from.to_string(),
+                    message: "the object to copy is gone".into(),
+                }),
+            }
+        })
+    }
+    /// When the store packs the value of `len` bytes under `key` into a larger object, that
+    /// object's key (what a run's record shows as where its result is); `None` (the default)
+    /// when each key is an object of its own.
+    fn packed_in(&self, key: &str, len: usize) -> Option<String> {
+        let _ = (key, len);
+        None
+    }
 }
 
 /// Why the result store could not be used. A task that cannot store its result fails with it
