@@ -91,8 +91,12 @@ pub use limits::rate_limit;
 pub use logging::RunLogLayer;
 pub use map::{MapHandle, map};
 pub use options::{CacheKey, CachePolicy, FlowOptions, TaskOptions};
+#[cfg(feature = "object-store")]
+pub use object_store;
+#[cfg(feature = "object-store")]
+pub use results::ObjectStoreResults;
 pub use results::{
-    Codec, InputsHasher, LocalStore, ResultStore, ResultStoreError, StoreFuture,
+    Codec, InputsHasher, LocalStore, ResultStore, ResultStoreError, StoreFuture, result_store_from_url,
     default_results_dir, global_result_store,
 };
 pub use retry::{RetryDelay, RetryPolicy};
