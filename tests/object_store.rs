@@ -76,7 +76,10 @@ async fn scenario(store: Arc<dyn ResultStore>, exists: impl Fn(&str) -> Option<u
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = SERIAL.lock().await;
     // Put and get, and a missing key.
-    store.put("probe/a.json", b"{\"a\":1}".to_vec()).await.unwrap();
+    store
+        .put("probe/a.json", b"{\"a\":1}".to_vec())
+        .await
+        .unwrap();
     assert_eq!(
         store.get("probe/a.json").await.unwrap().as_deref(),
         Some(&b"{\"a\":1}"[..])
@@ -103,7 +106,11 @@ async fn scenario(store: Arc<dyn ResultStore>, exists: impl Fn(&str) -> Option<u
     BROKEN.store(false, Ordering::SeqCst);
     let (resumed, events) = capture(|| daily(3).result_store(store.clone()).resume(run_id)).await;
     assert_eq!(resumed.expect("completes"), 30 + BLOB as u32 + 1);
-    assert_eq!(CALLS.load(Ordering::SeqCst), 2, "nothing completed ran again");
+    assert_eq!(
+        CALLS.load(Ordering::SeqCst),
+        2,
+        "nothing completed ran again"
+    );
     assert_eq!(end_of(&events, "rows"), State::Cached);
     assert_eq!(end_of(&events, "blob"), State::Cached);
     assert_eq!(end_of(&events, "publish"), State::Completed);
@@ -165,7 +172,8 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let log = std::env::temp_dir().join(format!("flowkit-moto-{}-{port}.log", std::process::id()));
+        let log =
+            std::env::temp_dir().join(format!("flowkit-moto-{}-{port}.log", std::process::id()));
         let child = Command::new(MOTO)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -199,7 +207,6 @@ impl Moto {
             .and_then(|code| code.parse().ok())
             .unwrap_or(0)
     }
-
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,7 +123,10 @@ async fn locations(backend: Backend, browse: bool) {
     let cached = task_run(&detail, "cached");
     let key = cached["result"]["key"].as_str().expect("a key");
     assert!(key.starts_with("cache/"), "{backend:?}: {key}");
-    assert!(root.join(key).is_file(), "{backend:?}: the cache entry exists");
+    assert!(
+        root.join(key).is_file(),
+        "{backend:?}: the cache entry exists"
+    );
 
     // Run again: the cached call is `Cached`, located at the same entry.
     let again = run_once(&server, &store, &spool).await;
@@ -188,4 +191,3 @@ async fn the_api_returns_where_each_persisted_result_is() {
         locations(backend, backend == Backend::Sqlite).await;
     }
 }
-

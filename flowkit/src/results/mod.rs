@@ -135,10 +135,11 @@ pub fn result_store_from_url(url: &str) -> Result<Arc<dyn ResultStore>, ResultSt
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Arc::new(LocalStore::new(path)));
     }
-    let scheme = url
-        .split_once("://")
-        .map(|(scheme, _)| scheme)
-        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme).filter(|s| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
     let Some(_scheme) = scheme else {
         return Ok(Arc::new(LocalStore::new(url)));
     };

@@ -129,7 +129,12 @@ impl ObjectStoreResults {
             .fold(self.prefix.clone(), |path, part| path.join(part))
     }
 
-    fn error(&self, action: &'static str, key: &str, error: object_store::Error) -> ResultStoreError {
+    fn error(
+        &self,
+        action: &'static str,
+        key: &str,
+        error: object_store::Error,
+    ) -> ResultStoreError {
         ResultStoreError::Unavailable {
             location: self.url.clone(),
             action,

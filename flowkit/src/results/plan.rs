@@ -13,8 +13,8 @@ use super::envelope::Meta;
 use super::keys::{cache_key, call_key, manifest_key};
 use super::{Codec, ResultStore, ResultStoreError};
 use crate::State;
-use crate::events::ResultLocation;
 use crate::context::{CURRENT, Scope};
+use crate::events::ResultLocation;
 use crate::run::{FlowRun, TaskRun};
 
 /// The durable side of a flow run: where results go, whether its tasks persist by default,
@@ -451,8 +451,7 @@ impl<T> TaskPlan<T> {
                 &self.record_key
             }
         };
-        *self.stored.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(self.location(key, len));
+        *self.stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.location(key, len));
         Ok(())
     }
 }
