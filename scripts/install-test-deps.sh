@@ -15,10 +15,19 @@ fi
 if ! command -v openssl >/dev/null; then
   need+=(openssl)
 fi
-[ ${#need[@]} -eq 0 ] && exit 0
-
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
+
+# An S3-compatible server for the object-store result tests (tests/object_store.rs): moto's,
+# from PyPI, in a virtualenv of its own (the test starts it on a free loopback port).
+MOTO_VENV=/opt/flowkit-s3
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+  echo "installing moto (S3 test server) in $MOTO_VENV" >&2
+  $sudo python3 -m venv "$MOTO_VENV"
+  $sudo "$MOTO_VENV/bin/pip" install -q 'moto[s3]==5.2.5' 'flask>=3,<4' 'flask-cors>=5,<7'
+fi
+
+[ ${#need[@]} -eq 0 ] && exit 0
 echo "installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq

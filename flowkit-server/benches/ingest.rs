@@ -39,6 +39,7 @@ fn attempt(state: State, attempt: u32) -> EventKind {
         attempt,
         message: None,
         next_attempt_at: None,
+        result: None,
     })
 }
 

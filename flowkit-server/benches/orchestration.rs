@@ -65,6 +65,7 @@ fn state(state: State) -> EventKind {
         attempt: 1,
         message: None,
         next_attempt_at: None,
+        result: None,
     })
 }
 

@@ -126,6 +126,7 @@ fn change(run: Uuid, state: State, message: Option<&str>) -> flowkit::events::Ev
             attempt: 1,
             message: message.map(str::to_string),
             next_attempt_at: None,
+            result: None,
         }),
     )
 }

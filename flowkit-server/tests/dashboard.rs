@@ -842,6 +842,7 @@ async fn five_thousand_flow_runs_list_and_chart_quickly() {
                 attempt,
                 message: None,
                 next_attempt_at: None,
+                result: None,
             })
         };
         events.push(event(

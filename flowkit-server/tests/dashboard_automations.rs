@@ -82,6 +82,7 @@ async fn rules_deliveries_and_the_breaker_badge_in_the_browser() {
                     attempt: 1,
                     message: Some("the partner API is down".into()),
                     next_attempt_at: None,
+                    result: None,
                 }),
             )
         };

@@ -22,6 +22,7 @@ fn batch(flow_run: Uuid, size: usize) -> Vec<Event> {
                 attempt: (i % 3) as u32 + 1,
                 message: None,
                 next_attempt_at: None,
+                result: None,
             }),
         })
         .collect()

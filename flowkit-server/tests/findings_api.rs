@@ -287,6 +287,7 @@ async fn activity_counts_runs_where_they_started() {
                 attempt: 1,
                 message: None,
                 next_attempt_at: None,
+                result: None,
             })
         };
         let (queued, waiting) = (Uuid::now_v7(), Uuid::now_v7());

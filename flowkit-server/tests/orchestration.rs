@@ -376,6 +376,7 @@ async fn a_run_whose_heartbeats_stop_is_crashed_and_made_again_for_another_worke
                     attempt: 1,
                     message: None,
                     next_attempt_at: None,
+                    result: None,
                 })
             ),
         ]),

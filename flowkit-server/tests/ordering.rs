@@ -20,6 +20,7 @@ fn change(flow: Uuid, task: Uuid, at: i64, state: State, attempt: u32) -> Event 
             attempt,
             message: None,
             next_attempt_at: None,
+            result: None,
         }),
     }
 }

@@ -31,6 +31,7 @@ fn flow_run(days_ago: i64) -> (Uuid, Vec<Event>) {
             attempt: 1,
             message: None,
             next_attempt_at: None,
+            result: None,
         }),
     };
     (flow, vec![created, done])

@@ -245,6 +245,7 @@ async fn nul_characters_are_stored_alike_on_both_databases() {
                     attempt: 1,
                     message: Some("bad byte \0 here".into()),
                     next_attempt_at: None,
+                    result: None,
                 }),
             ),
             common::event_now(
@@ -297,6 +298,7 @@ async fn a_value_the_database_refuses_is_one_rejected_event_not_a_failed_batch()
             attempt: 1,
             message: Some("raw \0".into()),
             next_attempt_at: None,
+            result: None,
         }),
     );
     let outcome = store.ingest(&events).await.expect("the batch is stored");
@@ -352,6 +354,7 @@ async fn overlapping_concurrent_batches_never_fail_on_postgres() {
                                     attempt: writer * 100 + round + 1,
                                     message: None,
                                     next_attempt_at: None,
+                                    result: None,
                                 }),
                             )
                         })

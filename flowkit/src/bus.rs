@@ -625,6 +625,7 @@ mod tests {
                 attempt: number,
                 message: None,
                 next_attempt_at: None,
+                result: None,
             })
         });
     }

@@ -153,6 +153,40 @@ pub struct StateChanged {
     /// For `Retrying`, when the next attempt starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// For the end of a task run whose result was persisted (`Completed`) or reused
+    /// (`Cached`): where the result is. Boxed: the runs that persist nothing carry one pointer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Box<ResultLocation>>,
+}
+
+/// Where a persisted task result is: the store, its key there, and, where the store packs
+/// small results into a larger object, that object.
+///
+/// ```
+/// use flowkit::events::ResultLocation;
+/// let json = r#"{"store":"/data/results","key":"runs/0193a3e1-59c7-7a4e-9d53-1c3b2f0e5a11/tasks/load-0-ab12.json",
+///   "packed_in":"runs/0193a3e1-59c7-7a4e-9d53-1c3b2f0e5a11/tasks.pack"}"#;
+/// let location: ResultLocation = serde_json::from_str(json).unwrap();
+/// assert_eq!(location.object(), "runs/0193a3e1-59c7-7a4e-9d53-1c3b2f0e5a11/tasks.pack");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultLocation {
+    /// The result store: a local directory, or a URL (`s3://bucket/prefix`, `file:///data`).
+    pub store: String,
+    /// The result's key in the store (`runs/<flow run>/tasks/<call>.json`, `cache/<key>.json`).
+    pub key: String,
+    /// The object that holds it, when the store packs it with others (the local store packs a
+    /// flow run's small task results into `runs/<flow run>/tasks.pack`, a record named by the
+    /// key's last part); none when the result is an object of its own, at `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed_in: Option<String>,
+}
+
+impl ResultLocation {
+    /// The key of the object that holds the result: `packed_in` if it is packed, else `key`.
+    pub fn object(&self) -> &str {
+        self.packed_in.as_deref().unwrap_or(&self.key)
+    }
 }
 
 /// The level of a log line.

@@ -494,7 +494,7 @@ where
         let waited = tokio::select! {
             waited = wait_all(&upstream, trigger) => waited,
             _ = run.cancel.cancelled() => {
-                end_run(&*run, State::Cancelled, 0, Some("cancelled before it started".into())).await;
+                end_run(&*run, State::Cancelled, 0, Some("cancelled before it started".into()), None).await;
                 return Err(RunError::Cancelled {
                     run_type: RunType::Flow,
                     name: run.options.name.clone(),
@@ -729,7 +729,7 @@ impl<T, E> From<&FlowHandle<T, E>> for Upstream {
 
 /// Ends a flow run that could not use its result store `Failed`, before any attempt.
 async fn store_failed<E>(run: &FlowRun, error: ResultStoreError) -> RunError<E> {
-    end_run(run, State::Failed, 0, Some(error.to_string())).await;
+    end_run(run, State::Failed, 0, Some(error.to_string()), None).await;
     RunError::ResultStore {
         run_type: RunType::Flow,
         name: run.options.name.clone(),
@@ -763,7 +763,7 @@ async fn completed_key<T>(
                 "idempotency key `{}` was completed by flow run {}",
                 idempotency.key, meta.run_id
             );
-            end_run(&**run, State::Cached, 0, Some(message)).await;
+            end_run(&**run, State::Cached, 0, Some(message), None).await;
             Ok(Some(value))
         }
         Err(unusable) => {

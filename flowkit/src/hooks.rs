@@ -324,9 +324,10 @@ pub(crate) async fn end_run<R: Record>(
     state: State,
     attempt: u32,
     message: Option<String>,
+    result: Option<Box<crate::events::ResultLocation>>,
 ) {
     if let Some(hooks) = end_hooks(record, state, attempt, message.as_ref()) {
         hooks.await;
     }
-    record.end(state, attempt, message);
+    record.end_with(state, attempt, message, result);
 }

@@ -92,10 +92,14 @@ pub use hooks::{HOOKS_TARGET, Hook, HookContext, HookFn, HookFuture, HookOutput,
 pub use limits::rate_limit;
 pub use logging::RunLogLayer;
 pub use map::{MapHandle, map};
+#[cfg(feature = "object-store")]
+pub use object_store;
 pub use options::{CacheKey, CachePolicy, FlowOptions, TaskOptions};
+#[cfg(feature = "object-store")]
+pub use results::ObjectStoreResults;
 pub use results::{
     Codec, InputsHasher, LocalStore, ResultStore, ResultStoreError, StoreFuture,
-    default_results_dir, global_result_store,
+    default_results_dir, global_result_store, result_store_from_url,
 };
 pub use retry::{RetryDelay, RetryPolicy};
 pub use run::{RETRY_IF_TARGET, RUNTIME_TARGET};

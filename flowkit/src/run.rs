@@ -11,7 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 use crate::error::{RunError, humanize};
-use crate::events::{EventKind, LogLevel, LogRecord, RunType, StateChanged};
+use crate::events::{EventKind, LogLevel, LogRecord, ResultLocation, RunType, StateChanged};
 
 /// The target of the log lines the runtime writes for a run (failed attempts, retries, ends
 /// that were not a success). The console sink prints those moments from the state changes
@@ -121,6 +121,7 @@ struct HeldEnd {
     state: State,
     attempt: u32,
     message: Option<String>,
+    result: Option<Box<ResultLocation>>,
 }
 
 impl Default for Live {
@@ -329,14 +330,19 @@ pub(crate) trait Record: Send + Sync + 'static {
         message: Option<String>,
         next_attempt_at: Option<chrono::DateTime<Utc>>,
     ) {
+        self.emit_change(StateChanged {
+            state,
+            attempt,
+            message,
+            next_attempt_at,
+            result: None,
+        });
+    }
+
+    fn emit_change(&self, change: StateChanged) {
         self.bus()
             .emit_with(self.flow_run_id(), self.task_run_id(), || {
-                EventKind::StateChanged(StateChanged {
-                    state,
-                    attempt,
-                    message,
-                    next_attempt_at,
-                })
+                EventKind::StateChanged(change)
             });
     }
 
@@ -357,6 +363,17 @@ pub(crate) trait Record: Send + Sync + 'static {
     /// Ends the run in `state`: recorded now if no run under it is live, else held until the
     /// last of them ends (see [`Live`]). Called once per run.
     fn end(&self, state: State, attempt: u32, message: Option<String>) {
+        self.end_with(state, attempt, message, None);
+    }
+
+    /// [`end`](Self::end), with where the run's persisted result is.
+    fn end_with(
+        &self,
+        state: State,
+        attempt: u32,
+        message: Option<String>,
+        result: Option<Box<ResultLocation>>,
+    ) {
         let live = self.live();
         // The common case, nothing under it: one atomic operation.
         if live
@@ -364,13 +381,14 @@ pub(crate) trait Record: Send + Sync + 'static {
             .compare_exchange(SELF, 0, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.record_end(state, attempt, message);
+            self.record_end(state, attempt, message, result);
             return;
         }
         live.rare().get_or_insert_with(Default::default).end = Some(HeldEnd {
             state,
             attempt,
             message,
+            result,
         });
         // Whoever takes the count to zero records the end: us, if the runs under it ended
         // meanwhile, else the last of them (in `leave`).
@@ -391,12 +409,18 @@ pub(crate) trait Record: Send + Sync + 'static {
     fn record_held_end(&self) {
         let held = self.live().rare().as_mut().and_then(|rare| rare.end.take());
         if let Some(end) = held {
-            self.record_end(end.state, end.attempt, end.message);
+            self.record_end(end.state, end.attempt, end.message, end.result);
         }
     }
 
     /// Records the terminal state, wakes the runs waiting for it, and leaves the runs above it.
-    fn record_end(&self, state: State, attempt: u32, message: Option<String>) {
+    fn record_end(
+        &self,
+        state: State,
+        attempt: u32,
+        message: Option<String>,
+        result: Option<Box<ResultLocation>>,
+    ) {
         if !state.is_success() {
             let level = match state {
                 State::Cancelled | State::Skipped => LogLevel::Warn,
@@ -414,7 +438,13 @@ pub(crate) trait Record: Send + Sync + 'static {
                 }
             });
         }
-        self.emit_state(state, attempt, message, None);
+        self.emit_change(StateChanged {
+            state,
+            attempt,
+            message,
+            next_attempt_at: None,
+            result,
+        });
         self.completion().complete(state);
         self.leave_owners();
     }
@@ -620,17 +650,19 @@ where
     S: FnMut(u32) -> F,
     F: Future<Output = Attempt<T, E>>,
 {
-    drive_from(record, policy, None, start, should_retry).await
+    drive_from(record, policy, None, start, should_retry, || None).await
 }
 
 /// [`drive`], given how the first attempt ended if it already ran (its `Running` recorded):
 /// a task run's first attempt runs outside the loop, and only a failed one enters it.
+/// `stored` tells where the result of a completed run was persisted, if it was.
 pub(crate) async fn drive_from<R, T, E, S, F>(
     record: &R,
     policy: &RetryPolicy,
     mut first: Option<Attempt<T, E>>,
     mut start: S,
     should_retry: impl Fn(&E) -> bool,
+    stored: impl FnOnce() -> Option<Box<ResultLocation>>,
 ) -> Result<T, RunError<E>>
 where
     R: Record,
@@ -685,16 +717,21 @@ where
             }
             None => outcome,
         };
-        return conclude(record, attempt, outcome).await;
+        let result = match outcome {
+            Attempt::Ok(_) => stored(),
+            _ => None,
+        };
+        return conclude(record, attempt, outcome, result).await;
     }
 }
 
 /// Records how a run's last attempt ended (its terminal state), after its end hooks, and gives
-/// its result.
+/// its result; `stored` is where a completed run's result was persisted.
 pub(crate) async fn conclude<R, T, E>(
     record: &R,
     attempt: u32,
     outcome: Attempt<T, E>,
+    stored: Option<Box<ResultLocation>>,
 ) -> Result<T, RunError<E>>
 where
     R: Record,
@@ -760,7 +797,7 @@ where
     if let Some(hooks) = crate::hooks::end_hooks(record, state, attempt, message.as_ref()) {
         hooks.await;
     }
-    record.end(state, attempt, message);
+    record.end_with(state, attempt, message, stored);
     result
 }
 

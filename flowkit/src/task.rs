@@ -511,15 +511,15 @@ where
         drop(upstream);
         if let Some(plan) = &plan {
             match Box::pin(plan.lookup(&run)).await {
-                Ok(Some((value, message))) => {
-                    end_run(&*run, State::Cached, 0, Some(message)).await;
+                Ok(Some((value, message, location))) => {
+                    end_run(&*run, State::Cached, 0, Some(message), Some(location)).await;
                     return Ok(value);
                 }
                 Ok(None) => {}
                 Err(error) => {
                     // Never run again what may have completed: a store that cannot be read
                     // fails the run before its body.
-                    end_run(&*run, State::Failed, 0, Some(error.to_string())).await;
+                    end_run(&*run, State::Failed, 0, Some(error.to_string()), None).await;
                     return Err(RunError::ResultStore {
                         run_type: RunType::Task,
                         name: run.options.name.clone(),
@@ -564,7 +564,7 @@ where
         ))
         .await;
     }
-    conclude(&**run, 1, outcome).await
+    conclude(&**run, 1, outcome, None).await
 }
 
 /// One attempt of a task's body: in the run's scope and span, its panics caught.
@@ -644,7 +644,10 @@ where
             }
         }
     };
-    drive_from(&**run, policy, first, start, retry_if).await
+    drive_from(&**run, policy, first, start, retry_if, || {
+        plan.and_then(TaskPlan::take_stored)
+    })
+    .await
 }
 
 /// Takes the slots of a task run's tags, logging on the run when it must wait.

@@ -83,6 +83,7 @@ impl Worker {
                 attempt,
                 message: message.map(str::to_string),
                 next_attempt_at: None,
+                result: None,
             }),
         };
         let url = format!("{}/api/events", server().url);

@@ -47,6 +47,14 @@ export function argumentsPanel(el, parameters) {
       : 'Not recorded: add record_arguments = true to the task (or to its flow) to record them.'));
 }
 
+/** Where a persisted result is: the store, the key, and the pack holding it, if any. */
+function resultLocation(result) {
+  const where = `${result.store.replace(/\/+$/, '')}/${result.packed_in || result.key}`;
+  return h('span', { 'data-testid': 'task-result' },
+    h('span', { class: 'mono', style: { wordBreak: 'break-all' }, title: 'Where the result is stored' }, where),
+    result.packed_in ? h('span', { class: 'muted' }, ` (record ${result.key.split('/').pop()})`) : null);
+}
+
 export function taskPage({ root, subscribe }, flowRunId, taskRunId) {
   let stopped = false;
   let loaded = false;
@@ -80,12 +88,13 @@ export function taskPage({ root, subscribe }, flowRunId, taskRunId) {
       ['Tags', task.tags.length ? task.tags.map((t) => h('span', { class: 'tag' }, t)) : '—'],
     ];
     if (task.map_index != null) meta.push(['Map index', String(task.map_index)]);
+    if (task.result) meta.push(['Result', resultLocation(task.result), { style: { gridColumn: '1 / -1' } }]);
     head.replaceChildren(
       h('div', { class: 'crumbs' }, h('a', { href: '#/runs' }, 'Runs'), ' / ',
         h('a', { href: `#/runs/${flowRunId}`, 'data-testid': 'task-flow-link' }, `${flow.name}${flow.run_name ? ` · ${flow.run_name}` : ''}`), ' / task run'),
       h('div', { class: 'page-head', style: { marginTop: '8px' } },
         h('h1', { 'data-testid': 'task-name' }, nameOf(task.id)), badge(task.state, true)),
-      h('dl', { class: 'meta' }, meta.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))));
+      h('dl', { class: 'meta' }, meta.map(([k, v, attrs]) => h('div', attrs || {}, h('dt', {}, k), h('dd', {}, v)))));
     const failed = FAILED.includes(task.state) || task.state === 'Cancelled' || task.state === 'Skipped';
     problem.replaceChildren(failed && task.message
       ? h('div', { class: 'callout', 'data-testid': 'task-error' }, h('strong', {}, `This task run ended ${task.state}.`), h('pre', {}, task.message))

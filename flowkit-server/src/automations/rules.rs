@@ -130,6 +130,7 @@ mod tests {
             scheduled: None,
             interval_start: None,
             interval_end: None,
+            result: None,
         }
     }
 

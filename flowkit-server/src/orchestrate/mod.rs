@@ -147,6 +147,7 @@ fn state_event(
             attempt: u32::try_from(run.attempts.max(1)).unwrap_or(1),
             message: Some(message.to_string()),
             next_attempt_at: None,
+            result: None,
         }),
     }
 }

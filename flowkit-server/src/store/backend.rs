@@ -176,7 +176,7 @@ macro_rules! backend {
                 for wave in merged.chunks(ROWS_PER_STATEMENT) {
                     let mut upsert = QueryBuilder::<$db>::new(
                         "INSERT INTO runs (id, run_type, flow_run_id, state, state_final, state_ts,
-                             message, attempts, start_ts, end_ts) ",
+                             message, attempts, start_ts, end_ts, result) ",
                     );
                     upsert.push_values(wave, |mut row, c| {
                         row.push_bind(c.id)
@@ -188,7 +188,8 @@ macro_rules! backend {
                             .push_bind(c.message.clone())
                             .push_bind(c.attempts)
                             .push_bind(c.start_ts)
-                            .push_bind(c.end_ts);
+                            .push_bind(c.end_ts)
+                            .push_bind(c.result.clone());
                     });
                     // A later attempt's state replaces an earlier attempt's (a resumed run is
                     // `Running` again); within an attempt, nothing replaces a terminal state
@@ -218,7 +219,8 @@ macro_rules! backend {
                              end_ts = CASE WHEN excluded.attempts > runs.attempts THEN excluded.end_ts
                                  WHEN excluded.end_ts IS NOT NULL
                                  AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
-                                 THEN excluded.end_ts ELSE runs.end_ts END"
+                                 THEN excluded.end_ts ELSE runs.end_ts END,
+                             result = COALESCE(excluded.result, runs.result)"
                     ));
                     upsert.build().execute(&mut *tx).await?;
                 }
@@ -775,6 +777,9 @@ macro_rules! backend {
                     scheduled: $crate::store::time(row.try_get("scheduled_ts")?),
                     interval_start: $crate::store::time(row.try_get("interval_start_ts")?),
                     interval_end: $crate::store::time(row.try_get("interval_end_ts")?),
+                    result: row
+                        .try_get::<Option<String>, _>("result")?
+                        .and_then(|text| serde_json::from_str(&text).ok()),
                 })
             }
         }

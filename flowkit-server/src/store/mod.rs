@@ -31,7 +31,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use flowkit::events::{Event, EventKind, RunType};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// What went wrong in the store.
@@ -169,6 +169,23 @@ pub struct Run {
     pub interval_start: Option<DateTime<Utc>>,
     /// … and its end.
     pub interval_end: Option<DateTime<Utc>>,
+    /// For a task run whose result was persisted (or reused, `Cached`): where it is. Left
+    /// out for the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<StoredResult>,
+}
+
+/// Where a task run's persisted result is, as its end event told (`flowkit::events::ResultLocation`).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredResult {
+    /// The result store: a local directory, or a URL (`s3://bucket/prefix`, `file:///data`).
+    pub store: String,
+    /// The result's key in the store.
+    pub key: String,
+    /// The object holding it, when the store packs small results together (the local store's
+    /// `runs/<flow run>/tasks.pack`, a record named by the key's last part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed_in: Option<String>,
 }
 
 /// How many task runs of one task a flow run has in one state.
@@ -428,6 +445,8 @@ pub(crate) struct MergedChange {
     pub(crate) attempts: i64,
     pub(crate) start_ts: Option<i64>,
     pub(crate) end_ts: Option<i64>,
+    /// Where its persisted result is (JSON), if an event of the batch told.
+    pub(crate) result: Option<String>,
 }
 
 /// A state's rank in the merge: 0 while in progress; 1 for `Crashed` (inferred by the server
@@ -466,6 +485,7 @@ pub(crate) fn merge_changes(changes: &[Change<'_>]) -> Vec<MergedChange> {
                     attempts: attempt,
                     start_ts: start,
                     end_ts: end,
+                    result: result_json(c.change),
                 });
             }
             Some(&i) => {
@@ -479,6 +499,11 @@ pub(crate) fn merge_changes(changes: &[Change<'_>]) -> Vec<MergedChange> {
                     m.state_final = state_final;
                     m.state_ts = c.ts;
                     m.message = c.change.message.clone();
+                }
+                if (wins || m.result.is_none())
+                    && let Some(result) = result_json(c.change)
+                {
+                    m.result = Some(result);
                 }
                 // A later attempt started: the run has not ended until that attempt ends.
                 m.end_ts = if attempt > m.attempts {
@@ -498,6 +523,14 @@ pub(crate) fn merge_changes(changes: &[Change<'_>]) -> Vec<MergedChange> {
         }
     }
     merged
+}
+
+/// Where a change says the run's result is, as stored in `runs.result`.
+fn result_json(change: &flowkit::events::StateChanged) -> Option<String> {
+    change
+        .result
+        .as_deref()
+        .and_then(|location| serde_json::to_string(location).ok())
 }
 
 /// Splits rows into statements of at most `ROWS_PER_STATEMENT` rows in which no run id repeats

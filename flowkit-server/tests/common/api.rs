@@ -75,6 +75,7 @@ pub async fn report(server: &Server, run: Uuid, states: &[State], retries: u32) 
                 attempt: 1,
                 message: None,
                 next_attempt_at: None,
+                result: None,
             }),
         ));
     }

@@ -145,4 +145,10 @@ impl ResultStore for LocalStore {
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()> {
         Box::pin(std::future::ready(self.write(key, &value)))
     }
+
+    fn packed_in(&self, key: &str, len: usize) -> Option<String> {
+        split(key)
+            .filter(|_| len <= PACK_MAX)
+            .map(|(run, _)| format!("{run}/tasks.pack"))
+    }
 }

@@ -19,6 +19,8 @@
 pub(crate) mod envelope;
 pub(crate) mod keys;
 mod local;
+#[cfg(feature = "object-store")]
+mod object;
 mod pack;
 pub(crate) mod plan;
 
@@ -30,6 +32,8 @@ pub use envelope::Codec;
 pub use keys::InputsHasher;
 pub(crate) use keys::idempotency_key;
 pub use local::LocalStore;
+#[cfg(feature = "object-store")]
+pub use object::ObjectStoreResults;
 
 /// A boxed future, as [`ResultStore`]'s methods return (the trait is object-safe, so that a
 /// store can be chosen at run time).
@@ -72,6 +76,108 @@ pub trait ResultStore: Send + Sync + std::fmt::Debug + 'static {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
     /// Stores `value` under `key`, replacing what was there, atomically.
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()>;
+    /// Copies the object under `from` to `to` (a result kept under its cache key as well).
+    /// The default reads it and writes it again; a store that can copy in place (an object
+    /// store's server-side copy) overrides it.
+    fn copy<'a>(&'a self, from: &'a str, to: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            match self.get(from).await? {
+                Some(value) => self.put(to, value).await,
+                None => Err(ResultStoreError::Unavailable {
+                    location: self.location(),
+                    action: "copy",
+                    key: from.to_string(),
+                    message: "the object to copy is gone".into(),
+                }),
+            }
+        })
+    }
+    /// When the store packs the value of `len` bytes under `key` into a larger object, that
+    /// object's key (what a run's record shows as where its result is); `None` (the default)
+    /// when each key is an object of its own.
+    fn packed_in(&self, key: &str, len: usize) -> Option<String> {
+        let _ = (key, len);
+        None
+    }
+}
+
+impl<S: ResultStore + ?Sized> ResultStore for Arc<S> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        (**self).get(key)
+    }
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()> {
+        (**self).put(key, value)
+    }
+    fn copy<'a>(&'a self, from: &'a str, to: &'a str) -> StoreFuture<'a, ()> {
+        (**self).copy(from, to)
+    }
+    fn packed_in(&self, key: &str, len: usize) -> Option<String> {
+        (**self).packed_in(key, len)
+    }
+}
+
+/// The result store a URL names: a directory path or `file:///dir` is a [`LocalStore`] (the
+/// embedded default, which packs a flow run's small results into one file); `s3://bucket/prefix`,
+/// `gs://bucket/prefix`, `az://container/prefix` and `memory:///` are object stores
+/// ([`ObjectStoreResults`], features `s3`, `gcs`, `azure`, `object-store`). `FLOWKIT_RESULTS`
+/// takes the same URLs.
+///
+/// ```
+/// let store = flowkit::result_store_from_url("/var/lib/etl/results").unwrap();
+/// assert_eq!(store.location(), "/var/lib/etl/results");
+/// # #[cfg(not(feature = "s3"))]
+/// assert!(flowkit::result_store_from_url("s3://bucket/results").is_err());
+/// ```
+pub fn result_store_from_url(url: &str) -> Result<Arc<dyn ResultStore>, ResultStoreError> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(Arc::new(LocalStore::new(path)));
+    }
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme).filter(|s| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let Some(_scheme) = scheme else {
+        return Ok(Arc::new(LocalStore::new(url)));
+    };
+    #[cfg(feature = "object-store")]
+    {
+        Ok(Arc::new(ObjectStoreResults::from_url(url)?))
+    }
+    #[cfg(not(feature = "object-store"))]
+    Err(ResultStoreError::Unavailable {
+        location: url.to_string(),
+        action: "open",
+        key: String::new(),
+        message: format!(
+            "`{_scheme}://` result stores need flowkit's `s3`, `gcs` or `azure` feature (`object-store` for `memory://`)"
+        ),
+    })
+}
+
+/// A store that could not be opened (a bad `FLOWKIT_RESULTS`): every use fails with why, so a
+/// task that persists fails with a clear error instead of writing somewhere else.
+#[derive(Debug)]
+struct Unopened(ResultStoreError);
+
+impl ResultStore for Unopened {
+    fn location(&self) -> String {
+        match &self.0 {
+            ResultStoreError::Unavailable { location, .. } => location.clone(),
+            other => other.to_string(),
+        }
+    }
+    fn get<'a>(&'a self, _key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        let error = self.0.clone();
+        Box::pin(async move { Err(error) })
+    }
+    fn put<'a>(&'a self, _key: &'a str, _value: Vec<u8>) -> StoreFuture<'a, ()> {
+        let error = self.0.clone();
+        Box::pin(async move { Err(error) })
+    }
 }
 
 /// Why the result store could not be used. A task that cannot store its result fails with it
@@ -134,7 +240,8 @@ pub enum ResultStoreError {
 static GLOBAL_STORE: OnceLock<Arc<dyn ResultStore>> = OnceLock::new();
 
 /// The store used by runs that were not given one: the one [`Config::results_dir`] or
-/// [`Config::result_store`] installed, else a [`LocalStore`] in `FLOWKIT_RESULTS_DIR`, else in
+/// [`Config::result_store`] installed, else the one `FLOWKIT_RESULTS` names (a URL or a path,
+/// see [`result_store_from_url`]), else a [`LocalStore`] in `FLOWKIT_RESULTS_DIR`, else in
 /// `$XDG_DATA_HOME/flowkit/results` (`~/.local/share/flowkit/results`).
 ///
 /// [`Config::results_dir`]: crate::Config::results_dir
@@ -144,7 +251,15 @@ static GLOBAL_STORE: OnceLock<Arc<dyn ResultStore>> = OnceLock::new();
 /// println!("results go to {}", flowkit::global_result_store().location());
 /// ```
 pub fn global_result_store() -> &'static Arc<dyn ResultStore> {
-    GLOBAL_STORE.get_or_init(|| Arc::new(LocalStore::new(default_results_dir())))
+    GLOBAL_STORE.get_or_init(|| {
+        let Some(url) = std::env::var("FLOWKIT_RESULTS").ok().filter(|u| !u.is_empty()) else {
+            return Arc::new(LocalStore::new(default_results_dir()));
+        };
+        result_store_from_url(&url).unwrap_or_else(|error| {
+            tracing::error!(%error, "FLOWKIT_RESULTS names no usable result store: persisting tasks will fail");
+            Arc::new(Unopened(error))
+        })
+    })
 }
 
 /// Installs the global store; false if one was set before.

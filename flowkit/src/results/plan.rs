@@ -14,6 +14,7 @@ use super::keys::{cache_key, call_key, manifest_key};
 use super::{Codec, ResultStore, ResultStoreError};
 use crate::State;
 use crate::context::{CURRENT, Scope};
+use crate::events::ResultLocation;
 use crate::run::{FlowRun, TaskRun};
 
 /// The durable side of a flow run: where results go, whether its tasks persist by default,
@@ -240,6 +241,8 @@ pub(crate) struct TaskPlan<T> {
     cache_key: Option<String>,
     refresh: bool,
     expiration: Option<Duration>,
+    /// Where the last completed attempt's result was stored, for the run's end event.
+    stored: Mutex<Option<Box<ResultLocation>>>,
 }
 
 /// What a task call knows when its run starts.
@@ -310,6 +313,7 @@ impl<T> TaskPlan<T> {
             cache_key,
             refresh: extras.refresh || options.cache.as_ref().is_some_and(|c| c.refresh),
             expiration: options.cache.as_ref().and_then(|c| c.expiration),
+            stored: Mutex::new(None),
         })
     }
 
@@ -318,21 +322,22 @@ impl<T> TaskPlan<T> {
     pub(crate) async fn lookup(
         &self,
         run: &Arc<TaskRun>,
-    ) -> Result<Option<(T, String)>, ResultStoreError> {
+    ) -> Result<Option<(T, String, Box<ResultLocation>)>, ResultStoreError> {
         if self.resume
-            && let Some((meta, value)) = self.read(run, &self.record_key, "earlier result").await?
+            && let Some((meta, value, len)) =
+                self.read(run, &self.record_key, "earlier result").await?
         {
             let message = format!(
                 "resumed: the result of task run {} (stored {})",
                 meta.run_id,
                 meta.stored_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
             );
-            return Ok(Some((value, message)));
+            return Ok(Some((value, message, self.location(&self.record_key, len))));
         }
         let Some(cache_key) = self.cache_key.as_deref().filter(|_| !self.refresh) else {
             return Ok(None);
         };
-        let Some((meta, value)) = self.read(run, cache_key, "cached result").await? else {
+        let Some((meta, value, len)) = self.read(run, cache_key, "cached result").await? else {
             return Ok(None);
         };
         if meta.expires_at.is_some_and(|at| at <= super::now()) {
@@ -345,20 +350,38 @@ impl<T> TaskPlan<T> {
         );
         // Not recorded for the flow run: a resume finds it in the cache again (or, if it has
         // expired meanwhile, runs the task, as the cache would).
-        Ok(Some((value, message)))
+        Ok(Some((value, message, self.location(cache_key, len))))
     }
 
+    /// Where the value of `len` bytes under `key` is.
+    fn location(&self, key: &str, len: usize) -> Box<ResultLocation> {
+        Box::new(ResultLocation {
+            store: self.store.location(),
+            key: key.to_string(),
+            packed_in: self.store.packed_in(key, len),
+        })
+    }
+
+    /// Where the result of the completed attempt was stored (once).
+    pub(crate) fn take_stored(&self) -> Option<Box<ResultLocation>> {
+        self.stored
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// The stored value under `key`, with its size in bytes.
     async fn read(
         &self,
         run: &Arc<TaskRun>,
         key: &str,
         what: &str,
-    ) -> Result<Option<(Meta, T)>, ResultStoreError> {
+    ) -> Result<Option<(Meta, T, usize)>, ResultStoreError> {
         let Some(bytes) = self.store.get(key).await? else {
             return Ok(None);
         };
         match (self.codec.decode)(&bytes) {
-            Ok(stored) => Ok(Some(stored)),
+            Ok((meta, value)) => Ok(Some((meta, value, bytes.len()))),
             Err(unusable) => {
                 warn_on(
                     run,
@@ -409,15 +432,26 @@ impl<T> TaskPlan<T> {
         }
     }
 
-    /// Stores a serialized result.
+    /// Stores a serialized result (once: a result kept under its cache key too is copied
+    /// there by the store, not held twice), and notes where, for the run's end.
     pub(crate) async fn store(&self, bytes: Vec<u8>) -> Result<(), ResultStoreError> {
-        match (&self.cache_key, self.record) {
+        let len = bytes.len();
+        let key = match (&self.cache_key, self.record) {
             (Some(cache_key), true) => {
-                self.store.put(&self.record_key, bytes.clone()).await?;
-                self.store.put(cache_key, bytes).await
+                self.store.put(&self.record_key, bytes).await?;
+                self.store.copy(&self.record_key, cache_key).await?;
+                &self.record_key
             }
-            (Some(cache_key), false) => self.store.put(cache_key, bytes).await,
-            (None, _) => self.store.put(&self.record_key, bytes).await,
-        }
+            (Some(cache_key), false) => {
+                self.store.put(cache_key, bytes).await?;
+                cache_key
+            }
+            (None, _) => {
+                self.store.put(&self.record_key, bytes).await?;
+                &self.record_key
+            }
+        };
+        *self.stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.location(key, len));
+        Ok(())
     }
 }

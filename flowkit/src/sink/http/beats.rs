@@ -135,6 +135,7 @@ mod tests {
             attempt: 1,
             message: None,
             next_attempt_at: None,
+            result: None,
         })
     }
 
