@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages, if it is missing:
 # PostgreSQL 15 (the server's tests start throwaway clusters) and Chromium with ChromeDriver
-# (the dashboard's tests drive a real browser), and openssl (the TLS tests make their
-# certificates with it). Safe to run again; needs root (or sudo).
+# (the dashboard's tests drive a real browser), openssl (the TLS tests make their certificates
+# with it), and moto's S3 server from PyPI in a virtualenv (the object-store tests). Safe to run
+# again; needs root (or sudo).
 set -euo pipefail
 
 need=()
@@ -15,8 +16,19 @@ fi
 if ! command -v openssl >/dev/null; then
   need+=(openssl)
 fi
+# moto (below) lives in a virtualenv: Debian keeps venv's pip apart.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need+=(python3-venv)
+fi
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 
 # An S3-compatible server for the object-store result tests (tests/object_store.rs): moto's,
 # from PyPI, in a virtualenv of its own (the test starts it on a free loopback port).
@@ -27,8 +39,3 @@ if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
   $sudo "$MOTO_VENV/bin/pip" install -q 'moto[s3]==5.2.5' 'flask>=3,<4' 'flask-cors>=5,<7'
 fi
 
-[ ${#need[@]} -eq 0 ] && exit 0
-echo "installing ${need[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq "${need[@]}" >/dev/null
