@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::api::until;
 use common::browser::{Browser, artifacts};

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::api::{get, post, put, report, until};
 use common::browser::Browser;
