@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::api::{get, post, put, report, until};
 use common::browser::Browser;
 use common::{Server, TempDir};
