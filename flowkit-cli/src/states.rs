@@ -1,7 +1,7 @@
 //! Run states as the CLI shows them: one symbol each (for strips and grids), an outcome they
 //! count under, whether they are final.
 
-pub use flowkit_api::states::{STATES, is_final};
+pub use flowkit_api::states::is_final;
 
 /// One column-wide symbol for `state`.
 pub fn symbol(state: &str) -> char {
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn every_state_has_its_own_symbol_or_shares_it_with_a_synonym() {
-        for state in STATES.into_iter().chain(["Cancelling"]) {
+        for state in flowkit_api::states::STATES.into_iter().chain(["Cancelling"]) {
             assert_ne!(symbol(state), '?', "{state}");
         }
         assert_eq!(legend("✓✗✓"), "✓ completed  ✗ failed");
