@@ -129,7 +129,10 @@ mod tests {
 
     #[test]
     fn every_state_has_its_own_symbol_or_shares_it_with_a_synonym() {
-        for state in flowkit_api::states::STATES.into_iter().chain(["Cancelling"]) {
+        for state in flowkit_api::states::STATES
+            .into_iter()
+            .chain(["Cancelling"])
+        {
             assert_ne!(symbol(state), '?', "{state}");
         }
         assert_eq!(legend("✓✗✓"), "✓ completed  ✗ failed");
