@@ -14,32 +14,14 @@
 //! same run: one release and one uncontended acquire, back to back, from one program (the
 //! requests a handoff needs, with no waiting).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use flowkit_server::orchestrate::Orchestra;
-use flowkit_server::{AppState, Limits, Shutdown, Store, app};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const HANDOFFS: usize = 300;
-
-async fn server(database: &str) -> String {
-    let store = Store::open(database).await.expect("the database opens");
-    let state = AppState::new(store, None).with_orchestra(Orchestra::new(
-        Duration::from_secs(30),
-        Duration::from_secs(3600),
-    ));
-    flowkit_server::orchestrate::spawn(&state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let url = format!("http://{}", listener.local_addr().expect("an address"));
-    let router = app(state);
-    tokio::spawn(async move {
-        let _ = flowkit_server::serve(listener, router, &Limits::default(), Shutdown::new()).await;
-    });
-    url
-}
 
 async fn call(
     client: &reqwest::Client,
@@ -160,7 +142,7 @@ async fn baseline(url: &str, tag: &str) -> Vec<f64> {
 
 async fn run(database: &str, label: &str) {
     println!("\n== {label} ==");
-    let url = server(database).await;
+    let url = common::start_server(database).await.0;
     println!(
         "slot handoff between two programs, one server: {}",
         summary(handoffs(&url, &url, "handoff").await)
@@ -170,7 +152,7 @@ async fn run(database: &str, label: &str) {
         summary(baseline(&url, "baseline").await)
     );
     if database.starts_with("postgres") {
-        let other = server(database).await;
+        let other = common::start_server(database).await.0;
         println!(
             "slot handoff across two servers sharing the database (LISTEN/NOTIFY): {}",
             summary(handoffs(&url, &other, "across").await)

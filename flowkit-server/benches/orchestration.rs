@@ -25,6 +25,8 @@
 //! bare SQL (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)` on PostgreSQL), with no
 //! HTTP, no events and no run rows.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,8 +35,7 @@ use chrono::{DateTime, Utc};
 use flowkit::State;
 use flowkit::events::{Event, EventKind, RunCreated, RunType, StateChanged};
 use flowkit::serve::{Deployment, Schedule};
-use flowkit_server::orchestrate::Orchestra;
-use flowkit_server::{AppState, Limits, Shutdown, Store, app};
+use flowkit_server::AppState;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -102,21 +103,7 @@ struct Bench {
 
 impl Bench {
     async fn start(database: &str) -> Bench {
-        let store = Store::open(database).await.expect("the database opens");
-        let state = AppState::new(store, None).with_orchestra(Orchestra::new(
-            Duration::from_secs(30),
-            Duration::from_secs(3600),
-        ));
-        flowkit_server::orchestrate::spawn(&state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let url = format!("http://{}", listener.local_addr().expect("an address"));
-        let router = app(state.clone());
-        tokio::spawn(async move {
-            let _ =
-                flowkit_server::serve(listener, router, &Limits::default(), Shutdown::new()).await;
-        });
+        let (url, state) = common::start_server(database).await;
         Bench {
             url,
             client: reqwest::Client::new(),

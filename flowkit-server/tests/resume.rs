@@ -259,7 +259,7 @@ async fn a_sigkilled_run_resumed_through_the_server_runs_each_completed_task_onc
     let _ = first.kill();
     let _ = first.wait();
     state_is(&server, run, "Crashed", Duration::from_secs(15)).await;
-    let mut workers = Reap(vec![worker(&server, dir.path(), "second", &[])]);
+    let _workers = Reap(vec![worker(&server, dir.path(), "second", &[])]);
 
     let (status, answer) = retry(&server, run).await;
     assert_eq!(status, 202, "{answer}");
@@ -315,7 +315,6 @@ async fn a_sigkilled_run_resumed_through_the_server_runs_each_completed_task_onc
         audit.to_string().contains("\"retry\""),
         "the retry is audited: {audit}"
     );
-    workers.0.clear();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
