@@ -173,7 +173,9 @@ impl EventSink for MemorySink {
         let batch = if events.len() >= events.capacity() / 2 {
             std::mem::take(events)
         } else {
-            events.drain(..).collect()
+            let mut batch = Vec::with_capacity(events.len());
+            batch.append(events);
+            batch
         };
         self.lock().push(batch);
     }
