@@ -12,6 +12,10 @@
 //! - `retry`: N inline tasks that fail twice and succeed on the third attempt (no delay), against
 //!   three sequential spawn + join per task.
 //!
+//! For `map`, a floor is measured in the same round too: the baseline plus what no runtime can
+//! avoid with a sink that keeps every event (each run's 3 events made and sent to a thread that
+//! keeps them; see `floor`).
+//!
 //! Memory: a counting allocator gives the peak heap growth during a case, per task run
 //! (`peak_bytes_per_task`), with the memory sink holding every event, and again with a sink that
 //! only counts them (what a forwarding sink such as the HTTP sink keeps).
@@ -21,8 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use flowkit::events::Event;
-use flowkit::{EventBus, EventSink, MemorySink, flow, task};
+use flowkit::events::{Event, EventKind, RunCreated, RunType, StateChanged};
+use flowkit::{EventBus, EventSink, MemorySink, State, flow, task};
 
 struct Counting;
 
@@ -133,6 +137,104 @@ async fn baseline(case: &str, n: u64) -> Duration {
     .unwrap_or_default()
 }
 
+/// The part of a tracked `map` that no runtime can avoid with a sink keeping every event:
+/// spawning and joining N no-op tasks (the baseline), plus each run's 3 events made (ids,
+/// timestamps, its `RunCreated`) and kept in memory, on the thread that made them (not even
+/// sent to another thread). Nothing else: no run record, no state, no scope, no span.
+async fn floor(n: u64) -> Duration {
+    let flow_run = Some(fake_id());
+    let took = tokio::spawn(async move {
+        let start = Instant::now();
+        let event = move |task_run, kind| {
+            let timestamp = chrono::Utc::now();
+            Event {
+                id: fake_id(),
+                timestamp,
+                flow_run_id: flow_run,
+                task_run_id: Some(task_run),
+                kind,
+            }
+        };
+        let state = |state| {
+            EventKind::StateChanged(StateChanged {
+                state,
+                attempt: 1,
+                message: None,
+                next_attempt_at: None,
+            })
+        };
+        let handles: Vec<_> = (0..n)
+            .map(|index| {
+                let id = fake_id();
+                let created = RunCreated {
+                    run_type: RunType::Task,
+                    name: "noop".into(),
+                    run_name: None,
+                    description: None,
+                    parameters: None,
+                    tags: Default::default(),
+                    parent_flow_run_id: None,
+                    parent_task_run_id: None,
+                    upstream: Vec::new(),
+                    map_index: Some(index),
+                    retries: 0,
+                    scheduled: None,
+                };
+                keep(event(id, EventKind::RunCreated(Arc::new(created))));
+                tokio::spawn(async move {
+                    keep(event(id, state(State::Running)));
+                    keep(event(id, state(State::Completed)));
+                })
+            })
+            .collect();
+        for handle in handles {
+            let _ = handle.await;
+        }
+        start.elapsed()
+    })
+    .await
+    .unwrap_or_default();
+    KEPT.lock().map(|mut kept| kept.clear()).ok();
+    took
+}
+
+/// The floor's kept events: full chunks, from every thread.
+static KEPT: std::sync::Mutex<Vec<Vec<Event>>> = std::sync::Mutex::new(Vec::new());
+
+thread_local! {
+    static CHUNK: std::cell::RefCell<Vec<Event>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Keeps an event in this thread's chunk (the floor's sink).
+fn keep(event: Event) {
+    CHUNK.with_borrow_mut(|chunk| {
+        if chunk.capacity() == 0 {
+            chunk.reserve_exact(4096);
+        }
+        chunk.push(event);
+        if chunk.len() == 4096
+            && let Ok(mut kept) = KEPT.lock()
+        {
+            kept.push(std::mem::take(chunk));
+        }
+    });
+}
+
+/// A UUID v7 of now, cheaply (the floor's ids): the millisecond, then a per-thread counter.
+fn fake_id() -> uuid::Uuid {
+    thread_local! {
+        static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    let next = NEXT.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    let mut bytes = [0u8; 10];
+    bytes[..8].copy_from_slice(&next.to_le_bytes());
+    uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
+}
+
 async fn tracked(case: &str, n: u64, bus: &EventBus) -> Duration {
     let took = match case {
         "map" => map_flow(n).on(bus).await,
@@ -148,6 +250,13 @@ struct Measured {
     no_sink_us: f64,
     counting_us: f64,
     baseline_us: f64,
+    /// Only for `map`: see [`floor`].
+    floor_us: Option<f64>,
+    /// The memory sink's time over the baseline's, round by round: min and median.
+    ratio_min: f64,
+    ratio_median: f64,
+    /// The memory sink's time over the floor's, round by round (`map`): min and median.
+    floor_ratio: Option<(f64, f64)>,
     peak_bytes_per_task: f64,
     counting_peak_bytes_per_task: f64,
 }
@@ -157,9 +266,13 @@ async fn measure(case: &str, n: u64, rounds: usize) -> Measured {
     let mut baseline_us = Vec::new();
     let mut no_sink_us = Vec::new();
     let mut counting_us = Vec::new();
+    let mut floor_us = Vec::new();
     let per_task = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     for _ in 0..rounds {
         baseline_us.push(per_task(baseline(case, n).await));
+        if case == "map" {
+            floor_us.push(per_task(floor(n).await));
+        }
         let memory = MemorySink::new();
         let bus = EventBus::builder().sink(memory.clone()).build();
         flowkit_us.push(per_task(tracked(case, n, &bus).await));
@@ -168,6 +281,16 @@ async fn measure(case: &str, n: u64, rounds: usize) -> Measured {
         let bus = EventBus::builder().sink(CountingSink::default()).build();
         counting_us.push(per_task(tracked(case, n, &bus).await));
     }
+    let mut ratios: Vec<f64> = flowkit_us
+        .iter()
+        .zip(&baseline_us)
+        .map(|(f, b)| f / b)
+        .collect();
+    let mut floor_ratios: Vec<f64> = flowkit_us
+        .iter()
+        .zip(&floor_us)
+        .map(|(f, b)| f / b)
+        .collect();
     // Memory, once each: with every event kept, then with events only counted.
     let memory = MemorySink::new();
     let bus = EventBus::builder().sink(memory.clone()).build();
@@ -185,9 +308,18 @@ async fn measure(case: &str, n: u64, rounds: usize) -> Measured {
         no_sink_us: median(&mut no_sink_us),
         counting_us: median(&mut counting_us),
         baseline_us: median(&mut baseline_us),
+        floor_us: (!floor_us.is_empty()).then(|| median(&mut floor_us)),
+        ratio_min: min(&ratios),
+        ratio_median: median(&mut ratios),
+        floor_ratio: (!floor_ratios.is_empty())
+            .then(|| (min(&floor_ratios), median(&mut floor_ratios))),
         peak_bytes_per_task: kept,
         counting_peak_bytes_per_task: counted,
     }
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -218,28 +350,46 @@ async fn main() {
     if let [case, n] = args.as_slice() {
         let n: u64 = n.parse().unwrap_or(1000);
         if let Some(case) = case.strip_suffix("-profile") {
-            // One tracked run with a counting sink and nothing else, for a profiler.
-            let bus = EventBus::builder().sink(CountingSink::default()).build();
+            // One tracked run with a counting sink (or, for `map-kept-profile`, a memory sink
+            // keeping every event) and nothing else, for a profiler.
+            let memory = MemorySink::new();
+            let (case, bus) = match case.strip_suffix("-kept") {
+                Some(case) => (case, EventBus::builder().sink(memory.clone()).build()),
+                None => (
+                    case,
+                    EventBus::builder().sink(CountingSink::default()).build(),
+                ),
+            };
             let took = tracked(case, n, &bus).await;
             println!("{case} {:.3} us/task", took.as_secs_f64() * 1e6 / n as f64);
             return;
         }
-        let m = measure(case, n, 3).await;
+        let rounds = std::env::var("ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3);
+        let m = measure(case, n, rounds).await;
+        let (floor_min, floor_median) = m.floor_ratio.unwrap_or((f64::NAN, f64::NAN));
         println!(
-            "flowkit {case} n={n} per_task_us={:.3} baseline_us={:.3} ratio_to_baseline={:.2} peak_bytes_per_task={:.0}",
+            "flowkit {case} n={n} per_task_us={:.3} baseline_us={:.3} ratio_to_baseline={:.2} peak_bytes_per_task={:.0} ratio_min={:.2} ratio_median={:.2} floor_us={:.3} ratio_to_floor_min={floor_min:.2} ratio_to_floor_median={floor_median:.2} no_sink_us={:.3} count_sink_us={:.3}",
             m.per_task_us,
             m.baseline_us,
             m.per_task_us / m.baseline_us,
-            m.peak_bytes_per_task
+            m.peak_bytes_per_task,
+            m.ratio_min,
+            m.ratio_median,
+            m.floor_us.unwrap_or(f64::NAN),
+            m.no_sink_us,
+            m.counting_us,
         );
         return;
     }
     println!(
-        "{:<6} {:>9} {:>14} {:>7} {:>12} {:>7} {:>11} {:>10} {:>13} {:>14}",
+        "{:<6} {:>9} {:>14} {:>9} {:>12} {:>7} {:>11} {:>10} {:>13} {:>14}",
         "case",
         "tasks",
         "spawn+join us",
-        "",
+        "floor us",
         "memory sink",
         "ratio",
         "count sink",
@@ -248,7 +398,7 @@ async fn main() {
         "peak B/task"
     );
     println!(
-        "{:<6} {:>9} {:>14} {:>7} {:>12} {:>7} {:>11} {:>10} {:>13} {:>14}",
+        "{:<6} {:>9} {:>14} {:>9} {:>12} {:>7} {:>11} {:>10} {:>13} {:>14}",
         "", "", "(baseline)", "", "us/task", "", "us/task", "us/task", "(kept)", "(counted)"
     );
     for (case, n) in [
@@ -261,9 +411,9 @@ async fn main() {
         let rounds = if n >= 1_000_000 { 1 } else { 3 };
         let m = measure(case, n, rounds).await;
         println!(
-            "{case:<6} {n:>9} {:>14.3} {:>7} {:>12.3} {:>6.2}x {:>11.3} {:>10.3} {:>13.0} {:>14.0}",
+            "{case:<6} {n:>9} {:>14.3} {:>9} {:>12.3} {:>6.2}x {:>11.3} {:>10.3} {:>13.0} {:>14.0}",
             m.baseline_us,
-            "",
+            m.floor_us.map_or("-".to_string(), |f| format!("{f:.3}")),
             m.per_task_us,
             m.per_task_us / m.baseline_us,
             m.counting_us,

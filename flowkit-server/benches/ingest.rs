@@ -8,6 +8,11 @@
 //!
 //! Events are what a flow of task runs sends (created, running, completed per task run; a log
 //! line every tenth run), in batches of 1,000 like the HTTP sink, through `Store::ingest`.
+//!
+//! Beside it, in the same run (SQLite): a raw bulk insert of the same event rows (the same
+//! columns and JSON bodies, made before the clock starts) into a table of the same schema, in
+//! a second file opened with the same settings, one multi-row `INSERT` per batch in one
+//! transaction. That is the rate of SQLite alone; the store's ingest is reported against it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,6 +103,80 @@ fn flow_events(tasks: u64) -> (Uuid, Vec<Event>) {
     (flow, events)
 }
 
+/// An event as a row of `events` (what the store writes), made before the raw insert is timed.
+struct RawRow {
+    id: Uuid,
+    ts: i64,
+    flow_run_id: Option<Uuid>,
+    task_run_id: Option<Uuid>,
+    kind: &'static str,
+    level: Option<String>,
+    body: String,
+}
+
+fn raw_row(event: &Event) -> RawRow {
+    let (kind, level) = match &event.kind {
+        EventKind::RunCreated(_) => ("run_created", None),
+        EventKind::StateChanged(_) => ("state_changed", None),
+        EventKind::Log(log) => ("log", Some(log.level.to_string())),
+    };
+    RawRow {
+        id: event.id,
+        ts: event.timestamp.timestamp_nanos_opt().unwrap_or_default(),
+        flow_run_id: event.flow_run_id,
+        task_run_id: event.task_run_id,
+        kind,
+        level,
+        body: serde_json::to_string(&event.kind).expect("JSON"),
+    }
+}
+
+/// A second SQLite file with the store's settings and its `events` table, for the raw insert.
+async fn raw_pool(path: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE events (
+            id BLOB PRIMARY KEY, ts INTEGER NOT NULL, flow_run_id BLOB, task_run_id BLOB,
+            kind TEXT NOT NULL, level TEXT, body TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX logs_by_flow_run ON events (flow_run_id, ts) WHERE kind = 'log';",
+    )
+    .execute(&pool)
+    .await?;
+    Ok(pool)
+}
+
+/// Inserts a batch of rows in one transaction, one multi-row statement.
+async fn raw_insert(pool: &sqlx::SqlitePool, rows: &[RawRow]) -> anyhow::Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO events (id, ts, flow_run_id, task_run_id, kind, level, body) ",
+    );
+    insert.push_values(rows, |mut row, r| {
+        row.push_bind(r.id)
+            .push_bind(r.ts)
+            .push_bind(r.flow_run_id)
+            .push_bind(r.task_run_id)
+            .push_bind(r.kind)
+            .push_bind(r.level.as_deref())
+            .push_bind(r.body.as_str());
+    });
+    insert.build().execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 fn p95(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[(samples.len() * 95 / 100).min(samples.len() - 1)]
@@ -116,6 +195,13 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("FLOWKIT_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", path.display()));
     let store = Store::open(&url).await?;
+    let raw_dir = dir.join("raw");
+    std::fs::create_dir_all(&raw_dir)?;
+    let raw = match url.starts_with("sqlite") {
+        true => Some(raw_pool(&raw_dir.join("raw.db")).await?),
+        false => None,
+    };
+    let mut raw_spent = Duration::ZERO;
 
     // 1,000 task runs per flow run.
     let mut flows = Vec::new();
@@ -130,6 +216,14 @@ async fn main() -> anyhow::Result<()> {
             store.ingest(batch).await?;
         }
         spent += start.elapsed();
+        if let Some(raw) = &raw {
+            let rows: Vec<RawRow> = events.iter().map(raw_row).collect();
+            let start = Instant::now();
+            for batch in rows.chunks(1_000) {
+                raw_insert(raw, batch).await?;
+            }
+            raw_spent += start.elapsed();
+        }
         total += events.len();
         flows.push(flow);
         if flows.len() % 1000 == 0 {
@@ -140,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let rate = total as f64 / spent.as_secs_f64();
+    let raw_rate = total as f64 / raw_spent.as_secs_f64();
 
     // Queries, each 100 times.
     let mut list = Vec::new();
@@ -187,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         activity.push(start.elapsed());
     }
+    // The store's file only (the raw insert's file is in a folder of its own).
     let bytes: u64 = std::fs::read_dir(&dir)?
         .flatten()
         .filter_map(|e| e.metadata().ok())
@@ -194,6 +290,12 @@ async fn main() -> anyhow::Result<()> {
         .sum();
     println!("events ingested     {total}");
     println!("ingest rate         {rate:.0} events/s (guide bar: 100,000 events/s)");
+    if raw.is_some() {
+        println!(
+            "raw bulk insert     {raw_rate:.0} events/s (the same rows, same settings); ingest is {:.2}x of it (issue 14's bar: 0.5)",
+            rate / raw_rate
+        );
+    }
     println!(
         "run list p95        {:.2} ms",
         p95(list).as_secs_f64() * 1e3

@@ -98,6 +98,7 @@ async fn complete(state: &AppState, run: Uuid) {
                 attempt: 1,
                 message: None,
                 next_attempt_at: None,
+                result: None,
             }),
         )
     });

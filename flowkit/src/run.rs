@@ -737,6 +737,25 @@ where
     R: Record,
     E: std::fmt::Display,
 {
+    let (state, result, message) = settle(record, attempt, outcome);
+    if let Some(hooks) = crate::hooks::end_hooks(record, state, attempt, message.as_ref()) {
+        hooks.await;
+    }
+    record.end_with(state, attempt, message, stored);
+    result
+}
+
+/// The terminal state, result and message of a run whose last attempt ended with `outcome`
+/// (nothing recorded yet: [`conclude`] records it after the end hooks).
+pub(crate) fn settle<R, T, E>(
+    record: &R,
+    attempt: u32,
+    outcome: Attempt<T, E>,
+) -> (State, Result<T, RunError<E>>, Option<String>)
+where
+    R: Record,
+    E: std::fmt::Display,
+{
     let (state, result) = match outcome {
         Attempt::Ok(value) => (State::Completed, Ok(value)),
         Attempt::Err(error) => (
@@ -794,11 +813,7 @@ where
         Err(RunError::TimedOut { after, .. }) => Some(timeout_message(*after)),
         Err(other) => Some(other.to_string()),
     };
-    if let Some(hooks) = crate::hooks::end_hooks(record, state, attempt, message.as_ref()) {
-        hooks.await;
-    }
-    record.end_with(state, attempt, message, stored);
-    result
+    (state, result, message)
 }
 
 fn timeout_message(after: Duration) -> String {

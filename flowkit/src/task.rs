@@ -19,7 +19,7 @@ use crate::events::{EventKind, RunCreated, RunType};
 use crate::hooks::end_run;
 use crate::results::plan::{CallExtras, CallParts, FlowDurable, Inputs, TaskPlan};
 use crate::retry::RetryPolicy;
-use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, conclude, drive_from};
+use crate::run::{Attempt, Completion, EndGuard, Live, Record, TaskRun, drive_from, settle};
 use crate::upstream::{TriggerRule, Upstream, UpstreamRun, wait_all};
 use crate::{Codec, EventBus, ResultStore, State, TaskOptions};
 
@@ -564,7 +564,19 @@ where
         ))
         .await;
     }
-    conclude(&**run, 1, outcome, None).await
+    let (state, result, message) = settle(&**run, 1, outcome);
+    if run.options.hooks.for_end(state).0.is_empty() {
+        // Nothing to await: the run's result is not held in its future across an await, which
+        // would make every spawned run's future (and tokio's task allocation) larger.
+        run.end(state, 1, message);
+        return result;
+    }
+    // Boxed: only runs with hooks for this end carry the result across the hooks' await.
+    Box::pin(async move {
+        end_run(&**run, state, 1, message, None).await;
+        result
+    })
+    .await
 }
 
 /// One attempt of a task's body: in the run's scope and span, its panics caught.

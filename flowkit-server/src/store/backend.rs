@@ -68,23 +68,37 @@ macro_rules! backend {
                 let mut tx = sqlx::Connection::begin_with(conn, $begin).await?;
                 let mut fresh: HashSet<Uuid> = HashSet::with_capacity(rows.len());
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let mut insert = QueryBuilder::<$db>::new(
-                        "INSERT INTO events (id, ts, flow_run_id, task_run_id, kind, level, body) ",
-                    );
-                    insert.push_values(chunk, |mut row, event| {
-                        row.push_bind(event.event.id)
-                            .push_bind(event.ts)
-                            .push_bind(event.event.flow_run_id)
-                            .push_bind(event.event.task_run_id)
-                            .push_bind(event.kind)
-                            .push_bind(event.level.clone())
-                            .push_bind(event.body.clone());
-                    });
-                    insert.push(" ON CONFLICT (id) DO NOTHING");
+                    let insert_of = || {
+                        let mut insert = QueryBuilder::<$db>::new(
+                            "INSERT INTO events (id, ts, flow_run_id, task_run_id, kind, level, body) ",
+                        );
+                        insert.push_values(chunk, |mut row, event| {
+                            row.push_bind(event.event.id)
+                                .push_bind(event.ts)
+                                .push_bind(event.event.flow_run_id)
+                                .push_bind(event.event.task_run_id)
+                                .push_bind(event.kind)
+                                .push_bind(event.level.as_deref())
+                                .push_bind(event.body.as_str());
+                        });
+                        insert.push(" ON CONFLICT (id) DO NOTHING");
+                        insert
+                    };
+                    let mut insert = insert_of();
                     if $fresh_by_lookup {
-                        // One writer at a time: the ids absent just before the insert are
-                        // exactly those it stores. Asking first is much cheaper than a
-                        // `RETURNING` row per event (usually no row comes back).
+                        // One writer at a time. Usually every event is new: the insert, in a
+                        // savepoint, says so by the rows it stored, and nothing is asked.
+                        let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+                        let stored = insert.build().execute(&mut *attempt).await?.rows_affected();
+                        if stored == chunk.len() as u64 {
+                            attempt.commit().await?;
+                            fresh.extend(chunk.iter().map(|e| e.event.id));
+                            continue;
+                        }
+                        // Some were stored before (a batch sent again): undo, and find which.
+                        // The ids absent just before the insert are exactly those it stores.
+                        attempt.rollback().await?;
+                        let mut insert = insert_of();
                         let mut lookup = QueryBuilder::<$db>::new("SELECT id FROM events WHERE id IN (");
                         let mut ids = lookup.separated(", ");
                         for event in chunk {

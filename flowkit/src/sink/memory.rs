@@ -192,11 +192,17 @@ impl EventSink for MemorySink {
 
     /// Keeps the batch itself: no event is copied, nor freed on the dispatcher's thread.
     fn handle_owned(&mut self, events: &mut Vec<Event>) {
-        let mut batch = std::mem::take(events);
-        // A small batch in a large buffer gives the rest back (shrinking moves nothing).
-        if batch.len() < batch.capacity() / 2 {
-            batch.shrink_to_fit();
-        }
+        // A batch filling most of its buffer is kept as it is. A smaller one moves into a
+        // buffer of its own size, and the large one stays with the dispatcher to be filled
+        // again: shrinking it in place copied the batch all the same, and the dispatcher then
+        // touched a fresh large buffer (new pages) for every batch.
+        let batch = if events.len() >= events.capacity() / 2 {
+            std::mem::take(events)
+        } else {
+            let mut batch = Vec::with_capacity(events.len());
+            batch.append(events);
+            batch
+        };
         self.lock().push(batch);
     }
 }
