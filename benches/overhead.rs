@@ -161,6 +161,7 @@ async fn floor(n: u64) -> Duration {
                 attempt: 1,
                 message: None,
                 next_attempt_at: None,
+                result: None,
             })
         };
         let handles: Vec<_> = (0..n)

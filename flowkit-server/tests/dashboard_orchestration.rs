@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::api::{get, post, put, report, until};
 use common::browser::Browser;
 use common::{Server, TempDir};
