@@ -28,6 +28,16 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (file("ca.pem"), file("server.pem"), file("server.key"))
 }
 
+/// A server on a certificate signed by a CA made in `dir`, with the API key and `extra`
+/// flags: the CA's certificate (to trust) and the server.
+async fn tls_server(dir: &TempDir, extra: &[&str]) -> (PathBuf, Server) {
+    let (ca, cert, key) = certificates(dir.path());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut flags = vec!["--api-key", KEY, "--tls-cert", &cert, "--tls-key", &key];
+    flags.extend_from_slice(extra);
+    (ca, Server::start(dir.path(), 0, &flags).await)
+}
+
 fn client(ca: Option<&Path>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
     if let Some(ca) = ca {
@@ -46,23 +56,7 @@ async fn over_tls(n: u32) -> u32 {
 #[tokio::test]
 async fn the_server_answers_over_https_and_the_sink_connects_with_the_ca() {
     let dir = TempDir::new("tls");
-    let (ca, cert, key) = certificates(dir.path());
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let server = Server::start(
-        dir.path(),
-        0,
-        &[
-            "--api-key",
-            KEY,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--header-timeout",
-            "1s",
-        ],
-    )
-    .await;
+    let (ca, server) = tls_server(&dir, &["--header-timeout", "1s"]).await;
     assert!(server.url.starts_with("https://"), "{}", server.url);
 
     // Trusting the CA: health and the API answer over HTTPS.
@@ -169,14 +163,7 @@ async fn tls_worker_process() {
 #[tokio::test]
 async fn a_worker_with_the_ca_in_flowkit_ca_cert_polls_and_reports_over_https() {
     let dir = TempDir::new("tls-worker");
-    let (ca, cert, key) = certificates(dir.path());
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let server = Server::start(
-        dir.path(),
-        0,
-        &["--api-key", KEY, "--tls-cert", &cert, "--tls-key", &key],
-    )
-    .await;
+    let (ca, server) = tls_server(&dir, &[]).await;
     let mut worker = tokio::process::Command::new(std::env::current_exe().expect("this binary"))
         .args(["tls_worker_process", "--exact", "--ignored", "--nocapture"])
         .env("FLOWKIT_API_URL", &server.url)
@@ -189,26 +176,46 @@ async fn a_worker_with_the_ca_in_flowkit_ca_cert_polls_and_reports_over_https() 
         .spawn()
         .expect("the worker starts");
     let trusted = client(Some(&ca));
-    let api = |method: reqwest::Method, path: &str| {
-        trusted
-            .request(method, format!("{}{path}", server.url))
-            .bearer_auth(KEY)
+    let get = |path: String| {
+        let request = trusted
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(KEY);
+        async move {
+            let response = request.send().await.expect("HTTPS");
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let until = |what: &'static str, path: String, ready: fn(u16, &serde_json::Value) -> bool| {
+        let get = &get;
+        async move {
+            loop {
+                let (status, body) = get(path.clone()).await;
+                if ready(status, &body) {
+                    return body;
+                }
+                assert!(Instant::now() < deadline, "{what}: {status} {body}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     };
     // The worker registers its deployment over HTTPS.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = api(reqwest::Method::GET, "/api/deployments/over-tls")
-            .send()
-            .await
-            .expect("HTTPS")
-            .status();
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the worker never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let triggered: serde_json::Value = api(reqwest::Method::POST, "/api/deployments/over-tls/runs")
+    until(
+        "the worker never registered",
+        "/api/deployments/over-tls".into(),
+        |status, _| status == 200,
+    )
+    .await;
+    let triggered: serde_json::Value = trusted
+        .post(format!("{}/api/deployments/over-tls/runs", server.url))
+        .bearer_auth(KEY)
         .json(&serde_json::json!({}))
         .send()
         .await
@@ -216,25 +223,14 @@ async fn a_worker_with_the_ca_in_flowkit_ca_cert_polls_and_reports_over_https() 
         .json()
         .await
         .expect("JSON");
-    let id = triggered["id"].as_str().expect("the run's id").to_string();
+    let id = triggered["id"].as_str().expect("the run's id");
     // It claims the run over HTTPS and its sink reports the run's end.
-    loop {
-        let run: serde_json::Value = api(reqwest::Method::GET, &format!("/api/flow_runs/{id}"))
-            .send()
-            .await
-            .expect("HTTPS")
-            .json()
-            .await
-            .expect("JSON");
-        if run["state"] == "Completed" {
-            assert_eq!(run["worker"], "tls-worker", "{run}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not complete over HTTPS: {run}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let run = until(
+        "the run did not complete over HTTPS",
+        format!("/api/flow_runs/{id}"),
+        |_, run| run["state"] == "Completed",
+    )
+    .await;
+    assert_eq!(run["worker"], "tls-worker", "{run}");
     worker.kill().await.ok();
 }
