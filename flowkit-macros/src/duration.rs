@@ -1,9 +1,10 @@
 //! Durations written in options: seconds as a number (`60`, `0.5`), or a string (`"30s"`,
 //! `"5m"`, `"1h 30m"`, `"250ms"`, `"1d"`), checked here at compile time.
 //!
-//! Strings are read by `humantime`, but its error messages are not shown: they list units
-//! (months, years) that flowkit does not document. Every error here names the option and the
-//! forms the README documents.
+//! Strings are read by `humantime`, but only with the units the README documents: humantime
+//! also reads months (`"5M"`), weeks and years, so a typo such as `"5M"` for five minutes would
+//! silently be five months. Its error messages are not shown either (they list those units).
+//! Every error here names the option and the forms the README documents.
 
 use std::time::Duration;
 
@@ -18,6 +19,15 @@ fn expected(option: &str) -> String {
 
 fn negative(option: &str) -> String {
     format!("`{option}` cannot be negative; it expects a duration: {FORMS}")
+}
+
+/// The units a duration string may use, as the README documents them.
+const UNITS: [&str; 5] = ["ms", "s", "m", "h", "d"];
+
+/// The first unit in `text` that is not one of [`UNITS`], if any.
+fn undocumented_unit(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_alphabetic())
+        .find(|word| !word.is_empty() && !UNITS.contains(word))
 }
 
 /// Parses the duration given to `option`.
@@ -82,6 +92,16 @@ pub(crate) fn parse(expr: &Expr, option: &str) -> syn::Result<Duration> {
                     ),
                 ));
             }
+            if let Some(unit) = undocumented_unit(trimmed)
+                && humantime::parse_duration(trimmed).is_ok()
+            {
+                return Err(syn::Error::new(
+                    text.span(),
+                    format!(
+                        "`{option}`: `{unit}` in \"{value}\" is not a unit flowkit reads; write {FORMS}"
+                    ),
+                ));
+            }
             humantime::parse_duration(trimmed).map_err(|_| {
                 syn::Error::new(
                     text.span(),
@@ -130,6 +150,31 @@ mod tests {
         assert!(parse_str("some_const").is_err());
         assert!(parse_str("-5").is_err());
         assert!(parse_str("-0.5").is_err());
+    }
+
+    #[test]
+    fn units_humantime_reads_but_flowkit_does_not_document_are_errors() {
+        // "5M" is five months to humantime: a likely typo for five minutes.
+        for source in [
+            "\"5M\"",
+            "\"1y\"",
+            "\"2 weeks\"",
+            "\"10us\"",
+            "\"1 hour\"",
+            "\"3min\"",
+        ] {
+            let message = parse_str(source).unwrap_err().to_string();
+            assert!(
+                message.contains("is not a unit flowkit reads"),
+                "{source}: {message}"
+            );
+            assert!(message.contains("`timeout`"), "{source}: {message}");
+        }
+        assert_eq!(parse_str("\"1h30m\"").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_str("\"2d 1h\"").unwrap(),
+            Duration::from_secs(176_400)
+        );
     }
 
     #[test]

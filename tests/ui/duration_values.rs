@@ -24,6 +24,10 @@ async fn bad_max_retry_delay() {}
 #[flowkit::flow(timeout = "4 hours and a bit")]
 async fn bad_flow_timeout() {}
 
+// Units humantime reads but flowkit does not document: "5M" is five months to it.
+#[flowkit::task(retries = 1, retry_delay = "5M")]
+async fn months_by_mistake() {}
+
 // Accepted: days, as humantime reads them.
 #[flowkit::task(timeout = "1d")]
 async fn one_day() {}
