@@ -400,7 +400,10 @@ async fn main() -> anyhow::Result<()> {
         .sum();
     println!("events ingested     {total}");
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average        {}", load.split(' ').take(3).collect::<Vec<_>>().join(" "));
+    println!(
+        "load average        {}",
+        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
     println!("ingest rate         {rate:.0} events/s (guide bar: 100,000 events/s)");
     if raw.is_some() || raw_pg.is_some() {
         println!(

@@ -146,8 +146,12 @@ async fn a_run_created_and_changed_in_one_batch_is_stored_as_event_by_event() {
         let (one, each) = (dir.path().join("one"), dir.path().join("each"));
         std::fs::create_dir_all(&one).unwrap();
         std::fs::create_dir_all(&each).unwrap();
-        let one = Store::open(&backend.database_url(&one).await).await.unwrap();
-        let each = Store::open(&backend.database_url(&each).await).await.unwrap();
+        let one = Store::open(&backend.database_url(&one).await)
+            .await
+            .unwrap();
+        let each = Store::open(&backend.database_url(&each).await)
+            .await
+            .unwrap();
         for store in [&one, &each] {
             store.ingest(&before).await.unwrap();
         }
@@ -168,10 +172,19 @@ async fn a_run_created_and_changed_in_one_batch_is_stored_as_event_by_event() {
                 "{backend:?}"
             );
         }
-        let (a, b) = (one.run(twice).await.unwrap().unwrap(), each.run(twice).await.unwrap().unwrap());
-        assert_eq!((a.state.as_str(), a.attempts, a.start), ("Running", 2, b.start));
+        let (a, b) = (
+            one.run(twice).await.unwrap().unwrap(),
+            each.run(twice).await.unwrap().unwrap(),
+        );
+        assert_eq!(
+            (a.state.as_str(), a.attempts, a.start),
+            ("Running", 2, b.start)
+        );
         assert_eq!((a.message, a.name), (b.message, b.name));
         let early = one.run(early).await.unwrap().unwrap();
-        assert_eq!((early.state.as_str(), early.name.as_deref()), ("Failed", Some("early")));
+        assert_eq!(
+            (early.state.as_str(), early.name.as_deref()),
+            ("Failed", Some("early"))
+        );
     }
 }

@@ -576,9 +576,9 @@ pub(crate) fn run_writes<'a, 'e>(
             next += 1;
         }
         let last = created.get(i + 1).is_none_or(|n| n.id != c.id);
-        let change = merged
-            .get(next)
-            .filter(|m| last && m.id == c.id && (m.attempts > 0 || m.state_final > 0 || m.state_ts >= 0));
+        let change = merged.get(next).filter(|m| {
+            last && m.id == c.id && (m.attempts > 0 || m.state_final > 0 || m.state_ts >= 0)
+        });
         if change.is_some() {
             next += 1;
         }
