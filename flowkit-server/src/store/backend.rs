@@ -66,8 +66,10 @@ macro_rules! backend {
 
                 let rows: Vec<EventRow<'_>> = events.iter().enumerate().filter_map(EventRow::new).collect();
                 let mut tx = sqlx::Connection::begin_with(conn, $begin).await?;
-                let mut fresh: HashSet<Uuid> = HashSet::with_capacity(rows.len());
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                // Which rows (by position in `rows`) this batch stores for the first time.
+                let mut fresh = vec![false; rows.len()];
+                for (number, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
+                    let fresh = &mut fresh[number * ROWS_PER_STATEMENT..][..chunk.len()];
                     let insert_of = || {
                         let mut insert = QueryBuilder::<$db>::new(
                             "INSERT INTO events (id, ts, flow_run_id, task_run_id, kind, level, body) ",
@@ -79,12 +81,20 @@ macro_rules! backend {
                                 .push_bind(event.event.task_run_id)
                                 .push_bind(event.kind)
                                 .push_bind(event.level.as_deref())
-                                .push_bind(event.body.as_str());
+                                .push_bind(event.body.clone());
                         });
                         insert.push(" ON CONFLICT (id) DO NOTHING");
                         insert
                     };
                     let mut insert = insert_of();
+                    // The first row of each id not stored before is fresh (an event may come
+                    // twice in one batch).
+                    let mark = |fresh: &mut [bool], stored: &HashSet<Uuid>| {
+                        let mut seen = HashSet::with_capacity(chunk.len());
+                        for (event, fresh) in chunk.iter().zip(fresh.iter_mut()) {
+                            *fresh = stored.contains(&event.event.id) && seen.insert(event.event.id);
+                        }
+                    };
                     if $fresh_by_lookup {
                         // One writer at a time. Usually every event is new: the insert, in a
                         // savepoint, says so by the rows it stored, and nothing is asked.
@@ -92,7 +102,7 @@ macro_rules! backend {
                         let stored = insert.build().execute(&mut *attempt).await?.rows_affected();
                         if stored == chunk.len() as u64 {
                             attempt.commit().await?;
-                            fresh.extend(chunk.iter().map(|e| e.event.id));
+                            fresh.fill(true);
                             continue;
                         }
                         // Some were stored before (a batch sent again): undo, and find which.
@@ -112,23 +122,31 @@ macro_rules! backend {
                             .into_iter()
                             .collect();
                         insert.build().execute(&mut *tx).await?;
-                        fresh.extend(chunk.iter().map(|e| e.event.id).filter(|id| !present.contains(id)));
+                        let absent: HashSet<Uuid> =
+                            chunk.iter().map(|e| e.event.id).filter(|id| !present.contains(id)).collect();
+                        mark(fresh, &absent);
                     } else {
                         // Several servers may write at once: the database says what it stored.
                         insert.push(" RETURNING id");
-                        let stored: Vec<Uuid> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
-                        fresh.extend(stored);
+                        let stored: HashSet<Uuid> = insert
+                            .build_query_scalar()
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .into_iter()
+                            .collect();
+                        mark(fresh, &stored);
                     }
                 }
+                let stored = fresh.iter().filter(|f| **f).count();
                 let mut outcome = Ingested {
-                    stored: fresh.len(),
-                    duplicates: rows.len() - fresh.len(),
+                    stored,
+                    duplicates: rows.len() - stored,
                     ..Ingested::default()
                 };
                 // Only events stored just now update runs (each once, even if sent twice).
-                let mut new_rows: Vec<&EventRow<'_>> = Vec::with_capacity(fresh.len());
-                for row in &rows {
-                    if fresh.remove(&row.event.id) {
+                let mut new_rows: Vec<&EventRow<'_>> = Vec::with_capacity(stored);
+                for (row, fresh) in rows.iter().zip(&fresh) {
+                    if *fresh {
                         outcome.fresh.push(row.index);
                         new_rows.push(row);
                     }
@@ -137,106 +155,119 @@ macro_rules! backend {
                 // row locks in one order (PostgreSQL).
                 let mut created: Vec<Created<'_>> = new_rows.iter().filter_map(|r| Created::new(r)).collect();
                 created.sort_by_key(|c| c.id);
-                for wave in waves(&created, |c| c.id) {
-                    let mut upsert = QueryBuilder::<$db>::new(
-                        "INSERT INTO runs (id, run_type, name, flow_run_id, parent_flow_run_id,
-                             parent_task_run_id, created_ts, parameters, tags, upstream, map_index, retries,
-                             deployment, scheduled_ts, interval_start_ts, interval_end_ts, run_name) ",
-                    );
-                    upsert.push_values(wave, |mut row, c| {
-                        row.push_bind(c.id)
-                            .push_bind(c.run_type)
-                            .push_bind(c.created.name.to_string())
-                            .push_bind(c.flow_run_id)
-                            .push_bind(c.created.parent_flow_run_id)
-                            .push_bind(c.created.parent_task_run_id)
-                            .push_bind(c.ts)
-                            .push_bind(c.created.parameters.as_ref().map(|p| p.to_string()))
-                            .push_bind(serde_json::to_string(&c.created.tags).unwrap_or_default())
-                            .push_bind(serde_json::to_string(&c.created.upstream).unwrap_or_default())
-                            .push_bind(c.created.map_index.map(|i| i as i64))
-                            .push_bind(i64::from(c.created.retries));
-                        let scheduled = c.created.scheduled.as_deref();
-                        row.push_bind(scheduled.map(|s| s.deployment.clone()))
-                            .push_bind(scheduled.and_then(|s| $crate::store::nanos(s.scheduled_at)))
-                            .push_bind(scheduled.and_then(|s| s.interval_start.and_then($crate::store::nanos)))
-                            .push_bind(scheduled.and_then(|s| s.interval_end.and_then($crate::store::nanos)))
-                            .push_bind(c.created.run_name.clone());
-                    });
-                    // A run created again by a later attempt (a resume) keeps its first
-                    // creation time: its state history starts there.
-                    upsert.push(
-                        " ON CONFLICT (id) DO UPDATE SET
-                             run_type = excluded.run_type, name = excluded.name,
-                             flow_run_id = excluded.flow_run_id,
-                             parent_flow_run_id = excluded.parent_flow_run_id,
-                             parent_task_run_id = excluded.parent_task_run_id,
-                             created_ts = CASE WHEN runs.attempts > 0 AND runs.created_ts < excluded.created_ts
-                                 THEN runs.created_ts ELSE excluded.created_ts END,
-                             parameters = excluded.parameters,
-                             tags = excluded.tags, upstream = excluded.upstream,
-                             map_index = excluded.map_index, retries = excluded.retries,
-                             deployment = COALESCE(excluded.deployment, runs.deployment),
-                             scheduled_ts = COALESCE(excluded.scheduled_ts, runs.scheduled_ts),
-                             interval_start_ts = COALESCE(excluded.interval_start_ts, runs.interval_start_ts),
-                             interval_end_ts = COALESCE(excluded.interval_end_ts, runs.interval_end_ts),
-                             run_name = COALESCE(excluded.run_name, runs.run_name)",
-                    );
-                    upsert.build().execute(&mut *tx).await?;
-                }
                 let changes: Vec<Change<'_>> = new_rows.iter().filter_map(|r| Change::new(r)).collect();
                 let mut merged = merge_changes(&changes);
                 merged.sort_by_key(|c| c.id);
-                for wave in merged.chunks(ROWS_PER_STATEMENT) {
-                    let mut upsert = QueryBuilder::<$db>::new(
-                        "INSERT INTO runs (id, run_type, flow_run_id, state, state_final, state_ts,
-                             message, attempts, start_ts, end_ts, result) ",
-                    );
-                    upsert.push_values(wave, |mut row, c| {
-                        row.push_bind(c.id)
-                            .push_bind(c.run_type)
-                            .push_bind(c.flow_run_id)
-                            .push_bind(c.state)
-                            .push_bind(c.state_final)
-                            .push_bind(c.state_ts)
-                            .push_bind(c.message.clone())
-                            .push_bind(c.attempts)
-                            .push_bind(c.start_ts)
-                            .push_bind(c.end_ts)
-                            .push_bind(c.result.clone());
-                    });
-                    // A later attempt's state replaces an earlier attempt's (a resumed run is
-                    // `Running` again); within an attempt, nothing replaces a terminal state
-                    // except a later terminal one: events may arrive late or out of order.
-                    // The rule of `merge_changes`, against the stored row.
-                    macro_rules! wins {
-                        () => {
-                            "(excluded.attempts > runs.attempts
-                              OR (excluded.attempts = runs.attempts
-                                  AND (excluded.state_final > runs.state_final
-                                       OR (excluded.state_final = runs.state_final
-                                           AND excluded.state_ts >= runs.state_ts))))"
-                        };
+                // A run created and changed in this batch (most) is one row written once: its
+                // creation and its state in one statement, as the two would leave it.
+                for group in $crate::store::run_writes(&created, &merged) {
+                    let (with_created, with_change) = match group.first() {
+                        Some(first) => (first.created.is_some(), first.change.is_some()),
+                        None => continue,
+                    };
+                    for wave in waves(&group, |w| w.id) {
+                        let mut upsert = QueryBuilder::<$db>::new("INSERT INTO runs (id, run_type, flow_run_id");
+                        if with_created {
+                            upsert.push(
+                                ", name, parent_flow_run_id, parent_task_run_id, created_ts, parameters, tags,
+                                 upstream, map_index, retries, deployment, scheduled_ts, interval_start_ts,
+                                 interval_end_ts, run_name",
+                            );
+                        }
+                        if with_change {
+                            upsert.push(", state, state_final, state_ts, message, attempts, start_ts, end_ts, result");
+                        }
+                        upsert.push(") ");
+                        upsert.push_values(wave, |mut row, w| {
+                            row.push_bind(w.id).push_bind(w.run_type).push_bind(w.flow_run_id);
+                            if let Some(c) = w.created {
+                                let created = c.created;
+                                let scheduled = created.scheduled.as_deref();
+                                row.push_bind(&*created.name)
+                                    .push_bind(created.parent_flow_run_id)
+                                    .push_bind(created.parent_task_run_id)
+                                    .push_bind(c.ts)
+                                    .push_bind(created.parameters.as_ref().map(|p| p.to_string()))
+                                    .push_bind($crate::store::json_list(&created.tags))
+                                    .push_bind($crate::store::json_list(&created.upstream))
+                                    .push_bind(created.map_index.map(|i| i as i64))
+                                    .push_bind(i64::from(created.retries))
+                                    .push_bind(scheduled.map(|s| s.deployment.as_str()))
+                                    .push_bind(scheduled.and_then(|s| $crate::store::nanos(s.scheduled_at)))
+                                    .push_bind(scheduled.and_then(|s| s.interval_start.and_then($crate::store::nanos)))
+                                    .push_bind(scheduled.and_then(|s| s.interval_end.and_then($crate::store::nanos)))
+                                    .push_bind(created.run_name.as_deref());
+                            }
+                            if let Some(c) = w.change {
+                                row.push_bind(c.state)
+                                    .push_bind(c.state_final)
+                                    .push_bind(c.state_ts)
+                                    .push_bind(c.message.as_deref())
+                                    .push_bind(c.attempts)
+                                    .push_bind(c.start_ts)
+                                    .push_bind(c.end_ts)
+                                    .push_bind(c.result.as_deref());
+                            }
+                        });
+                        upsert.push(" ON CONFLICT (id) DO UPDATE SET ");
+                        // A run created again by a later attempt (a resume) keeps its first
+                        // creation time: its state history starts there.
+                        if with_created {
+                            upsert.push(
+                                "run_type = excluded.run_type, name = excluded.name,
+                                 flow_run_id = excluded.flow_run_id,
+                                 parent_flow_run_id = excluded.parent_flow_run_id,
+                                 parent_task_run_id = excluded.parent_task_run_id,
+                                 created_ts = CASE WHEN runs.attempts > 0 AND runs.created_ts < excluded.created_ts
+                                     THEN runs.created_ts ELSE excluded.created_ts END,
+                                 parameters = excluded.parameters,
+                                 tags = excluded.tags, upstream = excluded.upstream,
+                                 map_index = excluded.map_index, retries = excluded.retries,
+                                 deployment = COALESCE(excluded.deployment, runs.deployment),
+                                 scheduled_ts = COALESCE(excluded.scheduled_ts, runs.scheduled_ts),
+                                 interval_start_ts = COALESCE(excluded.interval_start_ts, runs.interval_start_ts),
+                                 interval_end_ts = COALESCE(excluded.interval_end_ts, runs.interval_end_ts),
+                                 run_name = COALESCE(excluded.run_name, runs.run_name)",
+                            );
+                        }
+                        if with_created && with_change {
+                            upsert.push(", ");
+                        }
+                        // A later attempt's state replaces an earlier attempt's (a resumed run is
+                        // `Running` again); within an attempt, nothing replaces a terminal state
+                        // except a later terminal one: events may arrive late or out of order.
+                        // The rule of `merge_changes`, against the stored row. (The creation's
+                        // part reads no column this part writes, so one statement does both.)
+                        macro_rules! wins {
+                            () => {
+                                "(excluded.attempts > runs.attempts
+                                  OR (excluded.attempts = runs.attempts
+                                      AND (excluded.state_final > runs.state_final
+                                           OR (excluded.state_final = runs.state_final
+                                               AND excluded.state_ts >= runs.state_ts))))"
+                            };
+                        }
+                        if with_change {
+                            upsert.push(concat!(
+                                "state = CASE WHEN ", wins!(), " THEN excluded.state ELSE runs.state END,
+                                 message = CASE WHEN ", wins!(), " THEN excluded.message ELSE runs.message END,
+                                 state_ts = CASE WHEN ", wins!(), " THEN excluded.state_ts ELSE runs.state_ts END,
+                                 state_final = CASE WHEN ", wins!(), " THEN excluded.state_final ELSE runs.state_final END,
+                                 attempts = CASE WHEN excluded.attempts > runs.attempts
+                                     THEN excluded.attempts ELSE runs.attempts END,
+                                 start_ts = CASE WHEN runs.start_ts IS NULL THEN excluded.start_ts
+                                     WHEN excluded.start_ts IS NULL THEN runs.start_ts
+                                     WHEN excluded.start_ts < runs.start_ts THEN excluded.start_ts
+                                     ELSE runs.start_ts END,
+                                 end_ts = CASE WHEN excluded.attempts > runs.attempts THEN excluded.end_ts
+                                     WHEN excluded.end_ts IS NOT NULL
+                                     AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
+                                     THEN excluded.end_ts ELSE runs.end_ts END,
+                                 result = COALESCE(excluded.result, runs.result)"
+                            ));
+                        }
+                        upsert.build().execute(&mut *tx).await?;
                     }
-                    upsert.push(concat!(
-                        " ON CONFLICT (id) DO UPDATE SET
-                             state = CASE WHEN ", wins!(), " THEN excluded.state ELSE runs.state END,
-                             message = CASE WHEN ", wins!(), " THEN excluded.message ELSE runs.message END,
-                             state_ts = CASE WHEN ", wins!(), " THEN excluded.state_ts ELSE runs.state_ts END,
-                             state_final = CASE WHEN ", wins!(), " THEN excluded.state_final ELSE runs.state_final END,
-                             attempts = CASE WHEN excluded.attempts > runs.attempts
-                                 THEN excluded.attempts ELSE runs.attempts END,
-                             start_ts = CASE WHEN runs.start_ts IS NULL THEN excluded.start_ts
-                                 WHEN excluded.start_ts IS NULL THEN runs.start_ts
-                                 WHEN excluded.start_ts < runs.start_ts THEN excluded.start_ts
-                                 ELSE runs.start_ts END,
-                             end_ts = CASE WHEN excluded.attempts > runs.attempts THEN excluded.end_ts
-                                 WHEN excluded.end_ts IS NOT NULL
-                                 AND (runs.end_ts IS NULL OR excluded.end_ts > runs.end_ts)
-                                 THEN excluded.end_ts ELSE runs.end_ts END,
-                             result = COALESCE(excluded.result, runs.result)"
-                    ));
-                    upsert.build().execute(&mut *tx).await?;
                 }
                 // Durations of the task runs that ended now, for the metrics.
                 // Most runs start and end within one batch; ask the database only for the others.

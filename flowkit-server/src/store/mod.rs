@@ -344,7 +344,8 @@ pub(crate) struct EventRow<'e> {
     pub(crate) ts: i64,
     pub(crate) kind: &'static str,
     pub(crate) level: Option<String>,
-    pub(crate) body: String,
+    /// The event's kind as JSON, shared by each statement that binds it (no copy).
+    pub(crate) body: std::sync::Arc<str>,
 }
 
 impl<'e> EventRow<'e> {
@@ -360,7 +361,7 @@ impl<'e> EventRow<'e> {
             ts: nanos(event.timestamp)?,
             kind,
             level,
-            body: serde_json::to_string(&event.kind).ok()?,
+            body: serde_json::to_string(&event.kind).ok()?.into(),
         })
     }
 }
@@ -531,6 +532,70 @@ fn result_json(change: &flowkit::events::StateChanged) -> Option<String> {
         .result
         .as_deref()
         .and_then(|location| serde_json::to_string(location).ok())
+}
+
+/// A list as stored in `runs` (a JSON array).
+pub(crate) fn json_list<T: serde::Serialize>(list: &[T]) -> String {
+    match list.is_empty() {
+        true => "[]".to_string(),
+        false => serde_json::to_string(list).unwrap_or_default(),
+    }
+}
+
+/// A row of `runs` as a batch writes it: the run's creation, its merged state, or both.
+pub(crate) struct RunWrite<'a, 'e> {
+    pub(crate) id: Uuid,
+    pub(crate) run_type: &'static str,
+    pub(crate) flow_run_id: Option<Uuid>,
+    pub(crate) created: Option<&'a Created<'e>>,
+    pub(crate) change: Option<&'a MergedChange>,
+}
+
+/// What a batch writes to `runs`, as three groups of one shape each, in the order they are
+/// written: creations alone, creations with their run's state, states alone. Both lists are in
+/// id order (`merged` has one entry per run). A run's state joins its last creation in the
+/// batch (an earlier one, of a run created twice, is written first, alone), unless the
+/// columns' defaults would win over it (attempt 0 with a time before 1970): then the two are
+/// written one after the other, as without joining.
+pub(crate) fn run_writes<'a, 'e>(
+    created: &'a [Created<'e>],
+    merged: &'a [MergedChange],
+) -> [Vec<RunWrite<'a, 'e>>; 3] {
+    let alone = |m: &'a MergedChange| RunWrite {
+        id: m.id,
+        run_type: m.run_type,
+        flow_run_id: m.flow_run_id,
+        created: None,
+        change: Some(m),
+    };
+    let (mut created_only, mut both, mut changes_only) = (Vec::new(), Vec::new(), Vec::new());
+    let mut next = 0;
+    for (i, c) in created.iter().enumerate() {
+        while let Some(m) = merged.get(next).filter(|m| m.id < c.id) {
+            changes_only.push(alone(m));
+            next += 1;
+        }
+        let last = created.get(i + 1).is_none_or(|n| n.id != c.id);
+        let change = merged.get(next).filter(|m| {
+            last && m.id == c.id && (m.attempts > 0 || m.state_final > 0 || m.state_ts >= 0)
+        });
+        if change.is_some() {
+            next += 1;
+        }
+        let write = RunWrite {
+            id: c.id,
+            run_type: c.run_type,
+            flow_run_id: c.flow_run_id,
+            created: Some(c),
+            change,
+        };
+        match change {
+            Some(_) => both.push(write),
+            None => created_only.push(write),
+        }
+    }
+    changes_only.extend(merged[next.min(merged.len())..].iter().map(alone));
+    [created_only, both, changes_only]
 }
 
 /// Splits rows into statements of at most `ROWS_PER_STATEMENT` rows in which no run id repeats
