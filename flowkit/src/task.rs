@@ -328,19 +328,13 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         <B::Output as Outcome>::Ok: Send + 'static,
         <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
     {
-        let prepared = with_current(|scope| self.prepare(scope));
-        let run = prepared.run.clone();
-        // Most runs need nothing but their body: they get a future a fraction of the size of
-        // the full engine's, which every spawned run would otherwise allocate and copy.
-        let join = if prepared.is_plain() {
-            tokio::spawn(prepared.into_plain())
-        } else {
-            tokio::spawn(prepared.run_to_end())
-        };
-        TaskHandle {
-            run,
-            join: Some(join),
-        }
+        with_current(|scope| self.prepare(scope)).start()
+    }
+
+    /// Creates and records the run of this call in `scope` without starting it (what `map`
+    /// does for a batch of calls before starting them).
+    pub(crate) fn prepare_in(self, scope: Option<&Scope>) -> Prepared<B> {
+        self.prepare(scope)
     }
 }
 
@@ -365,7 +359,8 @@ where
     }
 }
 
-struct Prepared<B: TaskBody> {
+/// A task call whose run is created and recorded (its `RunCreated` emitted), not started yet.
+pub(crate) struct Prepared<B: TaskBody> {
     run: Arc<TaskRun>,
     body: B,
     upstream: Vec<Upstream>,
@@ -473,6 +468,28 @@ where
             && !needs_slot
             && self.run.options.timeout.is_none()
             && !crate::limits::may_limit(&self.run.options.tags)
+    }
+
+    /// Starts the run on the runtime and returns its handle (see [`TaskCall::submit`]).
+    pub(crate) fn start(self) -> TaskHandle<<B::Output as Outcome>::Ok, <B::Output as Outcome>::Err>
+    where
+        B: 'static,
+        B::Output: 'static,
+        <B::Output as Outcome>::Ok: Send + 'static,
+        <B::Output as Outcome>::Err: Send + 'static,
+    {
+        let run = self.run.clone();
+        // Most runs need nothing but their body: they get a future a fraction of the size of
+        // the full engine's, which every spawned run would otherwise allocate and copy.
+        let join = if self.is_plain() {
+            tokio::spawn(self.into_plain())
+        } else {
+            tokio::spawn(self.run_to_end())
+        };
+        TaskHandle {
+            run,
+            join: Some(join),
+        }
     }
 
     /// The future of a [plain](Self::is_plain) run.
