@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use std::sync::mpsc;
 
 use futures::FutureExt;
@@ -28,7 +27,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::events::{Event, EventKind};
-use crate::ids::new_id;
+use crate::ids::Now;
 use crate::sink::EventSink;
 
 enum Message {
@@ -190,23 +189,23 @@ impl EventBus {
         kind: impl FnOnce() -> EventKind,
     ) {
         if self.inner.is_some() {
-            self.emit_at(Utc::now(), flow_run_id, task_run_id, kind);
+            self.emit_now(Now::read(), flow_run_id, task_run_id, kind);
         }
     }
 
-    /// Emits an event that happened at `timestamp`.
+    /// Emits an event that happens `now` (its id made from the same reading).
     #[inline]
-    pub(crate) fn emit_at(
+    pub(crate) fn emit_now(
         &self,
-        timestamp: DateTime<Utc>,
+        now: Now,
         flow_run_id: Option<Uuid>,
         task_run_id: Option<Uuid>,
         kind: impl FnOnce() -> EventKind,
     ) {
         if let Some(inner) = &self.inner {
             inner.send(Event {
-                id: new_id(timestamp),
-                timestamp,
+                id: now.id(),
+                timestamp: now.at,
                 flow_run_id,
                 task_run_id,
                 kind: kind(),

@@ -391,9 +391,9 @@ pub(crate) fn new_run(
         (None, Some(bus)) => bus,
         (None, None) => crate::context::default_bus(scope),
     };
-    let now = chrono::Utc::now();
+    let now = crate::ids::Now::read();
     let run = Arc::new(TaskRun {
-        id: crate::ids::new_id(now),
+        id: now.id(),
         options,
         flow,
         parent_task,
@@ -404,22 +404,23 @@ pub(crate) fn new_run(
         live: Live::default(),
     });
     let upstream_ids: Vec<Uuid> = upstream.iter().map(Upstream::id).collect();
-    run.bus().emit_at(now, run.flow_run_id(), Some(run.id), || {
-        EventKind::RunCreated(Arc::new(RunCreated {
-            run_type: RunType::Task,
-            name: run.options.name.clone(),
-            run_name: None,
-            description: None,
-            parameters: arguments,
-            tags: run.options.tags.clone(),
-            parent_flow_run_id: None,
-            parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),
-            upstream: upstream_ids,
-            map_index: run.map_index,
-            retries: run.options.retry.retries,
-            scheduled: None,
-        }))
-    });
+    run.bus()
+        .emit_now(now, run.flow_run_id(), Some(run.id), || {
+            EventKind::RunCreated(Arc::new(RunCreated {
+                run_type: RunType::Task,
+                name: run.options.name.clone(),
+                run_name: None,
+                description: None,
+                parameters: arguments,
+                tags: run.options.tags.clone(),
+                parent_flow_run_id: None,
+                parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),
+                upstream: upstream_ids,
+                map_index: run.map_index,
+                retries: run.options.retry.retries,
+                scheduled: None,
+            }))
+        });
     let guard = EndGuard::new(run.clone());
     // Only the flow's own task runs take a concurrency slot: a task waiting for its
     // sub-tasks must not hold a slot they need.
