@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::bus::Held;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
@@ -279,7 +280,12 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         self.options
     }
 
-    fn prepare(mut self, scope: Option<&Scope>) -> Prepared<B> {
+    fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
+        self.prepare_holding(scope, None)
+    }
+
+    /// [`prepare`](Self::prepare), its `RunCreated` event held in `held` when given.
+    fn prepare_holding(mut self, scope: Option<&Scope>, held: Option<&mut Held>) -> Prepared<B> {
         if self.extras.as_ref().is_none_or(|e| e.occurrence.is_none()) {
             let flow = scope.and_then(Scope::flow);
             let durable = flow.and_then(|flow| flow.durable.as_deref());
@@ -296,6 +302,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             &self.upstream,
             self.map_index,
             arguments,
+            held,
         );
         // Boxed: a call that does not persist carries none of it.
         let plan = TaskPlan::new(
@@ -331,10 +338,10 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         with_current(|scope| self.prepare(scope)).start()
     }
 
-    /// Creates and records the run of this call in `scope` without starting it (what `map`
-    /// does for a batch of calls before starting them).
-    pub(crate) fn prepare_in(self, scope: Option<&Scope>) -> Prepared<B> {
-        self.prepare(scope)
+    /// Creates the run of this call in `scope` without starting it, its `RunCreated` event held
+    /// in `held` (what `map` does for a batch of calls before starting them).
+    pub(crate) fn prepare_in(self, scope: Option<&Scope>, held: &mut Held) -> Prepared<B> {
+        self.prepare_holding(scope, Some(held))
     }
 }
 
@@ -380,6 +387,7 @@ pub(crate) fn new_run(
     upstream: &[Upstream],
     map_index: Option<u64>,
     arguments: Option<serde_json::Value>,
+    held: Option<&mut Held>,
 ) -> (Arc<TaskRun>, EndGuard<TaskRun>, bool) {
     let (flow, parent_task) = match scope {
         Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
@@ -405,7 +413,7 @@ pub(crate) fn new_run(
     });
     let upstream_ids: Vec<Uuid> = upstream.iter().map(Upstream::id).collect();
     run.bus()
-        .emit_now(now, run.flow_run_id(), Some(run.id), || {
+        .emit_now_into(held, now, run.flow_run_id(), Some(run.id), || {
             EventKind::RunCreated(Arc::new(RunCreated {
                 run_type: RunType::Task,
                 name: run.options.name.clone(),
