@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use std::sync::mpsc;
 
 use futures::FutureExt;
@@ -28,11 +27,13 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::events::{Event, EventKind};
-use crate::ids::new_id;
+use crate::ids::Now;
 use crate::sink::EventSink;
 
 enum Message {
     Event(Event),
+    /// Events sent together, in order (see [`Held`]).
+    Batch(Vec<Event>),
     /// Deliver everything before this, flush the sinks (within the deadline, if any), answer
     /// whether that finished in time.
     Flush {
@@ -190,27 +191,55 @@ impl EventBus {
         kind: impl FnOnce() -> EventKind,
     ) {
         if self.inner.is_some() {
-            self.emit_at(Utc::now(), flow_run_id, task_run_id, kind);
+            self.emit_now(Now::read(), flow_run_id, task_run_id, kind);
         }
     }
 
-    /// Emits an event that happened at `timestamp`.
+    /// Emits an event that happens `now` (its id made from the same reading).
     #[inline]
-    pub(crate) fn emit_at(
+    pub(crate) fn emit_now(
         &self,
-        timestamp: DateTime<Utc>,
+        now: Now,
         flow_run_id: Option<Uuid>,
         task_run_id: Option<Uuid>,
         kind: impl FnOnce() -> EventKind,
     ) {
         if let Some(inner) = &self.inner {
             inner.send(Event {
-                id: new_id(timestamp),
-                timestamp,
+                id: now.id(),
+                timestamp: now.at,
                 flow_run_id,
                 task_run_id,
                 kind: kind(),
             });
+        }
+    }
+
+    /// [`emit_now`](Self::emit_now), into `held` when given: the event is sent with the others
+    /// held there, in order, when `held` is sent (or dropped).
+    #[inline]
+    pub(crate) fn emit_now_into(
+        &self,
+        held: Option<&mut Held>,
+        now: Now,
+        flow_run_id: Option<Uuid>,
+        task_run_id: Option<Uuid>,
+        kind: impl FnOnce() -> EventKind,
+    ) {
+        let Some(held) = held else {
+            return self.emit_now(now, flow_run_id, task_run_id, kind);
+        };
+        if let Some(inner) = &self.inner {
+            held.hold(
+                inner,
+                Event {
+                    id: now.id(),
+                    timestamp: now.at,
+                    flow_run_id,
+                    task_run_id,
+                    kind: kind(),
+                },
+            );
         }
     }
 
@@ -341,6 +370,48 @@ async fn wait_on_a_thread(wait: impl FnOnce() -> bool + Send + 'static) -> bool 
             tracing::debug!(%error, "flowkit: could not start a thread to wait for a flush");
             false
         }
+    }
+}
+
+/// Events held back to go to their bus as one message, in order: `map` holds the `RunCreated`
+/// events of a batch of runs and sends them before it starts the runs (one push into the ring
+/// instead of one per run). Held events are sent when [`send`](Self::send) is called or when
+/// this is dropped; an event for another bus first sends those held for the previous one.
+#[derive(Default)]
+pub(crate) struct Held {
+    bus: Option<Arc<Inner>>,
+    events: Vec<Event>,
+}
+
+impl Held {
+    fn hold(&mut self, inner: &Arc<Inner>, event: Event) {
+        if self
+            .bus
+            .as_ref()
+            .is_some_and(|bus| !Arc::ptr_eq(bus, inner))
+        {
+            self.send();
+        }
+        if self.bus.is_none() {
+            self.bus = Some(inner.clone());
+        }
+        self.events.push(event);
+    }
+
+    /// Sends the held events to their bus.
+    pub(crate) fn send(&mut self) {
+        if let Some(inner) = self.bus.take()
+            && !self.events.is_empty()
+        {
+            let next = Vec::with_capacity(self.events.len());
+            let _ = inner.push(Message::Batch(std::mem::replace(&mut self.events, next)));
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.send();
     }
 }
 
@@ -489,6 +560,7 @@ fn take(
 ) {
     match message {
         Message::Event(event) => events.push(event),
+        Message::Batch(batch) => events.extend(batch),
         Message::Flush {
             done,
             deadline,
@@ -588,6 +660,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn held_events_arrive_together_in_order_before_what_follows() {
+        let memory = crate::MemorySink::new();
+        let bus = EventBus::builder().sink(memory.clone()).build();
+        let other_memory = crate::MemorySink::new();
+        let other = EventBus::builder().sink(other_memory.clone()).build();
+        let change = |attempt| {
+            move || {
+                EventKind::StateChanged(StateChanged {
+                    state: State::Running,
+                    attempt,
+                    message: None,
+                    next_attempt_at: None,
+                    result: None,
+                })
+            }
+        };
+        let mut held = Held::default();
+        bus.emit_now_into(Some(&mut held), Now::read(), None, None, change(1));
+        bus.emit_now_into(Some(&mut held), Now::read(), None, None, change(2));
+        // An event for another bus sends what was held for the first.
+        other.emit_now_into(Some(&mut held), Now::read(), None, None, change(10));
+        bus.emit_now_into(Some(&mut held), Now::read(), None, None, change(3));
+        held.send();
+        bus.emit_now(Now::read(), None, None, change(4));
+        // A disabled bus holds nothing, and dropping `held` sends the rest.
+        EventBus::disabled().emit_now_into(Some(&mut held), Now::read(), None, None, change(99));
+        other.emit_now_into(Some(&mut held), Now::read(), None, None, change(11));
+        drop(held);
+        bus.flush().await;
+        other.flush().await;
+        let attempts = |memory: &crate::MemorySink| {
+            memory
+                .events()
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    EventKind::StateChanged(change) => Some(change.attempt),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(attempts(&memory), [1, 2, 3, 4]);
+        assert_eq!(attempts(&other_memory), [10, 11]);
+        assert_eq!(bus.stats().delivered, 4);
     }
 
     #[tokio::test]

@@ -6,15 +6,21 @@ use std::task::{Context, Poll};
 
 use uuid::Uuid;
 
+use crate::bus::Held;
+use crate::context::with_current;
 use crate::error::RunError;
 use crate::task::{Outcome, TaskBody, TaskCall, TaskHandle};
 use crate::upstream::Upstream;
 
+/// How many runs `map` creates before starting them.
+const BATCH: usize = 64;
+
 /// Starts one task run per item, concurrently, and returns a handle that resolves to their
 /// results in input order (Prefect's `task.map`).
 ///
-/// Every run starts right away (within the flow's `concurrency_limit`, if any); a failed item
-/// does not stop the others. Each run records its position as `map_index`.
+/// Every run starts right away (within the flow's `concurrency_limit`, if any), the calls made
+/// and their runs recorded 64 at a time, then started back to back; a failed item does not stop
+/// the others. Each run records its position as `map_index`.
 ///
 /// ```
 /// use flowkit::{flow, task};
@@ -47,21 +53,39 @@ where
     // The calls of one map are one occurrence of the task in the flow run (for resume), told
     // apart by their map index.
     let mut occurrence = None;
-    let handles: Vec<_> = items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| {
+    let mut items = items.into_iter().enumerate();
+    let mut handles = Vec::with_capacity(items.size_hint().0);
+    let mut calls = Vec::with_capacity(BATCH);
+    let mut prepared = Vec::with_capacity(BATCH);
+    let mut held = Held::default();
+    loop {
+        for (index, item) in items.by_ref().take(BATCH) {
             let call = task(item);
             if index == 0 {
                 occurrence = call.reserve_occurrence();
             }
-            Some(
+            calls.push(
                 call.with_map_index(index as u64)
-                    .with_occurrence(occurrence)
-                    .submit(),
-            )
-        })
-        .collect();
+                    .with_occurrence(occurrence),
+            );
+        }
+        if calls.is_empty() {
+            break;
+        }
+        // A batch of runs is created, then started back to back: a worker that takes them
+        // stays busy through the batch instead of parking (and being woken, a system call on
+        // each side) between two runs.
+        // Their `RunCreated` events go to the bus together, before any of them starts.
+        with_current(|scope| {
+            prepared.extend(
+                calls
+                    .drain(..)
+                    .map(|call| call.prepare_in(scope, &mut held)),
+            );
+        });
+        held.send();
+        handles.extend(prepared.drain(..).map(|run| Some(run.start())));
+    }
     MapHandle {
         results: Vec::with_capacity(handles.len()),
         handles,

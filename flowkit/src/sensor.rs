@@ -175,8 +175,9 @@ where
         impl Future<Output = SensorResult<Fut::Output>> + Send,
     ) {
         let options = options_named(&self.name);
-        let (run, guard, takes_slot) =
-            with_current(|scope| crate::task::new_run(options, scope, self.bus, &[], None, None));
+        let (run, guard, takes_slot) = with_current(|scope| {
+            crate::task::new_run(options, scope, self.bus, &[], None, None, None)
+        });
         let future = poke_until(
             run.clone(),
             guard,

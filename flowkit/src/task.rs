@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::bus::Held;
 use crate::context::{CURRENT, Scope, with_current};
 use crate::error::RunError;
 use crate::events::{EventKind, RunCreated, RunType};
@@ -279,7 +280,12 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         self.options
     }
 
-    fn prepare(mut self, scope: Option<&Scope>) -> Prepared<B> {
+    fn prepare(self, scope: Option<&Scope>) -> Prepared<B> {
+        self.prepare_holding(scope, None)
+    }
+
+    /// [`prepare`](Self::prepare), its `RunCreated` event held in `held` when given.
+    fn prepare_holding(mut self, scope: Option<&Scope>, held: Option<&mut Held>) -> Prepared<B> {
         if self.extras.as_ref().is_none_or(|e| e.occurrence.is_none()) {
             let flow = scope.and_then(Scope::flow);
             let durable = flow.and_then(|flow| flow.durable.as_deref());
@@ -296,6 +302,7 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             &self.upstream,
             self.map_index,
             arguments,
+            held,
         );
         // Boxed: a call that does not persist carries none of it.
         let plan = TaskPlan::new(
@@ -328,19 +335,13 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         <B::Output as Outcome>::Ok: Send + 'static,
         <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
     {
-        let prepared = with_current(|scope| self.prepare(scope));
-        let run = prepared.run.clone();
-        // Most runs need nothing but their body: they get a future a fraction of the size of
-        // the full engine's, which every spawned run would otherwise allocate and copy.
-        let join = if prepared.is_plain() {
-            tokio::spawn(prepared.into_plain())
-        } else {
-            tokio::spawn(prepared.run_to_end())
-        };
-        TaskHandle {
-            run,
-            join: Some(join),
-        }
+        with_current(|scope| self.prepare(scope)).start()
+    }
+
+    /// Creates the run of this call in `scope` without starting it, its `RunCreated` event held
+    /// in `held` (what `map` does for a batch of calls before starting them).
+    pub(crate) fn prepare_in(self, scope: Option<&Scope>, held: &mut Held) -> Prepared<B> {
+        self.prepare_holding(scope, Some(held))
     }
 }
 
@@ -365,7 +366,8 @@ where
     }
 }
 
-struct Prepared<B: TaskBody> {
+/// A task call whose run is created and recorded (its `RunCreated` emitted), not started yet.
+pub(crate) struct Prepared<B: TaskBody> {
     run: Arc<TaskRun>,
     body: B,
     upstream: Vec<Upstream>,
@@ -385,6 +387,7 @@ pub(crate) fn new_run(
     upstream: &[Upstream],
     map_index: Option<u64>,
     arguments: Option<serde_json::Value>,
+    held: Option<&mut Held>,
 ) -> (Arc<TaskRun>, EndGuard<TaskRun>, bool) {
     let (flow, parent_task) = match scope {
         Some(Scope::Flow(flow)) => (Some(flow.clone()), None),
@@ -396,9 +399,9 @@ pub(crate) fn new_run(
         (None, Some(bus)) => bus,
         (None, None) => crate::context::default_bus(scope),
     };
-    let now = chrono::Utc::now();
+    let now = crate::ids::Now::read();
     let run = Arc::new(TaskRun {
-        id: crate::ids::new_id(now),
+        id: now.id(),
         options,
         flow,
         parent_task,
@@ -409,22 +412,23 @@ pub(crate) fn new_run(
         live: Live::default(),
     });
     let upstream_ids: Vec<Uuid> = upstream.iter().map(Upstream::id).collect();
-    run.bus().emit_at(now, run.flow_run_id(), Some(run.id), || {
-        EventKind::RunCreated(Arc::new(RunCreated {
-            run_type: RunType::Task,
-            name: run.options.name.clone(),
-            run_name: None,
-            description: None,
-            parameters: arguments,
-            tags: run.options.tags.clone(),
-            parent_flow_run_id: None,
-            parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),
-            upstream: upstream_ids,
-            map_index: run.map_index,
-            retries: run.options.retry.retries,
-            scheduled: None,
-        }))
-    });
+    run.bus()
+        .emit_now_into(held, now, run.flow_run_id(), Some(run.id), || {
+            EventKind::RunCreated(Arc::new(RunCreated {
+                run_type: RunType::Task,
+                name: run.options.name.clone(),
+                run_name: None,
+                description: None,
+                parameters: arguments,
+                tags: run.options.tags.clone(),
+                parent_flow_run_id: None,
+                parent_task_run_id: run.parent_task.as_ref().map(|task| task.id),
+                upstream: upstream_ids,
+                map_index: run.map_index,
+                retries: run.options.retry.retries,
+                scheduled: None,
+            }))
+        });
     let guard = EndGuard::new(run.clone());
     // Only the flow's own task runs take a concurrency slot: a task waiting for its
     // sub-tasks must not hold a slot they need.
@@ -473,6 +477,28 @@ where
             && !needs_slot
             && self.run.options.timeout.is_none()
             && !crate::limits::may_limit(&self.run.options.tags)
+    }
+
+    /// Starts the run on the runtime and returns its handle (see [`TaskCall::submit`]).
+    pub(crate) fn start(self) -> TaskHandle<<B::Output as Outcome>::Ok, <B::Output as Outcome>::Err>
+    where
+        B: 'static,
+        B::Output: 'static,
+        <B::Output as Outcome>::Ok: Send + 'static,
+        <B::Output as Outcome>::Err: Send + 'static,
+    {
+        let run = self.run.clone();
+        // Most runs need nothing but their body: they get a future a fraction of the size of
+        // the full engine's, which every spawned run would otherwise allocate and copy.
+        let join = if self.is_plain() {
+            tokio::spawn(self.into_plain())
+        } else {
+            tokio::spawn(self.run_to_end())
+        };
+        TaskHandle {
+            run,
+            join: Some(join),
+        }
     }
 
     /// The future of a [plain](Self::is_plain) run.
