@@ -731,3 +731,55 @@ async fn an_idempotency_key_already_completed_returns_its_result_without_running
     assert_eq!(other.unwrap(), 11);
     assert_eq!(NIGHTLY_RUNS.load(Ordering::SeqCst), 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A run's warning that its result is not persisted: logged on the run (it used to panic: the
+// warning entered the run's scope while the caller's was borrowed), after its creation.
+
+/// A result no store can keep: it is not `Serialize`.
+struct Opaque(u32);
+
+#[task]
+async fn opaque(n: u32) -> Opaque {
+    Opaque(n)
+}
+
+/// The same task mapped, awaited inline and submitted, in a flow that persists results.
+#[flow(persist_result = true)]
+async fn map_opaque() -> u32 {
+    let results = flowkit::map(0..3u32, opaque).await;
+    let mapped: u32 = results.into_iter().flatten().map(|Opaque(n)| n).sum();
+    let inline = opaque(10).await.map_or(0, |Opaque(n)| n);
+    let submitted = opaque(20).submit().await.map_or(0, |Opaque(n)| n);
+    mapped + inline + submitted
+}
+
+#[tokio::test]
+async fn a_mapped_runs_warning_that_its_result_is_not_persisted_follows_its_creation() {
+    let dir = temp_dir("opaque-map");
+    let (result, events) = capture(|| map_opaque().result_store(store(&dir))).await;
+    assert_eq!(result.unwrap(), 33);
+    let runs = events.runs_named("opaque");
+    assert_eq!(runs.len(), 5);
+    let all = events.events();
+    let position = |run: Uuid, created: bool| {
+        all.iter().position(|e| {
+            e.run_id() == Some(run)
+                && match &e.kind {
+                    EventKind::RunCreated(_) => created,
+                    EventKind::Log(record) => {
+                        !created && record.message.contains("is not persisted")
+                    }
+                    _ => false,
+                }
+        })
+    };
+    for run in runs {
+        let (created, warned) = (position(run, true), position(run, false));
+        assert!(warned.is_some(), "run {run} warned");
+        assert!(
+            created < warned,
+            "run {run}: created at {created:?}, warned at {warned:?}"
+        );
+    }
+}

@@ -44,6 +44,17 @@ enum Message {
     },
 }
 
+impl Message {
+    /// How many events it carries.
+    fn events(&self) -> usize {
+        match self {
+            Message::Event(_) => 1,
+            Message::Batch(events) => events.len(),
+            Message::Flush { .. } => 0,
+        }
+    }
+}
+
 /// Where events go. Cheap to clone; a disabled bus (no sink) costs one branch per event.
 ///
 /// ```
@@ -69,7 +80,8 @@ pub struct EventBus {
 }
 
 struct Inner {
-    /// A preallocated ring: sending allocates nothing, so nothing is freed across threads.
+    /// A preallocated ring: sending an event allocates nothing, so nothing is freed across
+    /// threads (but a batch from [`Held`], one `Vec` per batch, which the dispatcher frees).
     tx: mpsc::SyncSender<Message>,
     /// Where events go, in order, while the ring is full (the dispatcher starved of CPU).
     overflow: Arc<Overflow>,
@@ -449,10 +461,11 @@ impl Inner {
                 Err(mpsc::TrySendError::Disconnected(_)) => return Err(()),
             }
         };
+        let events = message.events() as u64;
         let mut queue = self.overflow.lock();
         self.overflow.active.store(true, Ordering::Release);
         queue.push_back(message);
-        self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.stats.overflowed.fetch_add(events, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -483,7 +496,9 @@ fn dispatch(
     let mut idle_ticks = 0u32;
     let mut open = true;
     while open {
+        // Messages received this round (a batch is one), and the events they carried.
         let mut received = 0usize;
+        let mut taken = 0usize;
         // While events flow, collect them on a short tick instead of being woken for each one:
         // a wake-up costs the emitting thread a system call. After a quiet spell, block until
         // woken, so an idle process does not tick.
@@ -493,6 +508,7 @@ fn dispatch(
             match rx.recv_timeout(IDLE_POLL) {
                 Ok(message) => {
                     received += 1;
+                    taken += message.events();
                     take(message, &mut events, &mut sinks, &stats, &runtime);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -504,6 +520,7 @@ fn dispatch(
             match rx.try_recv() {
                 Ok(message) => {
                     received += 1;
+                    taken += message.events();
                     take(message, &mut events, &mut sinks, &stats, &runtime);
                 }
                 Err(mpsc::TryRecvError::Empty) => {
@@ -527,11 +544,12 @@ fn dispatch(
             };
             received += spilled.len();
             for message in spilled {
+                taken += message.events();
                 take(message, &mut events, &mut sinks, &stats, &runtime);
             }
         }
         deliver(&mut sinks, &mut events, &stats);
-        stats.high_water.fetch_max(received, Ordering::Relaxed);
+        stats.high_water.fetch_max(taken, Ordering::Relaxed);
         if received == 0 {
             idle_ticks = idle_ticks.saturating_add(1);
         } else {

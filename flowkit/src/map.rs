@@ -20,7 +20,9 @@ const BATCH: usize = 64;
 ///
 /// Every run starts right away (within the flow's `concurrency_limit`, if any), the calls made
 /// and their runs recorded 64 at a time, then started back to back; a failed item does not stop
-/// the others. Each run records its position as `map_index`.
+/// the others. Each run records its position as `map_index`. `items` is read up to 64 items
+/// ahead of the runs started: an iterator that waits for the mapped runs' own output (a
+/// channel they feed) would wait for runs not started yet — collect such items first.
 ///
 /// ```
 /// use flowkit::{flow, task};
@@ -84,7 +86,10 @@ where
             );
         });
         held.send();
-        handles.extend(prepared.drain(..).map(|run| Some(run.start())));
+        handles.extend(prepared.drain(..).map(|mut run| {
+            run.warn();
+            Some(run.start())
+        }));
     }
     MapHandle {
         results: Vec::with_capacity(handles.len()),

@@ -304,15 +304,13 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             arguments,
             held,
         );
-        // Boxed: a call that does not persist carries none of it.
-        let plan = TaskPlan::new(
+        let (plan, warning) = TaskPlan::new(
             &run,
             CallParts {
                 codec: self.codec,
                 extras: self.extras,
             },
-        )
-        .map(Box::new);
+        );
         Prepared {
             run,
             body: self.body,
@@ -320,7 +318,9 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
             trigger: self.trigger,
             takes_slot,
             guard,
-            plan,
+            // Boxed: a call that does not persist carries none of it.
+            plan: plan.map(Box::new),
+            warning,
         }
     }
 
@@ -335,7 +335,9 @@ impl<'a, B: TaskBody + 'a> TaskCall<'a, B> {
         <B::Output as Outcome>::Ok: Send + 'static,
         <B::Output as Outcome>::Err: std::fmt::Display + Send + 'static,
     {
-        with_current(|scope| self.prepare(scope)).start()
+        let mut prepared = with_current(|scope| self.prepare(scope));
+        prepared.warn();
+        prepared.start()
     }
 
     /// Creates the run of this call in `scope` without starting it, its `RunCreated` event held
@@ -356,7 +358,8 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let prepared = with_current(|scope| self.prepare(scope));
+            let mut prepared = with_current(|scope| self.prepare(scope));
+            prepared.warn();
             if prepared.is_plain() {
                 prepared.into_plain().await
             } else {
@@ -376,6 +379,8 @@ pub(crate) struct Prepared<B: TaskBody> {
     guard: EndGuard<TaskRun>,
     /// How its result is stored, for a call that persists it.
     plan: Option<Box<TaskPlan<<B::Output as Outcome>::Ok>>>,
+    /// What its plan could not do, to log on the run with [`warn`](Self::warn).
+    warning: Option<&'static str>,
 }
 
 /// Creates a task run of `options` in `scope` and records it: the run, the guard that ends it
@@ -501,6 +506,16 @@ where
         }
     }
 
+    /// Logs the warning its plan left, if any, on the run. Call it once the caller's scope is
+    /// no longer borrowed (logging on a run enters the run's scope, which panics inside
+    /// `with_current`) and after the run's `RunCreated` was sent (a sink drops the log lines
+    /// of a run it has not seen).
+    pub(crate) fn warn(&mut self) {
+        if let Some(message) = self.warning.take() {
+            crate::results::plan::warn_on(&self.run, message);
+        }
+    }
+
     /// The future of a [plain](Self::is_plain) run.
     fn into_plain(self) -> impl Future<Output = TaskResult<B>> {
         let Prepared { guard, body, .. } = self;
@@ -516,6 +531,7 @@ where
             takes_slot,
             guard,
             plan,
+            warning: _,
         } = self;
         let _guard = guard;
         if !upstream.is_empty() {

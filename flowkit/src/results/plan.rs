@@ -252,8 +252,15 @@ pub(crate) struct CallParts<T> {
 }
 
 impl<T> TaskPlan<T> {
-    /// The plan of a call, or `None` if its result is not persisted.
-    pub(crate) fn new(run: &Arc<TaskRun>, parts: CallParts<T>) -> Option<Self> {
+    /// The plan of a call, or `None` if its result is not persisted; and a warning to log on
+    /// the run when what it asks cannot be done in full.
+    ///
+    /// The warning is returned, not logged here: a call is planned while its caller's scope is
+    /// borrowed, and logging on the run enters the run's scope (see `Prepared::warn`).
+    pub(crate) fn new(
+        run: &Arc<TaskRun>,
+        parts: CallParts<T>,
+    ) -> (Option<Self>, Option<&'static str>) {
         let options = run.options;
         let durable = run.flow.as_ref().and_then(|flow| flow.durable.as_deref());
         let persist = options.cache.is_some()
@@ -261,21 +268,22 @@ impl<T> TaskPlan<T> {
                 .persist_result
                 .unwrap_or_else(|| durable.is_some_and(|d| d.persist));
         if !persist {
-            return None;
+            return (None, None);
         }
         let extras = parts.extras.map(|extras| *extras).unwrap_or_default();
         let Some(codec) = parts.codec else {
-            warn_on(
-                run,
-                "its result is not persisted: its return type is not `Serialize + DeserializeOwned` (a resume runs it again)",
+            return (
+                None,
+                Some(
+                    "its result is not persisted: its return type is not `Serialize + DeserializeOwned` (a resume runs it again)",
+                ),
             );
-            return None;
         };
+        let mut warning = None;
         let inputs = match extras.inputs {
             Inputs::Hashed(inputs) => Some(inputs),
             Inputs::Failed => {
-                warn_on(
-                    run,
+                warning = Some(
                     "an argument failed to serialize: its result is not cached, nor reused on resume",
                 );
                 None
@@ -299,7 +307,7 @@ impl<T> TaskPlan<T> {
             .as_ref()
             .and(inputs)
             .map(|inputs| cache_key(&options.name, &inputs));
-        Some(TaskPlan {
+        let plan = TaskPlan {
             name: options.name.clone(),
             run_id: run.id,
             flow_run_id,
@@ -314,7 +322,8 @@ impl<T> TaskPlan<T> {
             refresh: extras.refresh || options.cache.as_ref().is_some_and(|c| c.refresh),
             expiration: options.cache.as_ref().and_then(|c| c.expiration),
             stored: Mutex::new(None),
-        })
+        };
+        (Some(plan), warning)
     }
 
     /// A stored result this call may return instead of running: the earlier attempt's (on
