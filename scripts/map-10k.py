@@ -2,18 +2,20 @@
 """The 10,000-task map flow as a user runs it: no server, then streaming to a local server.
 
 Usage: scripts/map-10k.py [ROUNDS]   (after `cargo build --release --example map_10k` and
-`cargo build --release -p flowkit-server`)
+`cargo build --release -p flowkit-server`; MAP10K_EXAMPLE and MAP10K_SERVER name other
+binaries, to compare builds)
 
-For each round: the example with no server (FLOWKIT_API_URL unset), then against a fresh
-release server on a throwaway SQLite database. Prints the flow's wall time (what its caller
+For each round: the example with no server (FLOWKIT_API_URL unset), with the server
+unreachable (a port nothing listens on: the events stay in a throwaway spool), then against a
+fresh release server on a throwaway SQLite database. Prints the flow's wall time (what its caller
 waits for), the process's wall time, and the time from the process's start until the server had
 stored every event (polled from /metrics every 10 ms).
 """
 import os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLE = os.path.join(ROOT, "target/release/examples/map_10k")
-SERVER = os.path.join(ROOT, "target/release/flowkit-server")
+EXAMPLE = os.environ.get("MAP10K_EXAMPLE", os.path.join(ROOT, "target/release/examples/map_10k"))
+SERVER = os.environ.get("MAP10K_SERVER", os.path.join(ROOT, "target/release/flowkit-server"))
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 
 
@@ -45,6 +47,14 @@ base_env.pop("FLOWKIT_API_URL", None)
 for round in range(ROUNDS):
     _, wall, flow_ms = run(base_env)
     print(f"no server:  flow {flow_ms:7.1f} ms   process {wall:7.1f} ms")
+    work = tempfile.mkdtemp(prefix="flowkit-map10k-")
+    try:
+        env = dict(base_env, FLOWKIT_API_URL=f"http://127.0.0.1:{free_port()}",
+                   FLOWKIT_SPOOL_DIR=os.path.join(work, "spool"))
+        _, wall, flow_ms = run(env)
+        print(f"unreachable: flow {flow_ms:6.1f} ms   process {wall:7.1f} ms")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     work = tempfile.mkdtemp(prefix="flowkit-map10k-")
     port = free_port()
     url = f"http://127.0.0.1:{port}"

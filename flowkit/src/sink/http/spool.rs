@@ -40,6 +40,8 @@ pub(super) struct Spool {
     sequence: u64,
     /// Whether the last write failed (said once, not for every batch).
     disk_failing: bool,
+    /// Whether the directory is known to exist (made once, not for every batch).
+    dir_made: bool,
     /// Events gone from the spool so far: delivered, set aside, or delivered by another program.
     gone: u64,
 }
@@ -72,6 +74,7 @@ impl Spool {
                 .collect(),
             sequence: 0,
             disk_failing: false,
+            dir_made: false,
             gone: 0,
         }
     }
@@ -97,22 +100,21 @@ impl Spool {
         self.queue.front_mut()
     }
 
-    /// Adds a batch as the newest.
-    pub(super) fn push(&mut self, body: Body) {
+    /// Adds a batch (a body of `events` events) as the newest.
+    pub(super) fn push(&mut self, bytes: &[u8], events: usize) {
         self.sequence += 1;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
         let stem = format!("{stamp:024}-{}-{:06}", std::process::id(), self.sequence);
-        let entry = self.store(stem, body, false);
+        let entry = self.store(stem, bytes, events, false);
         self.queue.push_back(entry);
     }
 
     /// Writes a batch to disk (atomically: aside, then renamed), or keeps it in memory.
-    fn store(&mut self, stem: String, body: Body, suspect: bool) -> Entry {
-        let events = body.events;
-        let stored = match self.write(&stem, events, &body.bytes) {
+    fn store(&mut self, stem: String, bytes: &[u8], events: usize, suspect: bool) -> Entry {
+        let stored = match self.write(&stem, events, bytes) {
             Ok(()) => {
                 self.disk_failing = false;
                 Stored::File { stem }
@@ -123,7 +125,7 @@ impl Spool {
                         "flowkit: could not write the event spool; undelivered events wait in memory");
                 }
                 self.disk_failing = true;
-                Stored::Memory(body.bytes)
+                Stored::Memory(bytes.to_vec())
             }
         };
         Entry {
@@ -134,10 +136,17 @@ impl Spool {
         }
     }
 
-    fn write(&self, stem: &str, events: usize, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+    fn write(&mut self, stem: &str, events: usize, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.dir_made {
+            std::fs::create_dir_all(&self.dir)?;
+            self.dir_made = true;
+        }
         let partial = self.dir.join(format!(".{stem}.partial"));
-        std::fs::write(&partial, bytes)?;
+        if std::fs::write(&partial, bytes).is_err() {
+            // The directory may have been removed since: make it again, once.
+            std::fs::create_dir_all(&self.dir)?;
+            std::fs::write(&partial, bytes)?;
+        }
         std::fs::rename(&partial, self.path(stem, events))
     }
 
@@ -190,8 +199,8 @@ impl Spool {
                 format!("{:024}-{}-{:06}", 0, std::process::id(), self.sequence)
             }
         };
-        let second = self.store(format!("{stem}.1"), second, true);
-        let first = self.store(format!("{stem}.0"), first, true);
+        let second = self.store(format!("{stem}.1"), &second.bytes, second.events, true);
+        let first = self.store(format!("{stem}.0"), &first.bytes, first.events, true);
         self.queue.push_front(second);
         self.queue.push_front(first);
     }
@@ -237,6 +246,10 @@ mod tests {
         }
     }
 
+    fn push(spool: &mut Spool, text: &str, events: usize) {
+        spool.push(text.as_bytes(), events);
+    }
+
     fn temp_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "flowkit-spool-test-{}-{}",
@@ -251,8 +264,8 @@ mod tests {
     fn batches_survive_a_restart_in_order_and_split_halves_keep_their_place() {
         let dir = temp_dir();
         let mut spool = Spool::open(dir.clone());
-        spool.push(body("[1,2]", 2));
-        spool.push(body("[3]", 1));
+        push(&mut spool, "[1,2]", 2);
+        push(&mut spool, "[3]", 1);
         spool.split_front((body("[1]", 1), body("[2]", 1)));
         assert_eq!(spool.events(), 3);
         // Another program opens the same spool: same batches, same order.
@@ -272,7 +285,7 @@ mod tests {
     fn a_refused_batch_is_kept_aside_with_its_reason() {
         let dir = temp_dir();
         let mut spool = Spool::open(dir.clone());
-        spool.push(body("[\"poison\"]", 1));
+        push(&mut spool, "[\"poison\"]", 1);
         spool.set_aside("server answered 500: bad event");
         assert!(spool.is_empty());
         let refused: Vec<String> = std::fs::read_dir(dir.join("refused"))
@@ -294,7 +307,7 @@ mod tests {
         let file = dir.join("not-a-directory");
         std::fs::write(&file, "").unwrap();
         let mut spool = Spool::open(file.clone());
-        spool.push(body("[1]", 1));
+        push(&mut spool, "[1]", 1);
         assert_eq!(spool.read_front().as_deref(), Some(&b"[1]"[..]));
         spool.delivered();
         assert!(spool.is_empty());
