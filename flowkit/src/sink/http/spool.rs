@@ -9,15 +9,23 @@
 //!
 //! When the disk cannot take a batch (full, read-only), it waits in memory instead: nothing is
 //! dropped while the program runs.
+//!
+//! A batch just written is also kept in memory (up to [`FRESH_BYTES`] in all) until its first
+//! post takes it, so a server that keeps up costs one write and one removal per batch, no read.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use super::body::Body;
 
+/// The most bytes of batches kept in memory beside their files, waiting for their first post.
+const FRESH_BYTES: usize = 8 * 1024 * 1024;
+
 /// A batch waiting for delivery.
 pub(super) struct Entry {
     stored: Stored,
+    /// The bytes of a batch just written to its file, until its first post takes them.
+    fresh: Option<Vec<u8>>,
     /// Events in the batch.
     pub(super) events: usize,
     /// How many times in a row the server answered it with a server error.
@@ -44,6 +52,8 @@ pub(super) struct Spool {
     dir_made: bool,
     /// Events gone from the spool so far: delivered, set aside, or delivered by another program.
     gone: u64,
+    /// Bytes of the entries' `fresh` copies.
+    fresh_bytes: usize,
 }
 
 impl Spool {
@@ -67,6 +77,7 @@ impl Spool {
                 .into_iter()
                 .map(|(stem, events)| Entry {
                     stored: Stored::File { stem },
+                    fresh: None,
                     events,
                     failures: 0,
                     suspect: false,
@@ -76,6 +87,7 @@ impl Spool {
             disk_failing: false,
             dir_made: false,
             gone: 0,
+            fresh_bytes: 0,
         }
     }
 
@@ -108,7 +120,13 @@ impl Spool {
             .unwrap_or_default()
             .as_nanos();
         let stem = format!("{stamp:024}-{}-{:06}", std::process::id(), self.sequence);
-        let entry = self.store(stem, bytes, events, false);
+        let mut entry = self.store(stem, bytes, events, false);
+        if matches!(entry.stored, Stored::File { .. })
+            && self.fresh_bytes + bytes.len() <= FRESH_BYTES
+        {
+            self.fresh_bytes += bytes.len();
+            entry.fresh = Some(bytes.to_vec());
+        }
         self.queue.push_back(entry);
     }
 
@@ -130,6 +148,7 @@ impl Spool {
         };
         Entry {
             stored,
+            fresh: None,
             events,
             failures: 0,
             suspect,
@@ -158,15 +177,26 @@ impl Spool {
     /// happens when another program sharing the spool delivered it.
     pub(super) fn read_front(&mut self) -> Option<Vec<u8>> {
         loop {
-            let entry = self.queue.front()?;
-            let read = match &entry.stored {
-                Stored::Memory(bytes) => Ok(bytes.clone()),
-                Stored::File { stem } => std::fs::read(self.path(stem, entry.events)),
+            let entry = self.queue.front_mut()?;
+            let read = match (&entry.stored, entry.fresh.take()) {
+                (Stored::Memory(bytes), _) => Ok(bytes.clone()),
+                (Stored::File { stem }, Some(bytes)) => {
+                    // Written by this program: only whether another one delivered it since.
+                    self.fresh_bytes -= bytes.len();
+                    match std::fs::exists(self.dir.join(format!("{stem}-{}.json", entry.events))) {
+                        Ok(true) => Ok(bytes),
+                        _ => Err(()),
+                    }
+                }
+                (Stored::File { stem }, None) => {
+                    std::fs::read(self.dir.join(format!("{stem}-{}.json", entry.events)))
+                        .map_err(|_| ())
+                }
             };
             match read {
                 Ok(bytes) => return Some(bytes),
                 Err(_) => {
-                    if let Some(entry) = self.queue.pop_front() {
+                    if let Some(entry) = self.pop_front() {
                         self.gone += entry.events as u64;
                     }
                 }
@@ -174,9 +204,16 @@ impl Spool {
         }
     }
 
+    /// Takes the oldest batch out of the queue.
+    fn pop_front(&mut self) -> Option<Entry> {
+        let entry = self.queue.pop_front()?;
+        self.fresh_bytes -= entry.fresh.as_ref().map_or(0, Vec::len);
+        Some(entry)
+    }
+
     /// The oldest batch was delivered: forget it.
     pub(super) fn delivered(&mut self) {
-        if let Some(entry) = self.queue.pop_front() {
+        if let Some(entry) = self.pop_front() {
             self.gone += entry.events as u64;
             if let Stored::File { stem } = &entry.stored {
                 let _ = std::fs::remove_file(self.path(stem, entry.events));
@@ -186,7 +223,7 @@ impl Spool {
 
     /// Replaces the oldest batch by its two halves (both suspect), which take its place.
     pub(super) fn split_front(&mut self, (first, second): (Body, Body)) {
-        let Some(entry) = self.queue.pop_front() else {
+        let Some(entry) = self.pop_front() else {
             return;
         };
         let stem = match &entry.stored {
@@ -207,7 +244,7 @@ impl Spool {
 
     /// Moves the oldest batch to `refused/`, with the reason beside it.
     pub(super) fn set_aside(&mut self, reason: &str) {
-        let Some(entry) = self.queue.pop_front() else {
+        let Some(entry) = self.pop_front() else {
             return;
         };
         self.gone += entry.events as u64;
@@ -278,6 +315,39 @@ mod tests {
         assert_eq!(seen, ["[1]", "[2]", "[3]"]);
         // Their files are gone: the first spool skips what the other delivered.
         assert!(spool.read_front().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fresh_batch_is_posted_from_memory_then_read_back_from_its_file() {
+        let dir = temp_dir();
+        let mut spool = Spool::open(dir.clone());
+        push(&mut spool, "[1]", 1);
+        let file = std::fs::read_dir(&dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"[1]",
+            "on disk before it is posted"
+        );
+        std::fs::write(&file, "[2]").unwrap();
+        assert_eq!(
+            spool.read_front().as_deref(),
+            Some(&b"[1]"[..]),
+            "first post: memory"
+        );
+        assert_eq!(
+            spool.read_front().as_deref(),
+            Some(&b"[2]"[..]),
+            "a retry: the file"
+        );
+        spool.delivered();
+        assert!(spool.is_empty() && !file.exists());
+        assert_eq!(spool.fresh_bytes, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
