@@ -10,13 +10,14 @@ use super::encode;
 use crate::events::Event;
 
 /// Events per request, at most.
-pub(super) const MAX_EVENTS: usize = 1_000;
+pub(super) const MAX_EVENTS: usize = 5_000;
 /// Bytes per request, at most (the server accepts 16 MiB: a body this size leaves room).
 pub(super) const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// An event larger than this, encoded, has its long strings truncated.
 pub(super) const MAX_EVENT_BYTES: usize = 1024 * 1024;
-/// The most a body's buffer keeps between bodies (1,000 events of a `map` take about 250 KiB).
-const KEEP_CAPACITY: usize = 1024 * 1024;
+/// The most a body's buffer keeps between bodies ([`MAX_EVENTS`] events of a `map` take about
+/// 1.3 MB).
+const KEEP_CAPACITY: usize = 2 * 1024 * 1024;
 /// How much of each long string an oversized event keeps, tried in turn until it fits.
 const KEEP: [usize; 3] = [64 * 1024, 4 * 1024, 256];
 
@@ -210,12 +211,15 @@ mod tests {
 
     #[test]
     fn batches_are_cut_by_count_and_by_bytes() {
-        let small: Vec<Event> = (0..2_500).map(|i| log(format!("line {i}"))).collect();
+        let count = 2 * MAX_EVENTS + MAX_EVENTS / 2;
+        let small: Vec<Event> = (0..count).map(|i| log(format!("line {i}"))).collect();
         let cut = bodies(&small);
         assert_eq!(
             cut.iter().map(|b| b.events).collect::<Vec<_>>(),
-            [1_000, 1_000, 500]
+            [MAX_EVENTS, MAX_EVENTS, MAX_EVENTS / 2]
         );
+        let back: Vec<Event> = cut.iter().flat_map(decode).collect();
+        assert_eq!(back, small, "every event, in order, unchanged");
         let large: Vec<Event> = (0..100).map(|_| log("x".repeat(100_000))).collect();
         let cut = bodies(&large);
         assert!(cut.len() >= 3, "100 events of 100 KB make several bodies");

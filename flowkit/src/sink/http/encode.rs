@@ -17,8 +17,13 @@ use uuid::Uuid;
 use crate::State;
 use crate::events::{Event, EventKind, LogLevel, LogRecord, RunCreated, RunType, StateChanged};
 
+/// Bytes reserved per event: more than a task run's `RunCreated` takes (about 300).
+const RESERVE: usize = 512;
+
 /// Appends `event` to `out` as JSON, exactly as `serde_json::to_writer` writes it.
 pub(super) fn encode(event: &Event, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    // Room for a usual event at once: the writes below then never grow the buffer.
+    out.reserve(RESERVE);
     out.extend_from_slice(b"{\"id\":");
     uuid(event.id, out);
     out.extend_from_slice(b",\"timestamp\":");
@@ -167,13 +172,36 @@ fn string(text: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
     }
 }
 
+/// A UUID as a quoted, hyphenated, lowercase string, two hex digits per byte from a table.
 fn uuid(id: Uuid, out: &mut Vec<u8>) {
-    let mut buffer = Uuid::encode_buffer();
-    let text = id.hyphenated().encode_lower(&mut buffer);
-    out.push(b'"');
-    out.extend_from_slice(text.as_bytes());
-    out.push(b'"');
+    let mut text = [0u8; 38];
+    text[0] = b'"';
+    text[37] = b'"';
+    let mut at = 1;
+    for (i, byte) in id.as_bytes().iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text[at] = b'-';
+            at += 1;
+        }
+        let pair = HEX_PAIRS[usize::from(*byte)];
+        text[at] = pair[0];
+        text[at + 1] = pair[1];
+        at += 2;
+    }
+    out.extend_from_slice(&text);
 }
+
+/// The two lowercase hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
+        i += 1;
+    }
+    pairs
+};
 
 fn opt_uuid(id: Option<Uuid>, out: &mut Vec<u8>) {
     match id {
@@ -322,7 +350,7 @@ mod tests {
                     parent_flow_run_id: full.then(Uuid::now_v7),
                     parent_task_run_id: full.then(Uuid::now_v7),
                     upstream: if full {
-                        vec![Uuid::now_v7(), Uuid::nil()]
+                        vec![Uuid::now_v7(), Uuid::nil(), Uuid::max()]
                     } else {
                         vec![]
                     },

@@ -10,16 +10,17 @@
 //! When the disk cannot take a batch (full, read-only), it waits in memory instead: nothing is
 //! dropped while the program runs.
 //!
-//! A batch just written is also kept in memory (up to [`FRESH_BYTES`] in all) until its first
-//! post takes it, so a server that keeps up costs one write and one removal per batch, no read.
+//! A batch that will be posted next (the spool holds at most one before it) is also kept in
+//! memory until its first post takes it, so a server that keeps up costs one write and one
+//! removal per batch, no read. A backlog is read back from its files when its turn comes.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use super::body::Body;
 
-/// The most bytes of batches kept in memory beside their files, waiting for their first post.
-const FRESH_BYTES: usize = 8 * 1024 * 1024;
+/// A new batch is kept in memory beside its file when fewer batches than this wait before it.
+const FRESH_BEHIND: usize = 2;
 
 /// A batch waiting for delivery.
 pub(super) struct Entry {
@@ -52,8 +53,6 @@ pub(super) struct Spool {
     dir_made: bool,
     /// Events gone from the spool so far: delivered, set aside, or delivered by another program.
     gone: u64,
-    /// Bytes of the entries' `fresh` copies.
-    fresh_bytes: usize,
 }
 
 impl Spool {
@@ -87,7 +86,6 @@ impl Spool {
             disk_failing: false,
             dir_made: false,
             gone: 0,
-            fresh_bytes: 0,
         }
     }
 
@@ -121,10 +119,7 @@ impl Spool {
             .as_nanos();
         let stem = format!("{stamp:024}-{}-{:06}", std::process::id(), self.sequence);
         let mut entry = self.store(stem, bytes, events, false);
-        if matches!(entry.stored, Stored::File { .. })
-            && self.fresh_bytes + bytes.len() <= FRESH_BYTES
-        {
-            self.fresh_bytes += bytes.len();
+        if matches!(entry.stored, Stored::File { .. }) && self.queue.len() < FRESH_BEHIND {
             entry.fresh = Some(bytes.to_vec());
         }
         self.queue.push_back(entry);
@@ -182,7 +177,6 @@ impl Spool {
                 (Stored::Memory(bytes), _) => Ok(bytes.clone()),
                 (Stored::File { stem }, Some(bytes)) => {
                     // Written by this program: only whether another one delivered it since.
-                    self.fresh_bytes -= bytes.len();
                     match std::fs::exists(self.dir.join(format!("{stem}-{}.json", entry.events))) {
                         Ok(true) => Ok(bytes),
                         _ => Err(()),
@@ -196,7 +190,7 @@ impl Spool {
             match read {
                 Ok(bytes) => return Some(bytes),
                 Err(_) => {
-                    if let Some(entry) = self.pop_front() {
+                    if let Some(entry) = self.queue.pop_front() {
                         self.gone += entry.events as u64;
                     }
                 }
@@ -204,16 +198,9 @@ impl Spool {
         }
     }
 
-    /// Takes the oldest batch out of the queue.
-    fn pop_front(&mut self) -> Option<Entry> {
-        let entry = self.queue.pop_front()?;
-        self.fresh_bytes -= entry.fresh.as_ref().map_or(0, Vec::len);
-        Some(entry)
-    }
-
     /// The oldest batch was delivered: forget it.
     pub(super) fn delivered(&mut self) {
-        if let Some(entry) = self.pop_front() {
+        if let Some(entry) = self.queue.pop_front() {
             self.gone += entry.events as u64;
             if let Stored::File { stem } = &entry.stored {
                 let _ = std::fs::remove_file(self.path(stem, entry.events));
@@ -223,7 +210,7 @@ impl Spool {
 
     /// Replaces the oldest batch by its two halves (both suspect), which take its place.
     pub(super) fn split_front(&mut self, (first, second): (Body, Body)) {
-        let Some(entry) = self.pop_front() else {
+        let Some(entry) = self.queue.pop_front() else {
             return;
         };
         let stem = match &entry.stored {
@@ -244,7 +231,7 @@ impl Spool {
 
     /// Moves the oldest batch to `refused/`, with the reason beside it.
     pub(super) fn set_aside(&mut self, reason: &str) {
-        let Some(entry) = self.pop_front() else {
+        let Some(entry) = self.queue.pop_front() else {
             return;
         };
         self.gone += entry.events as u64;
@@ -347,7 +334,6 @@ mod tests {
         );
         spool.delivered();
         assert!(spool.is_empty() && !file.exists());
-        assert_eq!(spool.fresh_bytes, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
