@@ -261,9 +261,9 @@ fn time(at: &DateTime<Utc>, out: &mut Vec<u8>) -> serde_json::Result<()> {
     text[16] = b':';
     let (mut fraction, digits) = if nano == 0 {
         (0, 0)
-    } else if nano % 1_000_000 == 0 {
+    } else if nano.is_multiple_of(1_000_000) {
         (nano / 1_000_000, 3)
-    } else if nano % 1_000 == 0 {
+    } else if nano.is_multiple_of(1_000) {
         (nano / 1_000, 6)
     } else {
         (nano, 9)
@@ -339,7 +339,7 @@ mod tests {
                     run_type,
                     name: Cow::Borrowed("noop"),
                     run_name: full.then(|| "brave-otter".into()),
-                    description: full.then(|| Cow::Borrowed("Does \"nothing\".\nTwice.")),
+                    description: full.then_some(Cow::Borrowed("Does \"nothing\".\nTwice.")),
                     parameters: full
                         .then(|| serde_json::json!({"n": 3, "s": "x\"y", "l": [1.5, null]})),
                     tags: if full {
