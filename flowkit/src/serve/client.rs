@@ -57,7 +57,7 @@ impl ApiClient {
     pub(crate) fn new(urls: Vec<String>, api_key: Option<String>) -> ApiClient {
         let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
         let ca = crate::sink::ca::ca_path(None);
-        let client = crate::sink::ca::trust(builder, ca.as_deref())
+        let client = crate::sink::ca::trust(builder, ca.as_deref(), &urls)
             .build()
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "flowkit: could not configure the API client; using defaults");

@@ -16,9 +16,18 @@ pub(crate) fn ca_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
-/// `builder` trusting the certificates in the PEM file `ca` too. A file that cannot be read is
-/// logged and left out: connections to a server it signed then fail with a certificate error.
-pub(crate) fn trust(builder: reqwest::ClientBuilder, ca: Option<&Path>) -> reqwest::ClientBuilder {
+/// `builder` trusting the certificates in the PEM file `ca` too, for a client of `urls`. A file
+/// that cannot be read is logged and left out: connections to a server it signed then fail with
+/// a certificate error. When no URL is `https://`, no certificate is loaded at all, the
+/// system's included (reading them costs a program milliseconds at its start).
+pub(crate) fn trust(
+    builder: reqwest::ClientBuilder,
+    ca: Option<&Path>,
+    urls: &[String],
+) -> reqwest::ClientBuilder {
+    if !any_https(urls) {
+        return builder.tls_built_in_root_certs(false);
+    }
     let Some(path) = ca else {
         return builder;
     };
@@ -37,5 +46,28 @@ pub(crate) fn trust(builder: reqwest::ClientBuilder, ca: Option<&Path>) -> reqwe
             tracing::warn!(path = %path.display(), %error, "flowkit: cannot read the CA certificate of {CA_ENV}");
             builder
         }
+    }
+}
+
+/// Whether any of `urls` is reached over TLS.
+fn any_https(urls: &[String]) -> bool {
+    urls.iter().any(|url| {
+        url.trim_start()
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_urls_need_certificates() {
+        let urls = |list: &[&str]| list.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        assert!(!any_https(&urls(&["http://127.0.0.1:4200"])));
+        assert!(!any_https(&urls(&[])));
+        assert!(any_https(&urls(&["http://a:1", "HTTPS://b:2"])));
+        assert!(any_https(&urls(&["https://flowkit.example.com"])));
     }
 }

@@ -6,14 +6,18 @@
 
 use serde_json::Value;
 
+use super::encode;
 use crate::events::Event;
 
 /// Events per request, at most.
-pub(super) const MAX_EVENTS: usize = 1_000;
+pub(super) const MAX_EVENTS: usize = 5_000;
 /// Bytes per request, at most (the server accepts 16 MiB: a body this size leaves room).
 pub(super) const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// An event larger than this, encoded, has its long strings truncated.
 pub(super) const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// The most a body's buffer keeps between bodies ([`MAX_EVENTS`] events of a `map` take about
+/// 1.3 MB).
+const KEEP_CAPACITY: usize = 2 * 1024 * 1024;
 /// How much of each long string an oversized event keeps, tried in turn until it fits.
 const KEEP: [usize; 3] = [64 * 1024, 4 * 1024, 256];
 
@@ -24,75 +28,99 @@ pub(super) struct Body {
     pub(super) events: usize,
 }
 
-/// Builds bodies of at most [`MAX_EVENTS`] events and [`MAX_BYTES`] bytes from encoded events.
-struct Bodies {
-    done: Vec<Body>,
-    current: Vec<u8>,
+/// The body being filled: events are encoded into it as they come, and it is handed out (to
+/// the spool) when asked, or before an event that would take it over [`MAX_EVENTS`] events or
+/// [`MAX_BYTES`]. Its buffer is reused from one body to the next.
+pub(super) struct Batch {
+    /// `[` and the events so far, comma-separated.
+    bytes: Vec<u8>,
     events: usize,
 }
 
-impl Bodies {
-    fn new() -> Bodies {
-        Bodies {
-            done: Vec::new(),
-            current: vec![b'['],
+impl Batch {
+    pub(super) fn new() -> Batch {
+        Batch {
+            bytes: vec![b'['],
             events: 0,
         }
     }
 
-    fn push(&mut self, encoded: &[u8]) {
-        let full = self.events == MAX_EVENTS || self.current.len() + encoded.len() + 2 > MAX_BYTES;
-        if self.events > 0 && full {
-            self.close();
+    /// Events in the body so far.
+    pub(super) fn events(&self) -> usize {
+        self.events
+    }
+
+    /// Adds `event`. A body that is full before it (by count, or by bytes with it) is first
+    /// given to `full` (its bytes, its events): whatever is given out during the call precedes
+    /// `event`, which stays in the body being filled.
+    pub(super) fn push(&mut self, event: &Event, full: &mut impl FnMut(&[u8], usize)) {
+        if self.events >= MAX_EVENTS {
+            self.finish(full);
         }
+        let start = self.bytes.len();
         if self.events > 0 {
-            self.current.push(b',');
+            self.bytes.push(b',');
         }
-        self.current.extend_from_slice(encoded);
+        let at = self.bytes.len();
+        if let Err(error) = encode::encode(event, &mut self.bytes) {
+            self.bytes.truncate(start);
+            tracing::error!(%error, id = %event.id, "flowkit: an event could not be encoded; skipped");
+            return;
+        }
+        if self.bytes.len() - at > MAX_EVENT_BYTES {
+            self.bytes.truncate(at);
+            match serde_json::to_value(event) {
+                Ok(value) => self.bytes.extend_from_slice(&fit(value)),
+                Err(error) => {
+                    self.bytes.truncate(start);
+                    tracing::error!(%error, id = %event.id, "flowkit: an event could not be encoded; skipped");
+                    return;
+                }
+            }
+        }
+        if self.events > 0 && self.bytes.len() + 1 > MAX_BYTES {
+            // It does not fit: the body goes without it, and it starts the next.
+            let spilled = self.bytes.split_off(at);
+            self.bytes.truncate(start);
+            self.finish(full);
+            self.bytes.extend_from_slice(&spilled);
+        }
         self.events += 1;
     }
 
-    fn close(&mut self) {
+    /// Gives the body to `out` (its bytes, its events), if it holds any, and starts the next.
+    pub(super) fn finish(&mut self, out: &mut impl FnMut(&[u8], usize)) {
         if self.events == 0 {
             return;
         }
-        let mut bytes = std::mem::replace(&mut self.current, vec![b'[']);
-        bytes.push(b']');
-        self.done.push(Body {
-            bytes,
-            events: self.events,
-        });
+        self.bytes.push(b']');
+        out(&self.bytes, self.events);
+        self.bytes.clear();
+        self.bytes.push(b'[');
         self.events = 0;
-    }
-
-    fn finish(mut self) -> Vec<Body> {
-        self.close();
-        self.done
+        // The buffer of a body of large log lines is not kept: the usual one is far smaller.
+        if self.bytes.capacity() > KEEP_CAPACITY {
+            self.bytes.shrink_to(KEEP_CAPACITY);
+        }
     }
 }
 
 /// Encodes `events` into bodies the server accepts, in order.
+#[cfg(test)]
 pub(super) fn bodies(events: &[Event]) -> Vec<Body> {
-    let mut bodies = Bodies::new();
-    let mut encoded = Vec::new();
+    let mut done = Vec::new();
+    let mut keep = |bytes: &[u8], events: usize| {
+        done.push(Body {
+            bytes: bytes.to_vec(),
+            events,
+        })
+    };
+    let mut batch = Batch::new();
     for event in events {
-        encoded.clear();
-        if let Err(error) = serde_json::to_writer(&mut encoded, event) {
-            tracing::error!(%error, id = %event.id, "flowkit: an event could not be encoded; skipped");
-            continue;
-        }
-        if encoded.len() > MAX_EVENT_BYTES {
-            match serde_json::to_value(event) {
-                Ok(value) => encoded = fit(value),
-                Err(error) => {
-                    tracing::error!(%error, id = %event.id, "flowkit: an event could not be encoded; skipped");
-                    continue;
-                }
-            }
-        }
-        bodies.push(&encoded);
+        batch.push(event, &mut keep);
     }
-    bodies.finish()
+    batch.finish(&mut keep);
+    done
 }
 
 /// Splits a body in two halves (in order), to isolate what the server refuses. `None` when it
@@ -183,12 +211,15 @@ mod tests {
 
     #[test]
     fn batches_are_cut_by_count_and_by_bytes() {
-        let small: Vec<Event> = (0..2_500).map(|i| log(format!("line {i}"))).collect();
+        let count = 2 * MAX_EVENTS + MAX_EVENTS / 2;
+        let small: Vec<Event> = (0..count).map(|i| log(format!("line {i}"))).collect();
         let cut = bodies(&small);
         assert_eq!(
             cut.iter().map(|b| b.events).collect::<Vec<_>>(),
-            [1_000, 1_000, 500]
+            [MAX_EVENTS, MAX_EVENTS, MAX_EVENTS / 2]
         );
+        let back: Vec<Event> = cut.iter().flat_map(decode).collect();
+        assert_eq!(back, small, "every event, in order, unchanged");
         let large: Vec<Event> = (0..100).map(|_| log("x".repeat(100_000))).collect();
         let cut = bodies(&large);
         assert!(cut.len() >= 3, "100 events of 100 KB make several bodies");

@@ -29,6 +29,7 @@
 
 mod beats;
 mod body;
+mod encode;
 mod spool;
 
 use std::path::PathBuf;
@@ -382,7 +383,8 @@ fn backoff() -> impl Iterator<Item = Duration> {
 
 async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut spool: Spool) {
     let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
-    let client = match crate::sink::ca::trust(builder, server.ca.as_deref()).build() {
+    let client = match crate::sink::ca::trust(builder, server.ca.as_deref(), &server.bases).build()
+    {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "flowkit: the HTTP sink could not build its client");
@@ -392,8 +394,9 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
     let mut delays = backoff();
     // Posts that failed in a row (the server unreachable or failing).
     let mut failed_in_row: usize = 0;
-    let mut buffer: Vec<Event> = Vec::new();
-    // When the first event of the buffer came.
+    // Events are encoded as they come, into the body being filled.
+    let mut batch = body::Batch::new();
+    // When the first event of the batch came.
     let mut oldest: Option<Instant> = None;
     // No post before this (the server was unreachable).
     let mut retry_at: Option<Instant> = None;
@@ -405,14 +408,11 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
     let mut last_beat: Option<Instant> = None;
     let mut beat_in_flight: Option<BoxFuture<'_, Option<HeartbeatResponse>>> = None;
     // Batches go to the spool (disk) before they are posted.
-    let ship = |buffer: &mut Vec<Event>, spool: &mut Spool, beats: &mut Beats| {
-        let mut events = 0;
-        for body in body::bodies(buffer) {
-            events += body.events;
-            spool.push(body);
-        }
-        buffer.clear();
-        beats.shipped(events);
+    let ship = |batch: &mut body::Batch, spool: &mut Spool, beats: &mut Beats| {
+        batch.finish(&mut |bytes, events| {
+            spool.push(bytes, events);
+            beats.shipped(events);
+        });
     };
     loop {
         beats.acknowledged(spool.gone());
@@ -434,7 +434,7 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
         // A flush is answered once what came before it is delivered, or when delivery has to
         // wait for a retry (then with the number of events left in the spool).
         if !flushes.is_empty()
-            && buffer.is_empty()
+            && batch.events() == 0
             && (spool.is_empty() || (in_flight.is_none() && retry_at.is_some()))
         {
             let waiting = spool.events();
@@ -447,14 +447,29 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
             command = rx.recv() => match command {
                 None => {
                     // The bus is gone: keep what is left for the next program.
-                    ship(&mut buffer, &mut spool, &mut beats);
+                    ship(&mut batch, &mut spool, &mut beats);
                     return;
                 }
                 Some(Command::Events(events)) => {
-                    if buffer.is_empty() {
+                    let mut started = false;
+                    for event in &events {
+                        batch.push(event, &mut |bytes, events| {
+                            spool.push(bytes, events);
+                            beats.shipped(events);
+                            oldest = None;
+                        });
+                        // After it is in the batch: a run's end counts as shipped with the
+                        // body that holds it.
+                        started |= beats.seen(std::slice::from_ref(event));
+                    }
+                    drop(events);
+                    if batch.events() >= body::MAX_EVENTS {
+                        ship(&mut batch, &mut spool, &mut beats);
+                        oldest = None;
+                    } else if batch.events() > 0 && oldest.is_none() {
                         oldest = Some(Instant::now());
                     }
-                    if beats.seen(&events) {
+                    if started {
                         // A run started: heartbeat soon, not a whole period later (a held
                         // heartbeat, without it, is dropped for one that has it).
                         beat_in_flight = None;
@@ -462,19 +477,14 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                         let soon = last_beat.map_or(now, |last| (last + MIN_BEAT_GAP).max(now));
                         next_beat = Some(next_beat.map_or(soon, |next| next.min(soon)));
                     }
-                    buffer.extend(events);
-                    if buffer.len() >= body::MAX_EVENTS {
-                        ship(&mut buffer, &mut spool, &mut beats);
-                        oldest = None;
-                    }
                 }
                 Some(Command::Spool(done)) => {
-                    ship(&mut buffer, &mut spool, &mut beats);
+                    ship(&mut batch, &mut spool, &mut beats);
                     oldest = None;
                     let _ = done.send(());
                 }
                 Some(Command::Flush(done)) => {
-                    ship(&mut buffer, &mut spool, &mut beats);
+                    ship(&mut batch, &mut spool, &mut beats);
                     oldest = None;
                     flushes.push(done);
                     // One try now, even if a retry was pending.
@@ -520,7 +530,7 @@ async fn send_loop(mut rx: mpsc::UnboundedReceiver<Command>, server: Server, mut
                 }
             }
             () = sleep_until(batch_due), if batch_due.is_some() => {
-                ship(&mut buffer, &mut spool, &mut beats);
+                ship(&mut batch, &mut spool, &mut beats);
                 oldest = None;
             }
             () = sleep_until(next_beat), if next_beat.is_some() && beat_in_flight.is_none() => {

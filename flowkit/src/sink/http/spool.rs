@@ -9,15 +9,24 @@
 //!
 //! When the disk cannot take a batch (full, read-only), it waits in memory instead: nothing is
 //! dropped while the program runs.
+//!
+//! A batch that will be posted next (the spool holds at most one before it) is also kept in
+//! memory until its first post takes it, so a server that keeps up costs one write and one
+//! removal per batch, no read. A backlog is read back from its files when its turn comes.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use super::body::Body;
 
+/// A new batch is kept in memory beside its file when fewer batches than this wait before it.
+const FRESH_BEHIND: usize = 2;
+
 /// A batch waiting for delivery.
 pub(super) struct Entry {
     stored: Stored,
+    /// The bytes of a batch just written to its file, until its first post takes them.
+    fresh: Option<Vec<u8>>,
     /// Events in the batch.
     pub(super) events: usize,
     /// How many times in a row the server answered it with a server error.
@@ -40,6 +49,8 @@ pub(super) struct Spool {
     sequence: u64,
     /// Whether the last write failed (said once, not for every batch).
     disk_failing: bool,
+    /// Whether the directory is known to exist (made once, not for every batch).
+    dir_made: bool,
     /// Events gone from the spool so far: delivered, set aside, or delivered by another program.
     gone: u64,
 }
@@ -65,6 +76,7 @@ impl Spool {
                 .into_iter()
                 .map(|(stem, events)| Entry {
                     stored: Stored::File { stem },
+                    fresh: None,
                     events,
                     failures: 0,
                     suspect: false,
@@ -72,6 +84,7 @@ impl Spool {
                 .collect(),
             sequence: 0,
             disk_failing: false,
+            dir_made: false,
             gone: 0,
         }
     }
@@ -97,22 +110,24 @@ impl Spool {
         self.queue.front_mut()
     }
 
-    /// Adds a batch as the newest.
-    pub(super) fn push(&mut self, body: Body) {
+    /// Adds a batch (a body of `events` events) as the newest.
+    pub(super) fn push(&mut self, bytes: &[u8], events: usize) {
         self.sequence += 1;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
         let stem = format!("{stamp:024}-{}-{:06}", std::process::id(), self.sequence);
-        let entry = self.store(stem, body, false);
+        let mut entry = self.store(stem, bytes, events, false);
+        if matches!(entry.stored, Stored::File { .. }) && self.queue.len() < FRESH_BEHIND {
+            entry.fresh = Some(bytes.to_vec());
+        }
         self.queue.push_back(entry);
     }
 
     /// Writes a batch to disk (atomically: aside, then renamed), or keeps it in memory.
-    fn store(&mut self, stem: String, body: Body, suspect: bool) -> Entry {
-        let events = body.events;
-        let stored = match self.write(&stem, events, &body.bytes) {
+    fn store(&mut self, stem: String, bytes: &[u8], events: usize, suspect: bool) -> Entry {
+        let stored = match self.write(&stem, events, bytes) {
             Ok(()) => {
                 self.disk_failing = false;
                 Stored::File { stem }
@@ -123,21 +138,29 @@ impl Spool {
                         "flowkit: could not write the event spool; undelivered events wait in memory");
                 }
                 self.disk_failing = true;
-                Stored::Memory(body.bytes)
+                Stored::Memory(bytes.to_vec())
             }
         };
         Entry {
             stored,
+            fresh: None,
             events,
             failures: 0,
             suspect,
         }
     }
 
-    fn write(&self, stem: &str, events: usize, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+    fn write(&mut self, stem: &str, events: usize, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.dir_made {
+            std::fs::create_dir_all(&self.dir)?;
+            self.dir_made = true;
+        }
         let partial = self.dir.join(format!(".{stem}.partial"));
-        std::fs::write(&partial, bytes)?;
+        if std::fs::write(&partial, bytes).is_err() {
+            // The directory may have been removed since: make it again, once.
+            std::fs::create_dir_all(&self.dir)?;
+            std::fs::write(&partial, bytes)?;
+        }
         std::fs::rename(&partial, self.path(stem, events))
     }
 
@@ -149,10 +172,20 @@ impl Spool {
     /// happens when another program sharing the spool delivered it.
     pub(super) fn read_front(&mut self) -> Option<Vec<u8>> {
         loop {
-            let entry = self.queue.front()?;
-            let read = match &entry.stored {
-                Stored::Memory(bytes) => Ok(bytes.clone()),
-                Stored::File { stem } => std::fs::read(self.path(stem, entry.events)),
+            let entry = self.queue.front_mut()?;
+            let read = match (&entry.stored, entry.fresh.take()) {
+                (Stored::Memory(bytes), _) => Ok(bytes.clone()),
+                (Stored::File { stem }, Some(bytes)) => {
+                    // Written by this program: only whether another one delivered it since.
+                    match std::fs::exists(self.dir.join(format!("{stem}-{}.json", entry.events))) {
+                        Ok(true) => Ok(bytes),
+                        _ => Err(()),
+                    }
+                }
+                (Stored::File { stem }, None) => {
+                    std::fs::read(self.dir.join(format!("{stem}-{}.json", entry.events)))
+                        .map_err(|_| ())
+                }
             };
             match read {
                 Ok(bytes) => return Some(bytes),
@@ -190,8 +223,8 @@ impl Spool {
                 format!("{:024}-{}-{:06}", 0, std::process::id(), self.sequence)
             }
         };
-        let second = self.store(format!("{stem}.1"), second, true);
-        let first = self.store(format!("{stem}.0"), first, true);
+        let second = self.store(format!("{stem}.1"), &second.bytes, second.events, true);
+        let first = self.store(format!("{stem}.0"), &first.bytes, first.events, true);
         self.queue.push_front(second);
         self.queue.push_front(first);
     }
@@ -237,6 +270,10 @@ mod tests {
         }
     }
 
+    fn push(spool: &mut Spool, text: &str, events: usize) {
+        spool.push(text.as_bytes(), events);
+    }
+
     fn temp_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "flowkit-spool-test-{}-{}",
@@ -251,8 +288,8 @@ mod tests {
     fn batches_survive_a_restart_in_order_and_split_halves_keep_their_place() {
         let dir = temp_dir();
         let mut spool = Spool::open(dir.clone());
-        spool.push(body("[1,2]", 2));
-        spool.push(body("[3]", 1));
+        push(&mut spool, "[1,2]", 2);
+        push(&mut spool, "[3]", 1);
         spool.split_front((body("[1]", 1), body("[2]", 1)));
         assert_eq!(spool.events(), 3);
         // Another program opens the same spool: same batches, same order.
@@ -269,10 +306,42 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_batch_is_posted_from_memory_then_read_back_from_its_file() {
+        let dir = temp_dir();
+        let mut spool = Spool::open(dir.clone());
+        push(&mut spool, "[1]", 1);
+        let file = std::fs::read_dir(&dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"[1]",
+            "on disk before it is posted"
+        );
+        std::fs::write(&file, "[2]").unwrap();
+        assert_eq!(
+            spool.read_front().as_deref(),
+            Some(&b"[1]"[..]),
+            "first post: memory"
+        );
+        assert_eq!(
+            spool.read_front().as_deref(),
+            Some(&b"[2]"[..]),
+            "a retry: the file"
+        );
+        spool.delivered();
+        assert!(spool.is_empty() && !file.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_refused_batch_is_kept_aside_with_its_reason() {
         let dir = temp_dir();
         let mut spool = Spool::open(dir.clone());
-        spool.push(body("[\"poison\"]", 1));
+        push(&mut spool, "[\"poison\"]", 1);
         spool.set_aside("server answered 500: bad event");
         assert!(spool.is_empty());
         let refused: Vec<String> = std::fs::read_dir(dir.join("refused"))
@@ -294,7 +363,7 @@ mod tests {
         let file = dir.join("not-a-directory");
         std::fs::write(&file, "").unwrap();
         let mut spool = Spool::open(file.clone());
-        spool.push(body("[1]", 1));
+        push(&mut spool, "[1]", 1);
         assert_eq!(spool.read_front().as_deref(), Some(&b"[1]"[..]));
         spool.delivered();
         assert!(spool.is_empty());
