@@ -172,36 +172,13 @@ fn string(text: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
     }
 }
 
-/// A UUID as a quoted, hyphenated, lowercase string, two hex digits per byte from a table.
+/// A UUID as a quoted, hyphenated, lowercase string (uuid's own encoder, into a stack buffer).
 fn uuid(id: Uuid, out: &mut Vec<u8>) {
-    let mut text = [0u8; 38];
-    text[0] = b'"';
-    text[37] = b'"';
-    let mut at = 1;
-    for (i, byte) in id.as_bytes().iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            text[at] = b'-';
-            at += 1;
-        }
-        let pair = HEX_PAIRS[usize::from(*byte)];
-        text[at] = pair[0];
-        text[at + 1] = pair[1];
-        at += 2;
-    }
-    out.extend_from_slice(&text);
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.push(b'"');
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
+    out.push(b'"');
 }
-
-/// The two lowercase hex digits of every byte.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut pairs = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        pairs[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
-        i += 1;
-    }
-    pairs
-};
 
 fn opt_uuid(id: Option<Uuid>, out: &mut Vec<u8>) {
     match id {
