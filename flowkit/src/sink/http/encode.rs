@@ -14,7 +14,6 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::State;
 use crate::events::{Event, EventKind, LogLevel, LogRecord, RunCreated, RunType, StateChanged};
 
 /// Bytes reserved per event: more than a task run's `RunCreated` takes (about 300).
@@ -44,7 +43,7 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>) -> serde_json::Result<()>
 
 fn state_changed(change: &StateChanged, out: &mut Vec<u8>) -> serde_json::Result<()> {
     out.extend_from_slice(b"{\"type\":\"state_changed\",\"state\":\"");
-    out.extend_from_slice(state_name(change.state).as_bytes());
+    out.extend_from_slice(change.state.as_str().as_bytes());
     out.extend_from_slice(b"\",\"attempt\":");
     number(u64::from(change.attempt), out);
     if let Some(message) = &change.message {
@@ -135,23 +134,6 @@ fn log(line: &LogRecord, out: &mut Vec<u8>) -> serde_json::Result<()> {
     }
     out.push(b'}');
     Ok(())
-}
-
-/// The name `serde` gives the state (its variant's name).
-fn state_name(state: State) -> &'static str {
-    match state {
-        State::Scheduled => "Scheduled",
-        State::Pending => "Pending",
-        State::Running => "Running",
-        State::Retrying => "Retrying",
-        State::Completed => "Completed",
-        State::Cached => "Cached",
-        State::Failed => "Failed",
-        State::Crashed => "Crashed",
-        State::TimedOut => "TimedOut",
-        State::Cancelled => "Cancelled",
-        State::Skipped => "Skipped",
-    }
 }
 
 fn serde(value: &impl Serialize, out: &mut Vec<u8>) -> serde_json::Result<()> {
@@ -263,6 +245,7 @@ fn time(at: &DateTime<Utc>, out: &mut Vec<u8>) -> serde_json::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::State;
     use crate::events::{ResultLocation, Scheduled};
     use chrono::TimeZone;
     use std::borrow::Cow;
